@@ -1,0 +1,1 @@
+"""tickpath: a low-latency trading analytics engine."""

@@ -1,0 +1,1 @@
+"""Wire format: the record schema and the frame codec."""

@@ -1,0 +1,135 @@
+"""Encode and strictly decode tickpath frames (header + records), zero-copy.
+
+``decode_frame`` is the general-purpose decoder (tools, tests, subscribers);
+the ingest hot path applies the same header rules inside its numba kernel
+(:func:`header_reject_reason` is shared by both).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from engine.wire import schema as s
+
+# Largest count a header may state; the engine's max_frame_bytes usually binds first.
+MAX_RECORDS_PER_FRAME = 1 << 20
+
+
+class FrameError(ValueError):
+    """A frame that breaks the wire format; ``reason`` is a ``schema.REJECT_*`` code."""
+
+    def __init__(self, reason: int, detail: str) -> None:
+        super().__init__(f"{s.REJECT_NAMES[reason]}: {detail}")
+        self.reason = reason
+
+
+@numba.njit(cache=True, nogil=True)
+def record_size_of_kind(kind: int) -> int:
+    """Record size in bytes for a kind, or 0 for an unknown kind."""
+    if kind == s.KIND_TRADE:
+        return s.TRADE_SIZE
+    if kind == s.KIND_QUOTE:
+        return s.QUOTE_SIZE
+    if kind == s.KIND_ORDER:
+        return s.ORDER_SIZE
+    if kind == s.KIND_RESULT_QUOTE:
+        return s.RESULT_QUOTE_SIZE
+    if kind == s.KIND_RESULT_TRADE:
+        return s.RESULT_TRADE_SIZE
+    if kind == s.KIND_RESULT_BAR:
+        return s.RESULT_BAR_SIZE
+    if kind == s.KIND_RESULT_BOOK:
+        return s.RESULT_BOOK_SIZE
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def header_reject_reason(
+    nbytes: int, magic: int, version: int, kind: int, count: int, inputs_only: bool
+) -> int:
+    """Return -1 if a header is acceptable for a frame of ``nbytes``, else a REJECT_* code."""
+    if nbytes < s.HEADER_SIZE:
+        return s.REJECT_SHORT
+    if magic != s.MAGIC:
+        return s.REJECT_BAD_MAGIC
+    if version != s.VERSION:
+        return s.REJECT_BAD_VERSION
+    size = record_size_of_kind(kind)
+    if size == 0 or (inputs_only and kind >= 16):
+        return s.REJECT_BAD_KIND
+    if count == 0 or count > MAX_RECORDS_PER_FRAME:
+        return s.REJECT_BAD_COUNT
+    if nbytes - s.HEADER_SIZE != count * size:
+        return s.REJECT_BAD_LENGTH
+    return -1
+
+
+def _check_sizes() -> None:
+    for kind, dtype in s.RECORD_DTYPES.items():
+        assert record_size_of_kind.py_func(kind) == dtype.itemsize, kind
+
+
+_check_sizes()
+
+
+def encode_frame(
+    kind: int, stream_id: int, seq: int, records: np.ndarray, send_ns: int = 0
+) -> bytes:
+    """Return one frame: a header followed by ``records`` (which must have the kind's dtype)."""
+    dtype = s.RECORD_DTYPES.get(kind)
+    if dtype is None:
+        raise ValueError(f"unknown record kind {kind}")
+    if records.dtype != dtype:
+        raise TypeError(f"kind {kind} needs dtype {dtype}, got {records.dtype}")
+    header = np.zeros(1, s.HEADER)
+    header[0] = (s.MAGIC, s.VERSION, kind, stream_id, len(records), seq, send_ns)
+    return header.tobytes() + np.ascontiguousarray(records).tobytes()
+
+
+def encode_frame_into(
+    out: np.ndarray, kind: int, stream_id: int, seq: int, records: np.ndarray, send_ns: int
+) -> int:
+    """Write a frame into the uint8 buffer ``out``; return its length in bytes. No allocation."""
+    n = len(records)
+    length = s.HEADER_SIZE + n * records.dtype.itemsize
+    header = out[: s.HEADER_SIZE].view(s.HEADER)
+    header[0] = (s.MAGIC, s.VERSION, kind, stream_id, n, seq, send_ns)
+    out[s.HEADER_SIZE : length] = records.view(np.uint8).reshape(-1)
+    return length
+
+
+def decode_header(buf: bytes | memoryview | np.ndarray) -> np.void:
+    """Return the header record of a frame (a zero-copy view), without validating it."""
+    if len(buf) < s.HEADER_SIZE:
+        raise FrameError(s.REJECT_SHORT, f"{len(buf)} bytes, a header needs {s.HEADER_SIZE}")
+    return np.frombuffer(buf, s.HEADER, count=1)[0]
+
+
+def decode_frame(
+    buf: bytes | memoryview | np.ndarray, inputs_only: bool = False
+) -> tuple[np.void, np.ndarray]:
+    """Strictly decode one frame; return ``(header, records)`` as zero-copy views.
+
+    Raises :class:`FrameError` with the reject reason on any violation of the
+    wire format (record contents are not checked here: that is the engine's job).
+    """
+    nbytes = len(buf)
+    header = decode_header(buf)
+    reason = header_reject_reason(
+        nbytes,
+        int(header["magic"]),
+        int(header["version"]),
+        int(header["kind"]),
+        int(header["count"]),
+        inputs_only,
+    )
+    if reason >= 0:
+        raise FrameError(
+            reason,
+            f"magic=0x{int(header['magic']):08x} version={int(header['version'])} "
+            f"kind={int(header['kind'])} count={int(header['count'])} bytes={nbytes}",
+        )
+    dtype = s.RECORD_DTYPES[int(header["kind"])]
+    records = np.frombuffer(buf, dtype, count=int(header["count"]), offset=s.HEADER_SIZE)
+    return header, records

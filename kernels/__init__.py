@@ -1,0 +1,1 @@
+"""The math of tickpath, backend by backend: numpy references, numba CPU, CUDA, CuPy."""
