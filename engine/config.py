@@ -1,0 +1,150 @@
+"""The engine's one typed, validated configuration: a TOML file plus command-line flags.
+
+Every field has a default that works on a laptop.  Unknown keys, wrong types
+and out-of-range values are refused with a one-line :class:`ConfigError`.
+
+Example ``tickpath.toml``::
+
+    [ingest]
+    endpoints = ["tcp://127.0.0.1:5555"]
+    rcvhwm = 100000
+
+    [analytics]
+    n_symbols = 4096
+    ema_spans = [15, 63, 255, 1023]
+
+    [publish]
+    endpoint = "tcp://127.0.0.1:5556"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine.wire import schema as s
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Where market data comes in."""
+
+    endpoints: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
+    bind: bool = True  # the engine binds its SUB socket; publishers connect
+    rcvhwm: int = 100_000  # frames queued in libzmq before it drops (then counted as gaps)
+    max_frame_bytes: int = 1 << 20  # larger frames are rejected as "oversize"
+    max_streams: int = 64  # stream ids 0..max_streams-1 are accepted
+
+    def __post_init__(self) -> None:
+        _require(len(self.endpoints) > 0, "ingest.endpoints must not be empty")
+        for endpoint in self.endpoints:
+            _require("://" in endpoint, f"ingest endpoint {endpoint!r} is not a ZeroMQ endpoint")
+        _require(self.rcvhwm >= 0, "ingest.rcvhwm must be >= 0")
+        _require(
+            s.HEADER_SIZE + s.QUOTE_SIZE <= self.max_frame_bytes <= 1 << 26,
+            "ingest.max_frame_bytes must be between 80 and 64 MiB",
+        )
+        _require(1 <= self.max_streams <= 1 << 16, "ingest.max_streams must be in 1..65536")
+
+
+class AnalyticsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Per-symbol streaming analytics and the memory they preallocate."""
+
+    n_symbols: int = 1024  # symbol ids 0..n_symbols-1 are accepted
+    ema_spans: tuple[int, ...] = (15, 63, 255, 1023)  # alpha = 2/(span+1): 2^-3 .. 2^-9
+    vwap_window_s: float = 60.0
+    vwap_ring: int = 256  # trades per symbol the VWAP window can hold (power of two)
+    vol_window: int = 64  # log returns in the rolling mean / variance / volatility
+    bar_s: float = 1.0  # OHLCV bar length
+    book_levels: int = 64  # price levels per side and symbol in the L3 book
+    book_orders: int = 1 << 20  # resting orders across all symbols
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.n_symbols <= 1 << 20, "analytics.n_symbols must be in 1..1048576")
+        _require(
+            1 <= len(self.ema_spans) <= s.N_EMA,
+            f"analytics.ema_spans needs 1 to {s.N_EMA} spans",
+        )
+        _require(all(span >= 1 for span in self.ema_spans), "analytics.ema_spans must be >= 1")
+        _require(self.vwap_window_s > 0, "analytics.vwap_window_s must be > 0")
+        _require(
+            self.vwap_ring >= 2 and self.vwap_ring & (self.vwap_ring - 1) == 0,
+            "analytics.vwap_ring must be a power of two >= 2",
+        )
+        _require(2 <= self.vol_window <= 1 << 16, "analytics.vol_window must be in 2..65536")
+        _require(self.bar_s > 0, "analytics.bar_s must be > 0")
+        _require(self.book_levels >= 5, "analytics.book_levels must be >= 5")
+        _require(self.book_orders >= 16, "analytics.book_orders must be >= 16")
+
+
+class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Where results go out."""
+
+    endpoint: str = "tcp://127.0.0.1:5556"
+    bind: bool = True
+    sndhwm: int = 100_000  # result frames queued per subscriber before libzmq drops them
+    stats_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require("://" in self.endpoint, f"publish endpoint {self.endpoint!r} is not an endpoint")
+        _require(self.sndhwm >= 0, "publish.sndhwm must be >= 0")
+        _require(self.stats_interval_s > 0, "publish.stats_interval_s must be > 0")
+
+
+class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Everything ``tickpath serve`` needs."""
+
+    ingest: IngestConfig = IngestConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    publish: PublishConfig = PublishConfig()
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _require(
+            self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
+            "log_level must be DEBUG, INFO, WARNING or ERROR",
+        )
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> EngineConfig:
+    """Read a TOML file (optional), apply ``{"section.key": value}`` overrides, validate.
+
+    Raises :class:`ConfigError` with a one-line message on any problem.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {key!r} must be a table")
+        node[leaf] = value
+    try:
+        return msgspec.convert(data, EngineConfig)
+    except (msgspec.ValidationError, ValueError) as exc:
+        where = f"config {path}: " if path else "config: "
+        raise ConfigError(where + str(exc).splitlines()[0]) from None

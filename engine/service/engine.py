@@ -1,0 +1,304 @@
+"""The streaming engine: receive a frame, run the kernels on it, publish the results.
+
+Topology (one thread, no queue hop between a tick and its features)::
+
+    publishers -PUB-> [SUB] -> ingest_<kind>() -> emit_results() -> [PUB] -> subscribers
+                              (one numba call)   (one numba call)   (one send per topic)
+
+The kernels are compiled (or loaded from numba's cache) in :meth:`Engine.start`,
+before the sockets open, so no tick ever waits for the JIT.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+import zmq
+
+from engine.config import EngineConfig
+from engine.ingest.receiver import FrameReceiver
+from engine.service.publisher import ResultPublisher
+from engine.wire import schema as s
+from kernels.cpu import streaming as k
+
+log = logging.getLogger("tickpath.engine")
+
+
+def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParams:
+    """Map the validated config onto the kernels' parameters."""
+    a = config.analytics
+    return k.StreamingParams(
+        n_symbols=a.n_symbols,
+        max_streams=config.ingest.max_streams,
+        ema_spans=tuple(a.ema_spans),
+        vwap_window_ns=int(a.vwap_window_s * 1e9),
+        vwap_ring=a.vwap_ring,
+        vol_window=a.vol_window,
+        bar_ns=int(a.bar_s * 1e9),
+        book_levels=a.book_levels,
+        book_orders=a.book_orders,
+        max_records=max_records,
+    )
+
+
+class StreamProcessor:
+    """The socket-free core: a receive buffer, the streaming state and the kernels.
+
+    ``process(nbytes, recv_ns)`` runs the kernels on the frame in ``buffer``;
+    ``emit(recv_ns)`` fills the result frames; the publisher sends them and
+    ``clear()`` forgets them.  Tests and benchmarks drive it directly.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        size = config.ingest.max_frame_bytes
+        body = size - s.HEADER_SIZE
+        self.buffer = np.zeros(size, np.uint8)
+        self.header = self.buffer[: s.HEADER_SIZE].view(s.HEADER)
+        self.trades = self._view(s.TRADE, body)
+        self.quotes = self._view(s.QUOTE, body)
+        self.orders = self._view(s.ORDER, body)
+        self._kind = self.buffer[6:8].view("<u2")
+        max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
+        self.state = k.new_state(streaming_params(config, max_records))
+        self.frame_no = 0
+
+    def _view(self, dtype: np.dtype, body: int) -> np.ndarray:
+        n = body // dtype.itemsize
+        return self.buffer[s.HEADER_SIZE : s.HEADER_SIZE + n * dtype.itemsize].view(dtype)
+
+    def warm_up(self) -> float:
+        """Run every kernel once on the real buffers' types, reset all state; return seconds."""
+        t0 = time.perf_counter()
+        saved = self.buffer.copy()
+        self.buffer[:] = 0
+        self.header[0] = (s.MAGIC, s.VERSION, 0, 0, 1, 0, 0)
+        self.trades[0] = (1, 0, 1, 0, 0, 100 * s.PRICE_SCALE, s.SIZE_SCALE, 1)
+        self.quotes[0] = (
+            1, 0, 0, 99 * s.PRICE_SCALE, s.SIZE_SCALE, 101 * s.PRICE_SCALE, s.SIZE_SCALE,
+        )  # fmt: skip
+        self.orders[0] = (1, 0, s.ACTION_ADD, s.SIDE_BUY, 0, 1, 99 * s.PRICE_SCALE, s.SIZE_SCALE)
+        for kind, size in (
+            (s.KIND_QUOTE, s.QUOTE_SIZE),
+            (s.KIND_TRADE, s.TRADE_SIZE),
+            (s.KIND_ORDER, s.ORDER_SIZE),
+        ):
+            self.header[0]["kind"] = kind
+            if kind == s.KIND_QUOTE:  # overlapping views: rewrite the record of this kind
+                self.quotes[0] = (
+                    1, 0, 0, 99 * s.PRICE_SCALE, s.SIZE_SCALE, 101 * s.PRICE_SCALE, s.SIZE_SCALE,
+                )  # fmt: skip
+            elif kind == s.KIND_TRADE:
+                self.trades[0] = (1, 0, 1, 0, 0, 100 * s.PRICE_SCALE, s.SIZE_SCALE, 1)
+            else:
+                self.orders[0] = (
+                    1, 0, s.ACTION_ADD, s.SIDE_BUY, 0, 1, 99 * s.PRICE_SCALE, s.SIZE_SCALE,
+                )  # fmt: skip
+            self.process(s.HEADER_SIZE + size, 0)
+            self.emit(0)
+            self.clear()
+        k.reset_state(self.state)
+        self.buffer[:] = saved
+        self.frame_no = 0
+        return time.perf_counter() - t0
+
+    @property
+    def kind(self) -> int:
+        """Kind field of the frame in the buffer."""
+        return int(self._kind[0])
+
+    def process(self, nbytes: int, recv_ns: int) -> int:
+        """Run the kernels on the frame of ``nbytes`` in ``buffer``; return records accepted.
+
+        ``nbytes == -2`` stands for a multipart message, ``nbytes > len(buffer)``
+        for a truncated oversize frame: both are counted and rejected here.
+        """
+        st = self.state
+        p = st.params
+        if nbytes < 0 or nbytes > len(self.buffer):
+            st.counters[k.C_FRAMES] += 1
+            if nbytes < 0:
+                st.counters[s.REJECT_MULTIPART] += 1
+            else:
+                st.counters[k.C_BYTES] += nbytes
+                st.counters[s.REJECT_OVERSIZE] += 1
+            return 0
+        self.frame_no += 1
+        kind = int(self._kind[0]) if nbytes >= 8 else 0
+        if kind == s.KIND_QUOTE:
+            return k.ingest_quotes(
+                self.header, self.quotes, nbytes, p.max_records, self.frame_no, st.streams,
+                st.counters, st.sym_i, st.touched, st.touched_list, st.n_touched,
+            )  # fmt: skip
+        if kind == s.KIND_ORDER:
+            return k.ingest_orders(
+                self.header, self.orders, nbytes, p.max_records, self.frame_no, st.streams,
+                st.counters, st.sym_i, st.book, st.touched, st.touched_list, st.n_touched,
+            )  # fmt: skip
+        # Trades, and every other kind: the trade kernel's header check rejects those.
+        return k.ingest_trades(
+            self.header, self.trades, nbytes, p.max_records, self.frame_no, st.streams,
+            st.counters, st.sym_i, st.sym_f, st.alphas, st.ring_ts, st.ring_f, st.ret_ring,
+            p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list, st.n_touched, st.out_bar,
+        )  # fmt: skip
+
+    def emit(self, recv_ns: int) -> int:
+        """Fill the result frames of what the last frame touched; return how many."""
+        st = self.state
+        return k.emit_results(
+            recv_ns, time.time_ns(), st.counters, st.sym_i, st.sym_f, st.ret_ring, st.book,
+            st.touched_list, st.n_touched, st.out_seq, st.out_quote, st.out_trade, st.out_bar,
+            st.out_book,
+        )  # fmt: skip
+
+    def clear(self) -> None:
+        """Forget the last frame's results (after publishing them)."""
+        k.clear_touched(self.state.n_touched)
+
+    def pending(self) -> bool:
+        """True when the last frame touched anything (results to emit)."""
+        return bool(self.state.n_touched.any())
+
+    def results(self) -> list[tuple[str, np.ndarray]]:
+        """The emitted result frames as ``(analytic, record copy)``: for tests and tools."""
+        st = self.state
+        outputs = (st.out_quote, st.out_trade, st.out_bar, st.out_book)
+        found = []
+        for analytic, out in enumerate(outputs):
+            for j in range(int(st.n_touched[analytic])):
+                found.append((k.ANALYTIC_NAMES[analytic], out[j].copy()))
+        return found
+
+    def feed(self, frame: bytes, recv_ns: int = 0) -> list[tuple[str, np.ndarray]]:
+        """Copy ``frame`` into the buffer, process it, return its results (tests, tools)."""
+        n = len(frame)
+        if n > len(self.buffer):
+            return [] if self.process(n, recv_ns) == 0 else []
+        self.buffer[:n] = np.frombuffer(frame, np.uint8)
+        self.process(n, recv_ns)
+        found: list[tuple[str, np.ndarray]] = []
+        if self.pending():
+            self.emit(recv_ns)
+            found = self.results()
+            self.clear()
+        return found
+
+    def stats(self, started_ns: int) -> dict:
+        """The ``stats`` message: counters, rejects by reason, gaps, per-analytic counts."""
+        c = self.state.counters.tolist()
+        streams = self.state.streams
+        active = np.flatnonzero(streams[:, k.S_NEXT] >= 0)
+        return {
+            "uptime_s": round((time.time_ns() - started_ns) / 1e9, 3),
+            "frames_received": c[k.C_FRAMES],
+            "frames_accepted": c[k.C_FRAMES_ACCEPTED],
+            "records_received": c[k.C_RECORDS],
+            "records_accepted": c[k.C_RECORDS_ACCEPTED],
+            "bytes_received": c[k.C_BYTES],
+            "rejected": {name: c[i] for i, name in enumerate(s.REJECT_NAMES)},
+            "frames_rejected": sum(c[i] for i in range(s.FIRST_RECORD_REJECT))
+            + c[s.REJECT_MULTIPART],
+            "records_rejected": sum(c[i] for i in range(s.FIRST_RECORD_REJECT, s.REJECT_MULTIPART)),
+            "gaps": c[k.C_GAPS],
+            "records_lost": c[k.C_LOST],
+            "sequence_resets": c[k.C_RESETS],
+            "processed": {name: c[i] for name, i in k.PROCESSED_COUNTERS.items()},
+            "results_published": c[k.C_RESULTS],
+            "book": {
+                "duplicate_id": c[k.C_BOOK_DUPLICATE_ID],
+                "unknown_order": c[k.C_BOOK_UNKNOWN_ORDER],
+                "overfill": c[k.C_BOOK_OVERFILL],
+                "level_overflow": c[k.C_BOOK_LEVEL_OVERFLOW],
+                "table_full": c[k.C_BOOK_TABLE_FULL],
+            },
+            "vwap_window_truncated": c[k.C_WINDOW_TRUNCATED],
+            "streams": {
+                str(int(i)): {
+                    "next_seq": int(streams[i, k.S_NEXT]),
+                    "frames": int(streams[i, k.S_FRAMES]),
+                    "gaps": int(streams[i, k.S_GAPS]),
+                    "records_lost": int(streams[i, k.S_LOST]),
+                }
+                for i in active
+            },
+        }
+
+
+class Engine:
+    """One streaming engine: ingest socket, processor and result publisher, in one thread."""
+
+    def __init__(self, config: EngineConfig, context: zmq.Context | None = None) -> None:
+        self.config = config
+        self.context = context or zmq.Context.instance()
+        self.processor = StreamProcessor(config)
+        self.receiver: FrameReceiver | None = None
+        self.publisher: ResultPublisher | None = None
+        self.started_ns = 0
+        self.stop_event = threading.Event()
+
+    def start(self) -> None:
+        """Compile the kernels (or load them from cache), then open the sockets."""
+        seconds = self.processor.warm_up()
+        log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
+        self.receiver = FrameReceiver(self.context, self.config.ingest, self.processor.buffer)
+        self.publisher = ResultPublisher(
+            self.context, self.config.publish, self.config.analytics.n_symbols
+        )
+        self.started_ns = time.time_ns()
+        log.info("routing: micro path (quote, trade, bar, book) -> cpu (numba), inline on ingest")
+        log.info(
+            "ingest %s (rcvhwm %d), publish %s (sndhwm %d), %d symbols",
+            ", ".join(self.receiver.endpoints),
+            self.config.ingest.rcvhwm,
+            self.publisher.endpoint,
+            self.config.publish.sndhwm,
+            self.config.analytics.n_symbols,
+        )
+
+    def close(self) -> None:
+        """Close the sockets (idempotent)."""
+        if self.receiver is not None:
+            self.receiver.close()
+            self.receiver = None
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Receive, process and publish until :meth:`stop` is called (or ``duration_s``)."""
+        interval_ns = int(self.config.publish.stats_interval_s * 1e9)
+        next_stats = time.monotonic_ns() + interval_ns
+        deadline = None if duration_s is None else time.monotonic_ns() + int(duration_s * 1e9)
+        receive = self.receiver.receive
+        proc = self.processor
+        publish = self.publisher.publish_results
+        state = proc.state
+        clock = time.time_ns
+        stop = self.stop_event
+        while not stop.is_set():
+            nbytes = receive()
+            if nbytes != -1:
+                recv_ns = clock()
+                proc.process(nbytes, recv_ns)
+                if state.n_touched.any():
+                    proc.emit(recv_ns)
+                    publish(state)
+                    proc.clear()
+            now = time.monotonic_ns()
+            if now >= next_stats:
+                self.publisher.publish_stats(self.stats())
+                next_stats = now + interval_ns
+            if deadline is not None and now >= deadline:
+                break
+        self.publisher.publish_stats(self.stats())
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (thread-safe)."""
+        self.stop_event.set()
+
+    def stats(self) -> dict:
+        """The ``stats`` message (see :meth:`StreamProcessor.stats`)."""
+        return self.processor.stats(self.started_ns)

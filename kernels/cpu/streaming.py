@@ -1,0 +1,752 @@
+"""Streaming (microsecond-path) analytics on the CPU: one numba call per frame.
+
+The ingest loop hands every received frame, still in its receive buffer, to
+:func:`ingest_frame`.  That one call checks the header, accounts the stream's
+sequence numbers, validates each record and updates the per-symbol state held
+in preallocated arrays.  :func:`emit_results` then writes one result frame per
+(analytic, symbol) touched by the input frame into preallocated output arrays,
+which the publisher sends as they are.  Results are therefore *conflated per
+input frame*: a frame carrying 100 trades of one symbol yields one ``trade``
+result holding the state after the last of them (single-record frames yield
+one result per tick).
+
+Meaning of every analytic: see :mod:`kernels.reference.streaming`, the plain
+numpy reference the tests compare these kernels with.  State lives in a few
+2-D arrays indexed ``[symbol, column]`` rather than one array per field,
+because numba's dispatcher pays per argument on every call.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from engine.wire import schema as s
+from kernels.cpu import book as bk
+
+# ---------------------------------------------------------------------------
+# Result frames: a header and one result record, contiguous.  The bytes of one
+# element are exactly one wire frame with count == 1.
+# ---------------------------------------------------------------------------
+
+
+def _frame_dtype(result: np.dtype) -> np.dtype:
+    return np.dtype(s.HEADER.descr + result.descr)
+
+
+FRAME_QUOTE = _frame_dtype(s.RESULT_QUOTE)
+FRAME_TRADE = _frame_dtype(s.RESULT_TRADE)
+FRAME_BAR = _frame_dtype(s.RESULT_BAR)
+FRAME_BOOK = _frame_dtype(s.RESULT_BOOK)
+
+# Analytic indices (rows of the per-analytic arrays), in topic order.
+A_QUOTE = 0
+A_TRADE = 1
+A_BAR = 2
+A_BOOK = 3
+N_ANALYTICS = 4
+ANALYTIC_NAMES = ("quote", "trade", "bar", "book")
+ANALYTIC_KINDS = (
+    s.KIND_RESULT_QUOTE,
+    s.KIND_RESULT_TRADE,
+    s.KIND_RESULT_BAR,
+    s.KIND_RESULT_BOOK,
+)
+
+# ---------------------------------------------------------------------------
+# Counters (int64 array).  The first N_REJECT entries count rejects by reason.
+# ---------------------------------------------------------------------------
+C_FRAMES = s.N_REJECT + 0  # frames received (accepted or not)
+C_FRAMES_ACCEPTED = s.N_REJECT + 1
+C_RECORDS = s.N_REJECT + 2  # records in accepted frames
+C_RECORDS_ACCEPTED = s.N_REJECT + 3  # records that passed validation
+C_BYTES = s.N_REJECT + 4
+C_GAPS = s.N_REJECT + 5
+C_LOST = s.N_REJECT + 6
+C_RESETS = s.N_REJECT + 7  # a stream restarted at sequence 0
+C_PROC_QUOTE = s.N_REJECT + 8  # records processed per analytic
+C_PROC_TRADE = s.N_REJECT + 9
+C_PROC_BAR = s.N_REJECT + 10  # completed bars
+C_PROC_BOOK = s.N_REJECT + 11
+C_BOOK_DUPLICATE_ID = s.N_REJECT + 12
+C_BOOK_UNKNOWN_ORDER = s.N_REJECT + 13
+C_BOOK_OVERFILL = s.N_REJECT + 14
+C_BOOK_LEVEL_OVERFLOW = s.N_REJECT + 15
+C_BOOK_TABLE_FULL = s.N_REJECT + 16
+C_WINDOW_TRUNCATED = s.N_REJECT + 17  # a trade left the VWAP window early (ring full)
+C_RESULTS = s.N_REJECT + 18  # result frames emitted
+N_COUNTERS = s.N_REJECT + 19
+
+COUNTER_NAMES = {
+    "frames": C_FRAMES,
+    "frames_accepted": C_FRAMES_ACCEPTED,
+    "records": C_RECORDS,
+    "records_accepted": C_RECORDS_ACCEPTED,
+    "bytes": C_BYTES,
+    "gaps": C_GAPS,
+    "records_lost": C_LOST,
+    "sequence_resets": C_RESETS,
+    "book_duplicate_id": C_BOOK_DUPLICATE_ID,
+    "book_unknown_order": C_BOOK_UNKNOWN_ORDER,
+    "book_overfill": C_BOOK_OVERFILL,
+    "book_level_overflow": C_BOOK_LEVEL_OVERFLOW,
+    "book_table_full": C_BOOK_TABLE_FULL,
+    "vwap_window_truncated": C_WINDOW_TRUNCATED,
+    "results": C_RESULTS,
+}
+PROCESSED_COUNTERS = {
+    "quote": C_PROC_QUOTE,
+    "trade": C_PROC_TRADE,
+    "bar": C_PROC_BAR,
+    "book": C_PROC_BOOK,
+}
+
+# ---------------------------------------------------------------------------
+# Per-stream state: int64[max_streams, S_COLS]
+# ---------------------------------------------------------------------------
+S_NEXT = 0  # next expected sequence, -1 before the first frame
+S_GAPS = 1
+S_LOST = 2
+S_FRAMES = 3
+S_COLS = 4
+
+# ---------------------------------------------------------------------------
+# Per-symbol integer state: int64[n_symbols, I_COLS]
+# ---------------------------------------------------------------------------
+I_BID_PX = 0
+I_BID_SZ = 1
+I_ASK_PX = 2
+I_ASK_SZ = 3
+I_LAST_PX = 4
+I_LAST_SZ = 5
+I_N_TRADES = 6
+I_RING_HEAD = 7  # trades ever pushed into the VWAP ring
+I_RING_TAIL = 8  # oldest trade still in the window (ring index = tail & mask)
+I_RET_COUNT = 9  # returns ever pushed into the return ring
+I_BAR_START = 10  # start of the open bar, -1 when none
+I_BAR_OPEN = 11
+I_BAR_HIGH = 12
+I_BAR_LOW = 13
+I_BAR_CLOSE = 14
+I_BAR_VOLUME = 15
+I_BAR_TRADES = 16
+I_BAR_FIRST_SEQ = 17  # unused by results; kept for audits
+# provenance of the newest input per analytic: ts, seq, stream, frame send_ns
+I_PROV = 18  # + 4 * analytic + (0 ts, 1 seq, 2 stream, 3 send)
+I_COLS = I_PROV + 4 * N_ANALYTICS
+
+# Per-symbol float state: float64[n_symbols, F_COLS]
+F_EMA = 0  # .. F_EMA + N_EMA - 1
+F_PV_SESSION = s.N_EMA + 0
+F_V_SESSION = s.N_EMA + 1
+F_PV_WIN = s.N_EMA + 2
+F_V_WIN = s.N_EMA + 3
+F_BUY_WIN = s.N_EMA + 4
+F_SELL_WIN = s.N_EMA + 5
+F_RET_MEAN = s.N_EMA + 6
+F_RET_M2 = s.N_EMA + 7
+F_RET_SUMSQ = s.N_EMA + 8
+F_COLS = s.N_EMA + 9
+
+# Trade ring columns: float64[n_symbols, ring_cap, R_COLS]
+R_PV = 0
+R_V = 1
+R_BUY = 2
+R_SELL = 3
+R_COLS = 4
+
+
+class StreamingParams(NamedTuple):
+    """Sizes and analytic parameters of the streaming state (validated by the engine config)."""
+
+    n_symbols: int = 1024
+    max_streams: int = 64
+    ema_spans: tuple[int, ...] = (15, 63, 255, 1023)  # alpha = 2/(span+1) = 2^-k
+    vwap_window_ns: int = 60_000_000_000
+    vwap_ring: int = 256  # trades kept per symbol for the window (power of two)
+    vol_window: int = 64  # log returns in the rolling mean/variance/volatility
+    bar_ns: int = 1_000_000_000
+    book_levels: int = 64
+    book_orders: int = 1 << 20
+    max_records: int = 26_214  # per frame: bounds the output arrays
+
+
+class StreamingState(NamedTuple):
+    """All preallocated state of the streaming kernels."""
+
+    params: StreamingParams
+    alphas: np.ndarray  # float64[N_EMA], NaN for unused slots
+    counters: np.ndarray  # int64[N_COUNTERS]
+    streams: np.ndarray  # int64[max_streams, S_COLS]
+    sym_i: np.ndarray  # int64[n_symbols, I_COLS]
+    sym_f: np.ndarray  # float64[n_symbols, F_COLS]
+    ring_ts: np.ndarray  # int64[n_symbols, vwap_ring]
+    ring_f: np.ndarray  # float64[n_symbols, vwap_ring, R_COLS]
+    ret_ring: np.ndarray  # float64[n_symbols, vol_window]
+    touched: np.ndarray  # int64[N_ANALYTICS, n_symbols]: frame number that last touched
+    touched_list: np.ndarray  # int32[N_ANALYTICS, max_records]
+    n_touched: np.ndarray  # int64[N_ANALYTICS]; n_touched[A_BAR] counts completed bars
+    out_seq: np.ndarray  # uint64[N_ANALYTICS, n_symbols]: next result sequence per topic
+    out_quote: np.ndarray  # FRAME_QUOTE[max_records]
+    out_trade: np.ndarray  # FRAME_TRADE[max_records]
+    out_bar: np.ndarray  # FRAME_BAR[max_records]
+    out_book: np.ndarray  # FRAME_BOOK[max_records]
+    book: bk.BookState
+
+
+def new_state(params: StreamingParams) -> StreamingState:
+    """Allocate (and zero) all streaming state for ``params``."""
+    if params.vwap_ring & (params.vwap_ring - 1):
+        raise ValueError("vwap_ring must be a power of two")
+    if not 1 <= len(params.ema_spans) <= s.N_EMA:
+        raise ValueError(f"between 1 and {s.N_EMA} EMA spans")
+    alphas = np.full(s.N_EMA, np.nan)
+    alphas[: len(params.ema_spans)] = [2.0 / (span + 1.0) for span in params.ema_spans]
+    n, m = params.n_symbols, params.max_records
+    state = StreamingState(
+        params=params,
+        alphas=alphas,
+        counters=np.zeros(N_COUNTERS, np.int64),
+        streams=np.zeros((params.max_streams, S_COLS), np.int64),
+        sym_i=np.zeros((n, I_COLS), np.int64),
+        sym_f=np.zeros((n, F_COLS), np.float64),
+        ring_ts=np.zeros((n, params.vwap_ring), np.int64),
+        ring_f=np.zeros((n, params.vwap_ring, R_COLS), np.float64),
+        ret_ring=np.zeros((n, params.vol_window), np.float64),
+        touched=np.zeros((N_ANALYTICS, n), np.int64),
+        touched_list=np.zeros((N_ANALYTICS, m), np.int32),
+        n_touched=np.zeros(N_ANALYTICS, np.int64),
+        out_seq=np.zeros((N_ANALYTICS, n), np.uint64),
+        out_quote=np.zeros(m, FRAME_QUOTE),
+        out_trade=np.zeros(m, FRAME_TRADE),
+        out_bar=np.zeros(m, FRAME_BAR),
+        out_book=np.zeros(m, FRAME_BOOK),
+        book=bk.new_book_state(n, params.book_levels, params.book_orders),
+    )
+    reset_state(state)
+    return state
+
+
+def reset_state(state: StreamingState) -> None:
+    """Return every analytic and counter to its initial value."""
+    state.counters[:] = 0
+    state.streams[:] = 0
+    state.streams[:, S_NEXT] = -1
+    state.sym_i[:] = 0
+    state.sym_i[:, I_BAR_START] = -1
+    state.sym_f[:] = 0.0
+    state.ring_ts[:] = 0
+    state.ring_f[:] = 0.0
+    state.ret_ring[:] = 0.0
+    state.touched[:] = -1
+    state.n_touched[:] = 0
+    state.out_seq[:] = 0
+    bk.reset_book(state.book)
+
+
+# ---------------------------------------------------------------------------
+# Header and sequence accounting
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _accept_sequence(streams: np.ndarray, counters: np.ndarray, stream: int, seq: int, count: int):
+    """Account a frame's sequence range; return -1 to accept or a REJECT_* code."""
+    expected = streams[stream, S_NEXT]
+    if expected < 0 or seq == expected:
+        pass
+    elif seq > expected:
+        lost = seq - expected
+        streams[stream, S_GAPS] += 1
+        streams[stream, S_LOST] += lost
+        counters[C_GAPS] += 1
+        counters[C_LOST] += lost
+    elif seq == 0:
+        counters[C_RESETS] += 1  # the publisher restarted its sequence
+    elif seq + count <= expected:
+        return s.REJECT_DUPLICATE
+    else:
+        return s.REJECT_OUT_OF_ORDER
+    streams[stream, S_NEXT] = seq + count
+    streams[stream, S_FRAMES] += 1
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _check_frame(header, nbytes, expect_kind, record_size, max_records, streams, counters):
+    """Header checks and sequence accounting; return the record count or -1 (rejected)."""
+    counters[C_FRAMES] += 1
+    counters[C_BYTES] += nbytes
+    h = header[0]
+    count = np.int64(h.count)
+    reason = -1
+    if nbytes < s.HEADER_SIZE:
+        reason = s.REJECT_SHORT
+    elif h.magic != s.MAGIC:
+        reason = s.REJECT_BAD_MAGIC
+    elif h.version != s.VERSION:
+        reason = s.REJECT_BAD_VERSION
+    elif h.kind != expect_kind:
+        reason = s.REJECT_BAD_KIND
+    elif count == 0 or count > max_records:
+        reason = s.REJECT_BAD_COUNT
+    elif nbytes - s.HEADER_SIZE != count * record_size:
+        reason = s.REJECT_BAD_LENGTH
+    elif h.stream_id >= streams.shape[0]:
+        reason = s.REJECT_UNKNOWN_STREAM
+    else:
+        reason = _accept_sequence(streams, counters, h.stream_id, np.int64(h.seq), count)
+    if reason >= 0:
+        counters[reason] += 1
+        return -1
+    counters[C_FRAMES_ACCEPTED] += 1
+    counters[C_RECORDS] += count
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _touch(state_touched, touched_list, n_touched, analytic, symbol, frame_no):
+    if state_touched[analytic, symbol] != frame_no:
+        state_touched[analytic, symbol] = frame_no
+        touched_list[analytic, n_touched[analytic]] = symbol
+        n_touched[analytic] += 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _provenance(sym_i, symbol, analytic, ts, seq, stream, send_ns):
+    base = I_PROV + 4 * analytic
+    sym_i[symbol, base + 0] = ts
+    sym_i[symbol, base + 1] = seq
+    sym_i[symbol, base + 2] = stream
+    sym_i[symbol, base + 3] = send_ns
+
+
+# ---------------------------------------------------------------------------
+# Quotes
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def ingest_quotes(
+    header, quotes, nbytes, max_records, frame_no, streams, counters, sym_i, touched, touched_list,
+    n_touched,
+):  # fmt: skip
+    """Process one QUOTE frame in place; return the number of records accepted."""
+    n = _check_frame(header, nbytes, s.KIND_QUOTE, s.QUOTE_SIZE, max_records, streams, counters)
+    if n < 0:
+        return 0
+    h = header[0]
+    seq0 = np.int64(h.seq)
+    n_symbols = sym_i.shape[0]
+    accepted = 0
+    for i in range(n):
+        q = quotes[i]
+        sym = q.symbol
+        if q.ts_ns < 0:
+            counters[s.REJECT_BAD_TIMESTAMP] += 1
+            continue
+        if sym >= n_symbols:
+            counters[s.REJECT_UNKNOWN_SYMBOL] += 1
+            continue
+        if q.bid_price < 0 or q.ask_price < 0:
+            counters[s.REJECT_BAD_PRICE] += 1
+            continue
+        if q.bid_size < 0 or q.ask_size < 0:
+            counters[s.REJECT_BAD_SIZE] += 1
+            continue
+        sym_i[sym, I_BID_PX] = q.bid_price
+        sym_i[sym, I_BID_SZ] = q.bid_size
+        sym_i[sym, I_ASK_PX] = q.ask_price
+        sym_i[sym, I_ASK_SZ] = q.ask_size
+        _provenance(sym_i, sym, A_QUOTE, q.ts_ns, seq0 + i, h.stream_id, h.send_ns)
+        _touch(touched, touched_list, n_touched, A_QUOTE, sym, frame_no)
+        accepted += 1
+    counters[C_RECORDS_ACCEPTED] += accepted
+    counters[C_PROC_QUOTE] += accepted
+    return accepted
+
+
+# ---------------------------------------------------------------------------
+# Trades: last, EMA, VWAP (session and window), returns, flow imbalance, bars
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _recompute_window(sym_f, ring_f, sym, tail, head, mask):
+    """Exact window sums from the ring: bounds the drift of the running sums."""
+    pv = 0.0
+    v = 0.0
+    buy = 0.0
+    sell = 0.0
+    for j in range(tail, head):
+        k = j & mask
+        pv += ring_f[sym, k, R_PV]
+        v += ring_f[sym, k, R_V]
+        buy += ring_f[sym, k, R_BUY]
+        sell += ring_f[sym, k, R_SELL]
+    sym_f[sym, F_PV_WIN] = pv
+    sym_f[sym, F_V_WIN] = v
+    sym_f[sym, F_BUY_WIN] = buy
+    sym_f[sym, F_SELL_WIN] = sell
+
+
+@numba.njit(cache=True, nogil=True)
+def _push_return(sym_i, sym_f, ret_ring, sym, r):
+    """Rolling mean / M2 / sum of squares over the last ``window`` returns (Welford form)."""
+    window = ret_ring.shape[1]
+    count = sym_i[sym, I_RET_COUNT]
+    slot = count % window
+    if count < window:
+        n = count + 1
+        delta = r - sym_f[sym, F_RET_MEAN]
+        mean = sym_f[sym, F_RET_MEAN] + delta / n
+        sym_f[sym, F_RET_M2] += delta * (r - mean)
+        sym_f[sym, F_RET_MEAN] = mean
+        sym_f[sym, F_RET_SUMSQ] += r * r
+    else:
+        old = ret_ring[sym, slot]
+        old_mean = sym_f[sym, F_RET_MEAN]
+        mean = old_mean + (r - old) / window
+        sym_f[sym, F_RET_M2] += (r - old) * (r - mean + old - old_mean)
+        sym_f[sym, F_RET_MEAN] = mean
+        sym_f[sym, F_RET_SUMSQ] += r * r - old * old
+    ret_ring[sym, slot] = r
+    count += 1
+    sym_i[sym, I_RET_COUNT] = count
+    if count % window == 0:
+        # Once per full turn of the ring, replace the running sums by exact
+        # two-pass values so rounding errors cannot accumulate without bound.
+        mean = 0.0
+        for j in range(window):
+            mean += ret_ring[sym, j]
+        mean /= window
+        m2 = 0.0
+        sq = 0.0
+        for j in range(window):
+            d = ret_ring[sym, j] - mean
+            m2 += d * d
+            sq += ret_ring[sym, j] * ret_ring[sym, j]
+        sym_f[sym, F_RET_MEAN] = mean
+        sym_f[sym, F_RET_M2] = m2
+        sym_f[sym, F_RET_SUMSQ] = sq
+
+
+@numba.njit(cache=True, nogil=True)
+def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
+    """Write the open bar of ``sym`` as a completed bar result."""
+    j = n_touched[A_BAR]
+    n_touched[A_BAR] = j + 1
+    b = out_bar[j : j + 1]
+    b[0].symbol = sym
+    b[0].bar_start_ns = sym_i[sym, I_BAR_START]
+    b[0].open = sym_i[sym, I_BAR_OPEN]
+    b[0].high = sym_i[sym, I_BAR_HIGH]
+    b[0].low = sym_i[sym, I_BAR_LOW]
+    b[0].close = sym_i[sym, I_BAR_CLOSE]
+    b[0].volume = sym_i[sym, I_BAR_VOLUME]
+    b[0].n_trades = sym_i[sym, I_BAR_TRADES]
+    base = I_PROV + 4 * A_BAR
+    b[0].ts_ns = sym_i[sym, base + 0]
+    b[0].in_seq = sym_i[sym, base + 1]
+    b[0].in_stream = sym_i[sym, base + 2]
+    b[0].in_send_ns = sym_i[sym, base + 3]
+
+
+@numba.njit(cache=True, nogil=True)
+def ingest_trades(
+    header, trades, nbytes, max_records, frame_no, streams, counters, sym_i, sym_f, alphas,
+    ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
+):  # fmt: skip
+    """Process one TRADE frame in place; return the number of records accepted."""
+    n = _check_frame(header, nbytes, s.KIND_TRADE, s.TRADE_SIZE, max_records, streams, counters)
+    if n < 0:
+        return 0
+    h = header[0]
+    seq0 = np.int64(h.seq)
+    n_symbols = sym_i.shape[0]
+    cap = ring_ts.shape[1]
+    mask = cap - 1
+    accepted = 0
+    bars = 0
+    for i in range(n):
+        t = trades[i]
+        sym = t.symbol
+        if t.ts_ns < 0:
+            counters[s.REJECT_BAD_TIMESTAMP] += 1
+            continue
+        if sym >= n_symbols:
+            counters[s.REJECT_UNKNOWN_SYMBOL] += 1
+            continue
+        if t.price <= 0:
+            counters[s.REJECT_BAD_PRICE] += 1
+            continue
+        if t.size <= 0:
+            counters[s.REJECT_BAD_SIZE] += 1
+            continue
+        if t.side < -1 or t.side > 1:
+            counters[s.REJECT_BAD_ACTION] += 1
+            continue
+        ts = t.ts_ns
+        px = t.price / s.PRICE_SCALE
+        sz = t.size / s.SIZE_SCALE
+        pv = px * sz
+        n_prev = sym_i[sym, I_N_TRADES]
+        # log return against the previous trade of the symbol
+        if n_prev > 0:
+            _push_return(sym_i, sym_f, ret_ring, sym, np.log(t.price / sym_i[sym, I_LAST_PX]))
+        # EMAs, seeded with the first price
+        for k in range(s.N_EMA):
+            a = alphas[k]
+            if n_prev == 0:
+                sym_f[sym, F_EMA + k] = px
+            else:
+                e = sym_f[sym, F_EMA + k]
+                sym_f[sym, F_EMA + k] = e + a * (px - e)
+        sym_i[sym, I_LAST_PX] = t.price
+        sym_i[sym, I_LAST_SZ] = t.size
+        sym_i[sym, I_N_TRADES] = n_prev + 1
+        sym_f[sym, F_PV_SESSION] += pv
+        sym_f[sym, F_V_SESSION] += sz
+        # rolling time window: evict trades at or before ts - window
+        head = sym_i[sym, I_RING_HEAD]
+        tail = sym_i[sym, I_RING_TAIL]
+        cutoff = ts - vwap_window_ns
+        evicted = False
+        while tail < head and (ring_ts[sym, tail & mask] <= cutoff or head - tail >= cap):
+            if head - tail >= cap and ring_ts[sym, tail & mask] > cutoff:
+                counters[C_WINDOW_TRUNCATED] += 1
+            k = tail & mask
+            sym_f[sym, F_PV_WIN] -= ring_f[sym, k, R_PV]
+            sym_f[sym, F_V_WIN] -= ring_f[sym, k, R_V]
+            sym_f[sym, F_BUY_WIN] -= ring_f[sym, k, R_BUY]
+            sym_f[sym, F_SELL_WIN] -= ring_f[sym, k, R_SELL]
+            tail += 1
+            evicted = True
+        k = head & mask
+        ring_ts[sym, k] = ts
+        ring_f[sym, k, R_PV] = pv
+        ring_f[sym, k, R_V] = sz
+        ring_f[sym, k, R_BUY] = sz if t.side == s.SIDE_BUY else 0.0
+        ring_f[sym, k, R_SELL] = sz if t.side == s.SIDE_SELL else 0.0
+        head += 1
+        sym_f[sym, F_PV_WIN] += pv
+        sym_f[sym, F_V_WIN] += sz
+        sym_f[sym, F_BUY_WIN] += ring_f[sym, k, R_BUY]
+        sym_f[sym, F_SELL_WIN] += ring_f[sym, k, R_SELL]
+        if (evicted and tail == head - 1) or (head & mask) == 0:
+            # exact sums when the window restarts, and once per turn of the
+            # ring, so the running sums' rounding errors stay bounded
+            _recompute_window(sym_f, ring_f, sym, tail, head, mask)
+        sym_i[sym, I_RING_HEAD] = head
+        sym_i[sym, I_RING_TAIL] = tail
+        # OHLCV bars: a trade in a later bucket closes the open bar
+        start = ts - ts % bar_ns
+        if sym_i[sym, I_BAR_START] >= 0 and start > sym_i[sym, I_BAR_START]:
+            _close_bar(sym_i, out_bar, n_touched, sym, frame_no)
+            bars += 1
+            sym_i[sym, I_BAR_START] = -1
+        if sym_i[sym, I_BAR_START] < 0:
+            sym_i[sym, I_BAR_START] = start
+            sym_i[sym, I_BAR_OPEN] = t.price
+            sym_i[sym, I_BAR_HIGH] = t.price
+            sym_i[sym, I_BAR_LOW] = t.price
+            sym_i[sym, I_BAR_VOLUME] = 0
+            sym_i[sym, I_BAR_TRADES] = 0
+        sym_i[sym, I_BAR_HIGH] = max(sym_i[sym, I_BAR_HIGH], t.price)
+        sym_i[sym, I_BAR_LOW] = min(sym_i[sym, I_BAR_LOW], t.price)
+        sym_i[sym, I_BAR_CLOSE] = t.price
+        sym_i[sym, I_BAR_VOLUME] += t.size
+        sym_i[sym, I_BAR_TRADES] += 1
+        _provenance(sym_i, sym, A_TRADE, ts, seq0 + i, h.stream_id, h.send_ns)
+        _provenance(sym_i, sym, A_BAR, ts, seq0 + i, h.stream_id, h.send_ns)
+        _touch(touched, touched_list, n_touched, A_TRADE, sym, frame_no)
+        accepted += 1
+    counters[C_RECORDS_ACCEPTED] += accepted
+    counters[C_PROC_TRADE] += accepted
+    counters[C_PROC_BAR] += bars
+    return accepted
+
+
+# ---------------------------------------------------------------------------
+# L3 orders -> per-symbol book
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def ingest_orders(
+    header, orders, nbytes, max_records, frame_no, streams, counters, sym_i, book, touched,
+    touched_list, n_touched,
+):  # fmt: skip
+    """Process one ORDER frame in place; return the number of records accepted."""
+    n = _check_frame(header, nbytes, s.KIND_ORDER, s.ORDER_SIZE, max_records, streams, counters)
+    if n < 0:
+        return 0
+    h = header[0]
+    seq0 = np.int64(h.seq)
+    n_symbols = sym_i.shape[0]
+    accepted = 0
+    for i in range(n):
+        o = orders[i]
+        sym = o.symbol
+        action = o.action
+        if o.ts_ns < 0:
+            counters[s.REJECT_BAD_TIMESTAMP] += 1
+            continue
+        if sym >= n_symbols:
+            counters[s.REJECT_UNKNOWN_SYMBOL] += 1
+            continue
+        if action < s.ACTION_ADD or action > s.ACTION_EXECUTE or o.side < -1 or o.side > 1:
+            counters[s.REJECT_BAD_ACTION] += 1
+            continue
+        if action == s.ACTION_ADD and o.side == 0:
+            counters[s.REJECT_BAD_ACTION] += 1
+            continue
+        if (action == s.ACTION_ADD or action == s.ACTION_MODIFY) and o.price <= 0:
+            counters[s.REJECT_BAD_PRICE] += 1
+            continue
+        if action != s.ACTION_CANCEL and o.size <= 0:
+            counters[s.REJECT_BAD_SIZE] += 1
+            continue
+        code = bk.book_apply(book, sym, action, o.side, o.order_id, o.price, o.size)
+        if code == bk.BOOK_DUPLICATE_ID:
+            counters[C_BOOK_DUPLICATE_ID] += 1
+        elif code == bk.BOOK_UNKNOWN_ORDER:
+            counters[C_BOOK_UNKNOWN_ORDER] += 1
+        elif code == bk.BOOK_OVERFILL:
+            counters[C_BOOK_OVERFILL] += 1
+        elif code == bk.BOOK_LEVEL_OVERFLOW:
+            counters[C_BOOK_LEVEL_OVERFLOW] += 1
+        elif code == bk.BOOK_TABLE_FULL:
+            counters[C_BOOK_TABLE_FULL] += 1
+        _provenance(sym_i, sym, A_BOOK, o.ts_ns, seq0 + i, h.stream_id, h.send_ns)
+        _touch(touched, touched_list, n_touched, A_BOOK, sym, frame_no)
+        accepted += 1
+    counters[C_RECORDS_ACCEPTED] += accepted
+    counters[C_PROC_BOOK] += accepted
+    return accepted
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _header(frame, kind, symbol, seq, send_ns):
+    frame.magic = s.MAGIC
+    frame.version = s.VERSION
+    frame.kind = kind
+    frame.stream_id = symbol
+    frame.count = 1
+    frame.seq = seq
+    frame.send_ns = send_ns
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _common(frame, sym_i, sym, analytic, recv_ns, done_ns):
+    base = I_PROV + 4 * analytic
+    frame.ts_ns = sym_i[sym, base + 0]
+    frame.in_seq = sym_i[sym, base + 1]
+    frame.in_stream = sym_i[sym, base + 2]
+    frame.in_send_ns = sym_i[sym, base + 3]
+    frame.recv_ns = recv_ns
+    frame.done_ns = done_ns
+    frame.symbol = sym
+
+
+@numba.njit(cache=True, nogil=True)
+def _ratio(a, b):
+    d = a + b
+    if d == 0.0:
+        return np.nan
+    return (a - b) / d
+
+
+@numba.njit(cache=True, nogil=True)
+def emit_results(
+    recv_ns, done_ns, counters, sym_i, sym_f, ret_ring, book, touched_list, n_touched, out_seq,
+    out_quote, out_trade, out_bar, out_book,
+):  # fmt: skip
+    """Fill the result frames of everything the last input frame touched.
+
+    Returns the number of results per analytic in ``n_touched`` (left as is;
+    the caller resets it with :func:`clear_touched` after publishing).
+    """
+    vol_window = ret_ring.shape[1]
+    for j in range(n_touched[A_QUOTE]):
+        sym = touched_list[A_QUOTE, j]
+        f = out_quote[j]
+        _header(f, s.KIND_RESULT_QUOTE, sym, out_seq[A_QUOTE, sym], done_ns)
+        out_seq[A_QUOTE, sym] += 1
+        _common(f, sym_i, sym, A_QUOTE, recv_ns, done_ns)
+        bp = sym_i[sym, I_BID_PX]
+        bs = sym_i[sym, I_BID_SZ]
+        ap = sym_i[sym, I_ASK_PX]
+        az = sym_i[sym, I_ASK_SZ]
+        f.bid_price = bp
+        f.bid_size = bs
+        f.ask_price = ap
+        f.ask_size = az
+        if bp > 0 and ap > 0:
+            f.mid = (bp + ap) / (2.0 * s.PRICE_SCALE)
+            f.spread = (ap - bp) / s.PRICE_SCALE
+        else:
+            f.mid = np.nan
+            f.spread = np.nan
+        if bp > 0 and ap > 0 and bs + az > 0:
+            f.microprice = (bp * float(az) + ap * float(bs)) / (float(bs + az) * s.PRICE_SCALE)
+            f.imbalance = (bs - az) / float(bs + az)
+        else:
+            f.microprice = np.nan
+            f.imbalance = np.nan
+    for j in range(n_touched[A_TRADE]):
+        sym = touched_list[A_TRADE, j]
+        f = out_trade[j]
+        _header(f, s.KIND_RESULT_TRADE, sym, out_seq[A_TRADE, sym], done_ns)
+        out_seq[A_TRADE, sym] += 1
+        _common(f, sym_i, sym, A_TRADE, recv_ns, done_ns)
+        f.price = sym_i[sym, I_LAST_PX]
+        f.size = sym_i[sym, I_LAST_SZ]
+        for k in range(s.N_EMA):
+            f.ema[k] = sym_f[sym, F_EMA + k]
+        f.vwap_session = sym_f[sym, F_PV_SESSION] / sym_f[sym, F_V_SESSION]
+        f.vwap_window = sym_f[sym, F_PV_WIN] / sym_f[sym, F_V_WIN]
+        n_ret = min(sym_i[sym, I_RET_COUNT], vol_window)
+        f.n_returns = n_ret
+        if n_ret == 0:
+            f.ret_mean = np.nan
+            f.realized_vol = np.nan
+        else:
+            f.ret_mean = sym_f[sym, F_RET_MEAN]
+            f.realized_vol = np.sqrt(max(sym_f[sym, F_RET_SUMSQ], 0.0))
+        if n_ret < 2:
+            f.ret_var = np.nan
+        else:
+            f.ret_var = max(sym_f[sym, F_RET_M2], 0.0) / (n_ret - 1)
+        f.trade_flow_imbalance = _ratio(sym_f[sym, F_BUY_WIN], sym_f[sym, F_SELL_WIN])
+    for j in range(n_touched[A_BAR]):
+        f = out_bar[j]
+        sym = f.symbol
+        _header(f, s.KIND_RESULT_BAR, sym, out_seq[A_BAR, sym], done_ns)
+        out_seq[A_BAR, sym] += 1
+        f.recv_ns = recv_ns
+        f.done_ns = done_ns
+    for j in range(n_touched[A_BOOK]):
+        sym = touched_list[A_BOOK, j]
+        f = out_book[j]
+        _header(f, s.KIND_RESULT_BOOK, sym, out_seq[A_BOOK, sym], done_ns)
+        out_seq[A_BOOK, sym] += 1
+        _common(f, sym_i, sym, A_BOOK, recv_ns, done_ns)
+        bk.book_fill_top(book, sym, out_book, j)
+    total = n_touched[0] + n_touched[1] + n_touched[2] + n_touched[3]
+    counters[C_RESULTS] += total
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def clear_touched(n_touched):
+    """Forget the touched lists after the results were published."""
+    for a in range(N_ANALYTICS):
+        n_touched[a] = 0
