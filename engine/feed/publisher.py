@@ -1,0 +1,330 @@
+"""``tickpath feed``: publish synthetic or recorded market data to the engine over ZeroMQ.
+
+Topology (default)::
+
+    feed PUB --connect--> tcp://host:port <--bind-- engine ingest SUB
+
+The feed connects (``bind=True`` makes it bind instead), sets an explicit
+SNDHWM, waits ``join_wait`` seconds for the subscription to propagate (the
+slow-joiner problem: a PUB drops everything sent before a subscriber's
+subscription has arrived), then sends single-part frames of ``batch`` records of
+one kind each.  Sequence numbers count records and run on across frames of all
+kinds of the stream; ``send_ns`` is ``time.time_ns()`` just before each send.
+
+Pacing is open loop: frame ``k`` has an intended send time fixed in advance
+(``t0 + records_through_k / rate``, or the recording's own timeline divided by
+``speed``).  The feed sleeps until that time; when it is late it sends at once
+and records the lag, without ever sending faster than the schedule to make up
+silently: the report states the worst and the final lag and how many frames
+went out more than :data:`LATE_AFTER_S` after their time.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import msgspec
+import numpy as np
+import zmq
+
+from engine.feed.recording import RecordingWriter, iter_frames
+from engine.feed.synthetic import SyntheticMarket
+from engine.wire import codec
+from engine.wire import schema as s
+
+MAX_BATCH = 65_536
+LATE_AFTER_S = 0.001  # a frame sent later than this after its intended time counts as late
+DEFAULT_SNDHWM = 100_000  # frames
+
+
+class FeedReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What a feed run sent, and how well it kept its schedule."""
+
+    source: str  # "synthetic" or the replayed file
+    endpoint: str | None  # None in record-only mode
+    stream_id: int
+    first_seq: int
+    next_seq: int  # the seq the stream's next frame would carry
+    frames: int
+    records: int
+    trades: int
+    quotes: int
+    orders: int
+    elapsed_s: float  # from the start of the schedule to the last send
+    target_rate: float | None  # records/s asked for; None when unpaced or paced by a recording
+    achieved_rate: float  # records / elapsed_s
+    max_lag_s: float  # worst delay of a send behind its intended time
+    mean_lag_s: float
+    final_lag_s: float  # delay of the last frame: how far behind the run ended
+    late_frames: int  # frames sent more than LATE_AFTER_S late
+    recorded_to: str | None
+    interrupted: bool = False
+
+
+def check_feed_options(
+    *,
+    endpoint: str | None,
+    symbols: int,
+    rate: float,
+    batch: int,
+    duration: float | None,
+    replay: str | None,
+    record: str | None,
+    stream_id: int,
+    speed: float | None,
+    sndhwm: int,
+    max_records: int | None,
+) -> None:
+    """Raise ``ValueError`` with a one-line message for the first invalid option."""
+    if endpoint is None and record is None:
+        raise ValueError("--endpoint is required (or --record-only with --record FILE)")
+    if endpoint is not None and "://" not in endpoint:
+        raise ValueError(f"--endpoint must look like tcp://HOST:PORT, got {endpoint!r}")
+    if not 1 <= symbols <= 1 << 20:
+        raise ValueError(f"--symbols must be in 1..{1 << 20}, got {symbols}")
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"--rate must be a finite number > 0 records/s, got {rate}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"--batch must be in 1..{MAX_BATCH}, got {batch}")
+    if duration is not None and not (duration >= 0 and math.isfinite(duration)):
+        raise ValueError(f"--duration must be >= 0 seconds (0: no limit), got {duration}")
+    if speed is not None and not (speed >= 0 and math.isfinite(speed)):
+        raise ValueError(f"--speed must be >= 0 (0: as fast as possible), got {speed}")
+    if speed is not None and replay is None:
+        raise ValueError("--speed applies only to --replay")
+    if replay is not None and record is not None:
+        raise ValueError("--record cannot be combined with --replay (copy the file instead)")
+    if not 0 <= stream_id <= 0xFFFFFFFF:
+        raise ValueError(f"--stream-id must fit in a u32, got {stream_id}")
+    if sndhwm < 0:
+        raise ValueError(f"--sndhwm must be >= 0 (0: no limit), got {sndhwm}")
+    if max_records is not None and max_records < 1:
+        raise ValueError(f"--max-records must be >= 1, got {max_records}")
+
+
+def feed_market(
+    symbols: int,
+    seed: int,
+    rate: float,
+    *,
+    trade_ratio: float = 0.1,
+    quote_ratio: float = 0.4,
+    order_ratio: float = 0.5,
+) -> SyntheticMarket:
+    """The generator :func:`run_feed` uses: market time advances at ``rate`` events/s.
+
+    So a recording of a feed replayed at ``speed=1`` has the feed's pacing.
+    """
+    return SyntheticMarket(
+        symbols,
+        seed,
+        trade_ratio=trade_ratio,
+        quote_ratio=quote_ratio,
+        order_ratio=order_ratio,
+        mean_gap_ns=1e9 / rate,
+    )
+
+
+class _Schedule:
+    """Open-loop pacing and lag accounting."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.max_lag = 0.0
+        self.sum_lag = 0.0
+        self.last_lag = 0.0
+        self.late = 0
+        self.n = 0
+        self.t_last = self.t0
+
+    def wait_until(self, offset_s: float) -> None:
+        due = self.t0 + offset_s
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+            now = time.perf_counter()
+        lag = max(0.0, now - due)
+        self.max_lag = max(self.max_lag, lag)
+        self.sum_lag += lag
+        self.last_lag = lag
+        self.late += lag > LATE_AFTER_S
+        self.n += 1
+
+    def sent(self) -> None:
+        self.t_last = time.perf_counter()
+
+
+def _synthetic_frames(
+    market: SyntheticMarket, batch: int, max_records: int | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    sent = 0
+    while max_records is None or sent < max_records:
+        n = batch if max_records is None else min(batch, max_records - sent)
+        kind, records = market.next_batch(n)
+        sent += n
+        yield kind, records
+
+
+def run_feed(
+    endpoint: str | None,
+    symbols: int = 8,
+    rate: float = 100_000,
+    batch: int = 64,
+    duration: float | None = 10.0,
+    seed: int = 1,
+    replay: str | None = None,
+    stream_id: int = 1,
+    bind: bool = False,
+    record: str | None = None,
+    *,
+    speed: float | None = None,
+    first_seq: int = 0,
+    sndhwm: int = DEFAULT_SNDHWM,
+    join_wait: float = 0.3,
+    linger_ms: int = 2_000,
+    max_records: int | None = None,
+    trade_ratio: float = 0.1,
+    quote_ratio: float = 0.4,
+    order_ratio: float = 0.5,
+    context: zmq.Context | None = None,
+    stop: threading.Event | None = None,
+) -> FeedReport:
+    """Publish market data frames on a PUB socket; return what was sent.
+
+    Synthetic mode (``replay=None``): ``symbols`` symbols from
+    :func:`feed_market`, ``batch`` records per frame, paced at ``rate``
+    records/s for ``duration`` seconds of schedule (``None`` or 0: until
+    ``max_records``, ``stop`` or Ctrl-C), optionally also written to the
+    recording ``record``.  ``endpoint=None`` with ``record`` set writes the
+    recording only, unpaced.
+
+    Replay mode: the frames of the recording ``replay`` as they are (so
+    ``batch`` does not apply), re-stamped with ``stream_id``, contiguous
+    sequence numbers from ``first_seq`` and the send time; paced by the
+    recording's own timestamps divided by ``speed`` (0: as fast as possible) or,
+    if ``speed`` is None, at ``rate`` records/s.
+    """
+    if duration == 0:
+        duration = None
+    check_feed_options(
+        endpoint=endpoint,
+        symbols=symbols,
+        rate=rate,
+        batch=batch,
+        duration=duration,
+        replay=replay,
+        record=record,
+        stream_id=stream_id,
+        speed=speed,
+        sndhwm=sndhwm,
+        max_records=max_records,
+    )
+    with ExitStack() as stack:
+        sock = None
+        if endpoint is not None:
+            ctx = context if context is not None else stack.enter_context(zmq.Context())
+            sock = ctx.socket(zmq.PUB)
+            stack.callback(sock.close)
+            sock.setsockopt(zmq.SNDHWM, sndhwm)
+            sock.setsockopt(zmq.LINGER, linger_ms)
+            if bind:
+                sock.bind(endpoint)
+            else:
+                sock.connect(endpoint)
+            time.sleep(join_wait)  # let the subscription reach us (slow joiner)
+        writer = stack.enter_context(RecordingWriter(record)) if record is not None else None
+        # replay at speed 0 is unpaced: as fast as the socket takes it
+        paced = sock is not None and not (replay is not None and speed == 0)
+
+        if replay is None:
+            market = feed_market(
+                symbols,
+                seed,
+                rate,
+                trade_ratio=trade_ratio,
+                quote_ratio=quote_ratio,
+                order_ratio=order_ratio,
+            )
+            frames: Iterator[tuple[int, np.ndarray]] = _synthetic_frames(market, batch, max_records)
+            source = "synthetic"
+            target_rate: float | None = rate if paced else None
+        else:
+            frames = ((int(f.header["kind"]), f.records) for f in iter_frames(replay))
+            source = str(replay)
+            target_rate = rate if paced and speed is None else None
+
+        buf = np.zeros(s.HEADER_SIZE + batch * s.QUOTE_SIZE, np.uint8)
+        header = buf[: s.HEADER_SIZE].view(s.HEADER)
+        per_kind = {s.KIND_TRADE: 0, s.KIND_QUOTE: 0, s.KIND_ORDER: 0}
+        seq = first_seq
+        sent = 0
+        n_frames = 0
+        ts_first: int | None = None
+        ts_ref = 0
+        interrupted = False
+        sched = _Schedule()
+        try:
+            for kind, records in frames:
+                n = len(records)
+                if replay is not None and max_records is not None and sent + n > max_records:
+                    break
+                if stop is not None and stop.is_set():
+                    interrupted = True
+                    break
+                if paced:
+                    if replay is not None and speed is not None:
+                        ts_ref = max(ts_ref, int(records["ts_ns"][-1]))
+                        if ts_first is None:
+                            ts_first = ts_ref
+                        offset = (ts_ref - ts_first) / 1e9 / speed
+                    else:
+                        offset = (sent + n) / rate
+                    if duration is not None and offset > duration:
+                        break
+                    sched.wait_until(offset)
+                elif replay is None and duration is not None and sent + n > rate * duration:
+                    break  # record-only: what `duration` seconds at `rate` would have sent
+                nbytes = s.HEADER_SIZE + records.nbytes
+                if nbytes > len(buf):
+                    buf = np.zeros(nbytes, np.uint8)
+                    header = buf[: s.HEADER_SIZE].view(s.HEADER)
+                length = codec.encode_frame_into(buf, kind, stream_id, seq, records, 0)
+                frame = buf[:length]
+                if sock is not None:
+                    header["send_ns"] = time.time_ns()
+                    sock.send(frame, copy=True)
+                    sched.sent()
+                if writer is not None:
+                    writer.write_frame(frame)
+                seq += n
+                sent += n
+                n_frames += 1
+                per_kind[kind] = per_kind.get(kind, 0) + n
+        except KeyboardInterrupt:
+            interrupted = True
+        elapsed = sched.t_last - sched.t0 if paced else time.perf_counter() - sched.t0
+    return FeedReport(
+        source=source,
+        endpoint=endpoint,
+        stream_id=stream_id,
+        first_seq=first_seq,
+        next_seq=seq,
+        frames=n_frames,
+        records=sent,
+        trades=per_kind[s.KIND_TRADE],
+        quotes=per_kind[s.KIND_QUOTE],
+        orders=per_kind[s.KIND_ORDER],
+        elapsed_s=elapsed,
+        target_rate=target_rate,
+        achieved_rate=sent / elapsed if elapsed > 0 else 0.0,
+        max_lag_s=sched.max_lag,
+        mean_lag_s=sched.sum_lag / sched.n if sched.n else 0.0,
+        final_lag_s=sched.last_lag,
+        late_frames=sched.late,
+        recorded_to=str(record) if record is not None else None,
+        interrupted=interrupted,
+    )
