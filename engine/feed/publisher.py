@@ -11,6 +11,10 @@ subscription has arrived), then sends single-part frames of ``batch`` records of
 one kind each.  Sequence numbers count records and run on across frames of all
 kinds of the stream; ``send_ns`` is ``time.time_ns()`` just before each send.
 
+A subscriber that binds (the engine's SUB) attaches a connecting peer, and so
+sends it its subscription, only while its own thread calls into the socket
+(recv/poll); an engine blocked in ``poll`` is fine, an idle socket gets nothing.
+
 Pacing is open loop: frame ``k`` has an intended send time fixed in advance
 (``t0 + records_through_k / rate``, or the recording's own timeline divided by
 ``speed``).  The feed sleeps until that time; when it is late it sends at once

@@ -110,7 +110,8 @@ def iter_frames(
     size = os.path.getsize(path)
     if size == 0:
         return
-    data = np.memmap(path, dtype=np.uint8, mode="r")
+    # a plain ndarray view of the map: slicing a memmap subclass is several times slower
+    data = np.asarray(np.memmap(path, dtype=np.uint8, mode="r"))
     next_seq: dict[int, int] = {}
     offset = 0
     while offset < size:

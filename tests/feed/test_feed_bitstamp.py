@@ -121,3 +121,20 @@ def test_feed_replays_the_import(imported):
     finally:
         sub.close(linger=0)
         ctx.term()
+
+
+def test_import_cli(imported, tmp_path, capsys):
+    import argparse
+
+    from engine.feed.cli import add_import_arguments, import_main
+
+    _, report = imported
+    parser = argparse.ArgumentParser()
+    add_import_arguments(parser)
+    assert import_main(parser.parse_args(["--out", str(tmp_path / "x.tkp"), "--batch", "0"])) == 2
+    assert "--batch" in capsys.readouterr().err
+    out = tmp_path / "cli.tkp"
+    assert import_main(parser.parse_args(["--out", str(out), "--batch", "256"])) == 0
+    printed = capsys.readouterr().out
+    assert f"imported {report.records} records" in printed
+    assert sum(scan(out).records_by_kind.values()) == report.records
