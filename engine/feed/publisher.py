@@ -253,6 +253,8 @@ def run_feed(
                 quote_ratio=quote_ratio,
                 order_ratio=order_ratio,
             )
+            # load the numba kernels now, not on the schedule's first frame
+            SyntheticMarket(1, 0).next_batch(1)
             frames: Iterator[tuple[int, np.ndarray]] = _synthetic_frames(market, batch, max_records)
             source = "synthetic"
             target_rate: float | None = rate if paced else None
