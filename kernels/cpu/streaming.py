@@ -137,18 +137,20 @@ I_BAR_FIRST_SEQ = 17  # unused by results; kept for audits
 I_PROV = 18  # + 4 * analytic + (0 ts, 1 seq, 2 stream, 3 send)
 I_COLS = I_PROV + 4 * N_ANALYTICS
 
-# Per-symbol float state: float64[n_symbols, F_COLS]
+# Per-symbol float state: float64[n_symbols, F_COLS].  The window sums are
+# compensated (value, error) pairs: trades enter and leave the window, and a
+# plain running sum would lose the small trades left after a large one leaves.
 F_EMA = 0  # .. F_EMA + N_EMA - 1
 F_PV_SESSION = s.N_EMA + 0
 F_V_SESSION = s.N_EMA + 1
-F_PV_WIN = s.N_EMA + 2
-F_V_WIN = s.N_EMA + 3
-F_BUY_WIN = s.N_EMA + 4
-F_SELL_WIN = s.N_EMA + 5
-F_RET_MEAN = s.N_EMA + 6
-F_RET_M2 = s.N_EMA + 7
-F_RET_SUMSQ = s.N_EMA + 8
-F_COLS = s.N_EMA + 9
+F_PV_WIN = s.N_EMA + 2  # + 1: its compensation term
+F_V_WIN = s.N_EMA + 4
+F_BUY_WIN = s.N_EMA + 6
+F_SELL_WIN = s.N_EMA + 8
+F_RET_MEAN = s.N_EMA + 10
+F_RET_M2 = s.N_EMA + 11
+F_RET_SUMSQ = s.N_EMA + 12
+F_COLS = s.N_EMA + 13
 
 # Trade ring columns: float64[n_symbols, ring_cap, R_COLS]
 R_PV = 0
@@ -373,23 +375,33 @@ def ingest_quotes(
 # ---------------------------------------------------------------------------
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_compensated(sym_f, sym, col, x):
+    """sym_f[sym, col] += x, keeping the rounding error in sym_f[sym, col + 1] (TwoSum)."""
+    a = sym_f[sym, col]
+    total = a + x
+    bp = total - a
+    sym_f[sym, col + 1] += (a - (total - bp)) + (x - bp)
+    sym_f[sym, col] = total
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _window_sum(sym_f, sym, col):
+    return sym_f[sym, col] + sym_f[sym, col + 1]
+
+
 @numba.njit(cache=True, nogil=True)
 def _recompute_window(sym_f, ring_f, sym, tail, head, mask):
-    """Exact window sums from the ring: bounds the drift of the running sums."""
-    pv = 0.0
-    v = 0.0
-    buy = 0.0
-    sell = 0.0
+    """Window sums rebuilt from the ring (compensated): drops accumulated rounding."""
+    for col in (F_PV_WIN, F_V_WIN, F_BUY_WIN, F_SELL_WIN):
+        sym_f[sym, col] = 0.0
+        sym_f[sym, col + 1] = 0.0
     for j in range(tail, head):
         k = j & mask
-        pv += ring_f[sym, k, R_PV]
-        v += ring_f[sym, k, R_V]
-        buy += ring_f[sym, k, R_BUY]
-        sell += ring_f[sym, k, R_SELL]
-    sym_f[sym, F_PV_WIN] = pv
-    sym_f[sym, F_V_WIN] = v
-    sym_f[sym, F_BUY_WIN] = buy
-    sym_f[sym, F_SELL_WIN] = sell
+        _add_compensated(sym_f, sym, F_PV_WIN, ring_f[sym, k, R_PV])
+        _add_compensated(sym_f, sym, F_V_WIN, ring_f[sym, k, R_V])
+        _add_compensated(sym_f, sym, F_BUY_WIN, ring_f[sym, k, R_BUY])
+        _add_compensated(sym_f, sym, F_SELL_WIN, ring_f[sym, k, R_SELL])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -518,10 +530,10 @@ def ingest_trades(
             if head - tail >= cap and ring_ts[sym, tail & mask] > cutoff:
                 counters[C_WINDOW_TRUNCATED] += 1
             k = tail & mask
-            sym_f[sym, F_PV_WIN] -= ring_f[sym, k, R_PV]
-            sym_f[sym, F_V_WIN] -= ring_f[sym, k, R_V]
-            sym_f[sym, F_BUY_WIN] -= ring_f[sym, k, R_BUY]
-            sym_f[sym, F_SELL_WIN] -= ring_f[sym, k, R_SELL]
+            _add_compensated(sym_f, sym, F_PV_WIN, -ring_f[sym, k, R_PV])
+            _add_compensated(sym_f, sym, F_V_WIN, -ring_f[sym, k, R_V])
+            _add_compensated(sym_f, sym, F_BUY_WIN, -ring_f[sym, k, R_BUY])
+            _add_compensated(sym_f, sym, F_SELL_WIN, -ring_f[sym, k, R_SELL])
             tail += 1
             evicted = True
         k = head & mask
@@ -531,10 +543,10 @@ def ingest_trades(
         ring_f[sym, k, R_BUY] = sz if t.side == s.SIDE_BUY else 0.0
         ring_f[sym, k, R_SELL] = sz if t.side == s.SIDE_SELL else 0.0
         head += 1
-        sym_f[sym, F_PV_WIN] += pv
-        sym_f[sym, F_V_WIN] += sz
-        sym_f[sym, F_BUY_WIN] += ring_f[sym, k, R_BUY]
-        sym_f[sym, F_SELL_WIN] += ring_f[sym, k, R_SELL]
+        _add_compensated(sym_f, sym, F_PV_WIN, pv)
+        _add_compensated(sym_f, sym, F_V_WIN, sz)
+        _add_compensated(sym_f, sym, F_BUY_WIN, ring_f[sym, k, R_BUY])
+        _add_compensated(sym_f, sym, F_SELL_WIN, ring_f[sym, k, R_SELL])
         if (evicted and tail == head - 1) or (head & mask) == 0:
             # exact sums when the window restarts, and once per turn of the
             # ring, so the running sums' rounding errors stay bounded
@@ -712,7 +724,7 @@ def emit_results(
         for k in range(s.N_EMA):
             f.ema[k] = sym_f[sym, F_EMA + k]
         f.vwap_session = sym_f[sym, F_PV_SESSION] / sym_f[sym, F_V_SESSION]
-        f.vwap_window = sym_f[sym, F_PV_WIN] / sym_f[sym, F_V_WIN]
+        f.vwap_window = _window_sum(sym_f, sym, F_PV_WIN) / _window_sum(sym_f, sym, F_V_WIN)
         n_ret = min(sym_i[sym, I_RET_COUNT], vol_window)
         f.n_returns = n_ret
         if n_ret == 0:
@@ -725,7 +737,9 @@ def emit_results(
             f.ret_var = np.nan
         else:
             f.ret_var = max(sym_f[sym, F_RET_M2], 0.0) / (n_ret - 1)
-        f.trade_flow_imbalance = _ratio(sym_f[sym, F_BUY_WIN], sym_f[sym, F_SELL_WIN])
+        f.trade_flow_imbalance = _ratio(
+            _window_sum(sym_f, sym, F_BUY_WIN), _window_sum(sym_f, sym, F_SELL_WIN)
+        )
     for j in range(n_touched[A_BAR]):
         f = out_bar[j]
         sym = f.symbol

@@ -1,0 +1,191 @@
+"""``tickpath demo``: a synthetic feed, an engine and a live terminal view, all on loopback.
+
+The feed and the engine run as child processes (``tickpath feed`` and
+``tickpath serve``, exactly as a user would start them); this process
+subscribes to the results and draws them with rich.  Every child is stopped
+on exit, on Ctrl-C and on failure.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import subprocess
+import sys
+import time
+
+import msgspec
+import zmq
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from engine.wire import codec
+from engine.wire import schema as s
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (f"{value:.{digits}f}")
+    )
+
+
+class _View:
+    def __init__(self, n_symbols: int) -> None:
+        self.n_symbols = n_symbols
+        self.quote: dict[int, object] = {}
+        self.trade: dict[int, object] = {}
+        self.book: dict[int, object] = {}
+        self.bars = 0
+        self.stats: dict = {}
+        self.messages = 0
+
+    def update(self, topic: bytes, payload: bytes) -> None:
+        self.messages += 1
+        if topic == b"stats":
+            self.stats = msgspec.json.decode(payload)
+            return
+        header, records = codec.decode_frame(payload)
+        record = records[0]
+        kind = int(header["kind"])
+        symbol = int(record["symbol"])
+        if kind == s.KIND_RESULT_QUOTE:
+            self.quote[symbol] = record.copy()
+        elif kind == s.KIND_RESULT_TRADE:
+            self.trade[symbol] = record.copy()
+        elif kind == s.KIND_RESULT_BOOK:
+            self.book[symbol] = record.copy()
+        elif kind == s.KIND_RESULT_BAR:
+            self.bars += 1
+
+    def render(self, elapsed: float, duration: float) -> Group:
+        table = Table(
+            title=f"tickpath demo  {elapsed:5.1f}/{duration:.0f} s",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+        )
+        for column in ("sym", "bid", "ask", "mid", "spread", "micro", "L1 imb", "last",
+                       "EMA15", "EMA255", "VWAP", "VWAP 60s", "RV", "TFI", "book bid/ask",
+                       "depth imb"):  # fmt: skip
+            table.add_column(column, justify="right")
+        for sym in range(self.n_symbols):
+            q, t, b = self.quote.get(sym), self.trade.get(sym), self.book.get(sym)
+            row = [str(sym)]
+            if q is not None:
+                row += [
+                    _fmt(q["bid_price"] / s.PRICE_SCALE, 2),
+                    _fmt(q["ask_price"] / s.PRICE_SCALE, 2),
+                    _fmt(q["mid"], 3),
+                    _fmt(q["spread"], 2),
+                    _fmt(q["microprice"], 3),
+                    _fmt(q["imbalance"], 3),
+                ]
+            else:
+                row += ["-"] * 6
+            if t is not None:
+                row += [
+                    _fmt(t["price"] / s.PRICE_SCALE, 2),
+                    _fmt(t["ema"][0], 3),
+                    _fmt(t["ema"][2], 3),
+                    _fmt(t["vwap_session"], 3),
+                    _fmt(t["vwap_window"], 3),
+                    f"{t['realized_vol']:.1e}" if not math.isnan(t["realized_vol"]) else "-",
+                    _fmt(t["trade_flow_imbalance"], 2),
+                ]
+            else:
+                row += ["-"] * 7
+            if b is not None:
+                bid, ask = b["bid_price"][0] / s.PRICE_SCALE, b["ask_price"][0] / s.PRICE_SCALE
+                row += [
+                    f"{bid:.2f}/{ask:.2f}",
+                    _fmt(b["depth_imbalance"], 3),
+                ]
+            else:
+                row += ["-"] * 2
+            table.add_row(*row)
+        st = self.stats
+        line = Text(
+            f"engine: {st.get('records_accepted', 0):,} records, "
+            f"{st.get('frames_received', 0):,} frames, "
+            f"{st.get('gaps', 0)} gaps ({st.get('records_lost', 0)} lost), "
+            f"{st.get('frames_rejected', 0)} frames / {st.get('records_rejected', 0)} records "
+            f"rejected, {st.get('results_published', 0):,} results, {self.bars} bars seen  "
+            f"| processed {st.get('processed', {})}"
+        )
+        return Group(table, line)
+
+
+def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0) -> int:
+    """Run feed + engine + live view for ``duration`` seconds; return the exit status."""
+    ingest_port, publish_port = free_port(), free_port()
+    ingest = f"tcp://127.0.0.1:{ingest_port}"
+    results = f"tcp://127.0.0.1:{publish_port}"
+    # A terminal gets its own width; a pipe or a CI log gets room for the whole table.
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    exe = [sys.executable, "-m", "engine"]
+    children: list[subprocess.Popen] = []
+    context = zmq.Context.instance()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(results)
+    view = _View(n_symbols)
+    try:
+        serve = subprocess.Popen(
+            exe + ["serve", "--ingest", ingest, "--publish", results, "--symbols", str(n_symbols),
+                   "--log-level", "WARNING"],
+        )  # fmt: skip
+        children.append(serve)
+        # Wait for the engine: its first stats message says it is up.
+        deadline = time.monotonic() + 60
+        while not view.stats:
+            if serve.poll() is not None:
+                console.print("[red]demo: the engine exited during start-up[/red]")
+                return 1
+            if time.monotonic() > deadline:
+                console.print("[red]demo: the engine did not start within 60 s[/red]")
+                return 1
+            if sub.poll(200):
+                view.update(*sub.recv_multipart())
+        feed = subprocess.Popen(
+            exe + ["feed", "--endpoint", ingest, "--symbols", str(n_symbols), "--rate", str(rate),
+                   "--batch", "16", "--duration", str(duration)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        children.append(feed)
+        start = time.monotonic()
+        with Live(view.render(0, duration), console=console, refresh_per_second=4) as live:
+            next_draw = start
+            while time.monotonic() - start < duration + 1.0:
+                while sub.poll(50):
+                    view.update(*sub.recv_multipart())
+                    if time.monotonic() >= next_draw:
+                        break
+                now = time.monotonic()
+                if now >= next_draw:
+                    live.update(view.render(now - start, duration))
+                    next_draw = now + 0.25
+        return 0 if view.stats.get("records_accepted", 0) > 0 else 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sub.close(linger=0)
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
