@@ -295,6 +295,8 @@ class FrameworkRunner:
             self._connected = False
             return replicas.disconnected()
         if kind == "offers":
+            for offer_id in self._queued_rescinds():
+                replicas.offer_rescinded(offer_id)  # already rescinded: do not use it
             return replicas.offers(args[0], now)
         if kind == "rescind":
             return replicas.offer_rescinded(args[0])
@@ -309,6 +311,11 @@ class FrameworkRunner:
             log.error("%s", self.fatal_error)
             return []
         raise ValueError(f"unknown event {kind}")
+
+    def _queued_rescinds(self) -> list[dict]:
+        """Offer ids of RESCIND events still waiting in the queue (they stay queued)."""
+        with self._events.mutex:
+            return [args[0] for kind, _, args in self._events.queue if kind == "rescind"]
 
     def _execute(self, decisions: list[rs.Decision]) -> None:
         driver = self._driver
@@ -364,14 +371,14 @@ class FrameworkRunner:
             "registrations": self.registrations,
             "updated_unix": time.time(),
         }
-        with self._status_lock:
-            self._status = document
         if self.discovery is not None:
             try:
                 self.discovery.publish(document)
             except Exception:
                 self.errors += 1
                 log.exception("could not publish discovery")
+        with self._status_lock:  # after discovery: what status() shows is published
+            self._status = document
 
     def _watchdog(self, now: float) -> None:
         if not self._connected or self._stopping.is_set():

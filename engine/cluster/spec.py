@@ -16,7 +16,7 @@ ONE_WEEK_S = 7 * 24 * 3600.0
 
 # The replica command.  Placeholders: {ingest_port} {publish_port} {shard} {shards} {slot}.
 DEFAULT_COMMAND = (
-    "tickpath serve --ingest tcp://*:{ingest_port} --publish tcp://*:{publish_port} "
+    "exec tickpath serve --ingest tcp://*:{ingest_port} --publish tcp://*:{publish_port} "
     "--symbols-shard {shard}/{shards}"
 )
 

@@ -96,6 +96,7 @@ class _Task:
     proc: subprocess.Popen | None = None
     state: str = "TASK_STAGING"
     kill_at: float | None = None
+    ended_at: float | None = None  # time.monotonic() when the agent saw the process exit
     grace: float = 3.0
     log_path: Path | None = None
 
@@ -180,6 +181,7 @@ class StandinMaster:
         self.frameworks: dict[str, _Framework] = {}
         self.tasks: dict[str, _Task] = {}
         self.calls: list[dict] = []  # every call body received, in order
+        self.call_times: list[float] = []  # time.monotonic() of each of them
         self.subscriptions: list[dict] = []  # every SUBSCRIBE body
         self.stream_answers: list[int] = []  # HTTP status of every SUBSCRIBE
         self.events_sent: list[dict] = []
@@ -441,6 +443,7 @@ class StandinMaster:
     def _call(self, body: dict, stream_id: str | None) -> tuple[int, str]:
         with self.lock:
             self.calls.append(body)
+            self.call_times.append(time.monotonic())
             fid = body.get("framework_id", {}).get("value")
             fw = self.frameworks.get(fid)
             if fw is None or fw.removed:
@@ -759,6 +762,7 @@ class StandinMaster:
                     else:
                         state, message = "TASK_FAILED", f"Command exited with status {rc}"
                     task.state = state
+                    task.ended_at = now
                     self._update(task, state, message)
                 for fw in self.frameworks.values():
                     if fw.removed:
