@@ -167,12 +167,17 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail("--master is HOST:PORT or zk://HOSTS/PATH (pymesos cannot use http:// URIs)")
 
     from engine.cluster.discovery import DiscoveryPublisher
-    from engine.cluster.framework import FrameworkRunner, MasterUnreachable
+    from engine.cluster.framework import FrameworkRunner, MasterUnreachable, import_pymesos
     from engine.cluster.store import FileStore, MultiStore, StateStore, zk_hosts_and_root
 
+    try:
+        import_pymesos()  # now, so that its log handler exists for the filter below
+    except RuntimeError as exc:
+        return _fail(str(exc))
     log_filter = _PymesosLogFilter(args.verbose)
-    logging.getLogger("pymesos").addFilter(log_filter)
-    for handler in logging.getLogger("pymesos").handlers:
+    pymesos_log = logging.getLogger("pymesos")
+    pymesos_log.propagate = False  # it has its own stderr handler: print once
+    for handler in pymesos_log.handlers:
         handler.addFilter(log_filter)
     stop = threading.Event()
     runner = None
