@@ -253,7 +253,7 @@ def reset_state(state: StreamingState) -> None:
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _accept_sequence(streams: np.ndarray, counters: np.ndarray, stream: int, seq: int, count: int):
     """Account a frame's sequence range; return -1 to accept or a REJECT_* code."""
     expected = streams[stream, S_NEXT]
@@ -276,7 +276,7 @@ def _accept_sequence(streams: np.ndarray, counters: np.ndarray, stream: int, seq
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _check_frame(header, nbytes, expect_kind, record_size, max_records, streams, counters):
     """Header checks and sequence accounting; return the record count or -1 (rejected)."""
     counters[C_FRAMES] += 1
@@ -308,7 +308,7 @@ def _check_frame(header, nbytes, expect_kind, record_size, max_records, streams,
     return count
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _touch(state_touched, touched_list, n_touched, analytic, symbol, frame_no):
     if state_touched[analytic, symbol] != frame_no:
         state_touched[analytic, symbol] = frame_no
@@ -390,7 +390,7 @@ def _window_sum(sym_f, sym, col):
     return sym_f[sym, col] + sym_f[sym, col + 1]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _recompute_window(sym_f, ring_f, sym, tail, head, mask):
     """Window sums rebuilt from the ring (compensated): drops accumulated rounding."""
     for col in (F_PV_WIN, F_V_WIN, F_BUY_WIN, F_SELL_WIN):
@@ -404,7 +404,7 @@ def _recompute_window(sym_f, ring_f, sym, tail, head, mask):
         _add_compensated(sym_f, sym, F_SELL_WIN, ring_f[sym, k, R_SELL])
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _push_return(sym_i, sym_f, ret_ring, sym, r):
     """Rolling mean / M2 / sum of squares over the last ``window`` returns (Welford form)."""
     window = ret_ring.shape[1]
@@ -445,7 +445,7 @@ def _push_return(sym_i, sym_f, ret_ring, sym, r):
         sym_f[sym, F_RET_SUMSQ] = sq
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
     """Write the open bar of ``sym`` as a completed bar result."""
     j = n_touched[A_BAR]
