@@ -180,7 +180,7 @@ def check_sample(frames: list[bytes], proc: StreamProcessor, config) -> bool:
     ok = True
     for sym in np.unique(trades["symbol"])[:3]:
         mine = trades[trades["symbol"] == sym][-2000:]
-        # the reference starts fresh: compare only analytics whose memory is shorter than 2000 trades
+        # the reference starts fresh: compare only analytics with a memory under 2000 trades
         want = ref.trade_features(
             mine, a.ema_spans, int(a.vwap_window_s * 1e9), a.vwap_ring, a.vol_window
         )
