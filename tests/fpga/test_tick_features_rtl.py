@@ -36,6 +36,7 @@ DIRECTED = [
     "test_soft_reset_clears_state",
     "test_backpressure_holds_records",
     "test_mmio_single_record_path",
+    "test_driver_register_protocol",
 ]
 
 
