@@ -197,8 +197,16 @@ def run_command(args: argparse.Namespace) -> int:
             store=MultiStore(stores),
             discovery=DiscoveryPublisher(args.discovery_file, args.discovery_http),
         )
+
+        def on_signal(signum: int, frame: object) -> None:
+            # pymesos' dying I/O thread "interrupts" the main thread (SIGINT): the loop below
+            # reports that case; a real SIGINT/SIGTERM stops us (with failover).
+            if not runner.driver_aborted:
+                stop.set()
+
+        signal.signal(signal.SIGINT, on_signal)  # replaces pymesos' handler
+        signal.signal(signal.SIGTERM, on_signal)
         runner.start()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         started = time.monotonic()
         while not stop.wait(0.2):
             if runner.fatal_error:
@@ -212,14 +220,8 @@ def run_command(args: argparse.Namespace) -> int:
                     f"within {args.register_timeout:g} s{detail}"
                 )
         return 0
-    except KeyboardInterrupt:
-        if runner is not None and runner.driver_aborted:
-            return _fail(f"master {args.master} refused the framework: {log_filter.last_error}")
-        return 0
     except MasterUnreachable as exc:
         return _fail(str(exc))
-    except RuntimeError as exc:  # re-raised by pymesos' SIGINT handler when its thread died
-        return _fail(f"master {args.master} refused the framework: {exc}")
     except OSError as exc:
         return _fail(str(exc))
     finally:

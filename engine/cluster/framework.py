@@ -158,9 +158,7 @@ class FrameworkRunner:
         self.clock = clock
         self.tick_interval = tick_interval
         snapshot = store.load() if store is not None else None
-        self.replicas = rs.ReplicaSet(config, snapshot)
-        if snapshot and snapshot.get("replicas") is not None:
-            self.replicas.replicas = config.replicas  # the command line wins over the snapshot
+        self.replicas = rs.ReplicaSet(config, snapshot)  # replica count: from config
         self.fatal_error: str | None = None
         self.errors = 0  # exceptions caught on the scheduler thread
         self.reconnects = 0  # driver replacements by the watchdog

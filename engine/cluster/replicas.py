@@ -257,6 +257,7 @@ class ReplicaSet:
         self.framework_id: str | None = None
         self._recon = _Reconciliation()
         self._rescinded: OrderedDict[str, None] = OrderedDict()
+        self._last_offers_at = 0.0
         if snapshot:
             self._restore(snapshot)
 
@@ -340,6 +341,7 @@ class ReplicaSet:
         """(Re)registered with the master: reconcile explicitly, then implicitly."""
         self.framework_id = framework_id
         self.suppressed = False  # a new subscription starts unsuppressed
+        self._last_offers_at = now
         recon = self._recon
         recon.pending = {tid for tid, t in self.tasks.items()}
         recon.attempts = 0
@@ -375,6 +377,7 @@ class ReplicaSet:
         """Place wanted replicas on matching offers; decline the rest."""
         decisions: list[Decision] = []
         declined: list[dict] = []
+        self._last_offers_at = now
         wanted = self.wanted_slots(now) if self._recon.phase == "ready" else []
         for offer in offers:
             offer_id = offer["id"]
@@ -570,6 +573,10 @@ class ReplicaSet:
         wanted = bool(self.wanted_slots(now))
         if wanted and self.suppressed:
             self.suppressed = False
+            self._last_offers_at = now
+            return [Revive()]
+        if wanted and now - self._last_offers_at >= self.config.revive_after:
+            self._last_offers_at = now  # a REVIVE lost on the way, or filters elsewhere
             return [Revive()]
         if not wanted and not self.suppressed:
             self.suppressed = True
@@ -673,6 +680,7 @@ class ReplicaSet:
             recon.phase = "ready"
             if self.wanted_slots(now):
                 self.suppressed = False
+                self._last_offers_at = now
                 decisions.append(Revive())  # clears the decline filters set while reconciling
         if recon.phase != "ready":
             return decisions

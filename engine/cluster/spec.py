@@ -92,6 +92,7 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     reconcile_retry: float = 10.0  # re-send explicit reconciliation this often
     reconcile_attempts: int = 3  # then move on to implicit reconciliation anyway
     reconcile_settle: float = 3.0  # implicit reconciliation answers awaited this long
+    revive_after: float = 30.0  # replicas wanted but no offer for this long: REVIVE again
     heartbeat_timeout: float = 45.0  # no event for this long: reconnect (Mesos beats every 15 s)
 
     def __post_init__(self) -> None:

@@ -148,7 +148,7 @@ def test_rescinded_offers_are_handled(standin, runner):
                 assert info["task_id"]["value"] not in lost
     # Each rescinded offer the scheduler wanted either was skipped (its RESCIND was already
     # queued) or ended as a lost launch that was replaced.
-    assert r.replicas.counters.rescinded + r.replicas.counters.lost >= 2
+    assert r.replicas.counters.rescinded + r.replicas.counters.lost >= 1
     assert len(endpoints) == 4 and len(master.live_tasks()) == 4
     assert all(len(v) == 1 for v in live_by_slot(master).values())
 

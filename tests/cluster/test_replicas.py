@@ -128,11 +128,11 @@ def test_offer_too_small_or_with_unwanted_gpus_is_declined():
 def test_no_launch_before_explicit_then_implicit_reconciliation():
     cfg = config(replicas=1)
     state = rs.ReplicaSet(cfg)
-    state.registered("FW", 0.0)
-    (launch,) = launches(state.offers([offer(1, "h")], now=0.0)) or [None]
-    assert launch is None  # no tasks known: implicit reconciliation runs first
+    assert state.registered("FW", 0.0) == [rs.Reconcile([])]  # no task known: implicit only
     assert state.phase == "implicit"
-    task_id = launches(ready(cfg).offers([offer(1, "h")], 2.0))[0].tasks[0]["task_id"]["value"]
+    assert not launches(state.offers([offer(1, "h")], now=0.5))  # still settling
+    state.tick(cfg.reconcile_settle)
+    assert state.phase == "ready" and launches(state.offers([offer(2, "h")], now=1.1))
 
     known = rs.ReplicaSet(cfg)
     known.registered("FW", 0.0)
@@ -288,3 +288,13 @@ def test_config_validation():
     info = config(resources=ReplicaResources(gpus=1)).framework_info("FW")
     assert info["failover_timeout"] == 604800.0 and info["checkpoint"] is True
     assert {"type": "GPU_RESOURCES"} in info["capabilities"] and info["id"] == {"value": "FW"}
+
+
+def test_revive_is_repeated_when_no_offer_comes_while_replicas_are_wanted():
+    cfg = config(replicas=1, revive_after=30.0)
+    state = ready(cfg, now=0.0)
+    assert rs.Revive() not in state.tick(10.0)
+    assert state.tick(cfg.reconcile_settle + 30.0) == [rs.Revive()]
+    assert state.tick(cfg.reconcile_settle + 31.0) == []  # not again right away
+    launches(state.offers([offer(1, "h")], 40.0))
+    assert rs.Revive() not in state.tick(80.0)  # nothing wanted any more
