@@ -74,29 +74,28 @@ def _slot_dtype() -> np.dtype:
 IN_SLOT = _slot_dtype()
 """One input beat: a TRADE or QUOTE record (overlaid field names) and its kind."""
 
-FEATURE = np.dtype(
-    [
-        ("ts_ns", "<i8"),  # the input record's ts_ns
-        ("symbol", "<u4"),  # the input record's symbol
-        ("kind", "u1"),  # the input record's kind
-        ("flags", "u1"),  # FLAG_* bits
-        ("_pad", "<u2"),
-        ("seq", "<u8"),  # index of the input record since (soft) reset, rejects included
-        ("last_price", "<i8"),  # last trade price, ticks
-        ("last_size", "<i8"),  # last trade size, lots
-        ("ema0", "<i8"),  # EMA of trade price, alpha = 2**-k0, ticks * 2**EMA_FRAC_BITS
-        ("ema1", "<i8"),  # EMA of trade price, alpha = 2**-k1, ticks * 2**EMA_FRAC_BITS
-        ("pv_lo", "<u8"),  # sum of price*size (ticks*lots), low 64 bits of 128
-        ("pv_hi", "<i8"),  # sum of price*size, high 64 bits (signed)
-        ("volume", "<i8"),  # sum of size, lots (64-bit, wraps)
-        ("bid_price", "<i8"),  # best bid, ticks
-        ("ask_price", "<i8"),  # best ask, ticks
-        ("mid_x2", "<i8"),  # bid + ask: the mid in half ticks
-        ("spread", "<i8"),  # ask - bid, ticks
-        ("imb_num", "<i8"),  # bid_size - ask_size, lots
-        ("imb_den", "<i8"),  # bid_size + ask_size, lots
-    ]
+FEATURE_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("ts_ns", "<i8", "the input record's ts_ns"),
+    ("symbol", "<u4", "the input record's symbol"),
+    ("kind", "u1", "the input record's kind"),
+    ("flags", "u1", "FLAG_* bits"),
+    ("_pad", "<u2", "zero"),
+    ("seq", "<u8", "index of the input record since (soft) reset, rejects included"),
+    ("last_price", "<i8", "last trade price, ticks"),
+    ("last_size", "<i8", "last trade size, lots"),
+    ("ema0", "<i8", "EMA of trade price, alpha = 2^-K0, ticks * 2^EMA_FRAC_BITS"),
+    ("ema1", "<i8", "EMA of trade price, alpha = 2^-K1, ticks * 2^EMA_FRAC_BITS"),
+    ("pv_lo", "<u8", "sum of price*size (ticks*lots), low 64 bits of 128"),
+    ("pv_hi", "<i8", "sum of price*size, high 64 bits (signed)"),
+    ("volume", "<i8", "sum of size, lots (64-bit, wraps)"),
+    ("bid_price", "<i8", "best bid, ticks"),
+    ("ask_price", "<i8", "best ask, ticks"),
+    ("mid_x2", "<i8", "bid + ask: the mid in half ticks"),
+    ("spread", "<i8", "ask - bid, ticks"),
+    ("imb_num", "<i8", "bid_size - ask_size, lots (L1 imbalance numerator)"),
+    ("imb_den", "<i8", "bid_size + ask_size, lots (L1 imbalance denominator)"),
 )
+FEATURE = np.dtype([(name, fmt) for name, fmt, _ in FEATURE_FIELDS])
 """One output beat: the symbol's features after the input record was applied."""
 
 assert IN_SLOT.itemsize == SLOT_SIZE
@@ -158,7 +157,7 @@ class Register:
 REGISTERS: tuple[Register, ...] = (
     Register(name="ID", offset=0x00, access="RO", reset=CORE_ID, doc='core id, "TPKF"'),
     Register(
-        name="VERSION", offset=0x04, access="RO", reset=CORE_VERSION, doc="major << 16 | minor"
+        name="VERSION", offset=0x04, access="RO", reset=CORE_VERSION, doc="(major << 16) + minor"
     ),
     Register(
         name="CTRL",
@@ -235,6 +234,28 @@ REGISTERS: tuple[Register, ...] = (
     ),
 )
 REGISTER_OFFSETS: dict[str, int] = {r.name: r.offset for r in REGISTERS}
+
+
+def feature_table_markdown() -> str:
+    """The FEATURE record layout as the Markdown table that docs/fpga.md carries."""
+    lines = ["| byte | field | type | meaning |", "| --- | --- | --- | --- |"]
+    for name, fmt, doc in FEATURE_FIELDS:
+        off = FEATURE.fields[name][1]
+        lines.append(f"| {off} | {name} | {np.dtype(fmt).name} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def slot_table_markdown() -> str:
+    """The IN_SLOT layout (TRADE and QUOTE overlaid) as a Markdown table."""
+    lines = ["| byte | TRADE field | QUOTE field | type |", "| --- | --- | --- | --- |"]
+    trade = {off: name for name, (off, _) in schema.field_offsets(schema.TRADE).items()}
+    quote = {off: name for name, (off, _) in schema.field_offsets(schema.QUOTE).items()}
+    for off in sorted(set(trade) | set(quote)):
+        name = trade.get(off) or quote[off]
+        dt = (schema.TRADE if name in trade.values() else schema.QUOTE).fields[name][0]
+        lines.append(f"| {off} | {trade.get(off, '-')} | {quote.get(off, '-')} | {dt.name} |")
+    lines.append(f"| {SLOT_KIND_OFFSET} | kind | kind | uint8 |")
+    return "\n".join(lines) + "\n"
 
 
 def register_table_markdown() -> str:
