@@ -408,7 +408,9 @@ def implied_vol(
         ``tv = price - max(±(S e^{-qT} - K e^{-rT}), 0)``:
 
         * ``tv == 0`` gives 0.0 (the price is its lower bound, so the volatility is zero;
-          this includes deep out-of-the-money prices that underflowed to 0).
+          this includes deep out-of-the-money prices that underflowed to 0). In the
+          money, ``|tv| <= 4 eps max(S e^{-qT}, K e^{-rT})`` counts as zero: the
+          intrinsic value is itself only known to that rounding noise.
         * ``tv < 0``, ``tv >= min(S e^{-qT}, K e^{-rT})`` (at or above the upper bound),
           ``T == 0`` with ``tv > 0``, or any NaN/inf input give NaN, counted in ``n_nan``.
           The batch never raises for a price.

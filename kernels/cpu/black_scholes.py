@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from kernels.cpu._batch_jit import compile_kernel
+from kernels.reference import black_scholes_scalar
 from kernels.reference.black_scholes_scalar import build
 
 _scalar = build(njit(inline="always"))
@@ -84,7 +86,8 @@ def _greeks_body(S, K, T, r, q, sigma, is_call, price, delta, gamma, vega, theta
     return n_invalid
 
 
-price_serial = njit(PRICE_SIGNATURE, cache=True, nogil=True)(_price_body)
-price_parallel = njit(PRICE_SIGNATURE, cache=True, nogil=True, parallel=True)(_price_body)
-greeks_serial = njit(GREEKS_SIGNATURE, cache=True, nogil=True)(_greeks_body)
-greeks_parallel = njit(GREEKS_SIGNATURE, cache=True, nogil=True, parallel=True)(_greeks_body)
+_DEPENDS = (black_scholes_scalar,)
+price_serial = compile_kernel(_price_body, PRICE_SIGNATURE, depends_on=_DEPENDS)
+price_parallel = compile_kernel(_price_body, PRICE_SIGNATURE, depends_on=_DEPENDS, parallel=True)
+greeks_serial = compile_kernel(_greeks_body, GREEKS_SIGNATURE, depends_on=_DEPENDS)
+greeks_parallel = compile_kernel(_greeks_body, GREEKS_SIGNATURE, depends_on=_DEPENDS, parallel=True)

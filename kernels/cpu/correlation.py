@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from kernels.cpu._batch_jit import compile_kernel
+from kernels.reference import correlation_scalar
 from kernels.reference.correlation_scalar import build
 
 _scalar = build(njit(inline="always"))
@@ -28,13 +30,7 @@ def covariance_window(window, ddof, out):
     out[:, :] = np.dot(centred.T, centred) / (n_rows - ddof)
 
 
-@njit(
-    "void(f8[:, ::1], i8, i8, i8[::1], i8[::1], f8[:, :, ::1])",
-    parallel=True,
-    cache=True,
-    nogil=True,
-)
-def rolling_pairs(returns, window, ddof, pair_i, pair_j, out):
+def _rolling_pairs(returns, window, ddof, pair_i, pair_j, out):
     for p in prange(pair_i.size):
         _pair_rolling(returns, window, ddof, pair_i[p], pair_j[p], out)
 
@@ -97,3 +93,11 @@ def stream_update(ring, state, mean, comoment, rows, recompute_every, before, af
         if state[2] >= recompute_every and count == window:
             _recompute(ring, count, mean, comoment)
             state[2] = 0
+
+
+rolling_pairs = compile_kernel(
+    _rolling_pairs,
+    "void(f8[:, ::1], i8, i8, i8[::1], i8[::1], f8[:, :, ::1])",
+    depends_on=(correlation_scalar,),
+    parallel=True,
+)

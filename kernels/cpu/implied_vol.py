@@ -8,9 +8,10 @@ its no-arbitrage bounds (or NaN), and contracts with S <= 0, K <= 0 or T < 0.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
+from kernels.cpu._batch_jit import compile_kernel
+from kernels.reference import implied_vol_scalar
 from kernels.reference.implied_vol_scalar import IV_INVALID, IV_OUT_OF_BOUNDS, build
 
 _scalar = build(njit(inline="always"))
@@ -44,7 +45,6 @@ def _body(price, S, K, T, r, q, is_call, sigma):
     return n_nan, n_invalid
 
 
-implied_vol_serial = njit(SIGNATURE, cache=True, nogil=True)(_body)
-implied_vol_parallel = njit(SIGNATURE, cache=True, nogil=True, parallel=True)(_body)
-
-__all__ = ["implied_vol_serial", "implied_vol_parallel", "PARALLEL_THRESHOLD", "np"]
+_DEPENDS = (implied_vol_scalar,)
+implied_vol_serial = compile_kernel(_body, SIGNATURE, depends_on=_DEPENDS)
+implied_vol_parallel = compile_kernel(_body, SIGNATURE, depends_on=_DEPENDS, parallel=True)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from kernels import philox
+from kernels.cpu._batch_jit import compile_kernel
+from kernels.reference import montecarlo_scalar
 from kernels.reference.montecarlo_scalar import SCENARIOS_PER_LANE, build
 
 _scalar = build(njit(inline="always"))
@@ -19,8 +22,7 @@ _portfolio_pnl = _scalar.portfolio_pnl
 _LANES = "i8[::1], f8[::1], f8[::1]"
 
 
-@njit(f"void(i8, f8, f8, f8, f8, b1, u8, u8, {_LANES})", parallel=True, cache=True, nogil=True)
-def european_lanes(n_paths, S, K, log_drift, vol_sqrt_t, is_call, k0, k1, counts, means, m2s):
+def _european_lanes(n_paths, S, K, log_drift, vol_sqrt_t, is_call, k0, k1, counts, means, m2s):
     for lane in prange(counts.size):
         c, m, s = _european_lane(lane, n_paths, S, K, log_drift, vol_sqrt_t, is_call, k0, k1)
         counts[lane] = c
@@ -28,8 +30,7 @@ def european_lanes(n_paths, S, K, log_drift, vol_sqrt_t, is_call, k0, k1, counts
         m2s[lane] = s
 
 
-@njit(f"void(i8, i8, f8, f8, f8, f8, b1, u8, u8, {_LANES})", parallel=True, cache=True, nogil=True)
-def asian_lanes(n_paths, n_steps, S, K, step_drift, step_vol, is_call, k0, k1, counts, means, m2s):
+def _asian_lanes(n_paths, n_steps, S, K, step_drift, step_vol, is_call, k0, k1, counts, means, m2s):
     for lane in prange(counts.size):
         c, m, s = _asian_lane(lane, n_paths, n_steps, S, K, step_drift, step_vol, is_call, k0, k1)
         counts[lane] = c
@@ -37,13 +38,7 @@ def asian_lanes(n_paths, n_steps, S, K, step_drift, step_vol, is_call, k0, k1, c
         m2s[lane] = s
 
 
-@njit(
-    "void(f8[::1], f8[::1], f8[::1], f8[:, ::1], u8, u8, f8[::1])",
-    parallel=True,
-    cache=True,
-    nogil=True,
-)
-def portfolio_pnl(value, drift, vol, chol, k0, k1, pnl):
+def _portfolio_pnl_lanes(value, drift, vol, chol, k0, k1, pnl):
     n = pnl.size
     n_lanes = (n + SCENARIOS_PER_LANE - 1) // SCENARIOS_PER_LANE
     for lane in prange(n_lanes):
@@ -51,3 +46,24 @@ def portfolio_pnl(value, drift, vol, chol, k0, k1, pnl):
         start = lane * SCENARIOS_PER_LANE
         for k in range(start, min(start + SCENARIOS_PER_LANE, n)):
             pnl[k] = _portfolio_pnl(k, value, drift, vol, chol, z, k0, k1)
+
+
+_DEPENDS = (montecarlo_scalar, philox)
+european_lanes = compile_kernel(
+    _european_lanes,
+    f"void(i8, f8, f8, f8, f8, b1, u8, u8, {_LANES})",
+    depends_on=_DEPENDS,
+    parallel=True,
+)
+asian_lanes = compile_kernel(
+    _asian_lanes,
+    f"void(i8, i8, f8, f8, f8, f8, b1, u8, u8, {_LANES})",
+    depends_on=_DEPENDS,
+    parallel=True,
+)
+portfolio_pnl = compile_kernel(
+    _portfolio_pnl_lanes,
+    "void(f8[::1], f8[::1], f8[::1], f8[:, ::1], u8, u8, f8[::1])",
+    depends_on=_DEPENDS,
+    parallel=True,
+)

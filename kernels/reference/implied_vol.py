@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from kernels.reference.black_scholes import special_module
+from kernels.reference.implied_vol_scalar import EPSILON, INTRINSIC_NOISE_ULPS
 
 BISECTIONS = 160
 LOG_S_LOW = float(np.log(1e-12))
@@ -43,7 +44,12 @@ def implied_vol(
             xp.where(is_call, spot_disc - strike_disc, strike_disc - spot_disc), 0.0
         )
         time_value = price - intrinsic
-        zero = time_value == 0
+        noise = xp.where(
+            intrinsic > 0,
+            INTRINSIC_NOISE_ULPS * EPSILON * xp.maximum(spot_disc, strike_disc),
+            0.0,
+        )
+        zero = xp.abs(time_value) <= noise
         y = -xp.abs(xp.log(spot_disc / strike_disc))
         beta = time_value / xp.sqrt(spot_disc * strike_disc)
         solvable = (

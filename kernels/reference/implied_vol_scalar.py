@@ -19,7 +19,8 @@ Method (written for tickpath; the ideas follow Jaeckel's normalised-Black analys
    and keep a bracket: a step that leaves it becomes a bisection, so the iteration
    always converges.
 
-Return codes: 0 = a volatility (possibly 0.0 when the price equals its lower bound),
+Return codes: 0 = a volatility (0.0 when the price equals its lower bound, to within
+the rounding noise of an in-the-money intrinsic value: 4 ulp of max(S e^{-qT}, K e^{-rT})),
 1 = NaN because the price is outside the no-arbitrage bounds, NaN, or the option has
 expired with time value left; 2 = invalid contract (S <= 0, K <= 0 or T < 0).
 """
@@ -40,6 +41,11 @@ HALF_LN_2PI = 0.9189385332046728
 MAX_ITERATIONS = 64
 # Stop after a Halley step smaller than this (relative): the error left is ~ its cube.
 STEP_TOLERANCE = 1e-9
+
+# A time value within this many ulp of max(S e^{-qT}, K e^{-rT}) of an in-the-money
+# intrinsic value is treated as zero (rounding noise of the intrinsic value).
+INTRINSIC_NOISE_ULPS = 4.0
+EPSILON = 2.220446049250313e-16
 
 IV_OK = 0
 IV_OUT_OF_BOUNDS = 1
@@ -171,7 +177,13 @@ def build(jit: Any) -> SimpleNamespace:
         else:
             intrinsic = max(strike_disc - spot_disc, 0.0)
         time_value = price - intrinsic
-        if time_value == 0.0:
+        # In the money, the intrinsic value itself is only known to a few ulp of the
+        # discounted spot and strike: a time value within that noise carries no
+        # volatility information, and the smallest consistent volatility is zero.
+        noise = (
+            INTRINSIC_NOISE_ULPS * EPSILON * max(spot_disc, strike_disc) if intrinsic > 0.0 else 0.0
+        )
+        if abs(time_value) <= noise:
             return 0.0, IV_OK
         if time_value < 0.0 or T == 0.0 or time_value >= min(spot_disc, strike_disc):
             return math.nan, IV_OUT_OF_BOUNDS

@@ -57,45 +57,45 @@ def test_parallel_and_serial_cpu_kernels_agree():
             np.testing.assert_array_equal(getattr(part, field), getattr(big, field)[i::50])
 
 
-mp_cases = list(itertools.product([60.0, 100.0, 140.0], [0.05, 1.5], [0.15, 0.8], [True, False]))
+MP_CASES = list(itertools.product([60.0, 100.0, 140.0], [0.05, 1.5], [0.15, 0.8], [True, False]))
+
+
+def mp_value(mp, S, K, T, r, q, vol, call):
+    """Black-Scholes-Merton value in mpmath arithmetic."""
+    S, K, T, r, q, vol = (mp.mpf(x) for x in (S, K, T, r, q, vol))
+    total = vol * mp.sqrt(T)
+    d1 = (mp.log(S / K) + (r - q) * T) / total + total / 2
+    d2 = d1 - total
+
+    def ncdf(x):
+        return mp.erfc(-x / mp.sqrt(2)) / 2
+
+    if call:
+        return S * mp.exp(-q * T) * ncdf(d1) - K * mp.exp(-r * T) * ncdf(d2)
+    return K * mp.exp(-r * T) * ncdf(-d2) - S * mp.exp(-q * T) * ncdf(-d1)
+
+
+def mp_greeks(mp, S, K, T, r, q, vol, call):
+    """Price and greeks by 40-digit numerical differentiation of the mpmath value."""
+    return {
+        "price": mp_value(mp, S, K, T, r, q, vol, call),
+        "delta": mp.diff(lambda x: mp_value(mp, x, K, T, r, q, vol, call), S),
+        "gamma": mp.diff(lambda x: mp_value(mp, x, K, T, r, q, vol, call), S, 2),
+        "vega": mp.diff(lambda x: mp_value(mp, S, K, T, r, q, x, call), vol),
+        "theta": -mp.diff(lambda x: mp_value(mp, S, K, x, r, q, vol, call), T),
+        "rho": mp.diff(lambda x: mp_value(mp, S, K, T, x, q, vol, call), r),
+    }
 
 
 def test_against_mpmath_with_finite_difference_greeks():
     mp = pytest.importorskip("mpmath", reason="mpmath is the high-precision oracle (dev extra)")
     mp.mp.dps = 40
     r, q, S = 0.03, 0.01, 100.0
-
-    def value(s, k, t, rr, vol, call):
-        s, k, t, rr, vol = (mp.mpf(x) for x in (s, k, t, rr, vol))
-        total = vol * mp.sqrt(t)
-        d1 = (mp.log(s / k) + (rr - q) * t) / total + total / 2
-        d2 = d1 - total
-        n = lambda x: mp.erfc(-x / mp.sqrt(2)) / 2  # noqa: E731
-        if call:
-            return s * mp.exp(-q * t) * n(d1) - k * mp.exp(-rr * t) * n(d2)
-        return k * mp.exp(-rr * t) * n(-d2) - s * mp.exp(-q * t) * n(-d1)
-
-    for K, T, vol, call in mp_cases:
+    for K, T, vol, call in MP_CASES:
         got = kb.black_scholes(S, K, T, r, q, vol, call)
-        want = {
-            "price": value(S, K, T, r, vol, call),
-            "delta": mp.diff(lambda x: value(x, K, T, r, vol, call), S),
-            "gamma": mp.diff(lambda x: value(x, K, T, r, vol, call), S, 2),
-            "vega": mp.diff(lambda x: value(S, K, T, r, x, call), vol),
-            "theta": -mp.diff(lambda x: value(S, K, x, r, vol, call), T),
-            "rho": mp.diff(lambda x: value(S, K, T, x, vol, call), r),
-        }
-        for field, w in want.items():
-            g = float(getattr(got, field))
-            assert abs(g - float(w)) <= 1e-13 * max(1.0, abs(float(w))), (
-                field,
-                K,
-                T,
-                vol,
-                call,
-                g,
-                w,
-            )
+        for field, want in mp_greeks(mp, S, K, T, r, q, vol, call).items():
+            g, w = float(getattr(got, field)), float(want)
+            assert abs(g - w) <= 1e-13 * max(1.0, abs(w)), (field, K, T, vol, call, g, w)
 
 
 def test_conventions_theta_negative_for_atm_call_and_put_call_parity():
