@@ -142,13 +142,15 @@ class ReferenceBook:
 
         Lists of ``TOP_N`` entries (0 where a level is empty), level counts
         capped at ``max_levels``, and ``depth_imbalance`` over the ``TOP_N``
-        levels (NaN when both sides are empty).
+        levels (NaN when both sides are empty).  A book configured with
+        ``max_levels < TOP_N`` shows only its ``max_levels`` best levels.
         """
         snap: dict[str, object] = {}
         totals = {}
         for name, side in (("bid", SIDE_BUY), ("ask", SIDE_SELL)):
             levels = self.levels(symbol, side)
-            top = levels[:TOP_N] + [(0, 0, 0)] * (TOP_N - min(TOP_N, len(levels)))
+            top = levels[: min(TOP_N, self.max_levels)]
+            top += [(0, 0, 0)] * (TOP_N - len(top))
             snap[f"{name}_price"] = [p for p, _, _ in top]
             snap[f"{name}_size"] = [s for _, s, _ in top]
             snap[f"{name}_orders"] = [n for _, _, n in top]
