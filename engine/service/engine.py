@@ -2,8 +2,10 @@
 
 Topology (one thread, no queue hop between a tick and its features)::
 
-    publishers -PUB-> [SUB] -> ingest_<kind>() -> emit_results() -> [PUB] -> subscribers
-                              (one numba call)   (one numba call)   (one send per topic)
+    publishers -PUB-> [SUB] -> on_<kind>_frame() -> [PUB] -> subscribers
+                              (one numba call:     (one send per result)
+                               checks, sequence,
+                               analytics, results)
 
 The kernels are compiled (or loaded from numba's cache) in :meth:`Engine.start`,
 before the sockets open, so no tick ever waits for the JIT.
@@ -47,9 +49,9 @@ def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParam
 class StreamProcessor:
     """The socket-free core: a receive buffer, the streaming state and the kernels.
 
-    ``process(nbytes, recv_ns)`` runs the kernels on the frame in ``buffer``;
-    ``emit(recv_ns)`` fills the result frames; the publisher sends them and
-    ``clear()`` forgets them.  Tests and benchmarks drive it directly.
+    ``process(nbytes, recv_ns)`` runs the kernels on the frame in ``buffer``
+    and leaves its result frames in the state's output arrays, where the
+    publisher sends them from.  Tests and benchmarks drive it directly.
     """
 
     def __init__(self, config: EngineConfig) -> None:
@@ -64,7 +66,6 @@ class StreamProcessor:
         self._kind = self.buffer[6:8].view("<u2")
         max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
         self.state = k.new_state(streaming_params(config, max_records))
-        self.frame_no = 0
 
     def _view(self, dtype: np.dtype, body: int) -> np.ndarray:
         n = body // dtype.itemsize
@@ -98,11 +99,8 @@ class StreamProcessor:
                     1, 0, s.ACTION_ADD, s.SIDE_BUY, 0, 1, 99 * s.PRICE_SCALE, s.SIZE_SCALE,
                 )  # fmt: skip
             self.process(s.HEADER_SIZE + size, 0)
-            self.emit(0)
-            self.clear()
         k.reset_state(self.state)
         self.buffer[:] = saved
-        self.frame_no = 0
         return time.perf_counter() - t0
 
     @property
@@ -111,14 +109,15 @@ class StreamProcessor:
         return int(self._kind[0])
 
     def process(self, nbytes: int, recv_ns: int) -> int:
-        """Run the kernels on the frame of ``nbytes`` in ``buffer``; return records accepted.
+        """Run the kernels on the frame of ``nbytes`` in ``buffer``; return the results ready.
 
-        ``nbytes == -2`` stands for a multipart message, ``nbytes > len(buffer)``
-        for a truncated oversize frame: both are counted and rejected here.
+        The result frames are left in the state's output arrays until the next
+        call.  ``nbytes == -2`` stands for a multipart message, ``nbytes >
+        len(buffer)`` for a truncated oversize frame: both are counted and rejected here.
         """
         st = self.state
-        p = st.params
         if nbytes < 0 or nbytes > len(self.buffer):
+            st.n_touched[:] = 0
             st.counters[k.C_FRAMES] += 1
             if nbytes < 0:
                 st.counters[s.REJECT_MULTIPART] += 1
@@ -126,41 +125,24 @@ class StreamProcessor:
                 st.counters[k.C_BYTES] += nbytes
                 st.counters[s.REJECT_OVERSIZE] += 1
             return 0
-        self.frame_no += 1
         kind = int(self._kind[0]) if nbytes >= 8 else 0
         if kind == s.KIND_QUOTE:
-            return k.ingest_quotes(
-                self.header, self.quotes, nbytes, p.max_records, self.frame_no, st.streams,
-                st.counters, st.sym_i, st.touched, st.touched_list, st.n_touched,
+            return k.on_quote_frame(
+                self.header, self.quotes, nbytes, recv_ns, st.streams, st.counters, st.sym_i,
+                st.touched, st.touched_list, st.n_touched, st.out_seq, st.out_quote,
             )  # fmt: skip
         if kind == s.KIND_ORDER:
-            return k.ingest_orders(
-                self.header, self.orders, nbytes, p.max_records, self.frame_no, st.streams,
-                st.counters, st.sym_i, st.book, st.touched, st.touched_list, st.n_touched,
+            return k.on_order_frame(
+                self.header, self.orders, nbytes, recv_ns, st.streams, st.counters, st.sym_i,
+                st.book, st.touched, st.touched_list, st.n_touched, st.out_seq, st.out_book,
             )  # fmt: skip
         # Trades, and every other kind: the trade kernel's header check rejects those.
-        return k.ingest_trades(
-            self.header, self.trades, nbytes, p.max_records, self.frame_no, st.streams,
-            st.counters, st.sym_i, st.sym_f, st.alphas, st.ring_ts, st.ring_f, st.ret_ring,
-            p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list, st.n_touched, st.out_bar,
+        p = st.params
+        return k.on_trade_frame(
+            self.header, self.trades, nbytes, recv_ns, st.streams, st.counters, st.sym_i,
+            st.sym_f, st.alphas, st.ring_ts, st.ring_f, st.ret_ring, p.vwap_window_ns, p.bar_ns,
+            st.touched, st.touched_list, st.n_touched, st.out_seq, st.out_trade, st.out_bar,
         )  # fmt: skip
-
-    def emit(self, recv_ns: int) -> int:
-        """Fill the result frames of what the last frame touched; return how many."""
-        st = self.state
-        return k.emit_results(
-            recv_ns, time.time_ns(), st.counters, st.sym_i, st.sym_f, st.ret_ring, st.book,
-            st.touched_list, st.n_touched, st.out_seq, st.out_quote, st.out_trade, st.out_bar,
-            st.out_book,
-        )  # fmt: skip
-
-    def clear(self) -> None:
-        """Forget the last frame's results (after publishing them)."""
-        k.clear_touched(self.state.n_touched)
-
-    def pending(self) -> bool:
-        """True when the last frame touched anything (results to emit)."""
-        return bool(self.state.n_touched.any())
 
     def results(self) -> list[tuple[str, np.ndarray]]:
         """The emitted result frames as ``(analytic, record copy)``: for tests and tools."""
@@ -175,16 +157,9 @@ class StreamProcessor:
     def feed(self, frame: bytes, recv_ns: int = 0) -> list[tuple[str, np.ndarray]]:
         """Copy ``frame`` into the buffer, process it, return its results (tests, tools)."""
         n = len(frame)
-        if n > len(self.buffer):
-            return [] if self.process(n, recv_ns) == 0 else []
-        self.buffer[:n] = np.frombuffer(frame, np.uint8)
-        self.process(n, recv_ns)
-        found: list[tuple[str, np.ndarray]] = []
-        if self.pending():
-            self.emit(recv_ns)
-            found = self.results()
-            self.clear()
-        return found
+        if n <= len(self.buffer):
+            self.buffer[:n] = np.frombuffer(frame, np.uint8)
+        return self.results() if self.process(n, recv_ns) else []
 
     def stats(self, started_ns: int) -> dict:
         """The ``stats`` message: counters, rejects by reason, gaps, per-analytic counts."""
@@ -280,13 +255,8 @@ class Engine:
         stop = self.stop_event
         while not stop.is_set():
             nbytes = receive()
-            if nbytes != -1:
-                recv_ns = clock()
-                proc.process(nbytes, recv_ns)
-                if state.n_touched.any():
-                    proc.emit(recv_ns)
-                    publish(state)
-                    proc.clear()
+            if nbytes != -1 and proc.process(nbytes, clock()):
+                publish(state)
             now = time.monotonic_ns()
             if now >= next_stats:
                 self.publisher.publish_stats(self.stats())

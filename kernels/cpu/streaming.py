@@ -1,11 +1,12 @@
 """Streaming (microsecond-path) analytics on the CPU: one numba call per frame.
 
 The ingest loop hands every received frame, still in its receive buffer, to
-:func:`ingest_frame`.  That one call checks the header, accounts the stream's
-sequence numbers, validates each record and updates the per-symbol state held
-in preallocated arrays.  :func:`emit_results` then writes one result frame per
-(analytic, symbol) touched by the input frame into preallocated output arrays,
-which the publisher sends as they are.  Results are therefore *conflated per
+one of :func:`on_quote_frame`, :func:`on_trade_frame`, :func:`on_order_frame`.
+That one call checks the header, accounts the stream's sequence numbers,
+validates each record, updates the per-symbol state held in preallocated
+arrays, and writes one result frame per (analytic, symbol) touched by the
+input frame into preallocated output arrays, which the publisher sends as
+they are.  Results are therefore *conflated per
 input frame*: a frame carrying 100 trades of one symbol yields one ``trade``
 result holding the state after the last of them (single-record frames yield
 one result per tick).
@@ -25,6 +26,7 @@ import numpy as np
 
 from engine.wire import schema as s
 from kernels.cpu import book as bk
+from kernels.cpu.clock import realtime_ns
 
 # ---------------------------------------------------------------------------
 # Result frames: a header and one result record, contiguous.  The bytes of one
@@ -330,15 +332,16 @@ def _provenance(sym_i, symbol, analytic, ts, seq, stream, send_ns):
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
-def ingest_quotes(
-    header, quotes, nbytes, max_records, frame_no, streams, counters, sym_i, touched, touched_list,
-    n_touched,
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ingest_quotes(
+    header, quotes, nbytes, streams, counters, sym_i, touched, touched_list, n_touched
 ):  # fmt: skip
-    """Process one QUOTE frame in place; return the number of records accepted."""
+    """Update the state with one QUOTE frame; return the number of records accepted."""
+    max_records = touched_list.shape[1]
     n = _check_frame(header, nbytes, s.KIND_QUOTE, s.QUOTE_SIZE, max_records, streams, counters)
     if n < 0:
         return 0
+    frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
     h = header[0]
     seq0 = np.int64(h.seq)
     n_symbols = sym_i.shape[0]
@@ -466,15 +469,17 @@ def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
     b[0].in_send_ns = sym_i[sym, base + 3]
 
 
-@numba.njit(cache=True, nogil=True)
-def ingest_trades(
-    header, trades, nbytes, max_records, frame_no, streams, counters, sym_i, sym_f, alphas,
-    ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ingest_trades(
+    header, trades, nbytes, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f, ret_ring,
+    vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
 ):  # fmt: skip
-    """Process one TRADE frame in place; return the number of records accepted."""
+    """Update the state with one TRADE frame; return the number of records accepted."""
+    max_records = touched_list.shape[1]
     n = _check_frame(header, nbytes, s.KIND_TRADE, s.TRADE_SIZE, max_records, streams, counters)
     if n < 0:
         return 0
+    frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
     h = header[0]
     seq0 = np.int64(h.seq)
     n_symbols = sym_i.shape[0]
@@ -586,15 +591,16 @@ def ingest_trades(
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
-def ingest_orders(
-    header, orders, nbytes, max_records, frame_no, streams, counters, sym_i, book, touched,
-    touched_list, n_touched,
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ingest_orders(
+    header, orders, nbytes, streams, counters, sym_i, book, touched, touched_list, n_touched
 ):  # fmt: skip
-    """Process one ORDER frame in place; return the number of records accepted."""
+    """Update the state (the books) with one ORDER frame; return the number of records accepted."""
+    max_records = touched_list.shape[1]
     n = _check_frame(header, nbytes, s.KIND_ORDER, s.ORDER_SIZE, max_records, streams, counters)
     if n < 0:
         return 0
+    frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
     h = header[0]
     seq0 = np.int64(h.seq)
     n_symbols = sym_i.shape[0]
@@ -676,17 +682,8 @@ def _ratio(a, b):
     return (a - b) / d
 
 
-@numba.njit(cache=True, nogil=True)
-def emit_results(
-    recv_ns, done_ns, counters, sym_i, sym_f, ret_ring, book, touched_list, n_touched, out_seq,
-    out_quote, out_trade, out_bar, out_book,
-):  # fmt: skip
-    """Fill the result frames of everything the last input frame touched.
-
-    Returns the number of results per analytic in ``n_touched`` (left as is;
-    the caller resets it with :func:`clear_touched` after publishing).
-    """
-    vol_window = ret_ring.shape[1]
+@numba.njit(cache=True, nogil=True, inline="always")
+def _emit_quotes(recv_ns, done_ns, sym_i, touched_list, n_touched, out_seq, out_quote):
     for j in range(n_touched[A_QUOTE]):
         sym = touched_list[A_QUOTE, j]
         f = out_quote[j]
@@ -713,6 +710,13 @@ def emit_results(
         else:
             f.microprice = np.nan
             f.imbalance = np.nan
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _emit_trades(
+    recv_ns, done_ns, sym_i, sym_f, ret_ring, touched_list, n_touched, out_seq, out_trade, out_bar
+):  # fmt: skip
+    vol_window = ret_ring.shape[1]
     for j in range(n_touched[A_TRADE]):
         sym = touched_list[A_TRADE, j]
         f = out_trade[j]
@@ -747,6 +751,10 @@ def emit_results(
         out_seq[A_BAR, sym] += 1
         f.recv_ns = recv_ns
         f.done_ns = done_ns
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _emit_book(recv_ns, done_ns, sym_i, book, touched_list, n_touched, out_seq, out_book):
     for j in range(n_touched[A_BOOK]):
         sym = touched_list[A_BOOK, j]
         f = out_book[j]
@@ -754,13 +762,68 @@ def emit_results(
         out_seq[A_BOOK, sym] += 1
         _common(f, sym_i, sym, A_BOOK, recv_ns, done_ns)
         bk.book_fill_top(book, sym, out_book, j)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _start_frame(n_touched):
+    for a in range(N_ANALYTICS):
+        n_touched[a] = 0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _results(counters, n_touched):
     total = n_touched[0] + n_touched[1] + n_touched[2] + n_touched[3]
     counters[C_RESULTS] += total
     return total
 
 
+# ---------------------------------------------------------------------------
+# Entry points: one call per received frame
+# ---------------------------------------------------------------------------
+
+
 @numba.njit(cache=True, nogil=True)
-def clear_touched(n_touched):
-    """Forget the touched lists after the results were published."""
-    for a in range(N_ANALYTICS):
-        n_touched[a] = 0
+def on_quote_frame(
+    header, quotes, nbytes, recv_ns, streams, counters, sym_i, touched, touched_list, n_touched,
+    out_seq, out_quote,
+):  # fmt: skip
+    """Process a QUOTE frame and fill its result frames; return the number of results."""
+    _start_frame(n_touched)
+    if _ingest_quotes(
+        header, quotes, nbytes, streams, counters, sym_i, touched, touched_list, n_touched
+    ):
+        _emit_quotes(recv_ns, realtime_ns(), sym_i, touched_list, n_touched, out_seq, out_quote)
+    return _results(counters, n_touched)
+
+
+@numba.njit(cache=True, nogil=True)
+def on_trade_frame(
+    header, trades, nbytes, recv_ns, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f,
+    ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_seq, out_trade,
+    out_bar,
+):  # fmt: skip
+    """Process a TRADE frame (or reject a frame of any other kind); return the number of results."""
+    _start_frame(n_touched)
+    if _ingest_trades(
+        header, trades, nbytes, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f,
+        ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
+    ):  # fmt: skip
+        _emit_trades(
+            recv_ns, realtime_ns(), sym_i, sym_f, ret_ring, touched_list, n_touched, out_seq,
+            out_trade, out_bar,
+        )  # fmt: skip
+    return _results(counters, n_touched)
+
+
+@numba.njit(cache=True, nogil=True)
+def on_order_frame(
+    header, orders, nbytes, recv_ns, streams, counters, sym_i, book, touched, touched_list,
+    n_touched, out_seq, out_book,
+):  # fmt: skip
+    """Process an ORDER frame and fill its book result frames; return the number of results."""
+    _start_frame(n_touched)
+    if _ingest_orders(
+        header, orders, nbytes, streams, counters, sym_i, book, touched, touched_list, n_touched
+    ):
+        _emit_book(recv_ns, realtime_ns(), sym_i, book, touched_list, n_touched, out_seq, out_book)
+    return _results(counters, n_touched)
