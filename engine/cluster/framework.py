@@ -13,7 +13,8 @@ How each pymesos 0.3.15 pitfall is avoided:
   raises into the driver (which would TEARDOWN the framework) and nothing blocks
   its I/O thread.  Work that fails on the scheduler thread is logged and followed
   by a fresh reconciliation; the framework stays up.
-* pymesos is imported lazily, on the main thread (it installs a SIGINT handler).
+* pymesos is imported lazily, on the main thread (it installs a SIGINT handler, which
+  the CLI replaces with its own).
 * With GPUs wanted, the master's ``/version`` is checked before starting, and a
   registration without a known master version (GPU_RESOURCES dropped) reconnects.
 * A heartbeat watchdog replaces the driver (same framework id) when no event came

@@ -121,7 +121,8 @@ def test_refused_framework_is_one_line_error(standin, tmp_path, processes):
     output = (tmp_path / "scheduler.log").read_text()
     errors = [line for line in output.splitlines() if line.startswith("tickpath mesos: error:")]
     assert len(errors) == 1, output
-    assert "refused" in errors[0] and "403" in errors[0] and "not authorized" in errors[0]
+    # pymesos quotes the body only as far as it has read it: the status is what is certain.
+    assert "refused the framework" in errors[0] and "HTTP 403" in errors[0], output
     assert "Traceback" not in output
     assert master.stream_answers and set(master.stream_answers) == {403}
 
