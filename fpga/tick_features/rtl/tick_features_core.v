@@ -56,7 +56,7 @@ module tick_features_core #(
     // Single-record MMIO path.
     input  wire                 mmio_submit,  // pulse: inject mmio_in as one record
     input  wire [ `TF_IN_W-1:0] mmio_in,
-    output reg  [`TF_OUT_W-1:0] mmio_out,
+    output wire [`TF_OUT_W-1:0] mmio_out,
     output wire                 mmio_done,
     output wire                 mmio_busy,
 
@@ -136,59 +136,59 @@ module tick_features_core #(
   // -------------------------------------------------------------------------
   // q[1..MUL_STAGES]: the record and its price*size product.
   // -------------------------------------------------------------------------
-  reg q_valid[1:MUL_STAGES];
-  reg q_mmio[1:MUL_STAGES];
-  reg q_last[1:MUL_STAGES];
-  reg q_ok[1:MUL_STAGES];
-  reg [3:0] q_rej[1:MUL_STAGES];  // FLAG_BAD_* bits
-  reg [7:0] q_kind[1:MUL_STAGES];
-  reg [31:0] q_sym[1:MUL_STAGES];
-  reg [63:0] q_ts[1:MUL_STAGES];
-  reg [63:0] q_seq[1:MUL_STAGES];
-  reg [63:0] q_a[1:MUL_STAGES];
-  reg [63:0] q_b[1:MUL_STAGES];
-  reg [63:0] q_c[1:MUL_STAGES];
-  reg [63:0] q_d[1:MUL_STAGES];
-  reg signed [127:0] q_prod[1:MUL_STAGES];
+  reg q_valid_reg[1:MUL_STAGES];
+  reg q_mmio_reg[1:MUL_STAGES];
+  reg q_last_reg[1:MUL_STAGES];
+  reg q_ok_reg[1:MUL_STAGES];
+  reg [3:0] q_rej_reg[1:MUL_STAGES];  // FLAG_BAD_* bits
+  reg [7:0] q_kind_reg[1:MUL_STAGES];
+  reg [31:0] q_sym_reg[1:MUL_STAGES];
+  reg [63:0] q_ts_reg[1:MUL_STAGES];
+  reg [63:0] q_seq_reg[1:MUL_STAGES];
+  reg [63:0] q_a_reg[1:MUL_STAGES];
+  reg [63:0] q_b_reg[1:MUL_STAGES];
+  reg [63:0] q_c_reg[1:MUL_STAGES];
+  reg [63:0] q_d_reg[1:MUL_STAGES];
+  reg signed [127:0] q_prod_reg[1:MUL_STAGES];
 
   integer i;
   initial begin
-    for (i = 1; i <= MUL_STAGES; i = i + 1) q_valid[i] = 1'b0;
+    for (i = 1; i <= MUL_STAGES; i = i + 1) q_valid_reg[i] = 1'b0;
   end
 
   always @(posedge clk) begin
-    q_valid[1] <= in_fire;
-    q_mmio[1] <= inject_mmio;
-    q_last[1] <= in_last;
-    q_ok[1] <= in_kind_ok && !in_bad_sym;
-    q_rej[1] <= (in_bad_kind ? `TF_FLAG_BAD_KIND : 4'd0) | (in_bad_sym ? `TF_FLAG_BAD_SYMBOL : 4'd0);
-    q_kind[1] <= in_kind;
-    q_sym[1] <= in_sym;
-    q_ts[1] <= in_data[`TF_IN_TRADE_TS_NS_LSB+:64];
-    q_seq[1] <= records_in_reg;
-    q_a[1] <= in_a;
-    q_b[1] <= in_b;
-    q_c[1] <= in_data[`TF_IN_QUOTE_ASK_PRICE_LSB+:64];
-    q_d[1] <= in_data[`TF_IN_QUOTE_ASK_SIZE_LSB+:64];
-    q_prod[1] <= in_a * in_b;  // signed, 128-bit result; retimed into the DSP cascade
+    q_valid_reg[1] <= in_fire;
+    q_mmio_reg[1] <= inject_mmio;
+    q_last_reg[1] <= in_last;
+    q_ok_reg[1] <= in_kind_ok && !in_bad_sym;
+    q_rej_reg[1] <= (in_bad_kind ? `TF_FLAG_BAD_KIND : 4'd0) | (in_bad_sym ? `TF_FLAG_BAD_SYMBOL : 4'd0);
+    q_kind_reg[1] <= in_kind;
+    q_sym_reg[1] <= in_sym;
+    q_ts_reg[1] <= in_data[`TF_IN_TRADE_TS_NS_LSB+:64];
+    q_seq_reg[1] <= records_in_reg;
+    q_a_reg[1] <= in_a;
+    q_b_reg[1] <= in_b;
+    q_c_reg[1] <= in_data[`TF_IN_QUOTE_ASK_PRICE_LSB+:64];
+    q_d_reg[1] <= in_data[`TF_IN_QUOTE_ASK_SIZE_LSB+:64];
+    q_prod_reg[1] <= in_a * in_b;  // signed, 128-bit result; retimed into the DSP cascade
     for (i = 2; i <= MUL_STAGES; i = i + 1) begin
-      q_valid[i] <= q_valid[i-1];
-      q_mmio[i] <= q_mmio[i-1];
-      q_last[i] <= q_last[i-1];
-      q_ok[i] <= q_ok[i-1];
-      q_rej[i] <= q_rej[i-1];
-      q_kind[i] <= q_kind[i-1];
-      q_sym[i] <= q_sym[i-1];
-      q_ts[i] <= q_ts[i-1];
-      q_seq[i] <= q_seq[i-1];
-      q_a[i] <= q_a[i-1];
-      q_b[i] <= q_b[i-1];
-      q_c[i] <= q_c[i-1];
-      q_d[i] <= q_d[i-1];
-      q_prod[i] <= q_prod[i-1];
+      q_valid_reg[i] <= q_valid_reg[i-1];
+      q_mmio_reg[i] <= q_mmio_reg[i-1];
+      q_last_reg[i] <= q_last_reg[i-1];
+      q_ok_reg[i] <= q_ok_reg[i-1];
+      q_rej_reg[i] <= q_rej_reg[i-1];
+      q_kind_reg[i] <= q_kind_reg[i-1];
+      q_sym_reg[i] <= q_sym_reg[i-1];
+      q_ts_reg[i] <= q_ts_reg[i-1];
+      q_seq_reg[i] <= q_seq_reg[i-1];
+      q_a_reg[i] <= q_a_reg[i-1];
+      q_b_reg[i] <= q_b_reg[i-1];
+      q_c_reg[i] <= q_c_reg[i-1];
+      q_d_reg[i] <= q_d_reg[i-1];
+      q_prod_reg[i] <= q_prod_reg[i-1];
     end
     if (rst) begin
-      for (i = 1; i <= MUL_STAGES; i = i + 1) q_valid[i] <= 1'b0;
+      for (i = 1; i <= MUL_STAGES; i = i + 1) q_valid_reg[i] <= 1'b0;
     end
   end
 
@@ -197,49 +197,48 @@ module tick_features_core #(
   // write port (p2, or the clearing sweep).
   // -------------------------------------------------------------------------
   reg [STATE_W-1:0] state_ram[0:N_SYMBOLS-1];
-  reg [STATE_W-1:0] ram_q;
-  wire [SYM_W-1:0] rd_addr = q_sym[MUL_STAGES][SYM_W-1:0];
+  reg [STATE_W-1:0] ram_rd_reg;
+  wire [SYM_W-1:0] rd_addr = q_sym_reg[MUL_STAGES][SYM_W-1:0];
 
   always @(posedge clk) begin
-    if (q_valid[MUL_STAGES]) ram_q <= state_ram[rd_addr];
+    if (q_valid_reg[MUL_STAGES]) ram_rd_reg <= state_ram[rd_addr];
   end
 
   // p1: the record with its state read back.
-  reg p1_valid = 1'b0;
-  reg p1_mmio, p1_last, p1_ok;
-  reg [3:0] p1_rej;
-  reg [7:0] p1_kind;
-  reg [31:0] p1_sym;
-  reg [63:0] p1_ts, p1_seq, p1_a, p1_b, p1_c, p1_d;
-  reg [127:0] p1_prod;
+  reg p1_valid_reg = 1'b0;
+  reg p1_mmio_reg, p1_last_reg, p1_ok_reg;
+  reg [3:0] p1_rej_reg;
+  reg [7:0] p1_kind_reg;
+  reg [31:0] p1_sym_reg;
+  reg [63:0] p1_ts_reg, p1_seq_reg, p1_a_reg, p1_b_reg, p1_c_reg, p1_d_reg;
+  reg [127:0] p1_prod_reg;
 
   // p2: the record with its (forwarded) old state.
-  reg p2_valid = 1'b0;
-  reg p2_mmio, p2_last, p2_ok;
-  reg [3:0] p2_rej;
-  reg [7:0] p2_kind;
-  reg [31:0] p2_sym;
-  reg [63:0] p2_ts, p2_seq, p2_a, p2_b, p2_c, p2_d;
-  reg [127:0] p2_prod;
-  reg [STATE_W-1:0] p2_old;
+  reg p2_valid_reg = 1'b0;
+  reg p2_mmio_reg, p2_last_reg, p2_ok_reg;
+  reg [3:0] p2_rej_reg;
+  reg [7:0] p2_kind_reg;
+  reg [31:0] p2_sym_reg;
+  reg [63:0] p2_ts_reg, p2_seq_reg, p2_a_reg, p2_b_reg, p2_c_reg, p2_d_reg;
+  reg [127:0] p2_prod_reg;
+  reg [STATE_W-1:0] p2_old_reg;
 
   // The last state written (the write that raced p1's read).
-  reg wb_valid = 1'b0;
-  reg [31:0] wb_sym;
-  reg [STATE_W-1:0] wb_state;
+  reg wb_valid_reg = 1'b0;
+  reg [31:0] wb_sym_reg;
+  reg [STATE_W-1:0] wb_state_reg;
 
   // -------------------------------------------------------------------------
   // p2 arithmetic: new state and the feature record.
   // -------------------------------------------------------------------------
-  wire p2_trade = (p2_kind == `TF_KIND_TRADE);
-  wire old_has_t = p2_old[ST_HAS_T];
-  wire old_has_q = p2_old[ST_HAS_Q];
-  wire [63:0] old_e0 = p2_old[ST_E0+:64];
-  wire [63:0] old_e1 = p2_old[ST_E1+:64];
-  wire [127:0] old_pv = p2_old[ST_PV+:128];
-  wire [63:0] old_vol = p2_old[ST_VOL+:64];
+  wire p2_trade = (p2_kind_reg == `TF_KIND_TRADE);
+  wire old_has_t = p2_old_reg[ST_HAS_T];
+  wire [63:0] old_e0 = p2_old_reg[ST_E0+:64];
+  wire [63:0] old_e1 = p2_old_reg[ST_E1+:64];
+  wire [127:0] old_pv = p2_old_reg[ST_PV+:128];
+  wire [63:0] old_vol = p2_old_reg[ST_VOL+:64];
 
-  wire [63:0] px = {p2_a[63-F:0], {F{1'b0}}};
+  wire [63:0] px = {p2_a_reg[63-F:0], {F{1'b0}}};
   wire signed [63:0] d0 = px - old_e0;
   wire signed [63:0] d1 = px - old_e1;
   wire signed [63:0] s0 = d0 >>> k0;
@@ -249,34 +248,34 @@ module tick_features_core #(
 
   reg [STATE_W-1:0] new_state;
   always @* begin
-    new_state = p2_old;
+    new_state = p2_old_reg;
     if (p2_trade) begin
       new_state[ST_HAS_T] = 1'b1;
-      new_state[ST_LP+:64] = p2_a;
-      new_state[ST_LS+:64] = p2_b;
+      new_state[ST_LP+:64] = p2_a_reg;
+      new_state[ST_LS+:64] = p2_b_reg;
       new_state[ST_E0+:64] = t_e0;
       new_state[ST_E1+:64] = t_e1;
-      new_state[ST_PV+:128] = old_pv + p2_prod;
-      new_state[ST_VOL+:64] = old_vol + p2_b;
+      new_state[ST_PV+:128] = old_pv + p2_prod_reg;
+      new_state[ST_VOL+:64] = old_vol + p2_b_reg;
     end else begin
       new_state[ST_HAS_Q] = 1'b1;
-      new_state[ST_BP+:64] = p2_a;
-      new_state[ST_BS+:64] = p2_b;
-      new_state[ST_AP+:64] = p2_c;
-      new_state[ST_AS+:64] = p2_d;
+      new_state[ST_BP+:64] = p2_a_reg;
+      new_state[ST_BS+:64] = p2_b_reg;
+      new_state[ST_AP+:64] = p2_c_reg;
+      new_state[ST_AS+:64] = p2_d_reg;
     end
   end
 
-  wire p2_write = p2_valid && p2_ok;
+  wire p2_write = p2_valid_reg && p2_ok_reg;
 
   reg [`TF_OUT_W-1:0] feat;
   always @* begin
     feat = {`TF_OUT_W{1'b0}};
-    feat[`TF_OUT_TS_NS_LSB+:64] = p2_ts;
-    feat[`TF_OUT_SYMBOL_LSB+:32] = p2_sym;
-    feat[`TF_OUT_KIND_LSB+:8] = p2_kind;
-    feat[`TF_OUT_SEQ_LSB+:64] = p2_seq;
-    if (p2_ok) begin
+    feat[`TF_OUT_TS_NS_LSB+:64] = p2_ts_reg;
+    feat[`TF_OUT_SYMBOL_LSB+:32] = p2_sym_reg;
+    feat[`TF_OUT_KIND_LSB+:8] = p2_kind_reg;
+    feat[`TF_OUT_SEQ_LSB+:64] = p2_seq_reg;
+    if (p2_ok_reg) begin
       feat[`TF_OUT_FLAGS_LSB+:8] = {6'd0, new_state[ST_HAS_Q], new_state[ST_HAS_T]};
       feat[`TF_OUT_LAST_PRICE_LSB+:64] = new_state[ST_LP+:64];
       feat[`TF_OUT_LAST_SIZE_LSB+:64] = new_state[ST_LS+:64];
@@ -292,7 +291,7 @@ module tick_features_core #(
       feat[`TF_OUT_IMB_NUM_LSB+:64] = new_state[ST_BS+:64] - new_state[ST_AS+:64];
       feat[`TF_OUT_IMB_DEN_LSB+:64] = new_state[ST_BS+:64] + new_state[ST_AS+:64];
     end else begin
-      feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, p2_rej};
+      feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, p2_rej_reg};
     end
   end
 
@@ -301,54 +300,54 @@ module tick_features_core #(
   // -------------------------------------------------------------------------
   reg [STATE_W-1:0] fwd_state;
   always @* begin
-    if (p2_write && p2_sym == p1_sym) fwd_state = new_state;
-    else if (wb_valid && wb_sym == p1_sym) fwd_state = wb_state;
-    else fwd_state = ram_q;
+    if (p2_write && p2_sym_reg == p1_sym_reg) fwd_state = new_state;
+    else if (wb_valid_reg && wb_sym_reg == p1_sym_reg) fwd_state = wb_state_reg;
+    else fwd_state = ram_rd_reg;
   end
 
   always @(posedge clk) begin
-    p1_valid <= q_valid[MUL_STAGES];
-    p1_mmio <= q_mmio[MUL_STAGES];
-    p1_last <= q_last[MUL_STAGES];
-    p1_ok <= q_ok[MUL_STAGES];
-    p1_rej <= q_rej[MUL_STAGES];
-    p1_kind <= q_kind[MUL_STAGES];
-    p1_sym <= q_sym[MUL_STAGES];
-    p1_ts <= q_ts[MUL_STAGES];
-    p1_seq <= q_seq[MUL_STAGES];
-    p1_a <= q_a[MUL_STAGES];
-    p1_b <= q_b[MUL_STAGES];
-    p1_c <= q_c[MUL_STAGES];
-    p1_d <= q_d[MUL_STAGES];
-    p1_prod <= q_prod[MUL_STAGES];
+    p1_valid_reg <= q_valid_reg[MUL_STAGES];
+    p1_mmio_reg <= q_mmio_reg[MUL_STAGES];
+    p1_last_reg <= q_last_reg[MUL_STAGES];
+    p1_ok_reg <= q_ok_reg[MUL_STAGES];
+    p1_rej_reg <= q_rej_reg[MUL_STAGES];
+    p1_kind_reg <= q_kind_reg[MUL_STAGES];
+    p1_sym_reg <= q_sym_reg[MUL_STAGES];
+    p1_ts_reg <= q_ts_reg[MUL_STAGES];
+    p1_seq_reg <= q_seq_reg[MUL_STAGES];
+    p1_a_reg <= q_a_reg[MUL_STAGES];
+    p1_b_reg <= q_b_reg[MUL_STAGES];
+    p1_c_reg <= q_c_reg[MUL_STAGES];
+    p1_d_reg <= q_d_reg[MUL_STAGES];
+    p1_prod_reg <= q_prod_reg[MUL_STAGES];
 
-    p2_valid <= p1_valid;
-    p2_mmio <= p1_mmio;
-    p2_last <= p1_last;
-    p2_ok <= p1_ok;
-    p2_rej <= p1_rej;
-    p2_kind <= p1_kind;
-    p2_sym <= p1_sym;
-    p2_ts <= p1_ts;
-    p2_seq <= p1_seq;
-    p2_a <= p1_a;
-    p2_b <= p1_b;
-    p2_c <= p1_c;
-    p2_d <= p1_d;
-    p2_prod <= p1_prod;
-    p2_old <= fwd_state;
+    p2_valid_reg <= p1_valid_reg;
+    p2_mmio_reg <= p1_mmio_reg;
+    p2_last_reg <= p1_last_reg;
+    p2_ok_reg <= p1_ok_reg;
+    p2_rej_reg <= p1_rej_reg;
+    p2_kind_reg <= p1_kind_reg;
+    p2_sym_reg <= p1_sym_reg;
+    p2_ts_reg <= p1_ts_reg;
+    p2_seq_reg <= p1_seq_reg;
+    p2_a_reg <= p1_a_reg;
+    p2_b_reg <= p1_b_reg;
+    p2_c_reg <= p1_c_reg;
+    p2_d_reg <= p1_d_reg;
+    p2_prod_reg <= p1_prod_reg;
+    p2_old_reg <= fwd_state;
 
-    wb_valid <= p2_write;
-    wb_sym <= p2_sym;
-    wb_state <= new_state;
+    wb_valid_reg <= p2_write;
+    wb_sym_reg <= p2_sym_reg;
+    wb_state_reg <= new_state;
 
     if (sweep_reg) state_ram[sweep_addr_reg] <= {STATE_W{1'b0}};
-    else if (p2_write) state_ram[p2_sym[SYM_W-1:0]] <= new_state;
+    else if (p2_write) state_ram[p2_sym_reg[SYM_W-1:0]] <= new_state;
 
     if (rst) begin
-      p1_valid <= 1'b0;
-      p2_valid <= 1'b0;
-      wb_valid <= 1'b0;
+      p1_valid_reg <= 1'b0;
+      p2_valid_reg <= 1'b0;
+      wb_valid_reg <= 1'b0;
     end
   end
 
@@ -358,22 +357,24 @@ module tick_features_core #(
   reg [`TF_OUT_W:0] fifo_mem[0:OUT_FIFO_DEPTH-1];  // {last, data}
   reg [FIFO_AW-1:0] fifo_wr_reg = 0, fifo_rd_reg = 0;
 
-  wire fifo_push = p2_valid && !p2_mmio;
+  wire fifo_push = p2_valid_reg && !p2_mmio_reg;
   wire m_fire = m_axis_tvalid && m_axis_tready;
   assign m_axis_tvalid = (fifo_count_reg != 0);
   assign m_axis_tdata = fifo_mem[fifo_rd_reg][`TF_OUT_W-1:0];
   assign m_axis_tlast = fifo_mem[fifo_rd_reg][`TF_OUT_W];
   assign m_axis_tkeep = {(`TF_OUT_W / 8) {1'b1}};
 
-  wire mmio_capture = p2_valid && p2_mmio;
+  wire mmio_capture = p2_valid_reg && p2_mmio_reg;
+  reg [`TF_OUT_W-1:0] mmio_out_reg;
+  assign mmio_out = mmio_out_reg;
 
   always @(posedge clk) begin
     if (fifo_push) begin
-      fifo_mem[fifo_wr_reg] <= {p2_last, feat};
+      fifo_mem[fifo_wr_reg] <= {p2_last_reg, feat};
       fifo_wr_reg <= fifo_wr_reg + 1'b1;
     end
     if (m_fire) fifo_rd_reg <= fifo_rd_reg + 1'b1;
-    if (mmio_capture) mmio_out <= feat;
+    if (mmio_capture) mmio_out_reg <= feat;
     if (rst) begin
       fifo_wr_reg <= 0;
       fifo_rd_reg <= 0;
@@ -386,8 +387,8 @@ module tick_features_core #(
   wire pipe_empty = (inflight_reg == 0) && (fifo_count_reg == 0);
 
   always @* begin
-    fifo_count_next = fifo_count_reg + (fifo_push ? 1'b1 : 1'b0) - (m_fire ? 1'b1 : 1'b0);
-    inflight_next = inflight_reg + (in_fire ? 1'b1 : 1'b0) - (p2_valid ? 1'b1 : 1'b0);
+    fifo_count_next = fifo_count_reg + {{FIFO_AW{1'b0}}, fifo_push} - {{FIFO_AW{1'b0}}, m_fire};
+    inflight_next = inflight_reg + {7'd0, in_fire} - {7'd0, p2_valid_reg};
     reset_pending_next = reset_pending_reg || soft_reset;
     sweep_next = sweep_reg;
     sweep_addr_next = sweep_addr_reg;
