@@ -415,11 +415,13 @@ def implied_vol(
           ``T == 0`` with ``tv > 0``, or any NaN/inf input give NaN, counted in ``n_nan``.
           The batch never raises for a price.
         * Otherwise the volatility whose price is the given one. Accuracy: the absolute
-          error is below 1e-10 wherever the price determines the volatility, that is
-          where one ulp of the price moves sigma by at most 1e-11 (eps * price / vega <=
-          1e-11) and tv is a normal double (> 1e-300); elsewhere (vega underflowing, tv
-          lost to rounding) the returned sigma reprices the input to within its
-          representable precision (tested in tests/kernels/test_batch_implied_vol.py).
+          error is below 1e-10 wherever the inputs determine the volatility, that is
+          where their rounding moves sigma by at most 1e-11:
+          ``eps * (price + itm * max(S e^{-qT}, K e^{-rT})) / vega <= 1e-11`` (in the
+          money the intrinsic value carries the rounding of the discounted spot and
+          strike) and tv is a normal double (> 1e-300). Elsewhere (vega underflowing,
+          tv lost to rounding) the returned sigma reprices the input to within that
+          precision. Both rules are tested in tests/kernels/test_batch_implied_vol.py.
 
     Raises:
         TypeError / ValueError as `black_scholes` (S <= 0, K <= 0 or T < 0 are errors).

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_import_loads_no_gpu_library_and_no_kernel():
     code = (
         "import sys, kernels.batch as kb; "
-        "names = ('cupy', 'numba.cuda', 'kernels.cpu.black_scholes', 'kernels.cuda.black_scholes'); "
+        "names = ('cupy', 'numba.cuda', 'kernels.cpu.black_scholes', "
+        "'kernels.cuda.black_scholes'); "
         "print([m for m in names if m in sys.modules])"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))

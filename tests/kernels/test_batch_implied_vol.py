@@ -59,9 +59,14 @@ def mpmath_grid(mp):
 
 
 def identifiable(g):
-    """Where one ulp of the price moves sigma by at most 1e-11 and tv is a normal double."""
+    """Where the rounding of the inputs moves sigma by at most 1e-11 and tv is a normal
+    double: one ulp of the price, and in the money one ulp of the discounted spot and
+    strike that make up the intrinsic value."""
+    spot_disc, strike_disc = S0 * np.exp(-Q * g["T"]), g["K"] * np.exp(-R * g["T"])
+    itm = np.where(g["call"], spot_disc > strike_disc, strike_disc > spot_disc)
+    noise = np.where(itm, np.maximum(spot_disc, strike_disc), 0.0)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        cond = EPS * g["price"] / g["vega"]
+        cond = EPS * (g["price"] + noise) / g["vega"]
     return (g["vega"] > 0) & (cond <= 1e-11) & (g["time_value"] > 1e-300)
 
 
@@ -79,7 +84,7 @@ def test_accuracy_bar_1e_10_on_identifiable_prices(batch_iv_grid, backend):
     g = batch_iv_grid
     sigma, n_nan = kb.implied_vol(g["price"], S0, g["K"], g["T"], R, Q, g["call"], backend=backend)
     mask = identifiable(g)
-    assert mask.sum() > 0.7 * mask.size  # the bar covers most of the grid
+    assert mask.sum() > 0.6 * mask.size  # the bar covers most of the grid
     error = np.abs(sigma[mask] - g["vol"][mask])
     assert error.max() <= 1e-10, (error.max(), np.argmax(error))
     # the grid has prices at the upper bound only where vega underflowed
@@ -159,7 +164,10 @@ def test_round_trip_random_contracts(log_moneyness, T, vol, call):
     price = kb.black_scholes_price(S0, K, T, R, Q, vol, call)
     vega = kb.black_scholes(S0, K, T, R, Q, vol, call).vega
     sigma, n_nan = kb.implied_vol(price, S0, K, T, R, Q, call)
-    if vega > 0 and EPS * price / vega <= 1e-12 and price > 1e-300:
+    spot_disc, strike_disc = S0 * np.exp(-Q * T), K * np.exp(-R * T)
+    itm = spot_disc > strike_disc if call else strike_disc > spot_disc
+    noise = max(spot_disc, strike_disc) if itm else 0.0
+    if vega > 0 and EPS * (price + noise) / vega <= 1e-12 and price > 1e-300:
         # our own double price carries a few ulp of error: allow 50x the ulp sensitivity
         assert abs(sigma - vol) <= max(1e-10, 50 * EPS * price / vega)
     elif np.isfinite(sigma):
