@@ -117,8 +117,10 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
         help="subscribe to results and print them",
         description="Subscribe to an engine's results (and stats) and print them.",
     )
-    p.add_argument("--endpoint", metavar="ENDPOINT", action="append", required=True,
+    p.add_argument("--endpoint", metavar="ENDPOINT", action="append",
                    help="result endpoint to connect to (repeatable)")  # fmt: skip
+    p.add_argument("--discovery", metavar="FILE_OR_URL", help="follow every shard listed by "
+                   "a Mesos scheduler's discovery file or http:// endpoint")  # fmt: skip
     p.add_argument("--topic", metavar="PREFIX", action="append", help="topic prefix, e.g. "
                    "trade. or book.3 or stats (repeatable; default: everything)")  # fmt: skip
     p.add_argument("--count", type=_positive_int, metavar="N", help="exit after N messages")
@@ -131,7 +133,19 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
 def _watch_main(args: argparse.Namespace) -> int:
     from engine.service.watch import watch
 
-    return watch(args.endpoint, args.topic or [""], args.count, args.json, args.timeout)
+    endpoints = list(args.endpoint or [])
+    if args.discovery:
+        from engine.cluster.discovery import follow_endpoints
+
+        try:
+            endpoints += follow_endpoints(args.discovery)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read discovery {args.discovery}: {exc}") from None
+        if not endpoints:
+            raise UsageError(f"discovery {args.discovery} lists no running replica")
+    if not endpoints:
+        raise UsageError("give --endpoint ENDPOINT or --discovery FILE_OR_URL")
+    return watch(endpoints, args.topic or [""], args.count, args.json, args.timeout)
 
 
 # ---------------------------------------------------------------------------
@@ -171,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optional_commands(sub)
     _add_watch(sub)
     _add_demo(sub)
+    from engine.cluster.cli import add_mesos_parser
+
+    add_mesos_parser(sub)
     return parser
 
 

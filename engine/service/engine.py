@@ -202,12 +202,39 @@ class StreamProcessor:
         }
 
 
+class EngineExtension:
+    """What a component plugged into the engine loop may implement (every method optional).
+
+    Extensions (the journal, the snapshotter, the dispatcher, the FPGA backend)
+    run on the engine thread, so they never race the kernels or the sockets.
+
+    * ``on_start(engine)``: after the kernels are ready, before the sockets open
+      (recovery replays the journal here).
+    * ``on_frame(frame)``: every received frame, before it is processed; ``frame``
+      is a memoryview of the receive buffer, valid only during the call.
+    * ``on_results(engine, n)``: after a frame produced ``n`` results (already published).
+    * ``sockets()``: ``[(zmq socket, handler)]`` the loop also polls; ``handler(engine)``
+      runs when its socket is readable.  With none, the loop blocks in ``recv`` only.
+    * ``on_tick(engine, now_ns)``: once per stats interval.
+    * ``stats()``: a dict merged into the ``stats`` message under the extension's ``name``.
+    * ``close()``: at shutdown.
+    """
+
+    name = "extension"
+
+
 class Engine:
     """One streaming engine: ingest socket, processor and result publisher, in one thread."""
 
-    def __init__(self, config: EngineConfig, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        context: zmq.Context | None = None,
+        extensions: list[EngineExtension] | None = None,
+    ) -> None:
         self.config = config
         self.context = context or zmq.Context.instance()
+        self.extensions = list(extensions or [])
         self.processor = StreamProcessor(config)
         self.receiver: FrameReceiver | None = None
         self.publisher: ResultPublisher | None = None
@@ -218,6 +245,8 @@ class Engine:
         """Compile the kernels (or load them from cache), then open the sockets."""
         seconds = self.processor.warm_up()
         log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
+        for ext in self._having("on_start"):
+            ext.on_start(self)
         self.receiver = FrameReceiver(self.context, self.config.ingest, self.processor.buffer)
         self.publisher = ResultPublisher(
             self.context, self.config.publish, self.config.analytics.n_symbols
@@ -233,8 +262,17 @@ class Engine:
             self.config.analytics.n_symbols,
         )
 
+    def _having(self, method: str) -> list[EngineExtension]:
+        return [ext for ext in self.extensions if hasattr(ext, method)]
+
     def close(self) -> None:
-        """Close the sockets (idempotent)."""
+        """Close the extensions and the sockets (idempotent)."""
+        for ext in self._having("close"):
+            try:
+                ext.close()
+            except Exception:  # shutting down: report, keep closing the rest
+                log.exception("closing %s failed", getattr(ext, "name", ext))
+        self.extensions = []
         if self.receiver is not None:
             self.receiver.close()
             self.receiver = None
@@ -247,18 +285,50 @@ class Engine:
         interval_ns = int(self.config.publish.stats_interval_s * 1e9)
         next_stats = time.monotonic_ns() + interval_ns
         deadline = None if duration_s is None else time.monotonic_ns() + int(duration_s * 1e9)
-        receive = self.receiver.receive
+        receiver = self.receiver
         proc = self.processor
         publish = self.publisher.publish_results
         state = proc.state
         clock = time.time_ns
         stop = self.stop_event
+        frame_hooks = [ext.on_frame for ext in self._having("on_frame")]
+        result_hooks = [ext.on_results for ext in self._having("on_results")]
+        tick_hooks = [ext.on_tick for ext in self._having("on_tick")]
+        extra = [pair for ext in self._having("sockets") for pair in ext.sockets()]
+        poller = None
+        if extra:
+            poller = zmq.Poller()
+            poller.register(receiver.socket, zmq.POLLIN)
+            handlers = {}
+            for sock, handler in extra:
+                poller.register(sock, zmq.POLLIN)
+                handlers[sock] = handler
+        view = memoryview(proc.buffer)
+        receive = receiver.receive
         while not stop.is_set():
-            nbytes = receive()
-            if nbytes != -1 and proc.process(nbytes, clock()):
-                publish(state)
+            if poller is None:
+                nbytes = receive()
+            else:
+                nbytes = -1
+                ready = dict(poller.poll(100))
+                for sock in ready:
+                    if sock is not receiver.socket:
+                        handlers[sock](self)
+                if receiver.socket in ready:
+                    nbytes = receiver.receive()
+            if nbytes != -1:
+                if frame_hooks and 0 <= nbytes <= len(view):
+                    for hook in frame_hooks:
+                        hook(view[:nbytes])
+                n = proc.process(nbytes, clock())
+                if n:
+                    publish(state)
+                    for hook in result_hooks:
+                        hook(self, n)
             now = time.monotonic_ns()
             if now >= next_stats:
+                for hook in tick_hooks:
+                    hook(self, time.time_ns())
                 self.publisher.publish_stats(self.stats())
                 next_stats = now + interval_ns
             if deadline is not None and now >= deadline:
@@ -271,4 +341,7 @@ class Engine:
 
     def stats(self) -> dict:
         """The ``stats`` message (see :meth:`StreamProcessor.stats`)."""
-        return self.processor.stats(self.started_ns)
+        stats = self.processor.stats(self.started_ns)
+        for ext in self._having("stats"):
+            stats[ext.name] = ext.stats()
+        return stats
