@@ -64,6 +64,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    "replica serves (informational; set by the cluster scheduler)")  # fmt: skip
     p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    fpga = p.add_mutually_exclusive_group()
+    fpga.add_argument("--fpga-overlay", metavar="PATH", help="stream tick features through "
+                      "the FPGA overlay PATH.bit (needs pynq and a board)")  # fmt: skip
+    fpga.add_argument("--fpga-emulate", action="store_true", help="run the FPGA tick-features "
+                      "path on the bit-exact golden model (no board)")  # fmt: skip
     p.set_defaults(func=_serve_main)
 
 
@@ -80,7 +85,18 @@ def _serve_main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    engine = Engine(config)
+    extensions = []
+    if args.fpga_overlay or args.fpga_emulate:
+        from engine.backends.fpga import FpgaUnavailableError
+        from engine.backends.fpga.micro import fpga_extension
+
+        try:
+            extensions.append(
+                fpga_extension(args.fpga_overlay, args.fpga_emulate, config.analytics.n_symbols)
+            )
+        except FpgaUnavailableError as exc:
+            raise UsageError(f"FPGA overlay: {exc}") from None
+    engine = Engine(config, extensions=extensions)
     engine.start()
     if args.symbols_shard:
         logging.getLogger("tickpath.engine").info("serving symbol shard %s", args.symbols_shard)

@@ -39,6 +39,7 @@ class ResultPublisher:
             [f"{name}.{symbol}".encode() for symbol in range(n_symbols)]
             for name in k.ANALYTIC_NAMES
         ]
+        self._extra_topics: dict[str, list[bytes]] = {}
         self._encoder = msgspec.json.Encoder()
 
     def publish_results(self, state: k.StreamingState) -> int:
@@ -63,6 +64,24 @@ class ResultPublisher:
                 send(raw[j * size : (j + 1) * size])
             sent += n
         return sent
+
+    def publish_frames(self, analytic: str, frames: np.ndarray, symbols: list[int]) -> int:
+        """Send an extension's result frames: ``frames[j]`` under ``<analytic>.<symbols[j]>``.
+
+        ``frames`` is an array whose elements are whole wire frames (header + one record).
+        """
+        topics = self._extra_topics.get(analytic)
+        if topics is None:
+            topics = self._extra_topics[analytic] = [
+                f"{analytic}.{symbol}".encode() for symbol in range(len(self.topics[0]))
+            ]
+        size = frames.dtype.itemsize
+        raw = memoryview(frames.view(np.uint8))
+        send = self.socket.send
+        for j, symbol in enumerate(symbols):
+            send(topics[symbol], zmq.SNDMORE)
+            send(raw[j * size : (j + 1) * size])
+        return len(symbols)
 
     def publish_stats(self, stats: dict) -> None:
         """Send one JSON stats message under the ``stats`` topic."""

@@ -41,6 +41,8 @@ def record_size_of_kind(kind: int) -> int:
         return s.RESULT_BAR_SIZE
     if kind == s.KIND_RESULT_BOOK:
         return s.RESULT_BOOK_SIZE
+    if kind == s.KIND_RESULT_FPGA:
+        return s.RESULT_FPGA_SIZE
     return 0
 
 

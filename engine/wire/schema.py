@@ -33,6 +33,7 @@ KIND_RESULT_QUOTE = 16
 KIND_RESULT_TRADE = 17
 KIND_RESULT_BAR = 18
 KIND_RESULT_BOOK = 19
+KIND_RESULT_FPGA = 21  # tick features from the FPGA overlay (or its emulation)
 
 # Trade aggressor side and order book side.
 SIDE_UNKNOWN = 0
@@ -171,6 +172,32 @@ RESULT_BOOK = np.dtype(
     ]
 )
 
+# The FPGA tick-features core's output (kernels/fixedpoint/layout.FEATURE) after
+# the common block: fixed-point values as the core computes them.
+RESULT_FPGA = np.dtype(
+    _RESULT_COMMON
+    + [
+        ("core_kind", "u1"),  # kind of the input record (1 trade, 2 quote)
+        ("flags", "u1"),  # FLAG_* bits of kernels.fixedpoint.layout
+        ("_pad", "<u2"),
+        ("_pad2", "<u4"),
+        ("core_seq", "<u8"),  # records the core has seen since its reset
+        ("last_price", "<i8"),  # ticks
+        ("last_size", "<i8"),  # lots
+        ("ema0", "<i8"),  # EMA of trade price, alpha = 2^-k0, ticks * 2^16
+        ("ema1", "<i8"),  # EMA of trade price, alpha = 2^-k1, ticks * 2^16
+        ("pv_lo", "<u8"),  # session sum of price*size (ticks*lots), low 64 bits
+        ("pv_hi", "<i8"),  # high 64 bits (signed)
+        ("volume", "<i8"),  # session sum of size, lots
+        ("bid_price", "<i8"),
+        ("ask_price", "<i8"),
+        ("mid_x2", "<i8"),  # bid + ask: the mid in half ticks
+        ("spread", "<i8"),  # ticks
+        ("imb_num", "<i8"),  # bid_size - ask_size, lots
+        ("imb_den", "<i8"),  # bid_size + ask_size, lots
+    ]
+)
+
 # kind -> record dtype, for every kind that may appear in a frame.
 RECORD_DTYPES: dict[int, np.dtype] = {
     KIND_TRADE: TRADE,
@@ -180,6 +207,7 @@ RECORD_DTYPES: dict[int, np.dtype] = {
     KIND_RESULT_TRADE: RESULT_TRADE,
     KIND_RESULT_BAR: RESULT_BAR,
     KIND_RESULT_BOOK: RESULT_BOOK,
+    KIND_RESULT_FPGA: RESULT_FPGA,
 }
 INPUT_KINDS = (KIND_TRADE, KIND_QUOTE, KIND_ORDER)
 
@@ -189,6 +217,7 @@ ANALYTIC_OF_KIND = {
     KIND_RESULT_TRADE: "trade",
     KIND_RESULT_BAR: "bar",
     KIND_RESULT_BOOK: "book",
+    KIND_RESULT_FPGA: "fpga",
 }
 KIND_OF_ANALYTIC = {name: kind for kind, name in ANALYTIC_OF_KIND.items()}
 
@@ -201,6 +230,7 @@ RESULT_QUOTE_SIZE = RESULT_QUOTE.itemsize
 RESULT_TRADE_SIZE = RESULT_TRADE.itemsize
 RESULT_BAR_SIZE = RESULT_BAR.itemsize
 RESULT_BOOK_SIZE = RESULT_BOOK.itemsize
+RESULT_FPGA_SIZE = RESULT_FPGA.itemsize
 
 
 def field_offsets(dtype: np.dtype) -> dict[str, tuple[int, int]]:

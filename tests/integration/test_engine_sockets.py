@@ -37,7 +37,7 @@ class Harness:
                 **overrides,
             },
         )
-        self.engine = Engine(config, zmq.Context.instance())
+        self.engine = self._make_engine(config)
         self.engine.start()
         self.thread = threading.Thread(target=self.engine.run, daemon=True)
         self.thread.start()
@@ -50,6 +50,9 @@ class Harness:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(self.engine.publisher.endpoint)
         self._wait_connected()
+
+    def _make_engine(self, config):
+        return Engine(config, zmq.Context.instance())
 
     def _wait_connected(self):
         # Probe until the engine sees frames (slow joiner), on a stream of its own.
