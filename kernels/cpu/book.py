@@ -231,6 +231,10 @@ def book_stats(state: BookState) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------
 # Hash table
+#
+# The hot helpers take the state's arrays as separate arguments and never bind
+# them to new local names: numba then passes them as borrowed references, with
+# no NRT reference counting (atomic increments) on the per-event path.
 # ---------------------------------------------------------------------------
 
 
@@ -243,10 +247,9 @@ def _home_slot(symbol: np.int64, order_id: np.uint64, mask: np.uint64) -> np.int
     return np.int64(x & mask)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _find_slot(state, symbol, oid, home):  # noqa: ANN001, ANN202
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _find_slot(table, counters, symbol, oid, home):  # noqa: ANN001, ANN202
     """Slot holding ``(symbol, oid)``, or the empty slot where it would go."""
-    table = state.table
     mask = table.shape[0] - 1
     slot = home
     probes = 1
@@ -256,11 +259,10 @@ def _find_slot(state, symbol, oid, home):  # noqa: ANN001, ANN202
             break
         slot = (slot + 1) & mask
         probes += 1
-    c = state.counters
-    c[C_LOOKUPS] += 1
-    c[C_PROBES] += probes
-    if probes > c[C_MAX_PROBE]:
-        c[C_MAX_PROBE] = probes
+    counters[C_LOOKUPS] += 1
+    counters[C_PROBES] += probes
+    if probes > counters[C_MAX_PROBE]:
+        counters[C_MAX_PROBE] = probes
     return slot
 
 
@@ -274,34 +276,31 @@ def _key(side, price):  # noqa: ANN001, ANN202
     return -price if side == SIDE_BUY else price
 
 
-@numba.njit(cache=True, nogil=True)
-def _link(state, slot, symbol, sidx):  # noqa: ANN001, ANN202
-    table = state.table
-    head = state.side_head[symbol, sidx]
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _link(table, side_head, slot, symbol, sidx):  # noqa: ANN001, ANN202
+    head = side_head[symbol, sidx]
     table[slot, T_PREV] = NIL
     table[slot, T_NEXT] = head
     if head != NIL:
         table[head, T_PREV] = slot
-    state.side_head[symbol, sidx] = slot
+    side_head[symbol, sidx] = slot
 
 
-@numba.njit(cache=True, nogil=True)
-def _unlink(state, slot, symbol, sidx):  # noqa: ANN001, ANN202
-    table = state.table
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _unlink(table, side_head, slot, symbol, sidx):  # noqa: ANN001, ANN202
     prev = table[slot, T_PREV]
     nxt = table[slot, T_NEXT]
     if prev == NIL:
-        state.side_head[symbol, sidx] = nxt
+        side_head[symbol, sidx] = nxt
     else:
         table[prev, T_NEXT] = nxt
     if nxt != NIL:
         table[nxt, T_PREV] = prev
 
 
-@numba.njit(cache=True, nogil=True)
-def _delete_slot(state, slot):  # noqa: ANN001, ANN202
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _delete_slot(table, side_head, slot):  # noqa: ANN001, ANN202
     """Free an (already unlinked) slot by backward-shift deletion: no tombstones."""
-    table = state.table
     mask = table.shape[0] - 1
     hole = slot
     table[hole, T_SYMBOL] = EMPTY
@@ -324,7 +323,7 @@ def _delete_slot(state, slot):  # noqa: ANN001, ANN202
         prev = table[hole, T_PREV]
         nxt = table[hole, T_NEXT]
         if prev == NIL:
-            state.side_head[table[hole, T_SYMBOL], _side_index(table[hole, T_SIDE])] = hole
+            side_head[table[hole, T_SYMBOL], _side_index(table[hole, T_SIDE])] = hole
         else:
             table[prev, T_NEXT] = hole
         if nxt != NIL:
@@ -337,64 +336,64 @@ def _delete_slot(state, slot):  # noqa: ANN001, ANN202
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _lower_bound(keys, n, key):  # noqa: ANN001, ANN202
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _lower_bound(level_key, symbol, sidx, n, key):  # noqa: ANN001, ANN202
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if keys[mid] < key:
+        if level_key[symbol, sidx, mid] < key:
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-@numba.njit(cache=True, nogil=True)
-def _level_add(state, symbol, sidx, key, size):  # noqa: ANN001, ANN202
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _level_add(
+    level_key, level_size, level_orders, level_count, untracked, counters, symbol, sidx, key, size
+):  # noqa: ANN001, ANN202
     """Add one order of ``size`` lots at ``key``; BOOK_LEVEL_OVERFLOW if it is untracked
     or pushed a tracked level out, else BOOK_OK."""
-    keys = state.level_key[symbol, sidx]
-    sizes = state.level_size[symbol, sidx]
-    counts = state.level_orders[symbol, sidx]
-    n = state.level_count[symbol, sidx]
-    capacity = keys.shape[0]
-    pos = _lower_bound(keys, n, key)
-    if pos < n and keys[pos] == key:
-        sizes[pos] += size
-        counts[pos] += 1
+    n = level_count[symbol, sidx]
+    pos = _lower_bound(level_key, symbol, sidx, n, key)
+    if pos < n and level_key[symbol, sidx, pos] == key:
+        level_size[symbol, sidx, pos] += size
+        level_orders[symbol, sidx, pos] += 1
         return BOOK_OK
     code = BOOK_OK
-    if pos == n:
-        if n == capacity:  # worse than every tracked level of a full side
-            state.untracked[symbol, sidx] += 1
+    if n == level_key.shape[2]:
+        if pos == n:  # worse than every tracked level of a full side
+            untracked[symbol, sidx] += 1
             return BOOK_LEVEL_OVERFLOW
-    elif n == capacity:  # evict the worst tracked level: its orders become untracked
-        state.untracked[symbol, sidx] += counts[n - 1]
-        state.counters[C_EVICTIONS] += 1
+        # Evict the worst tracked level: its orders become untracked.
+        untracked[symbol, sidx] += level_orders[symbol, sidx, n - 1]
+        counters[C_EVICTIONS] += 1
         n -= 1
         code = BOOK_LEVEL_OVERFLOW
     for k in range(n, pos, -1):
-        keys[k] = keys[k - 1]
-        sizes[k] = sizes[k - 1]
-        counts[k] = counts[k - 1]
-    keys[pos] = key
-    sizes[pos] = size
-    counts[pos] = 1
-    state.level_count[symbol, sidx] = n + 1
+        level_key[symbol, sidx, k] = level_key[symbol, sidx, k - 1]
+        level_size[symbol, sidx, k] = level_size[symbol, sidx, k - 1]
+        level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k - 1]
+    level_key[symbol, sidx, pos] = key
+    level_size[symbol, sidx, pos] = size
+    level_orders[symbol, sidx, pos] = 1
+    level_count[symbol, sidx] = n + 1
     return code
 
 
-@numba.njit(cache=True, nogil=True)
-def _refill(state, symbol, sidx):  # noqa: ANN001, ANN202
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _refill(
+    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
+    symbol, sidx,
+):  # fmt: skip  # noqa: ANN001, ANN202
     """Append the best untracked level of a side, rebuilt from its order list."""
-    table = state.table
-    n = state.level_count[symbol, sidx]
-    worst = state.level_key[symbol, sidx, n - 1] if n > 0 else -_INT64_MAX - 1
+    n = level_count[symbol, sidx]
+    worst = level_key[symbol, sidx, n - 1] if n > 0 else -_INT64_MAX - 1
     best = _INT64_MAX
     best_size = 0
     best_count = 0
-    slot = state.side_head[symbol, sidx]
+    slot = side_head[symbol, sidx]
     while slot != NIL:
         k = _key(table[slot, T_SIDE], table[slot, T_PRICE])
         if k > worst:
@@ -407,46 +406,48 @@ def _refill(state, symbol, sidx):  # noqa: ANN001, ANN202
                 best_count += 1
         slot = table[slot, T_NEXT]
     if best_count > 0:
-        state.level_key[symbol, sidx, n] = best
-        state.level_size[symbol, sidx, n] = best_size
-        state.level_orders[symbol, sidx, n] = best_count
-        state.level_count[symbol, sidx] = n + 1
-        state.untracked[symbol, sidx] -= best_count
-        state.counters[C_REFILLS] += 1
+        level_key[symbol, sidx, n] = best
+        level_size[symbol, sidx, n] = best_size
+        level_orders[symbol, sidx, n] = best_count
+        level_count[symbol, sidx] = n + 1
+        untracked[symbol, sidx] -= best_count
+        counters[C_REFILLS] += 1
 
 
-@numba.njit(cache=True, nogil=True)
-def _level_remove(state, symbol, sidx, key, size):  # noqa: ANN001, ANN202
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _level_remove(
+    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
+    symbol, sidx, key, size,
+):  # fmt: skip  # noqa: ANN001, ANN202
     """Remove one order of ``size`` lots at ``key`` (the order must be unlinked)."""
-    keys = state.level_key[symbol, sidx]
-    n = state.level_count[symbol, sidx]
-    pos = _lower_bound(keys, n, key)
-    if pos == n or keys[pos] != key:
-        state.untracked[symbol, sidx] -= 1
+    n = level_count[symbol, sidx]
+    pos = _lower_bound(level_key, symbol, sidx, n, key)
+    if pos == n or level_key[symbol, sidx, pos] != key:
+        untracked[symbol, sidx] -= 1
         return
-    sizes = state.level_size[symbol, sidx]
-    counts = state.level_orders[symbol, sidx]
-    counts[pos] -= 1
-    sizes[pos] -= size
-    if counts[pos] > 0:
+    level_orders[symbol, sidx, pos] -= 1
+    level_size[symbol, sidx, pos] -= size
+    if level_orders[symbol, sidx, pos] > 0:
         return
     for k in range(pos, n - 1):
-        keys[k] = keys[k + 1]
-        sizes[k] = sizes[k + 1]
-        counts[k] = counts[k + 1]
-    state.level_count[symbol, sidx] = n - 1
-    if state.untracked[symbol, sidx] > 0:
-        _refill(state, symbol, sidx)
+        level_key[symbol, sidx, k] = level_key[symbol, sidx, k + 1]
+        level_size[symbol, sidx, k] = level_size[symbol, sidx, k + 1]
+        level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k + 1]
+    level_count[symbol, sidx] = n - 1
+    if untracked[symbol, sidx] > 0:
+        _refill(
+            level_key, level_size, level_orders, level_count, untracked, side_head, table,
+            counters, symbol, sidx,
+        )  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _level_resize(state, symbol, sidx, key, delta):  # noqa: ANN001, ANN202
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _level_resize(level_key, level_size, level_count, symbol, sidx, key, delta):  # noqa: ANN001, ANN202
     """Change the size at ``key`` by ``delta`` lots (nothing if the level is untracked)."""
-    keys = state.level_key[symbol, sidx]
-    n = state.level_count[symbol, sidx]
-    pos = _lower_bound(keys, n, key)
-    if pos < n and keys[pos] == key:
-        state.level_size[symbol, sidx, pos] += delta
+    n = level_count[symbol, sidx]
+    pos = _lower_bound(level_key, symbol, sidx, n, key)
+    if pos < n and level_key[symbol, sidx, pos] == key:
+        level_size[symbol, sidx, pos] += delta
 
 
 # ---------------------------------------------------------------------------
@@ -454,18 +455,19 @@ def _level_resize(state, symbol, sidx, key, delta):  # noqa: ANN001, ANN202
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
-def _apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN001, ANN202
-    table = state.table
-    mask = np.uint64(table.shape[0] - 1)
-    home = _home_slot(symbol, order_id, mask)
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _apply(
+    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
+    symbol, action, side, order_id, price, size,
+):  # fmt: skip  # noqa: ANN001, ANN202
+    home = _home_slot(symbol, order_id, np.uint64(table.shape[0] - 1))
     oid = np.int64(order_id)
-    slot = _find_slot(state, symbol, oid, home)
+    slot = _find_slot(table, counters, symbol, oid, home)
     live = table[slot, T_SYMBOL] != EMPTY
     if action == ACTION_ADD:
         if live:
             return BOOK_DUPLICATE_ID
-        if state.counters[C_LIVE] >= state.counters[C_MAX_ORDERS]:
+        if counters[C_LIVE] >= counters[C_MAX_ORDERS]:
             return BOOK_TABLE_FULL
         sidx = _side_index(side)
         table[slot, T_ID] = oid
@@ -474,10 +476,12 @@ def _apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN001,
         table[slot, T_PRICE] = price
         table[slot, T_SIZE] = size
         table[slot, T_HOME] = home
-        state.counters[C_LIVE] += 1
-        code = _level_add(state, symbol, sidx, _key(side, price), size)
-        _link(state, slot, symbol, sidx)
-        return code
+        counters[C_LIVE] += 1
+        _link(table, side_head, slot, symbol, sidx)
+        return _level_add(
+            level_key, level_size, level_orders, level_count, untracked, counters,
+            symbol, sidx, _key(side, price), size,
+        )  # fmt: skip
     if not live:
         return BOOK_UNKNOWN_ORDER
     stored_side = table[slot, T_SIDE]
@@ -487,31 +491,55 @@ def _apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN001,
     old_key = _key(stored_side, old_price)
     if action == ACTION_EXECUTE and size < remaining:
         table[slot, T_SIZE] = remaining - size
-        _level_resize(state, symbol, sidx, old_key, -size)
+        _level_resize(level_key, level_size, level_count, symbol, sidx, old_key, -size)
         return BOOK_OK
     if action == ACTION_MODIFY:
         table[slot, T_SIZE] = size
         if price == old_price:
-            _level_resize(state, symbol, sidx, old_key, size - remaining)
+            _level_resize(
+                level_key, level_size, level_count, symbol, sidx, old_key, size - remaining
+            )
             return BOOK_OK
         # Out of the side's list while the levels change, so a refill cannot see it.
-        _unlink(state, slot, symbol, sidx)
-        _level_remove(state, symbol, sidx, old_key, remaining)
+        _unlink(table, side_head, slot, symbol, sidx)
+        _level_remove(
+            level_key, level_size, level_orders, level_count, untracked, side_head, table,
+            counters, symbol, sidx, old_key, remaining,
+        )  # fmt: skip
         table[slot, T_PRICE] = price
-        code = _level_add(state, symbol, sidx, _key(stored_side, price), size)
-        _link(state, slot, symbol, sidx)
-        return code
+        _link(table, side_head, slot, symbol, sidx)
+        return _level_add(
+            level_key, level_size, level_orders, level_count, untracked, counters,
+            symbol, sidx, _key(stored_side, price), size,
+        )  # fmt: skip
     # CANCEL, or EXECUTE of everything that remains (or more).
-    _unlink(state, slot, symbol, sidx)
-    _level_remove(state, symbol, sidx, old_key, remaining)
-    _delete_slot(state, slot)
-    state.counters[C_LIVE] -= 1
+    _unlink(table, side_head, slot, symbol, sidx)
+    _level_remove(
+        level_key, level_size, level_orders, level_count, untracked, side_head, table,
+        counters, symbol, sidx, old_key, remaining,
+    )  # fmt: skip
+    _delete_slot(table, side_head, slot)
+    counters[C_LIVE] -= 1
     if action == ACTION_EXECUTE and size > remaining:
         return BOOK_OVERFILL
     return BOOK_OK
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _apply_counted(
+    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
+    symbol, action, side, order_id, price, size,
+):  # fmt: skip  # noqa: ANN001, ANN202
+    code = _apply(
+        level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
+        np.int64(symbol), np.int64(action), np.int64(side), np.uint64(order_id),
+        np.int64(price), np.int64(size),
+    )  # fmt: skip
+    counters[C_EVENTS + code] += 1
+    return code
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def book_apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN001, ANN201
     """Apply one validated ORDER event to the book of ``symbol``.
 
@@ -531,17 +559,11 @@ def book_apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN
         ``BOOK_LEVEL_OVERFLOW`` (applied; see the module's overflow policy),
         ``BOOK_TABLE_FULL`` (ADD refused).
     """
-    code = _apply(
-        state,
-        np.int64(symbol),
-        np.int64(action),
-        np.int64(side),
-        np.uint64(order_id),
-        np.int64(price),
-        np.int64(size),
-    )
-    state.counters[C_EVENTS + code] += 1
-    return code
+    return _apply_counted(
+        state.level_key, state.level_size, state.level_orders, state.level_count,
+        state.untracked, state.side_head, state.table, state.counters,
+        symbol, action, side, order_id, price, size,
+    )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
@@ -550,17 +572,33 @@ def book_apply_batch(state, orders, out_codes):  # noqa: ANN001, ANN201
 
     Returns the number of events whose code is not ``BOOK_OK``.
     """
+    return _apply_batch(
+        state.level_key, state.level_size, state.level_orders, state.level_count,
+        state.untracked, state.side_head, state.table, state.counters, orders, out_codes,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _apply_batch(
+    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
+    orders, out_codes,
+):  # fmt: skip  # noqa: ANN001, ANN202
     not_ok = 0
     for k in range(orders.shape[0]):
         r = orders[k]
-        code = book_apply(state, r.symbol, r.action, r.side, r.order_id, r.price, r.size)
+        code = _apply(
+            level_key, level_size, level_orders, level_count, untracked, side_head, table,
+            counters, np.int64(r.symbol), np.int64(r.action), np.int64(r.side),
+            np.uint64(r.order_id), np.int64(r.price), np.int64(r.size),
+        )  # fmt: skip
+        counters[C_EVENTS + code] += 1
         out_codes[k] = code
         if code != BOOK_OK:
             not_ok += 1
     return not_ok
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def book_fill_top(state, symbol, out, i):  # noqa: ANN001, ANN201
     """Write the book fields of ``out[i]`` (a RESULT_BOOK array) for ``symbol``.
 
@@ -631,7 +669,7 @@ def book_replay(state, orders, out_codes, out):  # noqa: ANN001, ANN201
     return not_ok
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def best_bid_ask(state, symbol):  # noqa: ANN001, ANN201
     """``(bid_price, bid_size, ask_price, ask_size)`` of ``symbol``; 0 where a side is empty."""
     bid_px = 0
