@@ -227,12 +227,15 @@ def run_scenario(
         bk.book_apply_batch(state, orders, codes)
         times.append(time.perf_counter_ns() - t0)
     stats = bk.book_stats(state)
-    n_replay = min(orders.shape[0], 1_000_000)
+    n_replay = min(orders.shape[0], 200_000)
     out = np.zeros(n_replay, dtype=RESULT_BOOK)
-    bk.reset_book(state)
-    t0 = time.perf_counter_ns()
-    bk.book_replay(state, orders[:n_replay], codes[:n_replay], out)
-    replay_ns = time.perf_counter_ns() - t0
+    replay_times = []
+    for _ in range(2):  # the first pass also faults in the pages of ``out``
+        bk.reset_book(state)
+        t0 = time.perf_counter_ns()
+        bk.book_replay(state, orders[:n_replay], codes[:n_replay], out)
+        replay_times.append(time.perf_counter_ns() - t0)
+    replay_ns = replay_times[-1]
     n = orders.shape[0]
     best, median = min(times), float(np.median(times))
     result = {
