@@ -40,30 +40,44 @@ class ResultPublisher:
             for name in k.ANALYTIC_NAMES
         ]
         self._extra_topics: dict[str, list[bytes]] = {}
+        self._views: tuple | None = None
         self._encoder = msgspec.json.Encoder()
 
     def publish_results(self, state: k.StreamingState) -> int:
         """Send every result frame of the last input frame; return how many were sent."""
-        outputs = (state.out_quote, state.out_trade, state.out_bar, state.out_book)
-        sent = 0
+        views = self._views
+        if views is None or views[0] is not state:
+            views = self._views = self._bind(state)
+        _, outputs, touched = views
+        counts = state.n_touched.tolist()
         send = self.socket.send
+        sent = 0
         for analytic in range(k.N_ANALYTICS):
-            n = int(state.n_touched[analytic])
+            n = counts[analytic]
             if n == 0:
                 continue
-            out = outputs[analytic]
-            size = out.dtype.itemsize
-            raw = memoryview(out.view(np.uint8))
+            raw, size = outputs[analytic]
             topics = self.topics[analytic]
             if analytic == k.A_BAR:
-                symbols = out["symbol"][:n].tolist()
+                symbols = state.out_bar["symbol"][:n].tolist()
             else:
-                symbols = state.touched_list[analytic, :n].tolist()
-            for j, symbol in enumerate(symbols):
+                symbols = touched[analytic, :n].tolist()
+            offset = 0
+            for symbol in symbols:
                 send(topics[symbol], zmq.SNDMORE)
-                send(raw[j * size : (j + 1) * size])
+                send(raw[offset : offset + size])
+                offset += size
             sent += n
         return sent
+
+    @staticmethod
+    def _bind(state: k.StreamingState) -> tuple:
+        # memoryviews of the output arrays, made once per state, not per frame
+        outputs = [
+            (memoryview(out.view(np.uint8)), out.dtype.itemsize)
+            for out in (state.out_quote, state.out_trade, state.out_bar, state.out_book)
+        ]
+        return state, outputs, state.touched_list
 
     def publish_frames(self, analytic: str, frames: np.ndarray, symbols: list[int]) -> int:
         """Send an extension's result frames: ``frames[j]`` under ``<analytic>.<symbols[j]>``.

@@ -98,7 +98,12 @@ def test_restarted_scheduler_reregisters_reconciles_and_launches_no_duplicates(
         60,
         "reconciled by the new scheduler",
     )
-    reconciles = [c for c in master.calls[n_calls:] if c["type"] == "RECONCILE"]
+    def reconciles_since():
+        return [c for c in master.calls[n_calls:] if c["type"] == "RECONCILE"]
+
+    # explicit, then implicit: the second may still be on its way when "ready" is written
+    wait_for(lambda: len(reconciles_since()) >= 2, 30, "explicit and implicit reconciliation")
+    reconciles = reconciles_since()
     explicit = {t["task_id"]["value"] for t in reconciles[0]["reconcile"]["tasks"]}
     assert explicit == tasks_before and reconciles[1]["reconcile"]["tasks"] == []
     wait_for(lambda: master.calls_of("SUPPRESS")[-1:] and len(master.calls) > n_calls + 4, 10, "")
