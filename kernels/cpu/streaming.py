@@ -255,7 +255,7 @@ def reset_state(state: StreamingState) -> None:
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _accept_sequence(streams: np.ndarray, counters: np.ndarray, stream: int, seq: int, count: int):
     """Account a frame's sequence range; return -1 to accept or a REJECT_* code."""
     expected = streams[stream, S_NEXT]
@@ -278,7 +278,7 @@ def _accept_sequence(streams: np.ndarray, counters: np.ndarray, stream: int, seq
     return -1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _check_frame(header, nbytes, expect_kind, record_size, max_records, streams, counters):
     """Header checks and sequence accounting; return the record count or -1 (rejected)."""
     counters[C_FRAMES] += 1
@@ -310,7 +310,7 @@ def _check_frame(header, nbytes, expect_kind, record_size, max_records, streams,
     return count
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _touch(state_touched, touched_list, n_touched, analytic, symbol, frame_no):
     if state_touched[analytic, symbol] != frame_no:
         state_touched[analytic, symbol] = frame_no
@@ -318,7 +318,7 @@ def _touch(state_touched, touched_list, n_touched, analytic, symbol, frame_no):
         n_touched[analytic] += 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _provenance(sym_i, symbol, analytic, ts, seq, stream, send_ns):
     base = I_PROV + 4 * analytic
     sym_i[symbol, base + 0] = ts
@@ -332,7 +332,7 @@ def _provenance(sym_i, symbol, analytic, ts, seq, stream, send_ns):
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_quotes(
     header, quotes, nbytes, streams, counters, sym_i, touched, touched_list, n_touched
 ):  # fmt: skip
@@ -378,7 +378,7 @@ def _ingest_quotes(
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _add_compensated(sym_f, sym, col, x):
     """sym_f[sym, col] += x, keeping the rounding error in sym_f[sym, col + 1] (TwoSum)."""
     a = sym_f[sym, col]
@@ -388,12 +388,12 @@ def _add_compensated(sym_f, sym, col, x):
     sym_f[sym, col] = total
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _window_sum(sym_f, sym, col):
     return sym_f[sym, col] + sym_f[sym, col + 1]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _recompute_window(sym_f, ring_f, sym, tail, head, mask):
     """Window sums rebuilt from the ring (compensated): drops accumulated rounding."""
     for col in (F_PV_WIN, F_V_WIN, F_BUY_WIN, F_SELL_WIN):
@@ -407,7 +407,7 @@ def _recompute_window(sym_f, ring_f, sym, tail, head, mask):
         _add_compensated(sym_f, sym, F_SELL_WIN, ring_f[sym, k, R_SELL])
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _push_return(sym_i, sym_f, ret_ring, sym, r):
     """Rolling mean / M2 / sum of squares over the last ``window`` returns (Welford form)."""
     window = ret_ring.shape[1]
@@ -448,7 +448,7 @@ def _push_return(sym_i, sym_f, ret_ring, sym, r):
         sym_f[sym, F_RET_SUMSQ] = sq
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
     """Write the open bar of ``sym`` as a completed bar result."""
     j = n_touched[A_BAR]
@@ -469,7 +469,7 @@ def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
     b[0].in_send_ns = sym_i[sym, base + 3]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_trades(
     header, trades, nbytes, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f, ret_ring,
     vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
@@ -591,7 +591,7 @@ def _ingest_trades(
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_orders(
     header, orders, nbytes, streams, counters, sym_i, book, touched, touched_list, n_touched
 ):  # fmt: skip
@@ -651,7 +651,7 @@ def _ingest_orders(
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _header(frame, kind, symbol, seq, send_ns):
     frame.magic = s.MAGIC
     frame.version = s.VERSION
@@ -662,7 +662,7 @@ def _header(frame, kind, symbol, seq, send_ns):
     frame.send_ns = send_ns
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _common(frame, sym_i, sym, analytic, recv_ns, done_ns):
     base = I_PROV + 4 * analytic
     frame.ts_ns = sym_i[sym, base + 0]
@@ -674,7 +674,7 @@ def _common(frame, sym_i, sym, analytic, recv_ns, done_ns):
     frame.symbol = sym
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _ratio(a, b):
     d = a + b
     if d == 0.0:
@@ -682,7 +682,7 @@ def _ratio(a, b):
     return (a - b) / d
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _emit_quotes(recv_ns, done_ns, sym_i, touched_list, n_touched, out_seq, out_quote):
     for j in range(n_touched[A_QUOTE]):
         sym = touched_list[A_QUOTE, j]
@@ -712,7 +712,7 @@ def _emit_quotes(recv_ns, done_ns, sym_i, touched_list, n_touched, out_seq, out_
             f.imbalance = np.nan
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _emit_trades(
     recv_ns, done_ns, sym_i, sym_f, ret_ring, touched_list, n_touched, out_seq, out_trade, out_bar
 ):  # fmt: skip
@@ -753,7 +753,7 @@ def _emit_trades(
         f.done_ns = done_ns
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _emit_book(recv_ns, done_ns, sym_i, book, touched_list, n_touched, out_seq, out_book):
     for j in range(n_touched[A_BOOK]):
         sym = touched_list[A_BOOK, j]
@@ -764,13 +764,13 @@ def _emit_book(recv_ns, done_ns, sym_i, book, touched_list, n_touched, out_seq, 
         bk.book_fill_top(book, sym, out_book, j)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _start_frame(n_touched):
     for a in range(N_ANALYTICS):
         n_touched[a] = 0
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _results(counters, n_touched):
     total = n_touched[0] + n_touched[1] + n_touched[2] + n_touched[3]
     counters[C_RESULTS] += total
@@ -782,7 +782,7 @@ def _results(counters, n_touched):
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def on_quote_frame(
     header, quotes, nbytes, recv_ns, streams, counters, sym_i, touched, touched_list, n_touched,
     out_seq, out_quote,
@@ -796,7 +796,7 @@ def on_quote_frame(
     return _results(counters, n_touched)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def on_trade_frame(
     header, trades, nbytes, recv_ns, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f,
     ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_seq, out_trade,
@@ -815,7 +815,7 @@ def on_trade_frame(
     return _results(counters, n_touched)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def on_order_frame(
     header, orders, nbytes, recv_ns, streams, counters, sym_i, book, touched, touched_list,
     n_touched, out_seq, out_book,
