@@ -1,0 +1,20 @@
+"""PublisherEngineSubscriberLatency: tick-to-result latency next to a raw pyzmq echo.
+
+The benchmark lives in the package (:mod:`engine.bench.latency`, ``tickpath bench
+latency``), so that the command works from a fresh install; this script runs it
+from a checkout:
+
+    python bench/bench_latency.py [--rate 5000] [--duration 10] [--json FILE] [--plot FILE.png]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.bench.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", "latency", *sys.argv[1:]]))

@@ -1,0 +1,456 @@
+"""OneToOneBatchedIngestThroughput: records/s through decode + every streaming kernel.
+
+Topology (tcp loopback)::
+
+    sender process PUB --> SUB this process                      --> PUB --> SUB sink process
+      frames of BATCH       raw:             recv_into, read the count
+      records (trades,      engine_kernels:  recv_into + StreamProcessor.process
+      quotes, L3 orders)    engine_publish:  ... + ResultPublisher.publish_results  (results)
+
+The same pre-encoded frames are sent, as fast as the sender can, to three
+receivers in turn: a raw pyzmq receiver (the baseline: the frame rate ZeroMQ
+itself sustains from Python), the engine's processor (decode, checks,
+sequence accounting, every analytic and the result frames), and the full
+engine loop, which also publishes every result to a subscriber process that
+reads them all.  Each receiver runs ``repeat`` times and keeps its best run;
+the engine figures are reported as ratios to the baseline of the same run.
+
+Self-checking: every receiver accounts for every record sent (no gaps, no
+rejects); each benchmarked processor ends in the per-symbol state of a
+reference processor fed the same frames one by one; that reference's trade
+and quote results for a sample of symbols equal the numpy reference
+(:mod:`kernels.reference.streaming`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from engine.bench.common import (
+    BenchError,
+    Children,
+    machine_facts,
+    python_module,
+    versions,
+    write_json,
+)
+from engine.config import EngineConfig, load_config
+from engine.wire import codec
+from engine.wire import schema as s
+
+BENCHMARK = "OneToOneBatchedIngestThroughput"
+RECEIVERS = ("raw_pyzmq", "engine_kernels", "engine_publish")
+GOAL_RATIO = 0.5  # engine_kernels at least half the raw frame rate, in records/s
+MAX_BATCH = 16_384
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What ``tickpath bench ingest`` runs (validated by :meth:`check`)."""
+
+    records: int = 2_000_000
+    batch: int = 1024
+    symbols: int = 64
+    repeat: int = 2
+    seed: int = 1
+
+    def check(self) -> None:
+        """Raise ``ValueError`` with a one-line message for the first invalid option."""
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"--batch must be in 1..{MAX_BATCH}, got {self.batch}")
+        if not 2 * self.batch <= self.records <= 100_000_000:
+            raise ValueError(
+                f"--records must be in {2 * self.batch}..100000000 (two frames at least), "
+                f"got {self.records}"
+            )
+        if not 1 <= self.symbols <= 65_536:
+            raise ValueError(f"--symbols must be in 1..65536, got {self.symbols}")
+        if not 1 <= self.repeat <= 20:
+            raise ValueError(f"--repeat must be in 1..20, got {self.repeat}")
+
+
+def make_frames(n_records: int, batch: int, n_symbols: int, seed: int = 1) -> list[bytes]:
+    """Pre-encode the synthetic market into frames with contiguous sequence numbers.
+
+    One stream per record kind (stream id = kind), so each stream's sequence is
+    contiguous however the kinds interleave.
+    """
+    from engine.feed.synthetic import SyntheticMarket
+
+    market = SyntheticMarket(n_symbols, seed)
+    seqs: dict[int, int] = {}
+    frames = []
+    total = 0
+    while total < n_records:
+        kind, records = market.next_batch(batch)
+        seq = seqs.get(kind, 0)
+        frames.append(codec.encode_frame(kind, kind, seq, records))
+        seqs[kind] = seq + len(records)
+        total += len(records)
+    return frames
+
+
+def frame_count(frame: bytes) -> int:
+    """The header's record count."""
+    return int(np.frombuffer(frame, s.HEADER, 1)[0]["count"])
+
+
+def bench_config(symbols: int, batch: int) -> EngineConfig:
+    """The engine config of the run: ``symbols`` symbols, frames of ``batch`` records fit."""
+    return load_config(
+        None,
+        {
+            "analytics.n_symbols": symbols,
+            "ingest.max_frame_bytes": s.HEADER_SIZE + max(s.QUOTE_SIZE, s.TRADE_SIZE) * batch,
+        },
+    )
+
+
+class _Receiver:
+    """One timed pass of the frames through ``on_frame``, fed by a sender process."""
+
+    def __init__(self, workdir: Path, frames_path: Path, n_frames: int) -> None:
+        self.workdir = workdir
+        self.frames_path = frames_path
+        self.n_frames = n_frames
+
+    def run(self, name: str, on_frame: Any) -> float:
+        """Bind a SUB, start the sender, call ``on_frame(sub)`` per frame; return seconds.
+
+        The clock starts after the first frame (which also completes the handshake).
+        """
+        ctx = zmq.Context.instance()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 0)  # never drop: the sender sets SNDHWM 0 too
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.RCVTIMEO, 30_000)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.bind("tcp://127.0.0.1:*")
+        endpoint = sub.getsockopt_string(zmq.LAST_ENDPOINT)
+        try:
+            with Children(self.workdir) as children:
+                children.start(
+                    f"sender-{name}",
+                    python_module(
+                        "engine.bench.roles", "sender", "--frames", str(self.frames_path),
+                        "--endpoint", endpoint,
+                    ),
+                )  # fmt: skip
+                try:
+                    on_frame(sub)  # blocks in recv: also drives the subscription handshake
+                    t0 = time.perf_counter()
+                    for _ in range(self.n_frames - 1):
+                        on_frame(sub)
+                    elapsed = time.perf_counter() - t0
+                except zmq.Again:
+                    children.check()
+                    raise BenchError(f"{name}: no frame for 30 s from the sender") from None
+                children.procs[f"sender-{name}"].wait(30)
+                children.check()
+        finally:
+            sub.close(linger=0)
+        return elapsed
+
+
+def bench_raw(receiver: _Receiver, frames: list[bytes], max_bytes: int) -> dict:
+    """The baseline: ``recv_into`` a buffer and read the header's count, nothing else."""
+    buf = np.zeros(max_bytes, np.uint8)
+    count = buf[12:16].view("<u4")
+    records = [0]
+
+    def on_frame(sub: zmq.Socket) -> None:
+        sub.recv_into(buf)
+        records[0] += int(count[0])
+
+    elapsed = receiver.run("raw_pyzmq", on_frame)
+    total = sum(frame_count(f) for f in frames)
+    first = frame_count(frames[0])
+    return {
+        "seconds": elapsed,
+        "records": records[0],
+        "ok": records[0] == total,
+        "records_per_s": (records[0] - first) / elapsed,
+        "frames_per_s": (len(frames) - 1) / elapsed,
+    }
+
+
+def bench_engine(
+    receiver: _Receiver, frames: list[bytes], config: EngineConfig, publish: bool, workdir: Path
+) -> tuple[dict, Any]:
+    """The engine loop's work per frame: process (and publish), as ``Engine.run`` does."""
+    from engine.service.engine import StreamProcessor
+    from engine.service.publisher import ResultPublisher
+
+    proc = StreamProcessor(config)
+    proc.warm_up()
+    buf = proc.buffer
+    state = proc.state
+    publisher = None
+    clock = time.time_ns
+    with Children(workdir) as sink:
+        if publish:
+            ctx = zmq.Context.instance()
+            pub_config = config.publish.__class__(endpoint="tcp://127.0.0.1:*")
+            publisher = ResultPublisher(ctx, pub_config, config.analytics.n_symbols)
+            sink_out = workdir / "sink.txt"
+            sink.start(
+                "sink",
+                python_module(
+                    "engine.bench.roles", "sink", "--connect", publisher.endpoint, "--out",
+                    str(sink_out),
+                ),
+            )  # fmt: skip
+            sink.wait_for_line("sink", "ready", 60)
+            time.sleep(0.3)  # the sink's subscription reaches the publisher
+            send = publisher.publish_results
+
+            def on_frame(sub: zmq.Socket) -> None:
+                if proc.process(sub.recv_into(buf), clock()):
+                    send(state)
+
+        else:
+
+            def on_frame(sub: zmq.Socket) -> None:
+                proc.process(sub.recv_into(buf), clock())
+
+        name = "engine_publish" if publish else "engine_kernels"
+        try:
+            elapsed = receiver.run(name, on_frame)
+        finally:
+            if publisher is not None:
+                publisher.close()
+        stats = proc.stats(0)
+        results_received = None
+        if publish:
+            sink.stop_all()
+            try:
+                results_received = int(sink_out.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                results_received = None
+    total = sum(frame_count(f) for f in frames)
+    first = frame_count(frames[0])
+    accepted = stats["records_accepted"]
+    result = {
+        "seconds": elapsed,
+        "records": accepted,
+        "gaps": stats["gaps"],
+        "rejected": stats["frames_rejected"] + stats["records_rejected"],
+        "results": stats["results_published"],
+        "records_per_s": (accepted - first) / elapsed,
+        "frames_per_s": (len(frames) - 1) / elapsed,
+    }
+    if publish:
+        result["results_received_by_subscriber"] = results_received
+    result["ok"] = accepted == total and result["gaps"] == 0 and result["rejected"] == 0
+    return result, proc
+
+
+def reference_check(frames: list[bytes], config: EngineConfig, processors: list[Any]) -> dict:
+    """Check the benchmarked ``processors`` and the analytics against references.
+
+    A fresh processor is fed the frames one by one (:meth:`StreamProcessor.feed`);
+    every benchmarked processor must end in its per-symbol state, and its trade
+    results for a few symbols and all its quote results must equal the numpy
+    reference.
+    """
+    from engine.service.engine import StreamProcessor
+    from kernels.reference import streaming as ref
+
+    proc = StreamProcessor(config)
+    proc.warm_up()
+    trade_results: dict[int, list[np.ndarray]] = {}
+    quote_results: list[np.ndarray] = []
+    trades_by_stream: list[np.ndarray] = []
+    quotes_by_stream: list[np.ndarray] = []
+    for frame in frames:
+        header, records = codec.decode_frame(frame)
+        kind = int(header["kind"])
+        if kind == s.KIND_TRADE:
+            trades_by_stream.append(records)
+        elif kind == s.KIND_QUOTE:
+            quotes_by_stream.append(records)
+        for analytic, record in proc.feed(frame):
+            if analytic == "trade":
+                trade_results.setdefault(int(record["symbol"]), []).append(record)
+            elif analytic == "quote":
+                quote_results.append(record)
+    same_state = all(
+        np.array_equal(p.state.sym_i, proc.state.sym_i)
+        and np.array_equal(p.state.sym_f, proc.state.sym_f, equal_nan=True)
+        for p in processors
+    )
+    a = config.analytics
+    trades = np.concatenate(trades_by_stream)
+    counts = np.bincount(trades["symbol"], minlength=a.n_symbols)
+    # a few symbols, the least active ones with trades first: the reference is plain Python
+    sample = [int(x) for x in np.argsort(counts) if counts[x] > 1][:3]
+    ok = True
+    checked = 0
+    for sym in sample:
+        mine = trades[trades["symbol"] == sym]
+        want = ref.trade_features(
+            mine, tuple(a.ema_spans), int(a.vwap_window_s * 1e9), a.vwap_ring, a.vol_window
+        )
+        got = np.array(trade_results.get(sym, []))
+        if not len(got):
+            ok = False
+            continue
+        # stream KIND_TRADE numbers the trades 0, 1, ...: in_seq indexes `trades`
+        index = np.searchsorted(np.flatnonzero(trades["symbol"] == sym), got["in_seq"])
+        n_ema = len(a.ema_spans)
+        ok &= bool(np.array_equal(got["ema"][:, :n_ema], want["ema"][index, :n_ema]))
+        ok &= bool(np.allclose(got["vwap_window"], want["vwap_window"][index], rtol=1e-12))
+        ok &= bool(np.allclose(got["ret_var"], want["ret_var"][index], rtol=1e-7, equal_nan=True))
+        checked += len(got)
+    quotes = np.array(quote_results)
+    all_quotes = np.concatenate(quotes_by_stream)
+    want_q = ref.quote_features(all_quotes[quotes["in_seq"].astype(np.int64)])
+    for field in ("mid", "spread", "microprice", "imbalance"):
+        ok &= bool(np.allclose(quotes[field], want_q[field], rtol=1e-12, equal_nan=True))
+    return {
+        "state_matches_frame_by_frame_reference": bool(same_state),
+        "analytics_match_numpy_reference": bool(ok),
+        "trade_results_checked": checked,
+        "quote_results_checked": len(quotes),
+        "sampled_symbols": sample,
+    }
+
+
+def print_ingest(report: dict, console: Any) -> None:
+    """The rich table of one run."""
+    from rich.table import Table
+
+    cfg, machine = report["config"], report["machine"]
+    table = Table(
+        title=f"ingest throughput: {cfg['records']} records in frames of {cfg['batch']}, "
+        f"{cfg['symbols']} symbols; {machine['cores']} cores, {machine['cpu']}",
+        title_justify="left",
+    )
+    table.add_column("receiver", no_wrap=True)
+    for col in ("M records/s", "k frames/s", "x raw", "records ok"):
+        table.add_column(col, justify="right", no_wrap=True)
+    raw = report["results"]["raw_pyzmq"]["records_per_s"]
+    for name, r in report["results"].items():
+        table.add_row(
+            name,
+            f"{r['records_per_s'] / 1e6:.2f}",
+            f"{r['frames_per_s'] / 1e3:.1f}",
+            f"{r['records_per_s'] / raw:.2f}",
+            "yes" if r["ok"] else "[red]NO[/]",
+        )
+    console.print(table)
+    goal = report["goals"]["engine_kernels_ratio_to_raw"]
+    verdict = "[green]met[/]" if goal["met"] else "[red]missed[/]"
+    console.print(
+        f"goal engine_kernels_ratio_to_raw: {goal['measured']:.2f} "
+        f"(target >= {goal['target_min']:g}) {verdict}"
+    )
+    check = report["self_check"]
+    if check["ok"]:
+        console.print(f"self-check passed: {check}")
+    else:
+        console.print(f"[bold red]SELF-CHECK FAILED[/]: {check}", markup=True)
+
+
+def run_ingest(
+    opts: IngestOptions,
+    json_path: str | None = None,
+    plot_path: str | None = None,
+    console: Any = None,
+) -> tuple[dict, bool]:
+    """Run ``bench ingest``; return the report and whether the self-check passed."""
+    from rich.console import Console
+
+    opts.check()
+    console = console or Console(width=None if sys.stdout.isatty() else 130)
+    started = time.perf_counter()
+    machine = machine_facts()
+    config = bench_config(opts.symbols, opts.batch)
+    frames = make_frames(opts.records, opts.batch, opts.symbols, opts.seed)
+    n = sum(frame_count(f) for f in frames)
+    console.print(f"{len(frames)} frames, {n} records, batch {opts.batch}, {opts.symbols} symbols")
+    workdir = Path(tempfile.mkdtemp(prefix="tickpath-bench-ingest-"))
+    best: dict[str, dict] = {}
+    last_proc: dict[str, Any] = {}
+    try:
+        frames_path = workdir / "frames.npz"
+        lengths = np.array([len(f) for f in frames], np.int64)
+        np.savez(
+            frames_path,
+            frames=np.frombuffer(b"".join(frames), np.uint8),
+            offset=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+            length=lengths,
+        )
+        receiver = _Receiver(workdir, frames_path, len(frames))
+        for attempt in range(opts.repeat):
+            for name in RECEIVERS:
+                if name == "raw_pyzmq":
+                    r = bench_raw(receiver, frames, config.ingest.max_frame_bytes)
+                else:
+                    r, last_proc[name] = bench_engine(
+                        receiver, frames, config, name == "engine_publish", workdir
+                    )
+                console.print(
+                    f"  run {attempt + 1}/{opts.repeat} {name:<16} "
+                    f"{r['records_per_s'] / 1e6:8.2f} M records/s  records ok: {r['ok']}"
+                )
+                if name not in best or r["records_per_s"] > best[name]["records_per_s"]:
+                    best[name] = r
+        check = reference_check(frames, config, list(last_proc.values()))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    check["all_records_accounted"] = all(r["ok"] for r in best.values())
+    check["ok"] = bool(
+        check["all_records_accounted"]
+        and check["state_matches_frame_by_frame_reference"]
+        and check["analytics_match_numpy_reference"]
+    )
+    raw = best["raw_pyzmq"]["records_per_s"]
+    ratio = best["engine_kernels"]["records_per_s"] / raw
+    report = {
+        "benchmark": BENCHMARK,
+        "config": {
+            **asdict(opts),
+            "records": n,
+            "frames": len(frames),
+            "transport": "tcp 127.0.0.1, PUB/SUB",
+            "engine_config": {"n_symbols": config.analytics.n_symbols},
+        },
+        "machine": machine,
+        "versions": versions(),
+        "wall_s": round(time.perf_counter() - started, 2),
+        "results": best,
+        "ratio_engine_kernels_to_raw": round(ratio, 4),
+        "ratio_engine_publish_to_raw": round(best["engine_publish"]["records_per_s"] / raw, 4),
+        "goals": {
+            "engine_kernels_ratio_to_raw": {
+                "target_min": GOAL_RATIO,
+                "measured": round(ratio, 4),
+                "met": ratio >= GOAL_RATIO,
+            }
+        },
+        "self_check": check,
+    }
+    print_ingest(report, console)
+    if json_path:
+        write_json(json_path, report)
+    if plot_path:
+        from engine.bench.plot import bar_plot
+
+        bar_plot(
+            plot_path,
+            f"ingest throughput, batch {opts.batch}, {machine['cores']} cores ({machine['cpu']})",
+            list(best),
+            [r["records_per_s"] / 1e6 for r in best.values()],
+            "M records/s",
+        )
+    return report, check["ok"]

@@ -1,0 +1,353 @@
+"""The child processes of ``tickpath bench``: publisher, echo, subscriber; sender, sink.
+
+Topology (every arrow a tcp loopback hop; ``B`` binds, ``C`` connects)::
+
+    publisher PUB -C-> B SUB tickpath serve PUB B <-C- SUB subscriber
+              PUB -C-> B SUB echo           PUB B <-C-'
+
+Each role is a separate process (``python -m engine.bench.roles ROLE ...``),
+prints one ``ready ...`` line when its sockets are up, and the publisher and
+subscriber then wait for ``start T0_NS END_NS`` on stdin, so that every clock in
+the run refers to the same instants (``time.time_ns()``, CLOCK_REALTIME, which
+all processes of one host share).
+
+* **publisher**: sends the frames of a plan (``plan.npz``, written by
+  :mod:`engine.bench.latency`) open loop, frame ``i`` due at ``T0 + due_ns[i]``
+  to the engine or to the echo.  It stamps the *intended* time into the
+  header's ``send_ns``, so a frame sent late still counts its lateness as
+  latency (no coordinated omission), and it records when each frame really
+  left (``sent.npy``) so its own lag is reported too.  Timer slack is set to
+  1 ns (Linux), so ``sleep`` wakes within tens of microseconds of the due time.
+* **echo**: the raw pyzmq baseline.  A SUB bound like the engine's ingest,
+  a PUB bound like its result socket; for each frame it sends one two-part
+  message, a topic and a payload of the size of the result the engine sends for
+  that kind, starting with the input frame as received (so the subscriber reads
+  its ``send_ns`` and ``seq``).  Between frames it publishes a ``stats``
+  heartbeat every :data:`HEARTBEAT_S`, as the engine publishes its stats.
+* **subscriber**: one SUB connected to both; per message, one ``recv_into`` of
+  the payload (truncated to the 80 bytes of header and common result block, or
+  whole for every ``full_every``-th message) and one ``time.time_ns()``.
+  Everything else happens after the run, in the parent.
+
+``bench ingest`` uses two more: **sender** (every frame of a file, as fast as
+the socket takes them, SNDHWM 0) and **sink** (reads and counts every result
+until SIGINT/SIGTERM, then writes the count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import signal
+import sys
+import time
+
+import numpy as np
+import zmq
+
+from engine.wire import schema as s
+
+HEARTBEAT_S = 0.25
+HEARTBEAT_TOPIC = b"stats"
+ECHO_HEARTBEAT = b'{"echo": true}'
+PREFIX_BYTES = s.HEADER_SIZE + 48  # header + the common result block (ts_ns .. symbol)
+# payload the echo sends per input kind: the size of the engine's result frame for it
+ECHO_PAYLOAD = {
+    s.KIND_TRADE: s.HEADER_SIZE + s.RESULT_TRADE_SIZE,
+    s.KIND_QUOTE: s.HEADER_SIZE + s.RESULT_QUOTE_SIZE,
+    s.KIND_ORDER: s.HEADER_SIZE + s.RESULT_BOOK_SIZE,
+}
+ECHO_TOPIC = {s.KIND_TRADE: b"trade.0", s.KIND_QUOTE: b"quote.0", s.KIND_ORDER: b"book.0"}
+FULL_ROW_BYTES = max(ECHO_PAYLOAD.values()) + 8  # the largest result frame fits whole
+HWM = 100_000  # frames, as the engine's defaults
+_stop = False
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    global _stop
+    _stop = True
+
+
+def _set_timer_slack_ns(ns: int) -> bool:
+    """prctl(PR_SET_TIMERSLACK): how late the kernel may wake a sleeper (default 50 us)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(29, ctypes.c_ulong(ns), 0, 0, 0) == 0  # 29: PR_SET_TIMERSLACK
+    except (OSError, AttributeError):
+        return False
+
+
+def _wait_for_start() -> tuple[int, int]:
+    line = sys.stdin.readline().split()
+    if len(line) != 3 or line[0] != "start":
+        raise SystemExit(f"expected 'start T0_NS END_NS' on stdin, got {line!r}")
+    return int(line[1]), int(line[2])
+
+
+def run_publisher(args: argparse.Namespace) -> int:
+    """Send the plan's frames open loop; save the actual send times."""
+    plan = np.load(args.plan)
+    flat = np.ascontiguousarray(plan["frames"])  # every frame, concatenated, 8-byte aligned
+    offset = plan["offset"].tolist()
+    length = plan["length"].tolist()
+    due = plan["due_ns"]
+    target = plan["target"].tolist()
+    send_ns = flat.view(np.int64)  # header.send_ns of frame i is send_ns[(offset[i] + 24) // 8]
+    slack_ok = _set_timer_slack_ns(1)
+    ctx = zmq.Context()
+    socks = []
+    for endpoint in (args.engine, args.echo):
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, HWM)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(endpoint)
+        socks.append(sock)
+    time.sleep(args.join_wait)  # let both subscriptions reach us (slow joiner)
+    print(f"ready timer_slack_1ns={slack_ok}", flush=True)
+    t0, _ = _wait_for_start()
+    n = len(offset)
+    sent = np.zeros(n, np.int64)
+    mv = memoryview(flat)
+    clock = time.time_ns
+    sleep = time.sleep
+    spin_ns = int(args.spin_us * 1000)
+    sends = [sock.send for sock in socks]
+    due_abs = (due + t0).tolist()
+    for i in range(n):
+        when = due_abs[i]
+        ahead = when - clock() - spin_ns
+        if ahead > 0:
+            sleep(ahead * 1e-9)
+        while spin_ns and clock() < when:
+            pass
+        o = offset[i]
+        send_ns[(o + 24) >> 3] = when
+        sent[i] = clock()
+        sends[target[i]](mv[o : o + length[i]])
+        if _stop:
+            sent = sent[: i + 1]
+            break
+    np.save(args.out, sent)
+    for sock in socks:
+        sock.close()
+    ctx.term()
+    return 0
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    """Republish every frame as one result-sized message, until SIGINT/SIGTERM."""
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, HWM)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVTIMEO, 100)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.bind("tcp://127.0.0.1:*")
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, HWM)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("tcp://127.0.0.1:*")
+    ingest = sub.getsockopt_string(zmq.LAST_ENDPOINT)
+    publish = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    print(f"ready {ingest} {publish}", flush=True)
+    buf = np.zeros(max(args.max_frame_bytes, FULL_ROW_BYTES), np.uint8)
+    kind = buf[6:8].view("<u2")
+    mv = memoryview(buf)
+    n_kinds = max(ECHO_PAYLOAD) + 1
+    topics = [ECHO_TOPIC.get(k, b"other") for k in range(n_kinds)]
+    payloads = [mv[: ECHO_PAYLOAD.get(k, s.HEADER_SIZE)] for k in range(n_kinds)]
+    recv_into = sub.recv_into
+    send = pub.send
+    interval = int(HEARTBEAT_S * 1e9)
+    next_beat = 0
+    more = zmq.SNDMORE
+    while not _stop:
+        try:
+            recv_into(buf)
+            k = int(kind[0])
+            if k >= n_kinds:
+                k = 0
+            send(topics[k], more)
+            send(payloads[k])
+        except zmq.Again:
+            pass
+        now = time.monotonic_ns()
+        if now >= next_beat:
+            pub.send_multipart([HEARTBEAT_TOPIC, ECHO_HEARTBEAT])
+            next_beat = now + interval
+    sub.close()
+    pub.close()
+    ctx.term()
+    return 0
+
+
+def run_subscriber(args: argparse.Namespace) -> int:
+    """Receive every result and echo message until END_NS; save them with their arrival times."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, 0)  # never drop here: the subscriber is not under test
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 100)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    for endpoint in args.connect:
+        sock.connect(endpoint)
+    # Ready once a stats message came from every publisher: the subscriptions are through.
+    seen: set[bool] = set()
+    deadline = time.monotonic() + args.ready_timeout
+    while len(seen) < len(args.connect):
+        if time.monotonic() > deadline or _stop:
+            print("error: no stats from every publisher", flush=True)
+            return 1
+        try:
+            topic = sock.recv()
+            payload = sock.recv()
+        except zmq.Again:
+            continue
+        if topic == HEARTBEAT_TOPIC:
+            seen.add(payload == ECHO_HEARTBEAT)
+    print("ready", flush=True)
+    _, end_ns = _wait_for_start()
+    capacity = args.capacity
+    every = args.full_every
+    prefix = np.zeros((capacity, PREFIX_BYTES), np.uint8)
+    full = np.zeros((capacity // every + 1, FULL_ROW_BYTES), np.uint8)
+    arrival = np.zeros(capacity, np.int64)
+    length = np.zeros(capacity, np.int32)
+    topic_buf = bytearray(64)
+    spill = bytearray(FULL_ROW_BYTES)
+    stats_topic = HEARTBEAT_TOPIC[0]
+    engine_stats = b"{}"
+    overflow = 0
+    i = 0
+    clock = time.time_ns
+    recv_into = sock.recv_into
+    now = clock()
+    while now < end_ns and not _stop:
+        try:
+            recv_into(topic_buf)
+        except zmq.Again:
+            now = clock()
+            continue
+        if topic_buf[0] == stats_topic:
+            payload = sock.recv()
+            if payload != ECHO_HEARTBEAT:
+                engine_stats = payload
+            now = clock()
+            continue
+        if i == capacity:
+            recv_into(spill)
+            overflow += 1
+            now = clock()
+            continue
+        if i % every:
+            n = recv_into(prefix[i])
+        else:
+            n = recv_into(full[i // every])
+        now = clock()
+        arrival[i] = now
+        length[i] = n
+        i += 1
+    sampled = np.arange(0, i, every)
+    prefix[sampled] = full[: len(sampled), :PREFIX_BYTES]
+    np.savez(
+        args.out,
+        prefix=prefix[:i],
+        arrival=arrival[:i],
+        length=length[:i],
+        full=full[: len(sampled)],
+        full_every=np.int64(every),
+        overflow=np.int64(overflow),
+        engine_stats=np.frombuffer(engine_stats, np.uint8),
+    )
+    sock.close()
+    ctx.term()
+    return 0
+
+
+def run_sender(args: argparse.Namespace) -> int:
+    """``bench ingest``: send every frame of a file as fast as the socket takes them."""
+    data = np.load(args.frames)
+    flat = data["frames"]
+    mv = memoryview(flat)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 0)  # never drop in the sender: the receiver sets the pace
+    pub.connect(args.endpoint)
+    time.sleep(args.join_wait)  # the receiver's subscription reaches us
+    send = pub.send
+    for o, n in zip(data["offset"].tolist(), data["length"].tolist()):
+        send(mv[o : o + n], copy=False)
+        if _stop:
+            break
+    pub.close(linger=-1)
+    ctx.term()
+    return 0
+
+
+def run_sink(args: argparse.Namespace) -> int:
+    """``bench ingest``: a subscriber that reads every result, counts them, and writes the count."""
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.RCVTIMEO, 100)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(args.connect)
+    print("ready", flush=True)
+    buf = bytearray(FULL_ROW_BYTES)
+    count = 0
+    while not _stop:
+        try:
+            sub.recv_into(buf)
+            while sub.getsockopt(zmq.RCVMORE):
+                sub.recv_into(buf)
+            count += 1
+        except zmq.Again:
+            pass
+    with open(args.out, "w") as f:
+        f.write(f"{count}\n")
+    sub.close(linger=0)
+    ctx.term()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.bench.roles publisher|echo|subscriber ...``."""
+    parser = argparse.ArgumentParser(prog="python -m engine.bench.roles")
+    sub = parser.add_subparsers(dest="role", required=True)
+    p = sub.add_parser("publisher")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--engine", required=True)
+    p.add_argument("--echo", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--join-wait", type=float, default=0.3)
+    p.add_argument("--spin-us", type=float, default=0.0)
+    p.set_defaults(func=run_publisher)
+    e = sub.add_parser("echo")
+    e.add_argument("--max-frame-bytes", type=int, default=1 << 20)
+    e.set_defaults(func=run_echo)
+    c = sub.add_parser("subscriber")
+    c.add_argument("--connect", action="append", required=True)
+    c.add_argument("--capacity", type=int, required=True)
+    c.add_argument("--full-every", type=int, default=4)
+    c.add_argument("--out", required=True)
+    c.add_argument("--ready-timeout", type=float, default=60.0)
+    c.set_defaults(func=run_subscriber)
+    d = sub.add_parser("sender")
+    d.add_argument("--frames", required=True)
+    d.add_argument("--endpoint", required=True)
+    d.add_argument("--join-wait", type=float, default=0.5)
+    d.set_defaults(func=run_sender)
+    k = sub.add_parser("sink")
+    k.add_argument("--connect", required=True)
+    k.add_argument("--out", required=True)
+    k.set_defaults(func=run_sink)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
