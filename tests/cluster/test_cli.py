@@ -98,6 +98,7 @@ def test_restarted_scheduler_reregisters_reconciles_and_launches_no_duplicates(
         60,
         "reconciled by the new scheduler",
     )
+
     def reconciles_since():
         return [c for c in master.calls[n_calls:] if c["type"] == "RECONCILE"]
 
