@@ -16,6 +16,10 @@ from tests.factories import make_quotes, make_trades
 from tests.integration.test_engine_sockets import Harness
 
 
+FEATURES = ("ema0", "ema1", "pv_lo", "pv_hi", "volume", "last_price", "bid_price", "ask_price",
+            "mid_x2", "spread", "imb_num", "imb_den", "flags")  # fmt: skip
+
+
 class FpgaHarness(Harness):
     def __init__(self):
         self.extension = FpgaMicroPath(EmulatedOverlay(16), "golden-model emulation")
@@ -62,8 +66,7 @@ def test_fpga_features_published_and_bit_exact_with_golden_model():
             final = results[-1]
             want = expect_q[quotes["symbol"] == sym][-1]
             assert final["core_kind"] == s.KIND_QUOTE and final["in_stream"] == 2
-            for field in ("ema0", "ema1", "pv_lo", "pv_hi", "volume", "last_price", "bid_price",
-                          "ask_price", "mid_x2", "spread", "imb_num", "imb_den", "flags"):  # fmt: skip
+            for field in FEATURES:
                 assert final[field] == want[field], field
             trade_results = [r for r in results if r["core_kind"] == s.KIND_TRADE]
             last_trade = trade_results[-1]
