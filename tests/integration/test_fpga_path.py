@@ -15,7 +15,6 @@ from kernels.fixedpoint.tick_features import FeatureState, process
 from tests.factories import make_quotes, make_trades
 from tests.integration.test_engine_sockets import Harness
 
-
 FEATURES = ("ema0", "ema1", "pv_lo", "pv_hi", "volume", "last_price", "bid_price", "ask_price",
             "mid_x2", "spread", "imb_num", "imb_den", "flags")  # fmt: skip
 
