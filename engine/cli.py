@@ -16,6 +16,9 @@ from collections.abc import Sequence
 import zmq
 
 from engine.config import ConfigError, load_config
+from engine.dispatch import cli as dispatch_cli
+from engine.journal import cli as journal_cli
+from engine.security import cli as security_cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +72,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                       "the FPGA overlay PATH.bit (needs pynq and a board)")  # fmt: skip
     fpga.add_argument("--fpga-emulate", action="store_true", help="run the FPGA tick-features "
                       "path on the bit-exact golden model (no board)")  # fmt: skip
+    journal_cli.add_serve_arguments(p)
+    security_cli.add_serve_arguments(p)
+    dispatch_cli.add_serve_arguments(p)
     p.set_defaults(func=_serve_main)
 
 
@@ -80,12 +86,18 @@ def _serve_main(args: argparse.Namespace) -> int:
         "publish.endpoint": args.publish,
         "analytics.n_symbols": args.symbols,
         "log_level": args.log_level,
+        **dispatch_cli.serve_overrides(args),
+        **journal_cli.serve_overrides(args),
+        **security_cli.serve_overrides(args),
     }
     config = load_config(args.config, overrides)
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    extensions = []
+    # security first (its ZAP handler must run before any socket opens), then the
+    # journal (recovery before the others start; frames journaled before anything else)
+    extensions = security_cli.serve_extensions(config.security)
+    extensions += journal_cli.serve_extensions(config.journal)
     if args.fpga_overlay or args.fpga_emulate:
         from engine.backends.fpga import FpgaUnavailableError
         from engine.backends.fpga.micro import fpga_extension
@@ -96,6 +108,7 @@ def _serve_main(args: argparse.Namespace) -> int:
             )
         except FpgaUnavailableError as exc:
             raise UsageError(f"FPGA overlay: {exc}") from None
+    extensions += dispatch_cli.serve_extensions(config)  # milli path, request endpoint
     engine = Engine(config, extensions=extensions)
     engine.start()
     if args.symbols_shard:
@@ -204,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cluster.cli import add_mesos_parser
 
     add_mesos_parser(sub)
+    dispatch_cli.add_request_parser(sub)
+    journal_cli.add_replay_parser(sub)
+    security_cli.add_keys_parser(sub)
     return parser
 
 

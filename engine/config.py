@@ -25,6 +25,9 @@ from typing import Any
 
 import msgspec
 
+from engine.dispatch.config import DispatchConfig
+from engine.journal.config import JournalConfig
+from engine.security.config import SecurityConfig
 from engine.wire import schema as s
 
 
@@ -108,6 +111,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     ingest: IngestConfig = IngestConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
     publish: PublishConfig = PublishConfig()
+    journal: JournalConfig = JournalConfig()  # write-ahead journal, snapshots (off by default)
+    security: SecurityConfig = SecurityConfig()  # CURVE on every endpoint (off by default)
+    dispatch: DispatchConfig = DispatchConfig()  # milli path: routing, queues, chains
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

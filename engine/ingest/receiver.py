@@ -13,17 +13,26 @@ import numpy as np
 import zmq
 
 from engine.config import IngestConfig
+from engine.security.config import SecurityConfig
+from engine.security.curve import apply_curve_server
 
 
 class FrameReceiver:
     """Receives tickpath frames from one SUB socket bound or connected to every endpoint."""
 
     def __init__(
-        self, context: zmq.Context, config: IngestConfig, buffer: np.ndarray, timeout_ms: int = 100
+        self,
+        context: zmq.Context,
+        config: IngestConfig,
+        buffer: np.ndarray,
+        timeout_ms: int = 100,
+        security: SecurityConfig | None = None,
     ) -> None:
         self.config = config
         self.buffer = buffer
         self.socket = context.socket(zmq.SUB)
+        if security is not None:
+            apply_curve_server(self.socket, security)  # CURVE server when security.curve is on
         self.socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVTIMEO, timeout_ms)

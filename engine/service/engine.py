@@ -210,6 +210,8 @@ class EngineExtension:
 
     * ``on_start(engine)``: after the kernels are ready, before the sockets open
       (recovery replays the journal here).
+    * ``on_dropped(nbytes)``: a message refused before the buffer (-2 multipart, or the
+      length of an oversize frame), before it is counted.
     * ``on_frame(frame)``: every received frame, before it is processed; ``frame``
       is a memoryview of the receive buffer, valid only during the call.
     * ``on_results(engine, n)``: after a frame produced ``n`` results (already published).
@@ -247,9 +249,11 @@ class Engine:
         log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
         for ext in self._having("on_start"):
             ext.on_start(self)
-        self.receiver = FrameReceiver(self.context, self.config.ingest, self.processor.buffer)
+        self.receiver = FrameReceiver(
+            self.context, self.config.ingest, self.processor.buffer, security=self.config.security
+        )
         self.publisher = ResultPublisher(
-            self.context, self.config.publish, self.config.analytics.n_symbols
+            self.context, self.config.publish, self.config.analytics.n_symbols, self.config.security
         )
         self.started_ns = time.time_ns()
         log.info("routing: micro path (quote, trade, bar, book) -> cpu (numba), inline on ingest")
@@ -292,6 +296,7 @@ class Engine:
         clock = time.time_ns
         stop = self.stop_event
         frame_hooks = [ext.on_frame for ext in self._having("on_frame")]
+        drop_hooks = [ext.on_dropped for ext in self._having("on_dropped")]
         result_hooks = [ext.on_results for ext in self._having("on_results")]
         tick_hooks = [ext.on_tick for ext in self._having("on_tick")]
         extra = [pair for ext in self._having("sockets") for pair in ext.sockets()]
@@ -320,6 +325,9 @@ class Engine:
                 if frame_hooks and 0 <= nbytes <= len(view):
                     for hook in frame_hooks:
                         hook(view[:nbytes])
+                elif drop_hooks and (nbytes < 0 or nbytes > len(view)):
+                    for hook in drop_hooks:
+                        hook(nbytes)
                 n = proc.process(nbytes, clock())
                 if n:
                     publish(state)

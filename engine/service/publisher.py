@@ -16,6 +16,8 @@ import numpy as np
 import zmq
 
 from engine.config import PublishConfig
+from engine.security.config import SecurityConfig
+from engine.security.curve import apply_curve_server
 from kernels.cpu import streaming as k
 
 STATS_TOPIC = b"stats"
@@ -24,10 +26,18 @@ STATS_TOPIC = b"stats"
 class ResultPublisher:
     """Sends the result frames the streaming kernels left in their output arrays."""
 
-    def __init__(self, context: zmq.Context, config: PublishConfig, n_symbols: int) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        config: PublishConfig,
+        n_symbols: int,
+        security: SecurityConfig | None = None,
+    ) -> None:
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, config.sndhwm)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if security is not None:
+            apply_curve_server(self.socket, security)  # results and stats: CURVE when on
         if config.bind:
             self.socket.bind(config.endpoint)
             self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -1,0 +1,436 @@
+"""Snapshots of the whole streaming state, written atomically, read back in place.
+
+A snapshot holds every array of :class:`kernels.cpu.streaming.StreamingState`
+(the per-symbol analytics, rings, counters, per-stream sequence state, the
+result sequence numbers and scratch frames) and of its
+:class:`kernels.cpu.book.BookState`, plus the journal position it covers:
+``journal_next_index`` is the index of the first journal entry *not* applied.
+
+File layout (``snapshot-<journal_next_index, 20 digits>.tps``)::
+
+    0   8s   magic            b"TKPSNAP\\x01"
+    8   u32  format version   1
+    12  u32  manifest bytes   M
+    16  u32  manifest crc32
+    20  u32  reserved         0
+    24  u64  data offset      start of the arrays (4096-aligned)
+    32  M    manifest         JSON: format, journal_next_index, journal_position,
+                              created_ns, params (StreamingParams), arrays: [{name,
+                              descr (numpy dtype descr), shape, offset, nbytes, crc32}]
+    ...      arrays           raw C-order bytes, each at a 64-byte aligned offset
+
+Writing: a temporary file in the same directory, ``fsync``, ``rename`` over the
+final name, ``fsync`` of the directory: a reader sees a whole snapshot or none.
+Reading checks the magic, the manifest checksum, every array's name, dtype,
+shape and checksum, and that the snapshot was taken with the same
+``StreamingParams``; any mismatch raises :class:`SnapshotError` and
+:func:`load_newest` falls back to the next older snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from engine.journal.reader import _fsync_dir
+from kernels.cpu import streaming as k
+
+log = logging.getLogger("tickpath.journal")
+
+MAGIC = b"TKPSNAP\x01"
+FORMAT_VERSION = 1
+_HEAD = struct.Struct("<8sIIIIQ")
+_ALIGN = 64
+_DATA_ALIGN = 4096
+SUFFIX = ".tps"
+PREFIX = "snapshot-"
+# Wall-clock stamps inside the result scratch frames: times, not state.
+TIME_FIELDS = ("send_ns", "recv_ns", "done_ns")
+SCRATCH_FRAMES = ("out_quote", "out_trade", "out_bar", "out_book")
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be used (damaged, other format, other parameters)."""
+
+
+class SnapshotInfo(NamedTuple):
+    """A snapshot file and the journal index it covers (from its name)."""
+
+    path: Path
+    journal_next_index: int
+
+
+def state_arrays(state: k.StreamingState) -> dict[str, np.ndarray]:
+    """Every array of the streaming state, book included, by a stable name."""
+    arrays: dict[str, np.ndarray] = {}
+    for name in k.StreamingState._fields:
+        value = getattr(state, name)
+        if name == "params":
+            continue
+        if name == "book":
+            for book_name in type(value)._fields:
+                arrays[f"book.{book_name}"] = getattr(value, book_name)
+        else:
+            arrays[name] = value
+    return arrays
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    if not array.flags.c_contiguous:
+        raise SnapshotError("state arrays must be C-contiguous")
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def _descr(dtype: np.dtype) -> str:
+    return json.dumps(np.lib.format.dtype_to_descr(dtype))
+
+
+def params_dict(params: k.StreamingParams) -> dict:
+    """The parameters as JSON-ready values."""
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in params._asdict().items()}
+
+
+def comparable_arrays(state: k.StreamingState) -> dict[str, np.ndarray]:
+    """:func:`state_arrays` with the wall-clock stamps of the scratch frames zeroed (copies).
+
+    Two engines that processed the same frames have byte-identical comparable
+    arrays; the zeroed fields (a result's ``recv_ns``/``done_ns`` and its
+    header's ``send_ns``) say *when* the kernels ran, not what they computed.
+    """
+    arrays = dict(state_arrays(state))
+    for name in SCRATCH_FRAMES:
+        copy = arrays[name].copy()
+        for field in TIME_FIELDS:
+            copy[field] = 0
+        arrays[name] = copy
+    return arrays
+
+
+def state_digest(state: k.StreamingState) -> str:
+    """SHA-256 over :func:`comparable_arrays`, in a fixed order (an audit fingerprint)."""
+    h = hashlib.sha256()
+    for name, array in comparable_arrays(state).items():
+        h.update(name.encode())
+        h.update(_bytes_of(np.ascontiguousarray(array)))
+    return h.hexdigest()
+
+
+def differing_arrays(a: k.StreamingState, b: k.StreamingState) -> list[str]:
+    """Names of the comparable arrays whose bytes differ between two states."""
+    ca, cb = comparable_arrays(a), comparable_arrays(b)
+    return [
+        name
+        for name in ca
+        if ca[name].shape != cb[name].shape
+        or ca[name].dtype != cb[name].dtype
+        or bytes(_bytes_of(ca[name])) != bytes(_bytes_of(cb[name]))
+    ]
+
+
+def snapshot_name(journal_next_index: int) -> str:
+    """File name of the snapshot covering entries ``0 .. journal_next_index - 1``."""
+    return f"{PREFIX}{journal_next_index:020d}{SUFFIX}"
+
+
+def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotInfo]:
+    """Snapshot files in ``directory``, newest (highest index) first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for name in os.listdir(directory):
+        if name.startswith(PREFIX) and name.endswith(SUFFIX):
+            stem = name[len(PREFIX) : -len(SUFFIX)]
+            if len(stem) == 20 and stem.isdigit():
+                found.append(SnapshotInfo(directory / name, int(stem)))
+    found.sort(key=lambda info: info.journal_next_index, reverse=True)
+    return found
+
+
+def write_snapshot(
+    directory: str | os.PathLike[str],
+    arrays: dict[str, np.ndarray],
+    params: k.StreamingParams,
+    journal_next_index: int,
+    journal_position: tuple[str, int] | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> Path:
+    """Write ``arrays`` (from :func:`state_arrays`) atomically; return the snapshot's path.
+
+    ``before_commit`` runs after the data is on disk and before the rename (the
+    journal uses it to make its entries up to ``journal_next_index`` durable
+    first, so a snapshot never covers journal entries a crash could lose).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / snapshot_name(journal_next_index)
+    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    entries = []
+    offset = 0
+    for name, array in arrays.items():
+        data = _bytes_of(array)
+        entries.append(
+            {
+                "name": name,
+                "descr": _descr(array.dtype),
+                "shape": list(array.shape),
+                "offset": offset,
+                "nbytes": len(data),
+                "crc32": zlib.crc32(data),
+            }
+        )
+        offset += -(-len(data) // _ALIGN) * _ALIGN
+    manifest = json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "journal_next_index": journal_next_index,
+            "journal_position": list(journal_position) if journal_position else None,
+            "created_ns": time.time_ns(),
+            "params": params_dict(params),
+            "arrays": entries,
+        }
+    ).encode()
+    data_offset = -(-(_HEAD.size + len(manifest)) // _DATA_ALIGN) * _DATA_ALIGN
+    head = _HEAD.pack(MAGIC, FORMAT_VERSION, len(manifest), zlib.crc32(manifest), 0, data_offset)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        _write_all(fd, head + manifest + bytes(data_offset - _HEAD.size - len(manifest)))
+        for array in arrays.values():
+            data = _bytes_of(array)
+            _write_all(fd, data)
+            if len(data) % _ALIGN:
+                _write_all(fd, bytes(-len(data) % _ALIGN))
+        os.fsync(fd)
+        if before_commit is not None:
+            before_commit()
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.rename(tmp, final)
+    _fsync_dir(directory)
+    return final
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while len(view):
+        view = view[os.write(fd, view) :]
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict:
+    """The checked manifest of a snapshot file (raises :class:`SnapshotError`)."""
+    with open(path, "rb") as f:
+        head = f.read(_HEAD.size)
+        if len(head) != _HEAD.size:
+            raise SnapshotError(f"{path}: too short for a snapshot header")
+        magic, version, length, crc, _reserved, data_offset = _HEAD.unpack(head)
+        if magic != MAGIC:
+            raise SnapshotError(f"{path}: not a tickpath snapshot")
+        if version != FORMAT_VERSION:
+            raise SnapshotError(f"{path}: snapshot format {version}, this build reads 1")
+        manifest = f.read(length)
+    if len(manifest) != length or zlib.crc32(manifest) != crc:
+        raise SnapshotError(f"{path}: manifest damaged")
+    info = json.loads(manifest)
+    info["data_offset"] = data_offset
+    return info
+
+
+def load_snapshot(path: str | os.PathLike[str], state: k.StreamingState) -> dict:
+    """Read a snapshot into ``state``'s arrays in place; return its manifest.
+
+    On :class:`SnapshotError` the state may be partly overwritten: reset it.
+    """
+    manifest = read_manifest(path)
+    want = params_dict(state.params)
+    if manifest["params"] != want:
+        diff = sorted(key for key in want if manifest["params"].get(key) != want[key])
+        raise SnapshotError(
+            f"{path}: taken with other analytics parameters ({', '.join(diff)} differ)"
+        )
+    targets = state_arrays(state)
+    listed = {entry["name"]: entry for entry in manifest["arrays"]}
+    if set(listed) != set(targets):
+        raise SnapshotError(f"{path}: holds arrays {sorted(listed)}, expected {sorted(targets)}")
+    base = manifest["data_offset"]
+    with open(path, "rb", buffering=0) as f:
+        for name, target in targets.items():
+            entry = listed[name]
+            if entry["descr"] != _descr(target.dtype) or entry["shape"] != list(target.shape):
+                raise SnapshotError(f"{path}: array {name} has another dtype or shape")
+            view = _bytes_of(target)
+            if entry["nbytes"] != len(view):
+                raise SnapshotError(f"{path}: array {name} has {entry['nbytes']} bytes")
+            f.seek(base + entry["offset"])
+            got = f.readinto(view)
+            if got != len(view):
+                raise SnapshotError(f"{path}: truncated in array {name}")
+            if zlib.crc32(view) != entry["crc32"]:
+                raise SnapshotError(f"{path}: array {name} fails its checksum")
+    return manifest
+
+
+def load_newest(
+    directory: str | os.PathLike[str], state: k.StreamingState, max_index: int | None = None
+) -> tuple[dict | None, list[str]]:
+    """Load the newest usable snapshot (covering at most ``max_index`` entries) into ``state``.
+
+    Returns ``(manifest or None, problems)``: ``problems`` describes every newer
+    snapshot that was skipped.  With no usable snapshot the state is reset.
+    """
+    problems: list[str] = []
+    for info in list_snapshots(directory):
+        if max_index is not None and info.journal_next_index > max_index:
+            problems.append(
+                f"{info.path.name}: covers {info.journal_next_index} entries, "
+                f"the journal holds {max_index}"
+            )
+            continue
+        try:
+            manifest = load_snapshot(info.path, state)
+            manifest["path"] = str(info.path)
+        except (SnapshotError, OSError, ValueError, KeyError) as exc:
+            problems.append(str(exc))
+            k.reset_state(state)
+            continue
+        if manifest["journal_next_index"] != info.journal_next_index:
+            problems.append(f"{info.path.name}: manifest and name disagree")
+            k.reset_state(state)
+            continue
+        return manifest, problems
+    k.reset_state(state)
+    return None, problems
+
+
+def prune_snapshots(directory: str | os.PathLike[str], keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest snapshots (and stale temporary files)."""
+    removed = []
+    for info in list_snapshots(directory)[keep:]:
+        info.path.unlink(missing_ok=True)
+        removed.append(info.path)
+    for name in os.listdir(directory):
+        if name.startswith(f".{PREFIX}") and name.endswith(".tmp"):
+            pid = name.rsplit(".", 2)[-2]
+            if pid.isdigit() and int(pid) != os.getpid():
+                (Path(directory) / name).unlink(missing_ok=True)
+    return removed
+
+
+class Snapshotter:
+    """Takes snapshots of a live state, optionally writing them from a background thread.
+
+    In background mode :meth:`take` copies every array into a preallocated
+    shadow (one memcpy of the state on the engine thread) and a thread writes,
+    checksums and fsyncs the copy; a snapshot requested while the previous one
+    is still being written is skipped (and counted).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        state: k.StreamingState,
+        *,
+        keep: int = 2,
+        background: bool = True,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.before_commit = before_commit
+        self.state = state
+        self.keep = keep
+        self.background = background
+        self.taken = 0
+        self.skipped = 0
+        self.failed = 0
+        self.last_index: int | None = None
+        self.last_copy_ms = 0.0
+        self.last_write_ms = 0.0
+        self.last_error: str | None = None
+        self._shadow: dict[str, np.ndarray] | None = None
+        self._thread: threading.Thread | None = None
+
+    def busy(self) -> bool:
+        """True while a background snapshot is being written."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def take(self, journal_next_index: int, position: tuple[str, int] | None) -> bool:
+        """Snapshot the state as it is now; False if skipped (busy, or already on disk)."""
+        if self.busy():
+            self.skipped += 1
+            return False
+        if (self.directory / snapshot_name(journal_next_index)).exists():
+            return False  # nothing was applied since: the snapshot on disk is this state
+        if not self.background:
+            self.last_copy_ms = 0.0
+            self._write(state_arrays(self.state), journal_next_index, position)
+            return True
+        t0 = time.perf_counter()
+        live = state_arrays(self.state)
+        if self._shadow is None:
+            self._shadow = {name: np.empty_like(a, order="C") for name, a in live.items()}
+        for name, array in live.items():
+            np.copyto(self._shadow[name], array)
+        self.last_copy_ms = (time.perf_counter() - t0) * 1e3
+        self._thread = threading.Thread(
+            target=self._write,
+            args=(self._shadow, journal_next_index, position),
+            name="tickpath-snapshot",
+            daemon=True,
+        )
+        self._thread.start()
+        return True
+
+    def _write(
+        self, arrays: dict[str, np.ndarray], index: int, position: tuple[str, int] | None
+    ) -> None:
+        t0 = time.perf_counter()
+        try:
+            path = write_snapshot(
+                self.directory, arrays, self.state.params, index, position, self.before_commit
+            )
+            prune_snapshots(self.directory, self.keep)
+        except OSError as exc:
+            self.failed += 1
+            self.last_error = str(exc)
+            log.error("snapshot at journal index %d failed: %s", index, exc)
+            return
+        self.taken += 1
+        self.last_index = index
+        self.last_write_ms = (time.perf_counter() - t0) * 1e3
+        log.info(
+            "snapshot %s written in %.0f ms (copy %.0f ms)",
+            path.name,
+            self.last_write_ms,
+            self.last_copy_ms,
+        )
+
+    def wait(self) -> None:
+        """Wait for a background snapshot in flight."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def stats(self) -> dict:
+        """Counters for the ``stats`` message."""
+        return {
+            "taken": self.taken,
+            "skipped_busy": self.skipped,
+            "failed": self.failed,
+            "last_index": self.last_index,
+            "last_copy_ms": round(self.last_copy_ms, 3),
+            "last_write_ms": round(self.last_write_ms, 3),
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,255 @@
+"""Appending to the journal: one ``writev`` per frame, straight from the receive buffer.
+
+Hot path (:meth:`JournalWriter.append_frame`, once per received frame, before
+the kernels run): the header is checked with ``struct`` in Python (the same
+conditions as the kernels' header check), the 32-byte entry header is packed
+into a preallocated buffer, the checksum is ``zlib.crc32`` over that header and
+the frame's memoryview, and one ``os.writev`` hands both to the OS.  No buffer
+is allocated or copied per frame.
+
+Sync policies (``JournalConfig.sync``):
+
+* ``"frame"``: ``fdatasync`` after every entry, before the frame is processed.
+* ``"interval"``: a background thread ``fdatasync``\\ s every ``sync_interval_ms``
+  when something was written (the engine thread never waits for the disk).
+* ``"os"``: never synced while running; the OS writes back when it likes.
+
+Whatever the policy, a segment is synced before the next one is created and
+at :meth:`close`, so only the newest segment can ever be torn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+from engine.journal import format as fmt
+from engine.journal.config import JournalConfig
+from engine.journal.reader import OpenedJournal, _fsync_dir, open_journal
+from engine.wire import schema as s
+
+log = logging.getLogger("tickpath.journal")
+
+_FRAME_HEADER = struct.Struct("<IHHII")  # magic, version, kind, stream_id, count
+_CRC = struct.Struct("<I")
+_RECORD_SIZE = {s.KIND_TRADE: s.TRADE_SIZE, s.KIND_QUOTE: s.QUOTE_SIZE, s.KIND_ORDER: s.ORDER_SIZE}
+
+
+class JournalWriter:
+    """Appends entries to a journal directory under a sync policy.
+
+    ``max_streams`` and ``max_records`` are the engine's limits: a frame is
+    journaled whole (FRAME) exactly when the kernels' header check would pass it
+    (``stream_id < max_streams``, ``0 < count <= max_records``, an input kind,
+    the right length, magic and version); otherwise only its length and header
+    (REJECT).  Use :func:`open_journal` first, or let the constructor call it.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        config: JournalConfig,
+        *,
+        max_streams: int,
+        max_records: int,
+        opened: OpenedJournal | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.policy = config.sync
+        self.max_streams = max_streams
+        self.max_records = max_records
+        if opened is None:
+            opened = open_journal(self.directory, truncate_corrupt=config.truncate_corrupt)
+        self.next_index = opened.next_index
+        self.frames = 0  # FRAME entries written by this writer
+        self.rejects = 0
+        self.drops = 0
+        self.bytes = 0
+        self.syncs = 0
+        self.segments_created = 0
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._sync_error: OSError | None = None
+        self._header = bytearray(fmt.ENTRY_SIZE)
+        self._header_crc_part = memoryview(self._header)[: fmt.ENTRY_CRC_OFFSET]
+        self._iov: list = [self._header, b""]
+        self._reject = bytearray(fmt.REJECT_PREFIX.size + s.HEADER_SIZE)
+        self._drop = bytearray(fmt.DROP_PAYLOAD.size)
+        self._fd = -1
+        if opened.segments:
+            last = opened.segments[-1]
+            self._segment = last.path
+            self._segment_first = last.first_index
+            self._fd = os.open(last.path, os.O_WRONLY | os.O_CLOEXEC)
+            os.lseek(self._fd, opened.tail_offset, os.SEEK_SET)
+            self._offset = opened.tail_offset
+        else:
+            self._create_segment(self.next_index)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.policy == "interval":
+            self._thread = threading.Thread(
+                target=self._sync_loop, name="tickpath-journal-sync", daemon=True
+            )
+            self._thread.start()
+
+    # -- segments -----------------------------------------------------------
+
+    def _create_segment(self, first_index: int) -> None:
+        path = self.directory / fmt.segment_name(first_index)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        header = fmt.encode_segment_header(first_index, time.time_ns())
+        os.write(fd, header)
+        os.fdatasync(fd)
+        _fsync_dir(self.directory)  # the new name itself must survive a crash
+        self._fd = fd
+        self._segment = path
+        self._segment_first = first_index
+        self._offset = len(header)
+        self.segments_created += 1
+
+    def _roll(self) -> None:
+        with self._lock:
+            os.fdatasync(self._fd)  # the older segment is complete on disk before the next
+            os.close(self._fd)
+            self._fd = -1
+            self._dirty = False
+            self._create_segment(self.next_index)
+
+    # -- appending ----------------------------------------------------------
+
+    def append_frame(self, frame: memoryview) -> None:
+        """Journal one received frame (FRAME when its header passes, else REJECT)."""
+        n = len(frame)
+        if n >= s.HEADER_SIZE:
+            magic, version, kind, stream, count = _FRAME_HEADER.unpack_from(frame)
+            size = _RECORD_SIZE.get(kind, 0)
+            if (
+                magic == s.MAGIC
+                and version == s.VERSION
+                and size
+                and 0 < count <= self.max_records
+                and n - s.HEADER_SIZE == count * size
+                and stream < self.max_streams
+            ):
+                self.append(fmt.ENTRY_FRAME, frame, n)
+                self.frames += 1
+                return
+        keep = min(n, s.HEADER_SIZE)
+        buf = self._reject
+        fmt.REJECT_PREFIX.pack_into(buf, 0, n)
+        buf[fmt.REJECT_PREFIX.size : fmt.REJECT_PREFIX.size + keep] = frame[:keep]
+        self.append(fmt.ENTRY_REJECT, memoryview(buf)[: fmt.REJECT_PREFIX.size + keep])
+        self.rejects += 1
+
+    def append_drop(self, nbytes: int) -> None:
+        """Journal a message refused before the buffer (multipart: -2, oversize: its length)."""
+        fmt.DROP_PAYLOAD.pack_into(self._drop, 0, nbytes)
+        self.append(fmt.ENTRY_DROP, self._drop)
+        self.drops += 1
+
+    def append(self, entry_type: int, payload: memoryview | bytes | bytearray, n: int = -1) -> None:
+        """Write one entry (header + ``payload``) under the sync policy."""
+        if n < 0:
+            n = len(payload)
+        if self._sync_error is not None:
+            raise self._sync_error
+        total = fmt.ENTRY_SIZE + n
+        if self._offset + total > self.config.segment_bytes and self.next_index > (
+            self._segment_first
+        ):
+            self._roll()
+        header = self._header
+        fmt.ENTRY.pack_into(
+            header, 0, fmt.ENTRY_MAGIC, entry_type, 0, n, self.next_index, time.time_ns(), 0
+        )
+        _CRC.pack_into(
+            header, fmt.ENTRY_CRC_OFFSET, zlib.crc32(payload, zlib.crc32(self._header_crc_part))
+        )
+        iov = self._iov
+        iov[1] = payload
+        written = os.writev(self._fd, iov)
+        if written != total:
+            self._write_rest(payload, written)
+        iov[1] = b""
+        self._offset += total
+        self.bytes += total
+        self.next_index += 1
+        if self.policy == "frame":
+            os.fdatasync(self._fd)
+            self.syncs += 1
+        else:
+            self._dirty = True
+
+    def _write_rest(self, payload: memoryview | bytes | bytearray, written: int) -> None:
+        """Finish a short write (rare on regular files; ENOSPC raises from os.write)."""
+        data = memoryview(bytes(self._header) + bytes(payload))[written:]
+        while len(data):
+            done = os.write(self._fd, data)
+            data = data[done:]
+
+    # -- syncing ------------------------------------------------------------
+
+    def _sync_loop(self) -> None:
+        interval = self.config.sync_interval_ms / 1000.0
+        while not self._stop.wait(interval):
+            self._sync_if_dirty()
+
+    def _sync_if_dirty(self) -> None:
+        if not self._dirty:
+            return
+        with self._lock:
+            if self._fd < 0:
+                return
+            self._dirty = False  # set first: a write during the sync marks it dirty again
+            try:
+                os.fdatasync(self._fd)
+                self.syncs += 1
+            except OSError as exc:  # reported on the engine thread at the next append
+                self._sync_error = exc
+
+    def sync(self) -> None:
+        """Make everything written so far durable now (any policy)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.fdatasync(self._fd)
+                self._dirty = False
+                self.syncs += 1
+
+    def position(self) -> tuple[str, int]:
+        """``(segment file name, byte offset)`` where the next entry will be written."""
+        return self._segment.name, self._offset
+
+    def stats(self) -> dict:
+        """Counters for the ``stats`` message."""
+        return {
+            "next_index": self.next_index,
+            "frames": self.frames,
+            "rejects": self.rejects,
+            "drops": self.drops,
+            "bytes": self.bytes,
+            "syncs": self.syncs,
+            "segment": self._segment.name,
+            "segments_created": self.segments_created,
+        }
+
+    def close(self) -> None:
+        """Stop the sync thread, sync and close the segment (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            if self._fd >= 0:
+                try:
+                    os.fdatasync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1
