@@ -156,6 +156,7 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--timeout", type=_positive_float, metavar="S",
                    help="exit after S seconds without a message")  # fmt: skip
+    security_cli.add_client_arguments(p)
     p.set_defaults(func=_watch_main)
 
 
@@ -174,7 +175,11 @@ def _watch_main(args: argparse.Namespace) -> int:
             raise UsageError(f"discovery {args.discovery} lists no running replica")
     if not endpoints:
         raise UsageError("give --endpoint ENDPOINT or --discovery FILE_OR_URL")
-    return watch(endpoints, args.topic or [""], args.count, args.json, args.timeout)
+    try:
+        curve = security_cli.client_curve(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return watch(endpoints, args.topic or [""], args.count, args.json, args.timeout, curve)
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import sys
 import msgspec
 
 from engine.feed.publisher import DEFAULT_SNDHWM, MAX_BATCH, check_feed_options, run_feed
+from engine.security.cli import add_client_arguments, client_curve
 
 
 def add_feed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +83,7 @@ def add_feed_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"relative weight of {kind} events (default {default})",
         )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_client_arguments(parser)
 
 
 def feed_main(args: argparse.Namespace) -> int:
@@ -96,6 +98,7 @@ def feed_main(args: argparse.Namespace) -> int:
         if min(ratios) < 0 or sum(ratios) <= 0:
             raise ValueError("--trade/quote/order-ratio must be >= 0 and not all 0")
         duration = args.duration if args.duration != 0 else None
+        curve = client_curve(args)
         check_feed_options(
             endpoint=endpoint,
             symbols=args.symbols,
@@ -129,6 +132,7 @@ def feed_main(args: argparse.Namespace) -> int:
         trade_ratio=args.trade_ratio,
         quote_ratio=args.quote_ratio,
         order_ratio=args.order_ratio,
+        curve=curve,
     )
     if args.json:
         print(msgspec.json.encode(report).decode())

@@ -196,6 +196,7 @@ def run_feed(
     order_ratio: float = 0.5,
     context: zmq.Context | None = None,
     stop: threading.Event | None = None,
+    curve: tuple[str, str | None] | None = None,
 ) -> FeedReport:
     """Publish market data frames on a PUB socket; return what was sent.
 
@@ -211,6 +212,9 @@ def run_feed(
     sequence numbers from ``first_seq`` and the send time; paced by the
     recording's own timestamps divided by ``speed`` (0: as fast as possible) or,
     if ``speed`` is None, at ``rate`` records/s.
+
+    ``curve``: ``(server public key file, client secret key file or None)`` to
+    connect to an engine that has CURVE on (docs/reliability.md).
     """
     if duration == 0:
         duration = None
@@ -235,6 +239,10 @@ def run_feed(
             stack.callback(sock.close)
             sock.setsockopt(zmq.SNDHWM, sndhwm)
             sock.setsockopt(zmq.LINGER, linger_ms)
+            if curve is not None:
+                from engine.security.curve import apply_curve_client
+
+                apply_curve_client(sock, curve[0], curve[1])
             if bind:
                 sock.bind(endpoint)
             else:

@@ -123,7 +123,10 @@ def _entry_at(data: np.ndarray, offset: int, expect_index: int | None) -> tuple[
     """Check the entry at ``offset``; return ``(length or -1, problem)``."""
     left = len(data) - offset
     if left < fmt.ENTRY_SIZE:
-        return -1, f"{left} bytes, short of an entry header"
+        length = -1
+        if left >= 12 and int.from_bytes(data[offset : offset + 4], "little") == fmt.ENTRY_MAGIC:
+            length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        return length, f"{left} bytes, short of an entry header"
     magic, etype, flags, length, index, _recv, crc = fmt.ENTRY.unpack_from(data, offset)
     if magic != fmt.ENTRY_MAGIC:
         return -1, "bad entry magic"

@@ -12,21 +12,60 @@ from engine.wire import codec
 from engine.wire.human import result_to_dict, summarize
 
 
+class TopicSequences:
+    """Per-topic result sequence accounting: gaps, results lost, publisher restarts.
+
+    ``observe(topic, seq, count)`` for every result message received.  A jump
+    forward is a gap of ``seq - expected`` lost results; ``seq == 0`` after
+    results were seen is a restart of the engine's result sequences (a reset),
+    never counted as loss.  Loss after the last message of a topic shows up
+    only when a later message of that topic arrives.
+    """
+
+    def __init__(self) -> None:
+        self.expected: dict[bytes, int] = {}
+        self.received: dict[bytes, int] = {}
+        self.gaps = 0
+        self.lost = 0
+        self.resets = 0
+
+    def observe(self, topic: bytes, seq: int, count: int = 1) -> int:
+        """Account one message; return the results lost just before it (0 if none)."""
+        want = self.expected.get(topic)
+        lost = 0
+        if want is not None and seq > want:
+            lost = seq - want
+            self.gaps += 1
+            self.lost += lost
+        elif want is not None and seq == 0 and want > 0:
+            self.resets += 1
+        self.expected[topic] = seq + count
+        self.received[topic] = self.received.get(topic, 0) + count
+        return lost
+
+
 def watch(
     endpoints: list[str],
     topics: list[str],
     count: int | None = None,
     as_json: bool = False,
     timeout_s: float | None = None,
+    curve: tuple[str, str | None] | None = None,
 ) -> int:
     """Print result (and stats) messages until ``count`` or ``timeout_s``; return exit status.
 
-    Per-topic result sequence numbers are checked; gaps are reported on stderr
-    at exit.  Malformed messages are counted and reported, never fatal.
+    Per-topic result sequence numbers are checked (:class:`TopicSequences`);
+    gaps and resets are reported on stderr at exit.  Malformed messages are
+    counted and reported, never fatal.  ``curve``: ``(server public key file,
+    client secret key file or None)`` to connect with CURVE.
     """
     context = zmq.Context.instance()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        from engine.security.curve import apply_curve_client
+
+        apply_curve_client(sub, curve[0], curve[1])
     sub.setsockopt(zmq.RCVHWM, 100_000)
     for endpoint in endpoints:
         sub.connect(endpoint)
@@ -34,8 +73,8 @@ def watch(
         sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
     encoder = msgspec.json.Encoder()
     out = sys.stdout
-    expected: dict[bytes, int] = {}
-    gaps = lost = malformed = received = 0
+    sequences = TopicSequences()
+    malformed = received = 0
     last = time.monotonic()
     try:
         while count is None or received < count:
@@ -64,12 +103,7 @@ def watch(
                 malformed += 1
                 print(f"watch: malformed message on {topic!r}: {exc}", file=sys.stderr)
                 continue
-            seq = int(header["seq"])
-            want = expected.get(topic)
-            if want is not None and seq > want:
-                gaps += 1
-                lost += seq - want
-            expected[topic] = seq + int(header["count"])
+            sequences.observe(topic, int(header["seq"]), int(header["count"]))
             name = topic.decode(errors="replace")
             for record in records:
                 if as_json:
@@ -82,9 +116,10 @@ def watch(
     finally:
         out.flush()
         sub.close(linger=0)
-    if gaps or malformed:
+    if sequences.gaps or sequences.resets or malformed:
         print(
-            f"watch: {received} messages, {gaps} gaps ({lost} results lost), {malformed} malformed",
+            f"watch: {received} messages, {sequences.gaps} gaps ({sequences.lost} results lost), "
+            f"{sequences.resets} sequence resets, {malformed} malformed",
             file=sys.stderr,
         )
     return 0

@@ -1,0 +1,118 @@
+"""Snapshots: every state array round-trips; damage, other parameters and leftovers are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.journal.snapshot import (
+    SnapshotError,
+    Snapshotter,
+    differing_arrays,
+    list_snapshots,
+    load_newest,
+    load_snapshot,
+    prune_snapshots,
+    read_manifest,
+    snapshot_name,
+    state_arrays,
+    write_snapshot,
+)
+from kernels.cpu import streaming as k
+from tests.reliability.helpers import drive, market_frames, processor, small_config, with_bad_input
+
+
+@pytest.fixture(scope="module")
+def busy():
+    """A processor that has seen trades, quotes, orders and bad input."""
+    proc = processor()
+    drive(proc, with_bad_input(market_frames(1500)))
+    return proc
+
+
+def test_every_state_array_is_in_a_snapshot(busy):
+    arrays = state_arrays(busy.state)
+    fields = [f for f in k.StreamingState._fields if f not in ("params", "book")]
+    book = [f"book.{f}" for f in type(busy.state.book)._fields]
+    assert sorted(arrays) == sorted(fields + book)
+    assert all(isinstance(a, np.ndarray) for a in arrays.values())
+
+
+def test_round_trip_is_byte_identical(tmp_path, busy):
+    path = write_snapshot(tmp_path, state_arrays(busy.state), busy.state.params, 1234, ("x", 64))
+    assert path.name == snapshot_name(1234)
+    fresh = processor()
+    manifest = load_snapshot(path, fresh.state)
+    assert manifest["journal_next_index"] == 1234 and manifest["journal_position"] == ["x", 64]
+    for name, array in state_arrays(busy.state).items():
+        assert state_arrays(fresh.state)[name].tobytes() == array.tobytes(), name
+    assert differing_arrays(busy.state, fresh.state) == []
+    assert busy.state.counters[k.C_FRAMES] > 1500  # the state was not trivial
+
+
+def test_damaged_snapshots_are_refused_and_the_next_older_one_used(tmp_path, busy):
+    params = busy.state.params
+    older = processor()
+    drive(older, market_frames(200))
+    write_snapshot(tmp_path, state_arrays(older.state), params, 200)
+    newest = write_snapshot(tmp_path, state_arrays(busy.state), params, 1000)
+    data = bytearray(newest.read_bytes())
+    data[-100] ^= 0xFF  # inside the last array
+    newest.write_bytes(bytes(data))
+    target = processor()
+    with pytest.raises(SnapshotError, match="checksum"):
+        load_snapshot(newest, target.state)
+    manifest, problems = load_newest(tmp_path, target.state)
+    assert manifest["journal_next_index"] == 200 and len(problems) == 1
+    assert differing_arrays(target.state, older.state) == []
+    newest.write_bytes(bytes(data[:5000]))  # truncated
+    with pytest.raises(SnapshotError):
+        load_snapshot(newest, processor().state)
+    assert load_newest(tmp_path, processor().state, max_index=199)[0] is None
+
+
+def test_manifest_damage_and_foreign_files_are_refused(tmp_path, busy):
+    path = write_snapshot(tmp_path, state_arrays(busy.state), busy.state.params, 7)
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(SnapshotError, match="manifest"):
+        read_manifest(path)
+    path.write_bytes(b"not a snapshot at all, just some bytes")
+    with pytest.raises(SnapshotError, match="not a tickpath snapshot"):
+        read_manifest(path)
+
+
+def test_a_snapshot_of_other_parameters_is_refused(tmp_path, busy):
+    path = write_snapshot(tmp_path, state_arrays(busy.state), busy.state.params, 7)
+    other = processor(small_config(analytics__n_symbols=32))
+    with pytest.raises(SnapshotError, match="n_symbols"):
+        load_snapshot(path, other.state)
+
+
+def test_pruning_keeps_the_newest_and_removes_stale_temporaries(tmp_path, busy):
+    for index in (10, 20, 30, 40):
+        write_snapshot(tmp_path, state_arrays(busy.state), busy.state.params, index)
+    stale = tmp_path / f".{snapshot_name(50)}.999999999.tmp"
+    stale.write_bytes(b"half a snapshot")
+    prune_snapshots(tmp_path, 2)
+    assert [info.journal_next_index for info in list_snapshots(tmp_path)] == [40, 30]
+    assert not stale.exists()
+
+
+def test_background_snapshot_is_the_state_at_take_time(tmp_path):
+    proc = processor()
+    frames = market_frames(600)
+    drive(proc, frames[:300])
+    at_take = processor()
+    drive(at_take, frames[:300])
+    snap = Snapshotter(tmp_path, proc.state, keep=3, background=True)
+    assert snap.take(300, None)
+    drive(proc, frames[300:])  # keeps changing while the thread writes
+    snap.wait()
+    loaded = processor()
+    load_snapshot(tmp_path / snapshot_name(300), loaded.state)
+    assert differing_arrays(loaded.state, at_take.state) == []
+    assert differing_arrays(loaded.state, proc.state) != []
+    assert snap.stats()["taken"] == 1
+    assert not snap.take(300, None)  # already on disk
