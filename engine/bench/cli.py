@@ -115,10 +115,10 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     lat.add_argument(
         "--spin-us",
         type=_non_negative_float,
-        default=0.0,
+        default=50.0,
         metavar="US",
-        help="publisher busy-waits the last US before each due time (default 0: "
-        "sleep only; spinning costs a core)",
+        help="publisher sleeps until US before each due time, then busy-waits (default 50; "
+        "0: sleep only, which wakes tens of us late; spinning costs CPU: rate x US)",
     )
     lat.add_argument(
         "--fpga-emulate",

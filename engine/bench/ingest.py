@@ -355,10 +355,18 @@ def print_ingest(report: dict, console: Any) -> None:
         f"(target >= {goal['target_min']:g}) {verdict}"
     )
     check = report["self_check"]
-    if check["ok"]:
-        console.print(f"self-check passed: {check}")
-    else:
-        console.print(f"[bold red]SELF-CHECK FAILED[/]: {check}", markup=True)
+    verdicts = (
+        ("every record accounted, no gap, no reject", check["all_records_accounted"]),
+        ("per-symbol state equals a frame-by-frame reference processor's",
+         check["state_matches_frame_by_frame_reference"]),
+        (f"{check['trade_results_checked']} trade results (symbols {check['sampled_symbols']}) "
+         f"and {check['quote_results_checked']} quote results equal the numpy reference",
+         check["analytics_match_numpy_reference"]),
+    )  # fmt: skip
+    for what, ok in verdicts:
+        console.print(f"{'[green]ok[/]' if ok else '[bold red]FAILED[/]'}: {what}")
+    if not check["ok"]:
+        console.print("[bold red]SELF-CHECK FAILED[/]")
 
 
 def run_ingest(

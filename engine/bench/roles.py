@@ -16,8 +16,9 @@ all processes of one host share).
   to the engine or to the echo.  It stamps the *intended* time into the
   header's ``send_ns``, so a frame sent late still counts its lateness as
   latency (no coordinated omission), and it records when each frame really
-  left (``sent.npy``) so its own lag is reported too.  Timer slack is set to
-  1 ns (Linux), so ``sleep`` wakes within tens of microseconds of the due time.
+  left (``sent.npy``) so its own lag is reported too.  It sleeps until
+  ``spin_us`` before the due time, then busy-waits; timer slack is set to 1 ns
+  (Linux), so the sleep alone wakes within tens of microseconds.
 * **echo**: the raw pyzmq baseline.  A SUB bound like the engine's ingest,
   a PUB bound like its result socket; for each frame it sends one two-part
   message, a topic and a payload of the size of the result the engine sends for
@@ -25,8 +26,8 @@ all processes of one host share).
   its ``send_ns`` and ``seq``).  Between frames it publishes a ``stats``
   heartbeat every :data:`HEARTBEAT_S`, as the engine publishes its stats.
 * **subscriber**: one SUB connected to both; per message, one ``recv_into`` of
-  the payload (truncated to the 80 bytes of header and common result block, or
-  whole for every ``full_every``-th message) and one ``time.time_ns()``.
+  the payload (truncated to the :data:`PREFIX_BYTES` of header, common result block
+  and echo stamps, or whole for every ``full_every``-th message) and one ``time.time_ns()``.
   Everything else happens after the run, in the parent.
 
 ``bench ingest`` uses two more: **sender** (every frame of a file, as fast as
@@ -50,7 +51,11 @@ from engine.wire import schema as s
 HEARTBEAT_S = 0.25
 HEARTBEAT_TOPIC = b"stats"
 ECHO_HEARTBEAT = b'{"echo": true}'
-PREFIX_BYTES = s.HEADER_SIZE + 48  # header + the common result block (ts_ns .. symbol)
+COMMON_END = s.HEADER_SIZE + 48  # header + the common result block (ts_ns .. symbol)
+# The echo writes its own two stamps here (recv, before send), as the engine stamps
+# recv_ns and done_ns: the baseline's hops then split into the same stages.
+ECHO_STAMPS = slice(COMMON_END, COMMON_END + 16)
+PREFIX_BYTES = ECHO_STAMPS.stop  # what the subscriber keeps of every message
 # payload the echo sends per input kind: the size of the engine's result frame for it
 ECHO_PAYLOAD = {
     s.KIND_TRADE: s.HEADER_SIZE + s.RESULT_TRADE_SIZE,
@@ -154,6 +159,7 @@ def run_echo(args: argparse.Namespace) -> int:
     print(f"ready {ingest} {publish}", flush=True)
     buf = np.zeros(max(args.max_frame_bytes, FULL_ROW_BYTES), np.uint8)
     kind = buf[6:8].view("<u2")
+    stamps = buf[ECHO_STAMPS].view(np.int64)  # over the input's records: nobody reads them
     mv = memoryview(buf)
     n_kinds = max(ECHO_PAYLOAD) + 1
     topics = [ECHO_TOPIC.get(k, b"other") for k in range(n_kinds)]
@@ -163,12 +169,15 @@ def run_echo(args: argparse.Namespace) -> int:
     interval = int(HEARTBEAT_S * 1e9)
     next_beat = 0
     more = zmq.SNDMORE
+    clock = time.time_ns
     while not _stop:
         try:
             recv_into(buf)
+            stamps[0] = clock()
             k = int(kind[0])
             if k >= n_kinds:
                 k = 0
+            stamps[1] = clock()
             send(topics[k], more)
             send(payloads[k])
         except zmq.Again:

@@ -96,6 +96,8 @@ def test_latency_run(tmp_path):
     assert report["versions"]["pyzmq"] and report["versions"]["libzmq"]
     ticks = 2 * 2000  # measured seconds x rate
     assert_summary(report["baseline"]["latency"], count=ticks)
+    for stage in ("wire_in", "echo", "publish"):
+        assert_summary(report["baseline"]["stages"][stage], count=ticks)
     assert report["baseline"]["frames_lost"] == 0
     assert list(report["paths"]) == ["micro"] and list(report["paths"]["micro"]) == ["cpu"]
     micro = report["paths"]["micro"]["cpu"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from engine.bench import latency as lb
-from engine.bench.roles import FULL_ROW_BYTES, PREFIX_BYTES
+from engine.bench.roles import ECHO_STAMPS, FULL_ROW_BYTES, PREFIX_BYTES
 from engine.config import load_config
 from engine.service.engine import StreamProcessor
 from engine.wire import schema as s
@@ -32,7 +32,9 @@ def simulate(opts: lb.LatencyOptions, plan: lb.Plan) -> lb.RunData:
         frame = bytearray(plan.flat[plan.offset[i] : plan.offset[i] + plan.length[i]].tobytes())
         frame[24:32] = np.int64(due).tobytes()  # the publisher's stamp: the intended time
         if plan.target[i] == lb.TARGET_ECHO:
-            rows.append(bytes(frame))
+            payload = bytearray(frame) + bytes(max(0, ECHO_STAMPS.stop - len(frame)))
+            payload[ECHO_STAMPS] = np.array([due + 15_000, due + 16_000], np.int64).tobytes()
+            rows.append(bytes(payload))
             arrival.append(due + 40_000)
             continue
         for _, result_frame in proc.feed(bytes(frame), recv_ns=due + 30_000):
@@ -89,7 +91,11 @@ def test_a_correct_run_passes(run):
     conflated = np.unique(plan.rec_last[plan.measured[plan.rec_frame]]).size
     assert micro["latency"]["count"] == micro["results_received"] == conflated
     assert result["baseline"]["latency"]["count"] == plan.measured.sum()
-    assert result["baseline"]["latency"]["p50"] == pytest.approx(40.0, rel=1e-3)
+    baseline = result["baseline"]
+    assert baseline["latency"]["p50"] == pytest.approx(40.0, rel=1e-3)
+    assert baseline["stages"]["wire_in"]["p50"] == pytest.approx(15.0, rel=1e-3)
+    assert baseline["stages"]["echo"]["max"] == 1.0
+    assert baseline["stages"]["publish"]["p50"] == pytest.approx(24.0, rel=1e-3)
     assert list(result["paths"]) == ["micro"] and list(result["paths"]["micro"]) == ["cpu"]
 
 
