@@ -43,6 +43,10 @@ def record_size_of_kind(kind: int) -> int:
         return s.RESULT_BOOK_SIZE
     if kind == s.KIND_RESULT_FPGA:
         return s.RESULT_FPGA_SIZE
+    if kind == s.KIND_RESULT_CHAIN:
+        return s.RESULT_CHAIN_SIZE
+    if kind == s.KIND_RESULT_CORR:
+        return s.RESULT_CORR_SIZE
     return 0
 
 

@@ -34,6 +34,8 @@ KIND_RESULT_TRADE = 17
 KIND_RESULT_BAR = 18
 KIND_RESULT_BOOK = 19
 KIND_RESULT_FPGA = 21  # tick features from the FPGA overlay (or its emulation)
+KIND_RESULT_CHAIN = 20  # milli path: option chain repricing, one record per contract
+KIND_RESULT_CORR = 22  # milli path: rolling covariance/correlation, one record per pair
 
 # Trade aggressor side and order book side.
 SIDE_UNKNOWN = 0
@@ -198,6 +200,57 @@ RESULT_FPGA = np.dtype(
     ]
 )
 
+# Milli-path results (engine/dispatch, docs/dispatch.md).  Unlike the streaming
+# results, one frame carries many records: a whole chain, or a whole matrix.
+NO_SYMBOL = 0xFFFFFFFF  # RESULT_CHAIN.option_symbol of a contract without quotes
+# RESULT_CHAIN.backend / RESULT_CORR.backend: where the numbers were computed.
+BACKEND_CODES = {"numpy": 0, "cpu": 1, "cuda": 2, "cupy": 3, "fpga": 4}
+BACKEND_OTHER = 255  # a backend registered at run time without a code of its own
+# RESULT_CHAIN.flags / RESULT_CORR.flags
+RESULT_FLAG_FALLBACK = 1  # the routed backend failed; computed by the CPU fallback
+RESULT_FLAG_LATE = 2  # finished after the job's deadline
+RESULT_FLAG_QUOTED = 4  # chain: implied_vol comes from a quote of the option
+
+RESULT_CHAIN = np.dtype(
+    _RESULT_COMMON  # the tick that triggered the repricing; symbol: the underlying
+    + [
+        ("option_symbol", "<u4"),  # symbol id of the option's QUOTEs, or NO_SYMBOL
+        ("index", "<u4"),  # position of the contract in the chain
+        ("is_call", "u1"),
+        ("backend", "u1"),  # BACKEND_CODES
+        ("flags", "<u2"),  # RESULT_FLAG_*
+        ("_pad", "<u4"),
+        ("strike", "<f8"),  # price units
+        ("expiry", "<f8"),  # years to expiry
+        ("underlying", "<f8"),  # underlying price used (quote mid or last trade)
+        ("rate", "<f8"),
+        ("dividend", "<f8"),
+        ("sigma", "<f8"),  # volatility the price and greeks use
+        ("price", "<f8"),
+        ("delta", "<f8"),
+        ("gamma", "<f8"),
+        ("vega", "<f8"),  # per 1.00 of volatility
+        ("theta", "<f8"),  # per year
+        ("rho", "<f8"),  # per 1.00 of rate
+        ("option_mid", "<f8"),  # mid of the option's latest quote; NaN without one
+        ("implied_vol", "<f8"),  # from option_mid; NaN without a quote or outside bounds
+    ]
+)
+
+RESULT_CORR = np.dtype(
+    _RESULT_COMMON  # ts_ns: newest input; in_seq: samples so far; symbol: first of the pair
+    + [
+        ("symbol_b", "<u4"),  # second symbol of the pair (i <= j in configured order)
+        ("n_rows", "<u4"),  # returns in the window
+        ("backend", "u1"),  # BACKEND_CODES
+        ("flags", "u1"),  # RESULT_FLAG_*
+        ("_pad", "<u2"),
+        ("n_symbols", "<u4"),  # symbols in the matrix
+        ("covariance", "<f8"),  # of log returns per sample interval
+        ("correlation", "<f8"),  # NaN when either symbol has zero variance
+    ]
+)
+
 # kind -> record dtype, for every kind that may appear in a frame.
 RECORD_DTYPES: dict[int, np.dtype] = {
     KIND_TRADE: TRADE,
@@ -208,6 +261,8 @@ RECORD_DTYPES: dict[int, np.dtype] = {
     KIND_RESULT_BAR: RESULT_BAR,
     KIND_RESULT_BOOK: RESULT_BOOK,
     KIND_RESULT_FPGA: RESULT_FPGA,
+    KIND_RESULT_CHAIN: RESULT_CHAIN,
+    KIND_RESULT_CORR: RESULT_CORR,
 }
 INPUT_KINDS = (KIND_TRADE, KIND_QUOTE, KIND_ORDER)
 
@@ -218,6 +273,8 @@ ANALYTIC_OF_KIND = {
     KIND_RESULT_BAR: "bar",
     KIND_RESULT_BOOK: "book",
     KIND_RESULT_FPGA: "fpga",
+    KIND_RESULT_CHAIN: "chain",
+    KIND_RESULT_CORR: "corr",
 }
 KIND_OF_ANALYTIC = {name: kind for kind, name in ANALYTIC_OF_KIND.items()}
 
@@ -231,6 +288,8 @@ RESULT_TRADE_SIZE = RESULT_TRADE.itemsize
 RESULT_BAR_SIZE = RESULT_BAR.itemsize
 RESULT_BOOK_SIZE = RESULT_BOOK.itemsize
 RESULT_FPGA_SIZE = RESULT_FPGA.itemsize
+RESULT_CHAIN_SIZE = RESULT_CHAIN.itemsize
+RESULT_CORR_SIZE = RESULT_CORR.itemsize
 
 
 def field_offsets(dtype: np.dtype) -> dict[str, tuple[int, int]]:

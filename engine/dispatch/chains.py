@@ -1,0 +1,295 @@
+"""Option chains on the milli path: contracts per underlying, repricing jobs, result records.
+
+A chain (`ChainConfig`) becomes a `ChainSpec`: flat arrays of strikes, expiries, call
+flags, model vols and quote symbols, fixed once built (a chain with generated strikes is
+built on the first underlying price seen). Every underlying tick queues a `ChainJob`
+keyed ``("chain", underlying)``, so a burst of ticks collapses into one repricing at the
+newest price. The job computes, on the backend the router picks:
+
+1. implied vols of the contracts that have a quote (``kernels.implied_vol`` on the
+   option quote's mid), then
+2. price and greeks at the model vol, or at the implied vol where ``greeks_vol =
+   "implied"`` and that vol is finite (``kernels.black_scholes``),
+
+and publishes one ``RESULT_CHAIN`` record per contract, all in one frame on topic
+``chain.<underlying>``. Several chains taken together from the queue are fused into one
+kernel call per kernel (`FusedChainJob`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from engine.dispatch.config import ChainConfig
+from engine.dispatch.jobs import Job, Outcome, non_finite
+from engine.wire import schema as s
+
+# sink(topic, kind, stream_id, records): hands a finished result frame's records to the
+# engine thread, which adds the header and publishes it (called on a worker thread).
+Sink = Callable[[bytes, int, int, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """The contracts of one chain as flat arrays (immutable once built)."""
+
+    underlying: int
+    strike: np.ndarray  # float64[n]
+    expiry: np.ndarray  # float64[n], years
+    is_call: np.ndarray  # bool[n]
+    vol: np.ndarray  # float64[n], model vol
+    option_symbol: np.ndarray  # uint32[n], NO_SYMBOL where not quoted
+    rate: float
+    dividend: float
+    use_implied: bool  # greeks at the implied vol where it is finite
+
+    @property
+    def size(self) -> int:
+        """Contracts in the chain."""
+        return int(self.strike.size)
+
+    def index_of_symbol(self) -> dict[int, int]:
+        """``{option quote symbol: contract index}``."""
+        return {
+            int(sym): i for i, sym in enumerate(self.option_symbol.tolist()) if sym != s.NO_SYMBOL
+        }
+
+
+def generated_strikes(config: ChainConfig, first_price: float) -> list[float]:
+    """``strike_count`` strikes ``strike_step`` apart (relative) around `first_price`."""
+    tick = config.strike_tick
+    centre = round(first_price / tick) * tick
+    half = (config.strike_count - 1) / 2
+    strikes = []
+    for i in range(config.strike_count):
+        k = round(centre * (1.0 + config.strike_step * (i - half)) / tick) * tick
+        if k > 0 and (not strikes or k > strikes[-1] + tick / 2):
+            strikes.append(round(k, 10))
+    return strikes
+
+
+def build_chain(config: ChainConfig, first_price: float | None = None) -> ChainSpec | None:
+    """The chain's contracts; None while its strikes wait for a first underlying price."""
+    if config.options:
+        opts = config.options
+        return ChainSpec(
+            underlying=config.underlying,
+            strike=np.array([o.strike for o in opts], np.float64),
+            expiry=np.array([o.expiry for o in opts], np.float64),
+            is_call=np.array([o.call for o in opts], np.bool_),
+            vol=np.array([config.vol if o.vol is None else o.vol for o in opts], np.float64),
+            option_symbol=np.array(
+                [s.NO_SYMBOL if o.symbol is None else o.symbol for o in opts], np.uint32
+            ),
+            rate=config.rate,
+            dividend=config.dividend,
+            use_implied=config.greeks_vol == "implied",
+        )
+    if config.strikes:
+        strikes = list(config.strikes)
+    elif first_price is None or not first_price > 0:
+        return None
+    else:
+        strikes = generated_strikes(config, first_price)
+    flags = [f for f, on in ((True, config.calls), (False, config.puts)) if on]
+    grid = [(t, k, c) for t in config.expiries for k in strikes for c in flags]
+    n = len(grid)
+    if config.option_symbol_base is None:
+        symbols = np.full(n, s.NO_SYMBOL, np.uint32)
+    else:
+        # the symbol range is reserved for the configured strike_count (see config)
+        symbols = np.arange(n, dtype=np.uint32) + np.uint32(config.option_symbol_base)
+    return ChainSpec(
+        underlying=config.underlying,
+        strike=np.array([k for _, k, _ in grid], np.float64),
+        expiry=np.array([t for t, _, _ in grid], np.float64),
+        is_call=np.array([c for _, _, c in grid], np.bool_),
+        vol=np.full(n, config.vol, np.float64),
+        option_symbol=symbols,
+        rate=config.rate,
+        dividend=config.dividend,
+        use_implied=config.greeks_vol == "implied",
+    )
+
+
+class Provenance(NamedTuple):
+    """The input record that triggered a repricing (the common block of its results)."""
+
+    ts_ns: int = 0
+    in_seq: int = 0
+    in_send_ns: int = 0
+    recv_ns: int = 0
+    in_stream: int = 0
+
+
+class ChainValues(NamedTuple):
+    """What one repricing computed, per contract."""
+
+    sigma: np.ndarray  # vol used for price and greeks
+    implied_vol: np.ndarray  # NaN without a quote
+    price: np.ndarray
+    delta: np.ndarray
+    gamma: np.ndarray
+    vega: np.ndarray
+    theta: np.ndarray
+    rho: np.ndarray
+
+
+def compute_chain_values(
+    backend: Any,
+    S: np.ndarray,
+    K: np.ndarray,
+    T: np.ndarray,
+    r: np.ndarray,
+    q: np.ndarray,
+    vol: np.ndarray,
+    is_call: np.ndarray,
+    option_mid: np.ndarray,
+    use_implied: np.ndarray,
+) -> ChainValues:
+    """Implied vols where quoted, then prices and greeks, on `backend` (flat arrays)."""
+    implied = np.full(K.size, np.nan)
+    quoted = np.flatnonzero(np.isfinite(option_mid))
+    if quoted.size:
+        implied[quoted] = backend.implied_vol(
+            option_mid[quoted], S[quoted], K[quoted], T[quoted], r[quoted], q[quoted],
+            is_call[quoted],
+        )  # fmt: skip
+    sigma = vol.copy()
+    take = use_implied & np.isfinite(implied)
+    sigma[take] = implied[take]
+    bs = backend.black_scholes(S, K, T, r, q, sigma, is_call)
+    return ChainValues(
+        sigma, implied, *(np.asarray(getattr(bs, f)) for f in ChainValues._fields[2:])
+    )
+
+
+def check_chain_values(values: ChainValues) -> str | None:
+    """Prices and greeks must be finite; implied vols finite and >= 0, or NaN (no vol)."""
+    problem = non_finite("black_scholes", *values[2:])
+    if problem is not None:
+        return problem
+    iv = values.implied_vol
+    bad = int(np.count_nonzero(np.isinf(iv) | (iv < 0)))
+    return f"implied_vol: {bad} infinite or negative value(s)" if bad else None
+
+
+class ChainJob(Job):
+    """Reprice one chain at one underlying price (coalesced per underlying)."""
+
+    analytic = "chain"
+
+    def __init__(
+        self,
+        spec: ChainSpec,
+        underlying_price: float,
+        option_mid: np.ndarray,
+        provenance: Provenance,
+        sink: Sink,
+    ) -> None:
+        self.spec = spec
+        self.key = ("chain", spec.underlying)
+        self.size = spec.size
+        self.S = float(underlying_price)
+        self.option_mid = option_mid  # a snapshot, owned by the job
+        self.provenance = provenance
+        self.sink = sink
+        self.deadline_ns = 0
+
+    def inputs(self) -> tuple[np.ndarray, ...]:
+        """Flat per-contract inputs ``(S, K, T, r, q, vol, is_call, mid, use_implied)``."""
+        spec, n = self.spec, self.spec.size
+        return (
+            np.full(n, self.S), spec.strike, spec.expiry, np.full(n, spec.rate),
+            np.full(n, spec.dividend), spec.vol, spec.is_call, self.option_mid,
+            np.full(n, spec.use_implied),
+        )  # fmt: skip
+
+    def compute(self, backend: Any) -> ChainValues:
+        """Implied vols, prices and greeks of the chain on `backend`."""
+        return compute_chain_values(backend, *self.inputs())
+
+    def check(self, result: ChainValues) -> str | None:
+        """See `check_chain_values`."""
+        return check_chain_values(result)
+
+    def records(self, values: ChainValues, outcome: Outcome) -> np.ndarray:
+        """The ``RESULT_CHAIN`` records of this repricing."""
+        spec, n = self.spec, self.spec.size
+        rec = np.zeros(n, s.RESULT_CHAIN)
+        p = self.provenance
+        rec["ts_ns"] = p.ts_ns
+        rec["in_seq"] = p.in_seq
+        rec["in_send_ns"] = p.in_send_ns
+        rec["recv_ns"] = p.recv_ns
+        rec["done_ns"] = outcome.done_ns or time.time_ns()
+        rec["in_stream"] = p.in_stream
+        rec["symbol"] = spec.underlying
+        rec["option_symbol"] = spec.option_symbol
+        rec["index"] = np.arange(n, dtype=np.uint32)
+        rec["is_call"] = spec.is_call
+        rec["backend"] = s.BACKEND_CODES.get(outcome.backend, s.BACKEND_OTHER)
+        flags = np.where(np.isfinite(self.option_mid), s.RESULT_FLAG_QUOTED, 0)
+        if outcome.fallback:
+            flags |= s.RESULT_FLAG_FALLBACK
+        if outcome.late:
+            flags |= s.RESULT_FLAG_LATE
+        rec["flags"] = flags
+        rec["strike"] = spec.strike
+        rec["expiry"] = spec.expiry
+        rec["underlying"] = self.S
+        rec["rate"] = spec.rate
+        rec["dividend"] = spec.dividend
+        rec["option_mid"] = self.option_mid
+        for name in ChainValues._fields:
+            rec[name] = getattr(values, name)
+        return rec
+
+    def finish(self, outcome: Outcome) -> None:
+        """Publish the chain's records (nothing on failure: the failure is counted)."""
+        if outcome.ok:
+            topic = b"chain.%d" % self.spec.underlying
+            self.sink(topic, s.KIND_RESULT_CHAIN, self.spec.underlying,
+                      self.records(outcome.result, outcome))  # fmt: skip
+
+    @classmethod
+    def fuse(cls, jobs: list[Job]) -> Job | None:
+        """All chains in one implied-vol call and one Black-Scholes call."""
+        return FusedChainJob(jobs)
+
+
+class FusedChainJob(Job):
+    """Several `ChainJob`s computed together; each is finished with its own slice."""
+
+    analytic = "chain"
+
+    def __init__(self, jobs: list[ChainJob]) -> None:
+        self.jobs = jobs
+        self.size = sum(job.size for job in jobs)
+        self.deadline_ns = min(job.deadline_ns for job in jobs)
+        self.key = None
+        self.bounds = np.cumsum([0] + [job.size for job in jobs])
+
+    def compute(self, backend: Any) -> ChainValues:
+        """One call per kernel over the concatenated chains."""
+        parts = [job.inputs() for job in self.jobs]
+        return compute_chain_values(backend, *(np.concatenate(column) for column in zip(*parts)))
+
+    def check(self, result: ChainValues) -> str | None:
+        """See `check_chain_values`."""
+        return check_chain_values(result)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Finish each chain with its slice of the values."""
+        for i, job in enumerate(self.jobs):
+            part = outcome
+            if outcome.ok:
+                lo, hi = int(self.bounds[i]), int(self.bounds[i + 1])
+                values = ChainValues(*(a[lo:hi] for a in outcome.result))
+                part = Outcome(**{**outcome.__dict__, "result": values})
+            job.finish(part)

@@ -1,0 +1,156 @@
+"""Rolling covariance and correlation across symbols, fed from the streaming state.
+
+`ReturnSampler` runs on the engine thread: every ``sample_interval_s`` it reads the
+latest price of each configured symbol from the streaming kernels' state (quote mid, or
+last trade), and once every symbol has a price it pushes one row of log returns since
+the previous sample into a ring of ``window`` rows. Sampling on a clock aligns
+asynchronous ticks; a symbol that did not move contributes a zero return.
+
+Every ``every_samples`` samples a `CorrJob` (coalesced under the key ``("corr",)``)
+takes a copy of the window to the milli path, which computes the covariance with
+``kernels.covariance`` on the routed backend and the correlation from it, and publishes
+one ``RESULT_CORR`` record per pair ``i <= j`` in one frame on topic ``corr``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from engine.dispatch.chains import Sink
+from engine.dispatch.config import CorrelationConfig
+from engine.dispatch.jobs import Job, Outcome, non_finite
+from engine.wire import schema as s
+from kernels.cpu import streaming as k
+
+CORR_TOPIC = b"corr"
+
+
+class ReturnSampler:
+    """Samples prices on a clock and keeps the last ``window`` rows of log returns."""
+
+    def __init__(self, config: CorrelationConfig) -> None:
+        self.config = config
+        self.symbols = np.array(config.symbols, np.int64)
+        n = self.symbols.size
+        self.ring = np.zeros((config.window, n))
+        self.head = 0
+        self.rows = 0  # rows in the ring
+        self.samples = 0  # rows ever pushed
+        self.last = np.full(n, np.nan)
+        self.interval_ns = int(config.sample_interval_s * 1e9)
+        self.next_ns = 0
+        self.since_job = 0
+        self.newest_ts_ns = 0
+
+    def prices(self, sym_i: np.ndarray) -> np.ndarray:
+        """Current price of each symbol (NaN where it has none yet)."""
+        rows = sym_i[self.symbols]
+        if self.config.source == "trade":
+            px = rows[:, k.I_LAST_PX].astype(np.float64)
+            return np.where(px > 0, px / s.PRICE_SCALE, np.nan)
+        bid = rows[:, k.I_BID_PX]
+        ask = rows[:, k.I_ASK_PX]
+        mid = (bid + ask) / (2.0 * s.PRICE_SCALE)
+        return np.where((bid > 0) & (ask > 0), mid, np.nan)
+
+    def newest_ts(self, sym_i: np.ndarray) -> int:
+        """Exchange time of the newest input among the symbols (quote or trade)."""
+        analytic = k.A_TRADE if self.config.source == "trade" else k.A_QUOTE
+        return int(sym_i[self.symbols, k.I_PROV + 4 * analytic].max())
+
+    def maybe_sample(self, sym_i: np.ndarray, now_ns: int) -> bool:
+        """Take a sample if the interval has passed; True when a job is due."""
+        if now_ns < self.next_ns:
+            return False
+        self.next_ns = now_ns + self.interval_ns
+        price = self.prices(sym_i)
+        if not np.all(np.isfinite(price)):
+            return False
+        if np.all(np.isfinite(self.last)):
+            self.ring[self.head] = np.log(price / self.last)
+            self.head = (self.head + 1) % self.ring.shape[0]
+            self.rows = min(self.rows + 1, self.ring.shape[0])
+            self.samples += 1
+            self.since_job += 1
+        self.last = price
+        self.newest_ts_ns = self.newest_ts(sym_i)
+        if self.rows >= 3 and self.since_job >= self.config.every_samples:
+            self.since_job = 0
+            return True
+        return False
+
+    def window(self) -> np.ndarray:
+        """A copy of the rows in the window (their order does not matter to a covariance)."""
+        return self.ring[: self.rows].copy()
+
+
+class CorrValues(dict):
+    """``{"covariance": (N, N), "correlation": (N, N)}``."""
+
+
+class CorrJob(Job):
+    """Covariance and correlation of one window of returns."""
+
+    analytic = "corr"
+    key = ("corr",)
+
+    def __init__(
+        self,
+        window: np.ndarray,
+        symbols: np.ndarray,
+        samples: int,
+        newest_ts_ns: int,
+        sink: Sink,
+    ) -> None:
+        self.window = window
+        self.symbols = symbols
+        rows, n = window.shape
+        self.size = rows * n * (n + 1) // 2
+        self.samples = samples
+        self.newest_ts_ns = newest_ts_ns
+        self.submitted_ns = time.time_ns()
+        self.sink = sink
+        self.deadline_ns = 0
+
+    def compute(self, backend: Any) -> CorrValues:
+        """Covariance on `backend`; correlation from it on the host."""
+        from kernels.reference.correlation import correlation_from_covariance
+
+        cov = np.asarray(backend.covariance(self.window))
+        return CorrValues(covariance=cov, correlation=correlation_from_covariance(cov))
+
+    def check(self, result: CorrValues) -> str | None:
+        """The covariance of finite returns must be finite (a correlation may be NaN)."""
+        return non_finite("covariance", result["covariance"])
+
+    def records(self, values: CorrValues, outcome: Outcome) -> np.ndarray:
+        """One ``RESULT_CORR`` record per pair i <= j (row-major upper triangle)."""
+        n = self.symbols.size
+        ii, jj = np.triu_indices(n)
+        rec = np.zeros(ii.size, s.RESULT_CORR)
+        rec["ts_ns"] = self.newest_ts_ns
+        rec["in_seq"] = self.samples
+        rec["recv_ns"] = self.submitted_ns
+        rec["done_ns"] = outcome.done_ns or time.time_ns()
+        rec["symbol"] = self.symbols[ii]
+        rec["symbol_b"] = self.symbols[jj]
+        rec["n_rows"] = self.window.shape[0]
+        rec["backend"] = s.BACKEND_CODES.get(outcome.backend, s.BACKEND_OTHER)
+        flags = 0
+        if outcome.fallback:
+            flags |= s.RESULT_FLAG_FALLBACK
+        if outcome.late:
+            flags |= s.RESULT_FLAG_LATE
+        rec["flags"] = flags
+        rec["n_symbols"] = n
+        rec["covariance"] = values["covariance"][ii, jj]
+        rec["correlation"] = values["correlation"][ii, jj]
+        return rec
+
+    def finish(self, outcome: Outcome) -> None:
+        """Publish the matrix on ``corr`` (nothing on failure: counted)."""
+        if outcome.ok:
+            self.sink(CORR_TOPIC, s.KIND_RESULT_CORR, 0, self.records(outcome.result, outcome))

@@ -1,0 +1,156 @@
+"""Helpers for the dispatcher tests: an injectable failing backend, jobs, a dispatcher rig."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import msgspec
+import numpy as np
+
+from engine.dispatch.backends import BATCH_KERNELS, Backend, KernelBackend, default_registry
+from engine.dispatch.chains import ChainJob, Provenance, build_chain
+from engine.dispatch.config import ChainConfig, DispatchConfig
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.jobs import Job, Outcome
+from engine.dispatch.routing import HealthBook, RoutingTable
+
+
+class FaultyBackend(Backend):
+    """The CPU kernels behind a backend that fails on demand.
+
+    ``mode``: "ok", "raise" (RuntimeError), "nan" (poisons the prices with NaN),
+    "hang" (sleeps ``hang_s`` before answering, longer than the lane's timeout).
+    """
+
+    kind = "gpu"
+    capabilities = BATCH_KERNELS
+
+    def __init__(self, name: str = "flaky", mode: str = "ok", hang_s: float = 1.0) -> None:
+        self.name = name
+        self.mode = mode
+        self.hang_s = hang_s
+        self.calls = 0
+        self._cpu = KernelBackend("cpu")
+        self._lock = threading.Lock()
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.calls += 1
+        if self.mode == "raise":
+            raise RuntimeError("injected failure (device lost)")
+        if self.mode == "hang":
+            time.sleep(self.hang_s)
+
+    def black_scholes(self, *args):
+        self._enter()
+        result = self._cpu.black_scholes(*args)
+        if self.mode == "nan":
+            result.price[::2] = np.nan
+        return result
+
+    def implied_vol(self, *args):
+        self._enter()
+        return self._cpu.implied_vol(*args)
+
+    def covariance(self, window):
+        self._enter()
+        cov = self._cpu.covariance(window)
+        if self.mode == "nan":
+            cov = cov.copy()
+            cov[0, 0] = np.nan
+        return cov
+
+    def portfolio_var(self, **kwargs):
+        self._enter()
+        return self._cpu.portfolio_var(**kwargs)
+
+
+def dispatch_config(**overrides) -> DispatchConfig:
+    """A DispatchConfig from nested dict overrides (as TOML would give them)."""
+    return msgspec.convert(overrides, DispatchConfig)
+
+
+class Rig:
+    """A started dispatcher with a FaultyBackend registered as the only GPU-like backend."""
+
+    def __init__(self, routes=None, crossovers=None, **overrides) -> None:
+        overrides.setdefault("health", {"retry_after_s": 0.3, "max_retry_after_s": 1.0})
+        overrides.setdefault("routes", routes or {"chain": "flaky", "corr": "flaky"})
+        overrides.setdefault("gpu_preference", ["flaky"])
+        self.config = dispatch_config(**overrides)
+        self.registry = default_registry()
+        self.flaky = FaultyBackend()
+        self.registry.register(self.flaky)
+        self.registry.detect()
+        self.health = HealthBook(self.config.health)
+        self.routing = RoutingTable(
+            self.config.routes, self.registry, self.health, crossovers or {},
+            self.config.gpu_preference,
+        )  # fmt: skip
+        self.registry.get("cpu").warmup()
+        self.dispatcher = Dispatcher(self.config, self.registry, self.routing, self.health)
+        self.dispatcher.start()
+        self.published: list[tuple[bytes, int, int, np.ndarray]] = []
+        self.outcomes: list[Outcome] = []
+        self._cond = threading.Condition()
+
+    def sink(self, topic, kind, stream_id, records) -> None:
+        with self._cond:
+            self.published.append((topic, kind, stream_id, records.copy()))
+            self._cond.notify_all()
+
+    def wait_published(self, n: int, timeout: float = 10.0) -> list:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.published) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{len(self.published)} of {n} results published"
+                self._cond.wait(left)
+            return list(self.published)
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+
+CHAIN = ChainConfig(underlying=3, strikes=(90.0, 100.0, 110.0), expiries=(0.25, 1.0), vol=0.3,
+                    rate=0.02, dividend=0.01, option_symbol_base=40)  # fmt: skip
+
+
+def chain_job(rig: Rig, S: float = 101.5, mids: np.ndarray | None = None, spec=None) -> ChainJob:
+    """A repricing job of the test chain at `S` that publishes into `rig.sink`."""
+    spec = spec or build_chain(CHAIN)
+    if mids is None:
+        mids = np.full(spec.size, np.nan)
+    return ChainJob(spec, S, mids, Provenance(1, 2, 3, 4, 5), rig.sink)
+
+
+def reference_greeks(records: np.ndarray):
+    """kernels.black_scholes(backend="numpy") at what the records say they used."""
+    from kernels import batch
+
+    return batch.black_scholes(
+        records["underlying"], records["strike"], records["expiry"], records["rate"],
+        records["dividend"], records["sigma"], records["is_call"].astype(bool), backend="numpy",
+    )  # fmt: skip
+
+
+class SleepJob(Job):
+    """Occupies a worker for `seconds` (on whichever backend); records its outcome."""
+
+    analytic = "chain"
+
+    def __init__(self, seconds: float, results: list, key=None) -> None:
+        self.seconds = seconds
+        self.results = results
+        self.key = key
+        self.deadline_ns = 0
+        self.started = threading.Event()
+
+    def compute(self, backend):
+        self.started.set()
+        time.sleep(self.seconds)
+        return backend.name
+
+    def finish(self, outcome: Outcome) -> None:
+        self.results.append(outcome)
