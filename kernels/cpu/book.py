@@ -10,30 +10,54 @@ Layout
 Price levels, per symbol and side (side index 0 = bids, 1 = asks), are kept
 sorted best first in ``level_key``/``level_size``/``level_orders`` with
 ``level_count`` levels in use.  The key is side-normalised so that one
-ascending binary search serves both sides: ``key = -price`` for bids and
-``key = price`` for asks.  A new level is inserted by binary search + shift.
+ascending search serves both sides: ``key = -price`` for bids and
+``key = price`` for asks.  A new level is inserted by search + shift.
 
-Orders live in ``table``, an open-addressing hash map with linear probing
-keyed by ``(symbol, order_id)``.  Its capacity is a power of two
-``>= 2 * max_orders`` and at most ``max_orders`` orders are live, so the load
-factor never exceeds 1/2.  Deletion is by backward shift (no tombstones): the
-entries after a freed slot that may move closer to their home slot do, so the
-table after any history of adds and cancels is exactly as if only its live
-orders had been inserted, and probe lengths cannot degrade under churn.
-Each row is one 64-byte cache line of eight int64: order id, symbol (-1 when
-the slot is empty), side, price, remaining size, next and previous slot of
-the order in its (symbol, side) list, and the home slot.
+Orders live in ``pool``, a dense array of 32-byte rows (order id, price,
+remaining size, ``2 * symbol + side index``); a freed row goes on a free list
+(linked through ``links``) and is the next one reused, so the rows in use stay
+packed at the front of the pool whatever the history.  ``links`` holds the
+int32 next/previous row of each order in its (symbol, side) list, whose head
+is ``side_head``.
+
+``index`` maps ``(symbol, order_id)`` to a pool row: an open-addressing hash
+table with linear probing of 8-byte entries, ``(tag << 32) | (row + 1)``
+where ``tag`` is the high 32 bits of a 64-bit mix of the key, and 0 marks an
+empty slot.  Of the index's ``capacity`` slots only a power-of-two prefix of
+``2**bits`` is in use (``C_INDEX_BITS``); a key's home slot is the top
+``bits`` bits of its tag, so it is recomputed from the entry itself, never
+stored, and a probe compares tags before it reads a pool row.  The prefix is
+kept at least twice the live orders: when an ADD would fill more than half of
+it, it doubles and is rebuilt from the pool (``C_INDEX_GROWS``).  So the load
+factor never exceeds 1/2, and a book holding few orders probes a small,
+cache-resident index whatever ``max_orders`` is.  Deletion is by backward
+shift (no tombstones): the entries after a freed slot that may move closer to
+their home slot do, so the index after any history of adds and cancels is
+exactly as if only its live orders had been inserted, and probe lengths cannot
+degrade under churn.  Pool rows never move; an index entry does.
+
+Memory: ``capacity`` is the next power of two >= ``2 * max_orders``; the
+index takes ``8 * capacity`` bytes, the pool ``32 * max_orders`` and the links
+``8 * max_orders`` (56 MiB for ``max_orders = 2**20``).  Arrays of 2 MiB or
+more are anonymous mmaps that use transparent huge pages where allowed; their
+pages become resident only when first written, i.e. as the live orders reach
+them (the index prefix in use, the pool rows up to the most orders ever live
+at once), so the resident size follows the book, not ``max_orders``.  The
+index starts sized for ``reserve_orders`` orders; each doubling rehashes every
+live order once (a pause of about 20 ns per live order, once per doubling;
+pass ``reserve_orders = max_orders`` to never rehash).  The prefix never
+shrinks, except by :func:`reset_book`.
 
 Level overflow policy
 ---------------------
 The level arrays track the best ``max_levels`` levels of a side exactly; the
-orders of worse levels stay in the order table ("untracked", counted in
+orders of worse levels stay in the pool ("untracked", counted in
 ``untracked``).  Invariant: the tracked levels are always exactly the best
 ``min(levels, max_levels)`` levels of the side.  A new level better than the
 worst tracked one on a full side evicts the worst level (its orders become
 untracked); when a tracked level empties while untracked orders exist, the
 best untracked level is rebuilt from the side's order list (a walk over that
-symbol-side's orders only, not over the table).  So the TOP_N snapshot is
+symbol-side's orders only, not over the pool).  So the TOP_N snapshot is
 exact at all times, overflow or not; ``bid_levels``/``ask_levels`` report
 ``min(levels, max_levels)``; only the cost changes in overflow (one walk of
 the side's orders per tracked level that empties).  ``BOOK_LEVEL_OVERFLOW`` is
@@ -45,9 +69,7 @@ Performance notes
 The kernels are compiled with numba's ``_nrt=False`` option (they allocate
 nothing): without it every read of an array out of the NamedTuple, and every
 call passing arrays, costs an atomic NRT incref/decref pair, which doubled the
-cost of an event.  Helpers take the arrays as separate arguments.  Order
-tables of 2 MiB or more are mmapped with ``MADV_HUGEPAGE`` (half the cost of
-an event on a 2**20-order table came from TLB misses).
+cost of an event.  Helpers take the arrays as separate arguments.
 """
 
 from __future__ import annotations
@@ -101,18 +123,22 @@ __all__ = [
     "warm_up",
 ]
 
-# Columns of a row of ``BookState.table``.
-T_ID = 0  # order id (u64 bits stored as i64)
-T_SYMBOL = 1  # symbol, EMPTY when the slot is free
-T_SIDE = 2  # SIDE_BUY or SIDE_SELL
-T_PRICE = 3
-T_SIZE = 4  # remaining lots
-T_NEXT = 5  # next slot in the (symbol, side) order list, NIL at the end
-T_PREV = 6  # previous slot, NIL at the head
-T_HOME = 7  # home slot of the key (hash & mask)
-T_WIDTH = 8  # 8 x int64 = one 64-byte cache line
-EMPTY = -1
+# Columns of a row of ``BookState.pool``.
+P_ID = 0  # order id (u64 bits stored as i64)
+P_PRICE = 1
+P_SIZE = 2  # remaining lots
+P_META = 3  # 2 * symbol + side index (0 bid, 1 ask); FREE when the row is free
+P_WIDTH = 4  # 4 x int64 = 32 bytes, two rows per cache line
+FREE = -1
+
+# Columns of a row of ``BookState.links`` (int32).
+L_NEXT = 0  # next row in the (symbol, side) list, or in the free list; NIL at the end
+L_PREV = 1  # previous row in the (symbol, side) list, NIL at the head
 NIL = -1
+
+# ``BookState.index`` entries: (tag << 32) | (row + 1); EMPTY is a free slot.
+EMPTY = 0
+MAX_ORDERS = (1 << 31) - 1  # rows and tags must fit 32 bits
 
 # Indices of ``BookState.counters``.
 C_LIVE = 0  # live orders, all symbols
@@ -122,7 +148,12 @@ C_PROBES = 3  # slots examined by those lookups (>= lookups)
 C_MAX_PROBE = 4  # longest lookup, in slots examined
 C_EVICTIONS = 5  # tracked levels pushed out by a better new level
 C_REFILLS = 6  # levels rebuilt from the untracked orders
-C_EVENTS = 7  # C_EVENTS + code: events returned with that code
+C_INDEX_BITS = 7  # the index prefix in use has 2**bits slots
+C_RESERVE_BITS = 8  # ... and 2**reserve_bits after reset_book
+C_INDEX_GROWS = 9  # doublings of the index prefix since the last reset
+C_FREE_HEAD = 10  # first free pool row below the high-water mark, NIL if none
+C_HIGH_WATER = 11  # pool rows ever handed out since the last reset
+C_EVENTS = 12  # C_EVENTS + code: events returned with that code
 N_COUNTERS = C_EVENTS + N_BOOK_CODES
 
 _HASH_SYMBOL = np.uint64(0x9E3779B97F4A7C15)
@@ -131,8 +162,12 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_LO32 = np.int64(0xFFFFFFFF)
+_HI32 = np.int64(-(1 << 32))  # 0xFFFFFFFF00000000
 _INT64_MAX = np.iinfo(np.int64).max
 _HUGE_PAGE = 2 << 20
+_DEFAULT_RESERVE = 4096
 
 
 class BookState(NamedTuple):
@@ -145,9 +180,11 @@ class BookState(NamedTuple):
         level_orders: int64 ``[n_symbols, 2, max_levels]``, orders at the level.
         level_count: int64 ``[n_symbols, 2]``, tracked levels in use.
         untracked: int64 ``[n_symbols, 2]``, live orders beyond the tracked levels.
-        side_head: int64 ``[n_symbols, 2]``, first table slot of the side's order list.
-        table: int64 ``[capacity, 8]``, the order hash map (see the module doc).
-        counters: int64 ``[N_COUNTERS]``, live orders, limits and statistics.
+        side_head: int64 ``[n_symbols, 2]``, first pool row of the side's order list.
+        index: int64 ``[capacity]``, the hash index (see the module doc).
+        pool: int64 ``[max_orders, 4]``, the order rows.
+        links: int32 ``[max_orders, 2]``, list links of the order rows.
+        counters: int64 ``[N_COUNTERS]``, live orders, limits, allocator and statistics.
     """
 
     level_key: np.ndarray
@@ -156,92 +193,126 @@ class BookState(NamedTuple):
     level_count: np.ndarray
     untracked: np.ndarray
     side_head: np.ndarray
-    table: np.ndarray
+    index: np.ndarray
+    pool: np.ndarray
+    links: np.ndarray
     counters: np.ndarray
 
 
-def _table_capacity(max_orders: int) -> int:
-    capacity = 1
-    while capacity < 2 * max_orders:
-        capacity *= 2
-    return capacity
+def _capacity_bits(n_orders: int) -> int:
+    """``bits`` of the smallest power of two ``>= 2 * n_orders``."""
+    return max(0, (2 * n_orders - 1).bit_length())
 
 
-def _aligned_table(capacity: int) -> np.ndarray:
-    """A C-contiguous ``[capacity, 8]`` int64 array whose rows start on 64-byte lines.
+def _zeroed(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A zeroed C-contiguous array starting on a 64-byte line.
 
-    Tables of 2 MiB or more are anonymous mmaps advised to use transparent huge
-    pages: lookups are random over the whole table, and with 4 KiB pages
-    nearly every one would also miss the TLB.
+    Arrays of 2 MiB or more are anonymous mmaps advised to use transparent huge
+    pages: accesses are random over them, and with 4 KiB pages nearly every one
+    would also miss the TLB.  Their pages are only made resident when written.
     """
-    nbytes = capacity * T_WIDTH * 8
+    itemsize = np.dtype(dtype).itemsize
+    count = int(np.prod(shape))
+    nbytes = count * itemsize
     if nbytes >= _HUGE_PAGE and hasattr(mmap, "MADV_HUGEPAGE"):
         memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         try:
             memory.madvise(mmap.MADV_HUGEPAGE)
         except OSError:
             pass  # THP disabled: ordinary pages, same layout
-        return np.frombuffer(memory, dtype=np.int64).reshape(capacity, T_WIDTH)
-    raw = np.empty(capacity * T_WIDTH + T_WIDTH, dtype=np.int64)
-    skip = (-raw.ctypes.data % 64) // 8
-    return raw[skip : skip + capacity * T_WIDTH].reshape(capacity, T_WIDTH)
+        return np.frombuffer(memory, dtype=dtype).reshape(shape)
+    pad = 64 // itemsize
+    raw = np.zeros(count + pad, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // itemsize
+    return raw[skip : skip + count].reshape(shape)
 
 
-def new_book_state(n_symbols: int, max_levels: int = 64, max_orders: int = 1 << 20) -> BookState:
+def new_book_state(
+    n_symbols: int,
+    max_levels: int = 64,
+    max_orders: int = 1 << 20,
+    reserve_orders: int | None = None,
+) -> BookState:
     """Allocate empty books for ``n_symbols`` symbols.
 
     Args:
         n_symbols: symbols are ``0 .. n_symbols - 1``.
         max_levels: price levels tracked exactly per symbol and side (>= TOP_N
             recommended; fewer still works, the snapshot then shows fewer levels).
-        max_orders: live orders, all symbols together; the order table has
-            the next power of two >= ``2 * max_orders`` slots (64 B each).
+        max_orders: live orders, all symbols together (at most ``2**31 - 1``);
+            40 bytes of pool and links per order, and 8 bytes per index slot
+            (the next power of two >= ``2 * max_orders`` slots).
+        reserve_orders: orders the index is sized for before it first grows
+            (default ``min(max_orders, 4096)``); ``max_orders`` never rehashes.
     """
     if n_symbols < 1:
         raise ValueError("n_symbols must be >= 1")
     if max_levels < 1:
         raise ValueError("max_levels must be >= 1")
-    if max_orders < 1:
-        raise ValueError("max_orders must be >= 1")
+    if not 1 <= max_orders <= MAX_ORDERS:
+        raise ValueError(f"max_orders must be in 1..{MAX_ORDERS}")
+    if reserve_orders is None:
+        reserve_orders = min(max_orders, _DEFAULT_RESERVE)
+    if not 1 <= reserve_orders <= max_orders:
+        raise ValueError("reserve_orders must be in 1..max_orders")
     shape = (n_symbols, 2, max_levels)
+    capacity_bits = _capacity_bits(max_orders)
     state = BookState(
-        level_key=np.empty(shape, dtype=np.int64),
-        level_size=np.empty(shape, dtype=np.int64),
-        level_orders=np.empty(shape, dtype=np.int64),
-        level_count=np.empty((n_symbols, 2), dtype=np.int64),
-        untracked=np.empty((n_symbols, 2), dtype=np.int64),
-        side_head=np.empty((n_symbols, 2), dtype=np.int64),
-        table=_aligned_table(_table_capacity(max_orders)),
-        counters=np.empty(N_COUNTERS, dtype=np.int64),
+        level_key=np.zeros(shape, dtype=np.int64),
+        level_size=np.zeros(shape, dtype=np.int64),
+        level_orders=np.zeros(shape, dtype=np.int64),
+        level_count=np.zeros((n_symbols, 2), dtype=np.int64),
+        untracked=np.zeros((n_symbols, 2), dtype=np.int64),
+        side_head=np.full((n_symbols, 2), NIL, dtype=np.int64),
+        index=_zeroed((1 << capacity_bits,), np.int64),
+        pool=_zeroed((max_orders, P_WIDTH), np.int64),
+        links=_zeroed((max_orders, 2), np.int32),
+        counters=np.zeros(N_COUNTERS, dtype=np.int64),
     )
-    reset_book(state)
-    state.counters[C_MAX_ORDERS] = max_orders
+    c = state.counters
+    c[C_MAX_ORDERS] = max_orders
+    c[C_RESERVE_BITS] = c[C_INDEX_BITS] = _capacity_bits(reserve_orders)
+    c[C_FREE_HEAD] = NIL
     return state
 
 
 def reset_book(state: BookState) -> None:
-    """Empty every book and zero the statistics (keeps the configured limits)."""
+    """Empty every book and zero the statistics (keeps the configured limits).
+
+    Afterwards every array equals that of a new state with the same arguments.
+    Only what was used is cleared: the index prefix in use and the pool rows
+    below the high-water mark.
+    """
+    c = state.counters
     state.level_key.fill(0)
     state.level_size.fill(0)
     state.level_orders.fill(0)
     state.level_count.fill(0)
     state.untracked.fill(0)
     state.side_head.fill(NIL)
-    state.table.fill(0)
-    state.table[:, T_SYMBOL] = EMPTY
-    max_orders = state.counters[C_MAX_ORDERS]
-    state.counters.fill(0)
-    state.counters[C_MAX_ORDERS] = max_orders
+    state.index[: 1 << int(c[C_INDEX_BITS])] = EMPTY
+    used = int(c[C_HIGH_WATER])
+    state.pool[:used] = 0
+    state.links[:used] = 0
+    max_orders, reserve_bits = int(c[C_MAX_ORDERS]), int(c[C_RESERVE_BITS])
+    c.fill(0)
+    c[C_MAX_ORDERS] = max_orders
+    c[C_RESERVE_BITS] = c[C_INDEX_BITS] = reserve_bits
+    c[C_FREE_HEAD] = NIL
 
 
 def book_stats(state: BookState) -> dict[str, float]:
-    """Statistics of the books: live orders, probe lengths, overflow work, event counts."""
+    """Statistics of the books: live orders, index and pool use, probe lengths,
+    overflow work, event counts."""
     c = state.counters
     lookups = int(c[C_LOOKUPS])
     stats: dict[str, float] = {
         "live_orders": int(c[C_LIVE]),
         "max_orders": int(c[C_MAX_ORDERS]),
-        "table_capacity": int(state.table.shape[0]),
+        "table_capacity": int(state.index.shape[0]),
+        "index_slots_in_use": 1 << int(c[C_INDEX_BITS]),
+        "index_grows": int(c[C_INDEX_GROWS]),
+        "pool_high_water": int(c[C_HIGH_WATER]),
         "lookups": lookups,
         "mean_probe": float(c[C_PROBES]) / lookups if lookups else 0.0,
         "max_probe": int(c[C_MAX_PROBE]),
@@ -254,7 +325,7 @@ def book_stats(state: BookState) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------
-# Hash table
+# Hash index and order pool
 #
 # The hot helpers take the state's arrays as separate arguments and never bind
 # them to new local names: numba then passes them as borrowed references, with
@@ -263,31 +334,110 @@ def book_stats(state: BookState) -> dict[str, float]:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _home_slot(symbol: np.int64, order_id: np.uint64, mask: np.uint64) -> np.int64:
-    x = order_id ^ (np.uint64(symbol) * _HASH_SYMBOL)
+def _hash_tag(symbol, order_id):  # noqa: ANN001, ANN202
+    """High 32 bits of a 64-bit mix of ``(symbol, order_id)``, in ``[0, 2**32)``."""
+    x = np.uint64(order_id) ^ (np.uint64(symbol) * _HASH_SYMBOL)
     x = (x ^ (x >> _S30)) * _MIX1
     x = (x ^ (x >> _S27)) * _MIX2
     x = x ^ (x >> _S31)
-    return np.int64(x & mask)
+    return np.int64(x >> _S32)
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def _find_slot(table, counters, symbol, oid, home):  # noqa: ANN001, ANN202
-    """Slot holding ``(symbol, oid)``, or the empty slot where it would go."""
-    mask = table.shape[0] - 1
-    slot = home
+def _find(index, pool, counters, symbol, oid, tag):  # noqa: ANN001, ANN202
+    """``(slot, row)`` of ``(symbol, oid)``, or ``(empty slot where it would go, -1)``."""
+    bits = counters[C_INDEX_BITS]
+    mask = (np.int64(1) << bits) - 1
+    slot = tag >> (32 - bits)
+    want = tag << 32
+    row = -1
     probes = 1
     while True:
-        s = table[slot, T_SYMBOL]
-        if s == EMPTY or (s == symbol and table[slot, T_ID] == oid):
+        e = index[slot]
+        if e == EMPTY:
             break
+        if (e & _HI32) == want:
+            r = (e & _LO32) - 1
+            if pool[r, P_ID] == oid and (pool[r, P_META] >> 1) == symbol:
+                row = r
+                break
         slot = (slot + 1) & mask
         probes += 1
     counters[C_LOOKUPS] += 1
     counters[C_PROBES] += probes
     if probes > counters[C_MAX_PROBE]:
         counters[C_MAX_PROBE] = probes
-    return slot
+    return slot, row
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _place(index, bits, tag, row):  # noqa: ANN001, ANN202
+    """Insert a key known to be absent: the first empty slot from its home."""
+    mask = (np.int64(1) << bits) - 1
+    slot = tag >> (32 - bits)
+    while index[slot] != EMPTY:
+        slot = (slot + 1) & mask
+    index[slot] = (tag << 32) | (row + 1)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _grow(index, pool, counters):  # noqa: ANN001, ANN202
+    """Double the index prefix in use and rebuild it from the live pool rows."""
+    bits = counters[C_INDEX_BITS]
+    for slot in range(np.int64(1) << bits):
+        index[slot] = EMPTY
+    bits += 1
+    counters[C_INDEX_BITS] = bits
+    counters[C_INDEX_GROWS] += 1
+    for row in range(counters[C_HIGH_WATER]):
+        meta = pool[row, P_META]
+        if meta != FREE:
+            _place(index, bits, _hash_tag(meta >> 1, pool[row, P_ID]), row)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _delete_slot(index, counters, slot):  # noqa: ANN001, ANN202
+    """Free an index slot by backward-shift deletion: no tombstones."""
+    bits = counters[C_INDEX_BITS]
+    mask = (np.int64(1) << bits) - 1
+    shift = 32 - bits
+    hole = slot
+    index[hole] = EMPTY
+    j = hole
+    while True:
+        j = (j + 1) & mask
+        e = index[j]
+        if e == EMPTY:
+            return
+        home = ((e >> 32) & _LO32) >> shift
+        # The entry at j may fill the hole unless its home lies cyclically in (hole, j].
+        if hole <= j:
+            movable = home <= hole or home > j
+        else:
+            movable = home <= hole and home > j
+        if movable:
+            index[hole] = e
+            index[j] = EMPTY
+            hole = j
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _alloc_row(links, counters):  # noqa: ANN001, ANN202
+    row = counters[C_FREE_HEAD]
+    if row != NIL:
+        counters[C_FREE_HEAD] = links[row, L_NEXT]
+        return row
+    row = counters[C_HIGH_WATER]
+    counters[C_HIGH_WATER] = row + 1
+    return row
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _free_row(pool, links, counters, row):  # noqa: ANN001, ANN202
+    pool[row, P_META] = FREE
+    links[row, L_NEXT] = counters[C_FREE_HEAD]
+    links[row, L_PREV] = NIL
+    counters[C_FREE_HEAD] = row
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -300,59 +450,31 @@ def _key(side, price):  # noqa: ANN001, ANN202
     return -price if side == SIDE_BUY else price
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _side_key(sidx, price):  # noqa: ANN001, ANN202
+    return -price if sidx == 0 else price
+
+
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def _link(table, side_head, slot, symbol, sidx):  # noqa: ANN001, ANN202
+def _link(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
     head = side_head[symbol, sidx]
-    table[slot, T_PREV] = NIL
-    table[slot, T_NEXT] = head
+    links[row, L_PREV] = NIL
+    links[row, L_NEXT] = head
     if head != NIL:
-        table[head, T_PREV] = slot
-    side_head[symbol, sidx] = slot
+        links[head, L_PREV] = row
+    side_head[symbol, sidx] = row
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def _unlink(table, side_head, slot, symbol, sidx):  # noqa: ANN001, ANN202
-    prev = table[slot, T_PREV]
-    nxt = table[slot, T_NEXT]
+def _unlink(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
+    prev = links[row, L_PREV]
+    nxt = links[row, L_NEXT]
     if prev == NIL:
         side_head[symbol, sidx] = nxt
     else:
-        table[prev, T_NEXT] = nxt
+        links[prev, L_NEXT] = nxt
     if nxt != NIL:
-        table[nxt, T_PREV] = prev
-
-
-@numba.njit(cache=True, nogil=True, _nrt=False)
-def _delete_slot(table, side_head, slot):  # noqa: ANN001, ANN202
-    """Free an (already unlinked) slot by backward-shift deletion: no tombstones."""
-    mask = table.shape[0] - 1
-    hole = slot
-    table[hole, T_SYMBOL] = EMPTY
-    j = hole
-    while True:
-        j = (j + 1) & mask
-        if table[j, T_SYMBOL] == EMPTY:
-            return
-        home = table[j, T_HOME]
-        # The entry at j may fill the hole unless its home lies cyclically in (hole, j].
-        if hole <= j:
-            movable = home <= hole or home > j
-        else:
-            movable = home <= hole and home > j
-        if not movable:
-            continue
-        for f in range(T_WIDTH):
-            table[hole, f] = table[j, f]
-        table[j, T_SYMBOL] = EMPTY
-        prev = table[hole, T_PREV]
-        nxt = table[hole, T_NEXT]
-        if prev == NIL:
-            side_head[table[hole, T_SYMBOL], _side_index(table[hole, T_SIDE])] = hole
-        else:
-            table[prev, T_NEXT] = hole
-        if nxt != NIL:
-            table[nxt, T_PREV] = hole
-        hole = j
+        links[nxt, L_PREV] = prev
 
 
 # ---------------------------------------------------------------------------
@@ -408,8 +530,8 @@ def _level_add(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def _refill(
-    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
-    symbol, sidx,
+    level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
+    counters, symbol, sidx,
 ):  # fmt: skip  # noqa: ANN001, ANN202
     """Append the best untracked level of a side, rebuilt from its order list."""
     n = level_count[symbol, sidx]
@@ -417,18 +539,18 @@ def _refill(
     best = _INT64_MAX
     best_size = 0
     best_count = 0
-    slot = side_head[symbol, sidx]
-    while slot != NIL:
-        k = _key(table[slot, T_SIDE], table[slot, T_PRICE])
+    row = side_head[symbol, sidx]
+    while row != NIL:
+        k = _side_key(sidx, pool[row, P_PRICE])
         if k > worst:
             if k < best:
                 best = k
-                best_size = table[slot, T_SIZE]
+                best_size = pool[row, P_SIZE]
                 best_count = 1
             elif k == best:
-                best_size += table[slot, T_SIZE]
+                best_size += pool[row, P_SIZE]
                 best_count += 1
-        slot = table[slot, T_NEXT]
+        row = links[row, L_NEXT]
     if best_count > 0:
         level_key[symbol, sidx, n] = best
         level_size[symbol, sidx, n] = best_size
@@ -440,8 +562,8 @@ def _refill(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def _level_remove(
-    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
-    symbol, sidx, key, size,
+    level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
+    counters, symbol, sidx, key, size,
 ):  # fmt: skip  # noqa: ANN001, ANN202
     """Remove one order of ``size`` lots at ``key`` (the order must be unlinked)."""
     n = level_count[symbol, sidx]
@@ -460,7 +582,7 @@ def _level_remove(
     level_count[symbol, sidx] = n - 1
     if untracked[symbol, sidx] > 0:
         _refill(
-            level_key, level_size, level_orders, level_count, untracked, side_head, table,
+            level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
             counters, symbol, sidx,
         )  # fmt: skip
 
@@ -481,68 +603,71 @@ def _level_resize(level_key, level_size, level_count, symbol, sidx, key, delta):
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def _apply(
-    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
-    symbol, action, side, order_id, price, size,
+    level_key, level_size, level_orders, level_count, untracked, side_head, index, pool, links,
+    counters, symbol, action, side, order_id, price, size,
 ):  # fmt: skip  # noqa: ANN001, ANN202
-    home = _home_slot(symbol, order_id, np.uint64(table.shape[0] - 1))
+    tag = _hash_tag(symbol, order_id)
     oid = np.int64(order_id)
-    slot = _find_slot(table, counters, symbol, oid, home)
-    live = table[slot, T_SYMBOL] != EMPTY
+    slot, row = _find(index, pool, counters, symbol, oid, tag)
     if action == ACTION_ADD:
-        if live:
+        if row >= 0:
             return BOOK_DUPLICATE_ID
-        if counters[C_LIVE] >= counters[C_MAX_ORDERS]:
+        live = counters[C_LIVE]
+        if live >= counters[C_MAX_ORDERS]:
             return BOOK_TABLE_FULL
+        if 2 * (live + 1) > (np.int64(1) << counters[C_INDEX_BITS]):
+            _grow(index, pool, counters)
+            slot, row = _find(index, pool, counters, symbol, oid, tag)
         sidx = _side_index(side)
-        table[slot, T_ID] = oid
-        table[slot, T_SYMBOL] = symbol
-        table[slot, T_SIDE] = SIDE_BUY if side == SIDE_BUY else SIDE_SELL
-        table[slot, T_PRICE] = price
-        table[slot, T_SIZE] = size
-        table[slot, T_HOME] = home
-        counters[C_LIVE] += 1
-        _link(table, side_head, slot, symbol, sidx)
+        row = _alloc_row(links, counters)
+        pool[row, P_ID] = oid
+        pool[row, P_PRICE] = price
+        pool[row, P_SIZE] = size
+        pool[row, P_META] = 2 * symbol + sidx
+        index[slot] = (tag << 32) | (row + 1)
+        counters[C_LIVE] = live + 1
+        _link(links, side_head, row, symbol, sidx)
         return _level_add(
             level_key, level_size, level_orders, level_count, untracked, counters,
             symbol, sidx, _key(side, price), size,
         )  # fmt: skip
-    if not live:
+    if row < 0:
         return BOOK_UNKNOWN_ORDER
-    stored_side = table[slot, T_SIDE]
-    sidx = _side_index(stored_side)
-    old_price = table[slot, T_PRICE]
-    remaining = table[slot, T_SIZE]
-    old_key = _key(stored_side, old_price)
+    sidx = pool[row, P_META] & 1
+    old_price = pool[row, P_PRICE]
+    remaining = pool[row, P_SIZE]
+    old_key = _side_key(sidx, old_price)
     if action == ACTION_EXECUTE and size < remaining:
-        table[slot, T_SIZE] = remaining - size
+        pool[row, P_SIZE] = remaining - size
         _level_resize(level_key, level_size, level_count, symbol, sidx, old_key, -size)
         return BOOK_OK
     if action == ACTION_MODIFY:
-        table[slot, T_SIZE] = size
+        pool[row, P_SIZE] = size
         if price == old_price:
             _level_resize(
                 level_key, level_size, level_count, symbol, sidx, old_key, size - remaining
             )
             return BOOK_OK
         # Out of the side's list while the levels change, so a refill cannot see it.
-        _unlink(table, side_head, slot, symbol, sidx)
+        _unlink(links, side_head, row, symbol, sidx)
         _level_remove(
-            level_key, level_size, level_orders, level_count, untracked, side_head, table,
-            counters, symbol, sidx, old_key, remaining,
+            level_key, level_size, level_orders, level_count, untracked, side_head, pool,
+            links, counters, symbol, sidx, old_key, remaining,
         )  # fmt: skip
-        table[slot, T_PRICE] = price
-        _link(table, side_head, slot, symbol, sidx)
+        pool[row, P_PRICE] = price
+        _link(links, side_head, row, symbol, sidx)
         return _level_add(
             level_key, level_size, level_orders, level_count, untracked, counters,
-            symbol, sidx, _key(stored_side, price), size,
+            symbol, sidx, _side_key(sidx, price), size,
         )  # fmt: skip
     # CANCEL, or EXECUTE of everything that remains (or more).
-    _unlink(table, side_head, slot, symbol, sidx)
+    _unlink(links, side_head, row, symbol, sidx)
     _level_remove(
-        level_key, level_size, level_orders, level_count, untracked, side_head, table,
+        level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
         counters, symbol, sidx, old_key, remaining,
     )  # fmt: skip
-    _delete_slot(table, side_head, slot)
+    _delete_slot(index, counters, slot)
+    _free_row(pool, links, counters, row)
     counters[C_LIVE] -= 1
     if action == ACTION_EXECUTE and size > remaining:
         return BOOK_OVERFILL
@@ -551,13 +676,13 @@ def _apply(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def _apply_counted(
-    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
-    symbol, action, side, order_id, price, size,
+    level_key, level_size, level_orders, level_count, untracked, side_head, index, pool, links,
+    counters, symbol, action, side, order_id, price, size,
 ):  # fmt: skip  # noqa: ANN001, ANN202
     code = _apply(
-        level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
-        np.int64(symbol), np.int64(action), np.int64(side), np.uint64(order_id),
-        np.int64(price), np.int64(size),
+        level_key, level_size, level_orders, level_count, untracked, side_head, index, pool,
+        links, counters, np.int64(symbol), np.int64(action), np.int64(side),
+        np.uint64(order_id), np.int64(price), np.int64(size),
     )  # fmt: skip
     counters[C_EVENTS + code] += 1
     return code
@@ -585,7 +710,7 @@ def book_apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN
     """
     return _apply_counted(
         state.level_key, state.level_size, state.level_orders, state.level_count,
-        state.untracked, state.side_head, state.table, state.counters,
+        state.untracked, state.side_head, state.index, state.pool, state.links, state.counters,
         symbol, action, side, order_id, price, size,
     )  # fmt: skip
 
@@ -598,21 +723,22 @@ def book_apply_batch(state, orders, out_codes):  # noqa: ANN001, ANN201
     """
     return _apply_batch(
         state.level_key, state.level_size, state.level_orders, state.level_count,
-        state.untracked, state.side_head, state.table, state.counters, orders, out_codes,
+        state.untracked, state.side_head, state.index, state.pool, state.links, state.counters,
+        orders, out_codes,
     )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def _apply_batch(
-    level_key, level_size, level_orders, level_count, untracked, side_head, table, counters,
-    orders, out_codes,
+    level_key, level_size, level_orders, level_count, untracked, side_head, index, pool, links,
+    counters, orders, out_codes,
 ):  # fmt: skip  # noqa: ANN001, ANN202
     not_ok = 0
     for k in range(orders.shape[0]):
         r = orders[k]
         code = _apply(
-            level_key, level_size, level_orders, level_count, untracked, side_head, table,
-            counters, np.int64(r.symbol), np.int64(r.action), np.int64(r.side),
+            level_key, level_size, level_orders, level_count, untracked, side_head, index, pool,
+            links, counters, np.int64(r.symbol), np.int64(r.action), np.int64(r.side),
             np.uint64(r.order_id), np.int64(r.price), np.int64(r.size),
         )  # fmt: skip
         counters[C_EVENTS + code] += 1

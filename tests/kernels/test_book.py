@@ -2,8 +2,9 @@
 
 Every property test replays a random ORDER stream through both books and
 compares the event code and the TOP_N snapshot after every event, then checks
-the numba book's internal invariants (hash-table reachability, level
-aggregates, overflow bookkeeping, per-side order lists) against a recount.
+the numba book's internal invariants (hash-index reachability and load, pool
+free list, level aggregates, overflow bookkeeping, per-side order lists)
+against a recount.
 """
 
 from __future__ import annotations
@@ -67,40 +68,65 @@ def assert_same_snapshot(got: dict, want: dict, where: str) -> None:
     assert (math.isnan(g) and math.isnan(w)) or g == w, f"{where}: depth_imbalance {g} != {w}"
 
 
+def live_rows(state: nb.BookState) -> np.ndarray:
+    """Pool rows holding a live order (below the high-water mark, not free)."""
+    used = int(state.counters[nb.C_HIGH_WATER])
+    return np.flatnonzero(state.pool[:used, nb.P_META] != nb.FREE)
+
+
 def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
-    """Recount everything the numba book keeps incrementally, from its order table."""
-    table = state.table
-    capacity = table.shape[0]
-    live_slots = np.flatnonzero(table[:, nb.T_SYMBOL] != nb.EMPTY)
-    assert len(live_slots) == state.counters[nb.C_LIVE] == ref.live
-    # Linear probing without tombstones: no empty slot between a key's home and its slot.
-    for slot in live_slots:
-        home = table[slot, nb.T_HOME]
+    """Recount everything the numba book keeps incrementally, from its pool and index."""
+    pool, links, index, counters = state.pool, state.links, state.index, state.counters
+    used = int(counters[nb.C_HIGH_WATER])
+    rows = live_rows(state)
+    assert len(rows) == counters[nb.C_LIVE] == ref.live
+    # Free list: exactly the free rows below the high-water mark, each once.
+    free, row = set(), int(counters[nb.C_FREE_HEAD])
+    while row != nb.NIL:
+        assert 0 <= row < used and pool[row, nb.P_META] == nb.FREE and row not in free
+        free.add(row)
+        row = int(links[row, nb.L_NEXT])
+    assert len(free) + len(rows) == used
+    # Index: load <= 1/2, nothing beyond the prefix in use, one entry per live row whose
+    # tag is the row's key's tag, and linear probing without tombstones: no empty slot
+    # between a key's home and its slot.
+    bits = int(counters[nb.C_INDEX_BITS])
+    capacity = 1 << bits
+    assert capacity <= index.shape[0] and 2 * len(rows) <= capacity
+    assert not index[capacity:].any()
+    slots = np.flatnonzero(index[:capacity] != nb.EMPTY)
+    entries = index[slots].view(np.uint64)
+    entry_rows = (entries & np.uint64(0xFFFFFFFF)).astype(np.int64) - 1
+    assert sorted(entry_rows.tolist()) == sorted(rows.tolist())
+    for slot, entry, row in zip(slots, entries, entry_rows, strict=True):
+        meta = int(pool[row, nb.P_META])
+        tag = int(nb._hash_tag(meta >> 1, np.uint64(pool[row, nb.P_ID].view(np.uint64))))
+        assert int(entry) >> 32 == tag
+        home = tag >> (32 - bits)
         j = home
         while j != slot:
-            assert table[j, nb.T_SYMBOL] != nb.EMPTY, f"slot {slot} unreachable from {home}"
+            assert index[j] != nb.EMPTY, f"slot {slot} unreachable from {home}"
             j = (j + 1) % capacity
     orders_by_side: dict[tuple[int, int], dict[int, tuple[int, int]]] = {}
-    for slot in live_slots:
-        sym, side = int(table[slot, nb.T_SYMBOL]), int(table[slot, nb.T_SIDE])
-        oid = int(np.int64(table[slot, nb.T_ID]).view(np.uint64))
-        orders_by_side.setdefault((sym, side), {})[oid] = (
-            int(table[slot, nb.T_PRICE]),
-            int(table[slot, nb.T_SIZE]),
-        )
-        assert ref.orders[sym][oid] == [side, table[slot, nb.T_PRICE], table[slot, nb.T_SIZE]]
+    for row in rows:
+        meta = int(pool[row, nb.P_META])
+        sym, side = meta >> 1, (SIDE_BUY, SIDE_SELL)[meta & 1]
+        oid = int(np.int64(pool[row, nb.P_ID]).view(np.uint64))
+        price, size = int(pool[row, nb.P_PRICE]), int(pool[row, nb.P_SIZE])
+        orders_by_side.setdefault((sym, side), {})[oid] = (price, size)
+        assert ref.orders[sym][oid] == [side, price, size]
     max_levels = state.level_key.shape[2]
     for sym in range(state.level_count.shape[0]):
         for sidx, side in ((0, SIDE_BUY), (1, SIDE_SELL)):
             orders = orders_by_side.get((sym, side), {})
             # The side's order list holds exactly its orders, doubly linked.
             seen = set()
-            prev, slot = nb.NIL, state.side_head[sym, sidx]
-            while slot != nb.NIL:
-                assert table[slot, nb.T_PREV] == prev
-                assert table[slot, nb.T_SYMBOL] == sym and table[slot, nb.T_SIDE] == side
-                seen.add(int(slot))
-                prev, slot = slot, table[slot, nb.T_NEXT]
+            prev, row = nb.NIL, int(state.side_head[sym, sidx])
+            while row != nb.NIL:
+                assert links[row, nb.L_PREV] == prev and row not in seen
+                assert pool[row, nb.P_META] == 2 * sym + sidx
+                seen.add(row)
+                prev, row = row, int(links[row, nb.L_NEXT])
             assert len(seen) == len(orders)
             levels = ref.levels(sym, side)
             n = state.level_count[sym, sidx]
@@ -355,7 +381,7 @@ def test_level_overflow_policy():
 
 def test_table_full_refuses_add():
     state = nb.new_book_state(2, max_levels=4, max_orders=5)
-    assert state.table.shape[0] == 16  # next power of two >= 2 * max_orders
+    assert state.index.shape[0] == 16  # next power of two >= 2 * max_orders
     for oid in range(5):
         assert nb.book_apply(state, oid % 2, ACTION_ADD, SIDE_SELL, oid, 100 + oid, 1) == 0
     assert nb.book_apply(state, 0, ACTION_ADD, SIDE_BUY, 99, 50, 1) == nb.BOOK_TABLE_FULL
@@ -376,7 +402,9 @@ def test_reset_book_empties_everything():
     nb.reset_book(state)
     assert nb.book_stats(state)["live_orders"] == 0 and state.counters[nb.C_MAX_ORDERS] == 8
     assert nb.best_bid_ask(state, 0) == (0, 0, 0, 0)
-    assert np.all(state.table[:, nb.T_SYMBOL] == nb.EMPTY)
+    fresh = nb.new_book_state(2, max_levels=2, max_orders=8)
+    for name, array in zip(nb.BookState._fields, state, strict=True):
+        assert np.array_equal(array, getattr(fresh, name)), name
     assert nb.book_apply_batch(state, orders, codes) == 4  # 2 tracked levels, 4 overflow
     assert list(codes) == [0, 0, 4, 4, 4, 4]
 
@@ -425,17 +453,17 @@ def test_churn_does_not_degrade_probes():
     assert last[0] < first[0] * 1.2, windows
     assert last[1] <= max(2 * first[1], 32), windows
     assert state.counters[nb.C_LIVE] == n_resting
-    assert np.count_nonzero(state.table[:, nb.T_SYMBOL] != nb.EMPTY) == n_resting
+    assert np.count_nonzero(state.index != nb.EMPTY) == len(live_rows(state)) == n_resting
     # Misses stay short too: cancels of long-gone ids probe only the live cluster.
     gone = churn_orders(2000, 0, first_id=0)[1::2]
     before = state.counters.copy()
     assert nb.book_apply_batch(state, gone, codes[: gone.shape[0]]) == gone.shape[0]
     miss_probe = (state.counters[nb.C_PROBES] - before[nb.C_PROBES]) / gone.shape[0]
     assert miss_probe < 4.0
-    # Cancel the survivors: the table is empty again, every slot EMPTY.
+    # Cancel the survivors: the index is empty again, every slot EMPTY, every row free.
     rest = np.zeros(n_resting, dtype=ORDER)
     rest["action"] = ACTION_CANCEL
     rest["order_id"] = np.arange(n_cycles, n_cycles + n_resting, dtype=np.uint64)
     assert nb.book_apply_batch(state, rest, codes[:n_resting]) == 0
-    assert np.all(state.table[:, nb.T_SYMBOL] == nb.EMPTY)
+    assert np.all(state.index == nb.EMPTY) and len(live_rows(state)) == 0
     assert np.all(state.level_count == 0) and np.all(state.side_head == nb.NIL)
