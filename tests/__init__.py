@@ -1,0 +1,1 @@
+"""tickpath test suite (a package, so that `tests.factories` never resolves to a stray site-packages `tests`)."""
