@@ -117,8 +117,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         type=_non_negative_float,
         default=50.0,
         metavar="US",
-        help="publisher sleeps until US before each due time, then busy-waits (default 50; "
-        "0: sleep only, which wakes tens of us late; spinning costs CPU: rate x US)",
+        help="publisher sleeps until US before each due time, then busy-waits (default 50, "
+        "at most a quarter of the frame interval; 0: sleep only, which wakes tens of us late)",
     )
     lat.add_argument(
         "--fpga-emulate",

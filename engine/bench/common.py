@@ -173,17 +173,19 @@ def versions() -> dict:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             out[dist] = None
+    out["git_commit"] = out["git_dirty"] = None
+    top = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        out["git_commit"] = head.stdout.strip() if head.returncode == 0 else None
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=top,
+                              capture_output=True, text=True, timeout=5)  # fmt: skip
+        if head.returncode == 0:
+            out["git_commit"] = head.stdout.strip()
+            # uncommitted changes to the code being measured
+            diff = subprocess.run(["git", "status", "--porcelain", "--", "engine", "kernels"],
+                                  cwd=top, capture_output=True, text=True, timeout=5)  # fmt: skip
+            out["git_dirty"] = bool(diff.stdout.strip())
     except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
+        pass
     return out
 
 

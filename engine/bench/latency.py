@@ -126,6 +126,11 @@ class LatencyOptions:
             )
 
     @property
+    def spin_us_effective(self) -> float:
+        """``spin_us``, capped at a quarter of the frame interval (the publisher's CPU cost)."""
+        return min(self.spin_us, 0.25e6 * self.batch / self.rate)
+
+    @property
     def frames_per_topology(self) -> int:
         """Frames each topology receives (warm-up included)."""
         return math.ceil(self.rate * (self.warmup + self.duration) / self.batch)
@@ -333,11 +338,12 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
         # ready once the engine's and the echo's stats reached it: the engine has
         # compiled (or loaded) its kernels and both subscriptions are through
         children.wait_for_line("subscriber", "ready", 300)
+        spin = str(opts.spin_us_effective)
         children.start(
             "publisher",
             python_module(
                 "engine.bench.roles", "publisher", "--plan", str(plan_path), "--engine", ingest,
-                "--echo", echo_ingest, "--out", str(sent_path), "--spin-us", str(opts.spin_us),
+                "--echo", echo_ingest, "--out", str(sent_path), "--spin-us", spin,
             ),
             stdin=True,
         )  # fmt: skip
@@ -773,7 +779,12 @@ def latency_report(opts: LatencyOptions, result: dict, machine: dict, seconds: f
         "units": "us",
         "topology": "publisher PUB -> SUB tickpath serve PUB -> SUB subscriber, tcp loopback; "
         "baseline: the same hops through a raw pyzmq echo, in alternating slices",
-        "config": {**asdict(opts), "transport": "tcp 127.0.0.1", "clock": "CLOCK_REALTIME"},
+        "config": {
+            **asdict(opts),
+            "spin_us_effective": round(opts.spin_us_effective, 3),
+            "transport": "tcp 127.0.0.1",
+            "clock": "CLOCK_REALTIME",
+        },
         "machine": machine,
         "versions": versions(),
         "wall_s": round(seconds, 2),
