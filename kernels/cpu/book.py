@@ -120,6 +120,7 @@ __all__ = [
     "book_fill_top",
     "best_bid_ask",
     "book_stats",
+    "tracked_levels",
     "warm_up",
 ]
 
@@ -324,6 +325,24 @@ def book_stats(state: BookState) -> dict[str, float]:
     return stats
 
 
+def tracked_levels(state: BookState, symbol: int, side: int) -> list[tuple[int, int, int]]:
+    """The tracked levels of one side as ``(price, total size, order count)``, best first.
+
+    ``side`` is ``SIDE_BUY`` or ``SIDE_SELL`` (a Python helper for tests and tools).
+    """
+    sidx = 0 if side == SIDE_BUY else 1
+    sign = -1 if sidx == 0 else 1
+    n = int(state.level_count[symbol, sidx])
+    return [
+        (
+            sign * int(state.level_key[symbol, sidx, j]),
+            int(state.level_size[symbol, sidx, j]),
+            int(state.level_orders[symbol, sidx, j]),
+        )
+        for j in range(n - 1, -1, -1)
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Hash index and order pool
 #
@@ -343,7 +362,7 @@ def _hash_tag(symbol, order_id):  # noqa: ANN001, ANN202
     return np.int64(x >> _S32)
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _find(index, pool, counters, symbol, oid, tag):  # noqa: ANN001, ANN202
     """``(slot, row)`` of ``(symbol, oid)``, or ``(empty slot where it would go, -1)``."""
     bits = counters[C_INDEX_BITS]
@@ -395,7 +414,7 @@ def _grow(index, pool, counters):  # noqa: ANN001, ANN202
             _place(index, bits, _hash_tag(meta >> 1, pool[row, P_ID]), row)
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _delete_slot(index, counters, slot):  # noqa: ANN001, ANN202
     """Free an index slot by backward-shift deletion: no tombstones."""
     bits = counters[C_INDEX_BITS]
@@ -421,7 +440,7 @@ def _delete_slot(index, counters, slot):  # noqa: ANN001, ANN202
             hole = j
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _alloc_row(links, counters):  # noqa: ANN001, ANN202
     row = counters[C_FREE_HEAD]
     if row != NIL:
@@ -432,7 +451,7 @@ def _alloc_row(links, counters):  # noqa: ANN001, ANN202
     return row
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _free_row(pool, links, counters, row):  # noqa: ANN001, ANN202
     pool[row, P_META] = FREE
     links[row, L_NEXT] = counters[C_FREE_HEAD]
@@ -455,7 +474,7 @@ def _side_key(sidx, price):  # noqa: ANN001, ANN202
     return -price if sidx == 0 else price
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _link(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
     head = side_head[symbol, sidx]
     links[row, L_PREV] = NIL
@@ -465,7 +484,7 @@ def _link(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
     side_head[symbol, sidx] = row
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _unlink(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
     prev = links[row, L_PREV]
     nxt = links[row, L_NEXT]
@@ -482,50 +501,56 @@ def _unlink(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
-def _lower_bound(level_key, symbol, sidx, n, key):  # noqa: ANN001, ANN202
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if level_key[symbol, sidx, mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+@numba.njit(cache=True, nogil=True, inline="always")
+def _level_find(level_key, symbol, sidx, n, key):  # noqa: ANN001, ANN202
+    """Index of the best tracked level whose key is ``>= key``, -1 if none.
+
+    The levels are stored worst first, so this walks from the best level
+    towards the worst: most events touch levels near the best.
+    """
+    j = n - 1
+    while j >= 0 and level_key[symbol, sidx, j] < key:
+        j -= 1
+    return j
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _level_add(
     level_key, level_size, level_orders, level_count, untracked, counters, symbol, sidx, key, size
 ):  # noqa: ANN001, ANN202
     """Add one order of ``size`` lots at ``key``; BOOK_LEVEL_OVERFLOW if it is untracked
     or pushed a tracked level out, else BOOK_OK."""
     n = level_count[symbol, sidx]
-    pos = _lower_bound(level_key, symbol, sidx, n, key)
-    if pos < n and level_key[symbol, sidx, pos] == key:
-        level_size[symbol, sidx, pos] += size
-        level_orders[symbol, sidx, pos] += 1
+    j = _level_find(level_key, symbol, sidx, n, key)
+    if j >= 0 and level_key[symbol, sidx, j] == key:
+        level_size[symbol, sidx, j] += size
+        level_orders[symbol, sidx, j] += 1
         return BOOK_OK
-    code = BOOK_OK
+    # A new level, between j (worse) and j + 1 (better).
     if n == level_key.shape[2]:
-        if pos == n:  # worse than every tracked level of a full side
+        if j < 0:  # worse than every tracked level of a full side
             untracked[symbol, sidx] += 1
             return BOOK_LEVEL_OVERFLOW
-        # Evict the worst tracked level: its orders become untracked.
-        untracked[symbol, sidx] += level_orders[symbol, sidx, n - 1]
+        # Evict the worst tracked level (index 0): its orders become untracked.
+        untracked[symbol, sidx] += level_orders[symbol, sidx, 0]
         counters[C_EVICTIONS] += 1
-        n -= 1
-        code = BOOK_LEVEL_OVERFLOW
-    for k in range(n, pos, -1):
+        for k in range(j):
+            level_key[symbol, sidx, k] = level_key[symbol, sidx, k + 1]
+            level_size[symbol, sidx, k] = level_size[symbol, sidx, k + 1]
+            level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k + 1]
+        level_key[symbol, sidx, j] = key
+        level_size[symbol, sidx, j] = size
+        level_orders[symbol, sidx, j] = 1
+        return BOOK_LEVEL_OVERFLOW
+    for k in range(n, j + 1, -1):
         level_key[symbol, sidx, k] = level_key[symbol, sidx, k - 1]
         level_size[symbol, sidx, k] = level_size[symbol, sidx, k - 1]
         level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k - 1]
-    level_key[symbol, sidx, pos] = key
-    level_size[symbol, sidx, pos] = size
-    level_orders[symbol, sidx, pos] = 1
+    level_key[symbol, sidx, j + 1] = key
+    level_size[symbol, sidx, j + 1] = size
+    level_orders[symbol, sidx, j + 1] = 1
     level_count[symbol, sidx] = n + 1
-    return code
+    return BOOK_OK
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
@@ -533,9 +558,10 @@ def _refill(
     level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
     counters, symbol, sidx,
 ):  # fmt: skip  # noqa: ANN001, ANN202
-    """Append the best untracked level of a side, rebuilt from its order list."""
+    """Insert the best untracked level of a side as its new worst tracked level,
+    rebuilt from the side's order list."""
     n = level_count[symbol, sidx]
-    worst = level_key[symbol, sidx, n - 1] if n > 0 else -_INT64_MAX - 1
+    worst = level_key[symbol, sidx, 0] if n > 0 else -_INT64_MAX - 1
     best = _INT64_MAX
     best_size = 0
     best_count = 0
@@ -552,30 +578,34 @@ def _refill(
                 best_count += 1
         row = links[row, L_NEXT]
     if best_count > 0:
-        level_key[symbol, sidx, n] = best
-        level_size[symbol, sidx, n] = best_size
-        level_orders[symbol, sidx, n] = best_count
+        for k in range(n, 0, -1):
+            level_key[symbol, sidx, k] = level_key[symbol, sidx, k - 1]
+            level_size[symbol, sidx, k] = level_size[symbol, sidx, k - 1]
+            level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k - 1]
+        level_key[symbol, sidx, 0] = best
+        level_size[symbol, sidx, 0] = best_size
+        level_orders[symbol, sidx, 0] = best_count
         level_count[symbol, sidx] = n + 1
         untracked[symbol, sidx] -= best_count
         counters[C_REFILLS] += 1
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _level_remove(
     level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
     counters, symbol, sidx, key, size,
 ):  # fmt: skip  # noqa: ANN001, ANN202
     """Remove one order of ``size`` lots at ``key`` (the order must be unlinked)."""
     n = level_count[symbol, sidx]
-    pos = _lower_bound(level_key, symbol, sidx, n, key)
-    if pos == n or level_key[symbol, sidx, pos] != key:
+    if n == 0 or key > level_key[symbol, sidx, 0]:  # beyond the worst tracked level
         untracked[symbol, sidx] -= 1
         return
-    level_orders[symbol, sidx, pos] -= 1
-    level_size[symbol, sidx, pos] -= size
-    if level_orders[symbol, sidx, pos] > 0:
+    j = _level_find(level_key, symbol, sidx, n, key)
+    level_orders[symbol, sidx, j] -= 1
+    level_size[symbol, sidx, j] -= size
+    if level_orders[symbol, sidx, j] > 0:
         return
-    for k in range(pos, n - 1):
+    for k in range(j, n - 1):
         level_key[symbol, sidx, k] = level_key[symbol, sidx, k + 1]
         level_size[symbol, sidx, k] = level_size[symbol, sidx, k + 1]
         level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k + 1]
@@ -587,13 +617,12 @@ def _level_remove(
         )  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _level_resize(level_key, level_size, level_count, symbol, sidx, key, delta):  # noqa: ANN001, ANN202
     """Change the size at ``key`` by ``delta`` lots (nothing if the level is untracked)."""
     n = level_count[symbol, sidx]
-    pos = _lower_bound(level_key, symbol, sidx, n, key)
-    if pos < n and level_key[symbol, sidx, pos] == key:
-        level_size[symbol, sidx, pos] += delta
+    if n > 0 and key <= level_key[symbol, sidx, 0]:
+        level_size[symbol, sidx, _level_find(level_key, symbol, sidx, n, key)] += delta
 
 
 # ---------------------------------------------------------------------------
@@ -601,7 +630,7 @@ def _level_resize(level_key, level_size, level_count, symbol, sidx, key, delta):
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _apply(
     level_key, level_size, level_orders, level_count, untracked, side_head, index, pool, links,
     counters, symbol, action, side, order_id, price, size,
@@ -772,20 +801,22 @@ def book_fill_top(state, symbol, out, i):  # noqa: ANN001, ANN201
     bid_total = 0
     ask_total = 0
     for j in range(TOP_N):
-        if j < n_bid:
-            bid_price[j] = -keys[0, j]
-            bid_size[j] = sizes[0, j]
-            bid_orders[j] = counts[0, j]
-            bid_total += sizes[0, j]
+        b = n_bid - 1 - j  # levels are stored worst first
+        if b >= 0:
+            bid_price[j] = -keys[0, b]
+            bid_size[j] = sizes[0, b]
+            bid_orders[j] = counts[0, b]
+            bid_total += sizes[0, b]
         else:
             bid_price[j] = 0
             bid_size[j] = 0
             bid_orders[j] = 0
-        if j < n_ask:
-            ask_price[j] = keys[1, j]
-            ask_size[j] = sizes[1, j]
-            ask_orders[j] = counts[1, j]
-            ask_total += sizes[1, j]
+        a = n_ask - 1 - j
+        if a >= 0:
+            ask_price[j] = keys[1, a]
+            ask_size[j] = sizes[1, a]
+            ask_orders[j] = counts[1, a]
+            ask_total += sizes[1, a]
         else:
             ask_price[j] = 0
             ask_size[j] = 0
@@ -826,12 +857,14 @@ def best_bid_ask(state, symbol):  # noqa: ANN001, ANN201
     bid_sz = 0
     ask_px = 0
     ask_sz = 0
-    if state.level_count[symbol, 0] > 0:
-        bid_px = -state.level_key[symbol, 0, 0]
-        bid_sz = state.level_size[symbol, 0, 0]
-    if state.level_count[symbol, 1] > 0:
-        ask_px = state.level_key[symbol, 1, 0]
-        ask_sz = state.level_size[symbol, 1, 0]
+    b = state.level_count[symbol, 0] - 1  # the best level is the last one
+    if b >= 0:
+        bid_px = -state.level_key[symbol, 0, b]
+        bid_sz = state.level_size[symbol, 0, b]
+    a = state.level_count[symbol, 1] - 1
+    if a >= 0:
+        ask_px = state.level_key[symbol, 1, a]
+        ask_sz = state.level_size[symbol, 1, a]
     return bid_px, bid_sz, ask_px, ask_sz
 
 

@@ -131,14 +131,9 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
             levels = ref.levels(sym, side)
             n = state.level_count[sym, sidx]
             assert n == min(len(levels), max_levels)
-            sign = -1 if side == SIDE_BUY else 1
-            for j in range(n):
-                got = (
-                    sign * int(state.level_key[sym, sidx, j]),
-                    int(state.level_size[sym, sidx, j]),
-                    int(state.level_orders[sym, sidx, j]),
-                )
-                assert got == levels[j]
+            assert nb.tracked_levels(state, sym, side) == levels[:n]
+            keys = state.level_key[sym, sidx, :n]
+            assert np.all(keys[:-1] > keys[1:]), "levels are stored worst first"
             assert state.untracked[sym, sidx] == sum(c for _, _, c in levels[n:])
 
 
@@ -322,7 +317,7 @@ def test_modify_cancel_execute_semantics():
     assert top() == (100, 15, 0, 0)
     # Size-only modify (record side 0): stays at its level.
     assert nb.book_apply(state, 0, ACTION_MODIFY, 0, 1, 100, 4) == nb.BOOK_OK
-    assert top() == (100, 9, 0, 0) and state.level_orders[0, 0, 0] == 2
+    assert top() == (100, 9, 0, 0) and nb.tracked_levels(state, 0, SIDE_BUY) == [(100, 9, 2)]
     # Price-moving modify: leaves 100, makes 102 (and the record's side is not read).
     assert nb.book_apply(state, 0, ACTION_MODIFY, SIDE_SELL, 1, 102, 6) == nb.BOOK_OK
     assert top() == (102, 6, 0, 0) and state.level_count[0, 0] == 2
