@@ -16,14 +16,16 @@ class TopicSequences:
     """Per-topic result sequence accounting: gaps, results lost, publisher restarts.
 
     ``observe(topic, seq, count)`` for every result message received.  A jump
-    forward is a gap of ``seq - expected`` lost results; ``seq == 0`` after
-    results were seen is a restart of the engine's result sequences (a reset),
-    never counted as loss.  Loss after the last message of a topic shows up
-    only when a later message of that topic arrives.
+    forward is a gap of ``seq - expected`` lost results; a step backwards (a
+    publisher delivers in order, so only a restarted engine, with fresh result
+    sequences, goes back) is a reset, never counted as loss; what was lost
+    around a restart cannot be known from the numbers.  Loss after the last
+    message of a topic shows up only when a later message of that topic arrives.
     """
 
     def __init__(self) -> None:
         self.expected: dict[bytes, int] = {}
+        self.first: dict[bytes, int] = {}  # first sequence number seen per topic
         self.received: dict[bytes, int] = {}
         self.gaps = 0
         self.lost = 0
@@ -37,9 +39,10 @@ class TopicSequences:
             lost = seq - want
             self.gaps += 1
             self.lost += lost
-        elif want is not None and seq == 0 and want > 0:
-            self.resets += 1
+        elif want is not None and seq < want:
+            self.resets += 1  # backwards on one connection: the engine restarted its sequences
         self.expected[topic] = seq + count
+        self.first.setdefault(topic, seq)
         self.received[topic] = self.received.get(topic, 0) + count
         return lost
 

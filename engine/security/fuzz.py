@@ -1,0 +1,461 @@
+"""Hostile-input fuzzing of the ingest path, with an independent accounting oracle.
+
+:class:`FrameFuzzer` makes a deterministic stream of *cases* from a seed:
+valid frames of a synthetic market (continuing their stream's sequence), and
+mutations of them: bit flips, interesting values written over header and
+record fields, truncations, extensions, spliced kinds, sequence jumps,
+rewinds, resets and replays, random bytes, and (``socket_codes``) the
+receiver's codes for multipart and oversize messages.
+
+:class:`AccountingModel` is a plain-Python reading of the README's reject
+rules (header checks, per-stream sequence accounting with int64 arithmetic
+as the kernels use, per-kind record validation in the kernels' order).  For
+every case it predicts the change of each counter the rules define; :func:`run`
+feeds the cases to :meth:`StreamProcessor.process` (the code the socket path
+runs) and compares the prediction with the counters after every case, so a
+bad input that slips through, is counted under the wrong reason, or is
+counted twice is caught at the case that caused it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from engine.feed.synthetic import SyntheticMarket
+from engine.wire import codec
+from engine.wire import schema as s
+from kernels.cpu import streaming as k
+
+if TYPE_CHECKING:
+    from engine.service.engine import StreamProcessor
+
+MULTIPART = -2
+
+# Counters the model predicts exactly (everything but bars and the book's own codes).
+TRACKED = np.array(
+    [
+        *range(s.N_REJECT),
+        k.C_FRAMES,
+        k.C_FRAMES_ACCEPTED,
+        k.C_RECORDS,
+        k.C_RECORDS_ACCEPTED,
+        k.C_BYTES,
+        k.C_GAPS,
+        k.C_LOST,
+        k.C_RESETS,
+        k.C_PROC_QUOTE,
+        k.C_PROC_TRADE,
+        k.C_PROC_BOOK,
+    ]
+)
+_SLOT = {int(index): slot for slot, index in enumerate(TRACKED)}
+_DTYPES = {s.KIND_TRADE: s.TRADE, s.KIND_QUOTE: s.QUOTE, s.KIND_ORDER: s.ORDER}
+_PROCESSED = {
+    s.KIND_TRADE: k.C_PROC_TRADE,
+    s.KIND_QUOTE: k.C_PROC_QUOTE,
+    s.KIND_ORDER: k.C_PROC_BOOK,
+}
+_MASK64 = (1 << 64) - 1
+
+
+def _i64(value: int) -> int:
+    """Two's-complement wrap to int64, as numba's int64 arithmetic does."""
+    value &= _MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class AccountingModel:
+    """Predicts the counter changes of one received message (see the module doc)."""
+
+    def __init__(self, n_symbols: int, max_streams: int, max_frame_bytes: int) -> None:
+        self.n_symbols = n_symbols
+        self.max_streams = max_streams
+        self.buffer_bytes = max_frame_bytes
+        body = max_frame_bytes - s.HEADER_SIZE
+        self.max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
+        self.next_seq: dict[int, int] = {}
+
+    def expect(self, case: bytes | int) -> np.ndarray:
+        """Counter deltas (aligned with :data:`TRACKED`) for receiving ``case``."""
+        delta = np.zeros(len(TRACKED), np.int64)
+
+        def add(counter: int, amount: int = 1) -> None:
+            delta[_SLOT[counter]] += amount
+
+        add(k.C_FRAMES)
+        if isinstance(case, int):  # the receiver's codes
+            if case < 0:
+                add(s.REJECT_MULTIPART)
+            else:
+                add(k.C_BYTES, case)
+                add(s.REJECT_OVERSIZE)
+            return delta
+        n = len(case)
+        if n > self.buffer_bytes:
+            add(k.C_BYTES, n)
+            add(s.REJECT_OVERSIZE)
+            return delta
+        add(k.C_BYTES, n)
+        reason = self._header_reason(case, n)
+        if reason >= 0:
+            add(reason)
+            return delta
+        header = np.frombuffer(case, s.HEADER, count=1)[0]
+        kind, count = int(header["kind"]), int(header["count"])
+        reason = self._sequence(int(header["stream_id"]), _i64(int(header["seq"])), count, add)
+        if reason >= 0:
+            add(reason)
+            return delta
+        add(k.C_FRAMES_ACCEPTED)
+        add(k.C_RECORDS, count)
+        records = np.frombuffer(case, _DTYPES[kind], count=count, offset=s.HEADER_SIZE)
+        reasons = self._record_reasons(kind, records)
+        accepted = int(np.count_nonzero(reasons < 0))
+        for code in np.unique(reasons[reasons >= 0]).tolist():
+            add(code, int(np.count_nonzero(reasons == code)))
+        add(k.C_RECORDS_ACCEPTED, accepted)
+        add(_PROCESSED[kind], accepted)
+        return delta
+
+    def _header_reason(self, case: bytes, n: int) -> int:
+        if n < s.HEADER_SIZE:
+            return s.REJECT_SHORT
+        header = np.frombuffer(case, s.HEADER, count=1)[0]
+        if int(header["magic"]) != s.MAGIC:
+            return s.REJECT_BAD_MAGIC
+        if int(header["version"]) != s.VERSION:
+            return s.REJECT_BAD_VERSION
+        kind = int(header["kind"])
+        if kind not in _DTYPES:  # the trade kernel takes every other kind and refuses it
+            return s.REJECT_BAD_KIND
+        count = int(header["count"])
+        if count == 0 or count > self.max_records:
+            return s.REJECT_BAD_COUNT
+        if n - s.HEADER_SIZE != count * _DTYPES[kind].itemsize:
+            return s.REJECT_BAD_LENGTH
+        if int(header["stream_id"]) >= self.max_streams:
+            return s.REJECT_UNKNOWN_STREAM
+        return -1
+
+    def _sequence(self, stream: int, seq: int, count: int, add) -> int:  # noqa: ANN001
+        expected = self.next_seq.get(stream, -1)
+        if expected < 0 or seq == expected:
+            pass
+        elif seq > expected:
+            add(k.C_GAPS)
+            add(k.C_LOST, _i64(seq - expected))
+        elif seq == 0:
+            add(k.C_RESETS)
+        elif _i64(seq + count) <= expected:
+            return s.REJECT_DUPLICATE
+        else:
+            return s.REJECT_OUT_OF_ORDER
+        self.next_seq[stream] = _i64(seq + count)
+        return -1
+
+    def _record_reasons(self, kind: int, r: np.ndarray) -> np.ndarray:
+        """Per record: -1 accepted, else its REJECT_* code (first failing rule wins)."""
+        n = self.n_symbols
+        if kind == s.KIND_QUOTE:
+            conditions = [
+                r["ts_ns"] < 0,
+                r["symbol"] >= n,
+                (r["bid_price"] < 0) | (r["ask_price"] < 0),
+                (r["bid_size"] < 0) | (r["ask_size"] < 0),
+            ]
+            codes = [
+                s.REJECT_BAD_TIMESTAMP,
+                s.REJECT_UNKNOWN_SYMBOL,
+                s.REJECT_BAD_PRICE,
+                s.REJECT_BAD_SIZE,
+            ]
+        elif kind == s.KIND_TRADE:
+            conditions = [
+                r["ts_ns"] < 0,
+                r["symbol"] >= n,
+                r["price"] <= 0,
+                r["size"] <= 0,
+                (r["side"] < -1) | (r["side"] > 1),
+            ]
+            codes = [
+                s.REJECT_BAD_TIMESTAMP,
+                s.REJECT_UNKNOWN_SYMBOL,
+                s.REJECT_BAD_PRICE,
+                s.REJECT_BAD_SIZE,
+                s.REJECT_BAD_ACTION,
+            ]
+        else:
+            action = r["action"].astype(np.int64)
+            side = r["side"].astype(np.int64)
+            adds = action == s.ACTION_ADD
+            conditions = [
+                r["ts_ns"] < 0,
+                r["symbol"] >= n,
+                (action < s.ACTION_ADD) | (action > s.ACTION_EXECUTE) | (side < -1) | (side > 1),
+                adds & (side == 0),
+                (adds | (action == s.ACTION_MODIFY)) & (r["price"] <= 0),
+                (action != s.ACTION_CANCEL) & (r["size"] <= 0),
+            ]
+            codes = [
+                s.REJECT_BAD_TIMESTAMP,
+                s.REJECT_UNKNOWN_SYMBOL,
+                s.REJECT_BAD_ACTION,
+                s.REJECT_BAD_ACTION,
+                s.REJECT_BAD_PRICE,
+                s.REJECT_BAD_SIZE,
+            ]
+        return np.select(conditions, codes, default=-1).astype(np.int64)
+
+
+INTERESTING_64 = [0, 1, -1, 2, -(1 << 63), (1 << 63) - 1, -(1 << 63) + 1, 1 << 32, (1 << 31) - 1]
+INTERESTING_32 = [0, 1, 0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 15, 16, 17, 255, 256, 65535]
+INTERESTING_8 = [0, 1, 2, 3, 4, 5, 0x7F, 0x80, 0xFF, 0xFE]
+
+STRATEGIES = (
+    "valid",
+    "bit_flips",
+    "byte_values",
+    "header_field",
+    "record_field",
+    "truncate",
+    "extend",
+    "splice_kind",
+    "sequence",
+    "replay_old",
+    "random_bytes",
+    "receiver_code",
+)
+
+
+class FuzzReport(msgspec.Struct, kw_only=True):
+    """What :func:`run` did and found."""
+
+    seed: int
+    cases: int
+    seconds: float
+    cases_per_s: float
+    max_case_ms: float
+    by_strategy: dict[str, int]
+    mismatches: int
+    first_mismatches: list[str]
+    stats: dict
+
+
+class FrameFuzzer:
+    """A deterministic stream of hostile and valid messages (see the module doc)."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        n_symbols: int,
+        max_streams: int,
+        max_frame_bytes: int,
+        socket_codes: bool = True,
+        weights: dict[str, float] | None = None,
+        expected_seq: dict[int, int] | None = None,
+    ) -> None:
+        """``expected_seq``: the receiver's next expected sequence per stream (a live
+        dict, e.g. the model's), so valid frames continue where the engine is."""
+        self.rng = random.Random(seed)
+        self.expected_seq = expected_seq
+        self.market = SyntheticMarket(max(1, min(n_symbols + 2, 64)), seed)
+        self.n_symbols = n_symbols
+        self.max_streams = max_streams
+        self.max_frame_bytes = max_frame_bytes
+        self.socket_codes = socket_codes
+        chosen = dict.fromkeys(STRATEGIES, 1.0)
+        chosen["valid"] = 3.0
+        chosen["record_field"] = 2.0
+        chosen["sequence"] = 1.5
+        if not socket_codes:
+            chosen["receiver_code"] = 0.0
+        chosen.update(weights or {})
+        self.names = [name for name in STRATEGIES if chosen[name] > 0]
+        self.weights = [chosen[name] for name in self.names]
+        self.next_seq = [0] * (max_streams + 2)
+        self.history: list[bytes] = []
+        self._fields = {kind: [n for n in dt.names if n != "_pad"] for kind, dt in _DTYPES.items()}
+
+    def _valid(self) -> bytes:
+        rng = self.rng
+        stream = rng.randrange(self.max_streams + 1)  # sometimes one too many
+        kind, records = self.market.next_batch(rng.choice((1, 1, 2, 3, 8, 32)))
+        if rng.random() < 0.05:  # symbols the engine does not know
+            records = records.copy()
+            records["symbol"] = self.n_symbols + rng.randrange(3)
+        seq = self.next_seq[stream]
+        if self.expected_seq is not None and self.expected_seq.get(stream, -1) >= 0:
+            seq = self.expected_seq[stream]
+        self.next_seq[stream] = seq + len(records)
+        frame = codec.encode_frame(kind, stream, seq, records, rng.getrandbits(62))
+        if len(self.history) < 256:
+            self.history.append(frame)
+        else:
+            self.history[rng.randrange(256)] = frame
+        return frame
+
+    def next_case(self) -> tuple[str, bytes | int]:
+        """``(strategy name, message)``; an ``int`` message is a receiver code."""
+        rng = self.rng
+        name = rng.choices(self.names, self.weights)[0]
+        if name == "valid":
+            return name, self._valid()
+        if name == "random_bytes":
+            return name, rng.randbytes(rng.randrange(200))
+        if name == "receiver_code":
+            if rng.random() < 0.5:
+                return name, MULTIPART
+            return name, self.max_frame_bytes + rng.randrange(1, 1 << 20)
+        if name == "replay_old" and self.history:
+            return name, rng.choice(self.history)
+        frame = bytearray(self._valid())
+        if name == "bit_flips":
+            for _ in range(rng.randrange(1, 9)):
+                bit = rng.randrange(len(frame) * 8)
+                frame[bit // 8] ^= 1 << (bit % 8)
+        elif name == "byte_values":
+            for _ in range(rng.randrange(1, 4)):
+                frame[rng.randrange(len(frame))] = rng.choice(INTERESTING_8)
+        elif name == "header_field":
+            self._overwrite(frame, 0, s.HEADER, rng.choice(s.HEADER.names))
+        elif name == "record_field":
+            kind = int.from_bytes(frame[6:8], "little")
+            dtype = _DTYPES[kind]
+            count = (len(frame) - s.HEADER_SIZE) // dtype.itemsize
+            for _ in range(rng.randrange(1, 3)):
+                base = s.HEADER_SIZE + rng.randrange(count) * dtype.itemsize
+                self._overwrite(frame, base, dtype, rng.choice(self._fields[kind]))
+        elif name == "truncate":
+            frame = frame[: rng.randrange(len(frame))]
+        elif name == "extend":
+            frame += rng.randbytes(rng.randrange(1, 64))
+        elif name == "splice_kind":
+            frame[6:8] = rng.choice((1, 2, 3)).to_bytes(2, "little")
+        elif name == "sequence":
+            current = int.from_bytes(frame[16:24], "little")
+            choice = rng.randrange(5)
+            if choice == 0:
+                new = 0  # a publisher restart
+            elif choice == 1:
+                new = current + rng.randrange(1, 1000)  # a gap
+            elif choice == 2:
+                new = max(0, current - rng.randrange(1, 50))  # backwards
+            elif choice == 3:
+                new = rng.getrandbits(64)  # anywhere, int64-negative included
+            else:
+                new = (1 << 64) - rng.randrange(1, 100)  # next to u64 max
+            frame[16:24] = (new & _MASK64).to_bytes(8, "little")
+        return name, bytes(frame)
+
+    def _overwrite(self, frame: bytearray, base: int, dtype: np.dtype, field: str) -> None:
+        sub, offset = dtype.fields[field][:2]
+        size = sub.itemsize
+        rng = self.rng
+        if size == 8:
+            value = rng.choice(INTERESTING_64) & _MASK64
+        elif size == 4:
+            value = rng.choice(INTERESTING_32)
+        elif size == 2:
+            value = rng.choice((0, 1, 2, 3, 4, 0xFFFF, 0x8000))
+        else:
+            value = rng.choice(INTERESTING_8)
+        if base + offset + size <= len(frame):
+            frame[base + offset : base + offset + size] = value.to_bytes(size, "little")
+
+
+def run(
+    processor: StreamProcessor,
+    cases: int,
+    seed: int,
+    *,
+    socket_codes: bool = True,
+    max_mismatches: int = 5,
+    weights: dict[str, float] | None = None,
+) -> FuzzReport:
+    """Feed ``cases`` fuzz cases to ``processor`` and check every counter after each one.
+
+    ``processor`` must be fresh (warmed up, state reset): the model starts
+    with no stream seen.
+    """
+    config = processor.config
+    fuzzer = FrameFuzzer(
+        seed,
+        n_symbols=config.analytics.n_symbols,
+        max_streams=config.ingest.max_streams,
+        max_frame_bytes=config.ingest.max_frame_bytes,
+        socket_codes=socket_codes,
+        weights=weights,
+    )
+    model = AccountingModel(
+        config.analytics.n_symbols, config.ingest.max_streams, config.ingest.max_frame_bytes
+    )
+    fuzzer.expected_seq = model.next_seq
+    counters = processor.state.counters
+    buffer = processor.buffer
+    size = len(buffer)
+    by_strategy: dict[str, int] = {}
+    mismatches: list[str] = []
+    n_mismatch = 0
+    worst = 0.0
+    t0 = time.perf_counter()
+    before = counters[TRACKED].copy()
+    for i in range(cases):
+        name, case = fuzzer.next_case()
+        by_strategy[name] = by_strategy.get(name, 0) + 1
+        want = model.expect(case)
+        t = time.perf_counter()
+        if isinstance(case, int):
+            processor.process(case, 0)
+        else:
+            n = len(case)
+            if n <= size:
+                buffer[:n] = np.frombuffer(case, np.uint8)
+            processor.process(n, 0)
+        worst = max(worst, time.perf_counter() - t)
+        after = counters[TRACKED].copy()
+        got = after - before
+        before = after
+        if not np.array_equal(got, want):
+            n_mismatch += 1
+            if len(mismatches) < max_mismatches:
+                names = _counter_names()
+                diff = {
+                    names[int(TRACKED[j])]: (int(got[j]), int(want[j]))
+                    for j in np.flatnonzero(got != want).tolist()
+                }
+                head = bytes(case[:32]).hex() if not isinstance(case, int) else case
+                mismatches.append(f"case {i} ({name}) got/expected {diff}; head {head}")
+            model = _resync(model, processor)
+    seconds = time.perf_counter() - t0
+    return FuzzReport(
+        seed=seed,
+        cases=cases,
+        seconds=round(seconds, 3),
+        cases_per_s=round(cases / seconds, 1),
+        max_case_ms=round(worst * 1e3, 3),
+        by_strategy=by_strategy,
+        mismatches=n_mismatch,
+        first_mismatches=mismatches,
+        stats=processor.stats(time.time_ns()),
+    )
+
+
+def _resync(model: AccountingModel, processor: StreamProcessor) -> AccountingModel:
+    """After a mismatch, take the engine's stream state so later cases are judged on their own."""
+    streams = processor.state.streams
+    model.next_seq.clear()
+    model.next_seq.update({i: int(streams[i, k.S_NEXT]) for i in range(streams.shape[0])})
+    return model
+
+
+def _counter_names() -> dict[int, str]:
+    names = {i: f"rejected.{name}" for i, name in enumerate(s.REJECT_NAMES)}
+    names.update({index: name for name, index in k.COUNTER_NAMES.items()})
+    names.update({index: f"processed.{name}" for name, index in k.PROCESSED_COUNTERS.items()})
+    return names
