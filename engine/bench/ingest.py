@@ -43,6 +43,7 @@ from engine.bench.common import (
     versions,
     write_json,
 )
+from engine.bench.profile import profile_engine_loop
 from engine.config import EngineConfig, load_config
 from engine.wire import codec
 from engine.wire import schema as s
@@ -51,6 +52,7 @@ BENCHMARK = "OneToOneBatchedIngestThroughput"
 RECEIVERS = ("raw_pyzmq", "engine_kernels", "engine_publish")
 GOAL_RATIO = 0.5  # engine_kernels at least half the raw frame rate, in records/s
 MAX_BATCH = 16_384
+PROFILE_FRAMES = 300  # frames timed one by one in-process, for the per-kind breakdown
 
 
 @dataclass(frozen=True)
@@ -348,6 +350,11 @@ def print_ingest(report: dict, console: Any) -> None:
             "yes" if r["ok"] else "[red]NO[/]",
         )
     console.print(table)
+    per_record = ", ".join(
+        f"{kind} {v.get('process')} + {v.get('publish')}"
+        for kind, v in report["ns_per_record_by_kind"].items()
+    )
+    console.print(f"ns per record, in-process p50 (process + publish), by kind: {per_record}")
     goal = report["goals"]["engine_kernels_ratio_to_raw"]
     verdict = "[green]met[/]" if goal["met"] else "[red]missed[/]"
     console.print(
@@ -414,6 +421,8 @@ def run_ingest(
                 if name not in best or r["records_per_s"] > best[name]["records_per_s"]:
                     best[name] = r
         check = reference_check(frames, config, list(last_proc.values()))
+        # where a frame's time goes, by kind: in-process, no socket (engine.bench.profile)
+        profile = profile_engine_loop(config, frames[:PROFILE_FRAMES])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     check["all_records_accounted"] = all(r["ok"] for r in best.values())
@@ -445,6 +454,15 @@ def run_ingest(
                 "measured": round(ratio, 4),
                 "met": ratio >= GOAL_RATIO,
             }
+        },
+        "engine_time_per_frame": profile,
+        "ns_per_record_by_kind": {
+            kind: {
+                step: round(entry[step]["p50"] * 1e3 / opts.batch, 1)
+                for step in ("process", "publish")
+                if entry[step]["p50"] is not None
+            }
+            for kind, entry in profile["by_kind"].items()
         },
         "self_check": check,
     }
