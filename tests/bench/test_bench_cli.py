@@ -163,3 +163,24 @@ def test_kernels_run(tmp_path):
     assert report["failures"] == []
     assert report["machine"]["cores"] >= 1
     assert_png(png)
+
+
+def test_tickpath_bench_is_wired_into_the_tickpath_command():
+    import argparse
+
+    from engine.cli import build_parser
+
+    commands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    if "bench" not in commands:
+        pytest.skip("engine/cli.py does not call engine.bench.cli.add_bench_parser yet")
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "bench", "latency", "--rate", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("tickpath bench latency: error:")
+    assert len(result.stderr.strip().splitlines()) == 1
