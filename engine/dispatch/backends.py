@@ -54,6 +54,12 @@ class Backend:
         """Prices and greeks, as `kernels.batch.black_scholes` (a `BlackScholesResult`)."""
         raise NotImplementedError(f"{self.name} does not run black_scholes")
 
+    def black_scholes_price(
+        self, S: Any, K: Any, T: Any, r: Any, q: Any, sigma: Any, is_call: Any
+    ) -> np.ndarray:
+        """Prices only; by default the price field of `black_scholes`."""
+        return np.asarray(self.black_scholes(S, K, T, r, q, sigma, is_call).price)
+
     def implied_vol(
         self, price: Any, S: Any, K: Any, T: Any, r: Any, q: Any, is_call: Any
     ) -> np.ndarray:
@@ -126,6 +132,16 @@ class KernelBackend(Backend):
         from kernels import batch
 
         return batch.black_scholes(S, K, T, r, q, sigma, is_call, backend=self.name)
+
+    def black_scholes_price(
+        self, S: Any, K: Any, T: Any, r: Any, q: Any, sigma: Any, is_call: Any
+    ) -> np.ndarray:
+        """`kernels.batch.black_scholes_price` on this backend."""
+        from kernels import batch
+
+        return np.asarray(
+            batch.black_scholes_price(S, K, T, r, q, sigma, is_call, backend=self.name)
+        )
 
     def implied_vol(
         self, price: Any, S: Any, K: Any, T: Any, r: Any, q: Any, is_call: Any

@@ -56,6 +56,8 @@ class Crossover:
 
     def describe(self) -> str:
         """``cuda N*=1,234 (measured)`` or ``cuda never faster (measured)``."""
+        if self.source.startswith("failed"):
+            return f"{self.backend} calibration {self.source}"
         if self.n_star is None:
             return f"{self.backend} never faster ({self.source})"
         return f"{self.backend} N*={self.n_star:,} ({self.source})"

@@ -59,6 +59,7 @@ class PriceChainRequest(_Request, tag="price_chain"):
     call: bool | BoolArray
     rate: float = 0.0
     dividend: float = 0.0
+    greeks: bool = True  # False: prices only (faster, a sixth of the reply)
 
 
 class IVSurfaceRequest(_Request, tag="iv_surface"):
@@ -110,12 +111,13 @@ def decode_request(body: Any) -> tuple[Request, str]:
     """Decode one request strictly; raises `JobRejected` (``malformed``) with the reason."""
     fmt = body_format(body)
     decoder = _JSON_DECODER if fmt == "json" else _MSGPACK_DECODER
+    what = "json" if fmt == "json" else "msgpack (a body not starting with '{' is read as msgpack)"
     try:
         return decoder.decode(body), fmt
     except msgspec.ValidationError as exc:
-        raise JobRejected("malformed", f"{fmt} request: {exc}") from None
+        raise JobRejected("malformed", f"{what} request: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise JobRejected("malformed", f"not a valid {fmt} message: {exc}") from None
+        raise JobRejected("malformed", f"not a valid {what} message: {exc}") from None
 
 
 # --------------------------------------------------------------------------- validation
@@ -221,6 +223,7 @@ class RequestJob(Job):
             self.inputs = dict(
                 S=spot, K=K, T=T, r=_scalar("rate", request.rate),
                 q=_scalar("dividend", request.dividend), sigma=vol, is_call=call,
+                greeks=request.greeks,
             )  # fmt: skip
         elif isinstance(request, IVSurfaceRequest):
             spot = _scalar("spot", request.spot, 0.0)
@@ -306,8 +309,10 @@ class RequestJob(Job):
         """Run the request's kernel on `backend`."""
         x = self.inputs
         if self.analytic == "chain":
-            res = backend.black_scholes(x["S"], x["K"], x["T"], x["r"], x["q"], x["sigma"],
-                                        x["is_call"])  # fmt: skip
+            args = (x["S"], x["K"], x["T"], x["r"], x["q"], x["sigma"], x["is_call"])
+            if not x["greeks"]:
+                return {"price": np.asarray(backend.black_scholes_price(*args))}
+            res = backend.black_scholes(*args)
             return {f: np.asarray(getattr(res, f)) for f in _GREEKS}
         if self.analytic == "iv_surface":
             sigma = backend.implied_vol(
@@ -351,7 +356,10 @@ class RequestJob(Job):
         else:
             reply = error_reply(request_id, outcome.error_code or "failed", outcome.error)
         self.endpoint.count(reply)
-        body = (_JSON_ENCODER if self.fmt == "json" else _MSGPACK_ENCODER).encode(reply)
+        if self.fmt == "json":
+            body = _JSON_ENCODER.encode(reply)
+        else:
+            body = encode_msgpack_map(reply)
         self.endpoint.send_from_worker([*self.envelope, body])
 
 
@@ -365,7 +373,7 @@ def _encode_result(result: dict[str, Any], fmt: str) -> dict[str, Any]:
             if fmt == "json":
                 out[name] = value.tolist()
             else:
-                out[name] = np.ascontiguousarray(value, "<f8").tobytes()
+                out[name] = np.ascontiguousarray(value, "<f8")  # bin, by encode_msgpack_map
                 if value.ndim > 1:
                     out[f"{name}_shape"] = list(value.shape)
         else:
@@ -373,6 +381,40 @@ def _encode_result(result: dict[str, Any], fmt: str) -> dict[str, Any]:
     if "sigma" in result:
         out["n_nan"] = int(np.count_nonzero(np.isnan(result["sigma"])))
         out["shape"] = list(np.shape(result["sigma"]))
+    return out
+
+
+def _msgpack_parts(value: Any, parts: list) -> None:
+    """Append the msgpack encoding of `value` to `parts`: bytes, or arrays to copy as bin."""
+    if isinstance(value, dict):
+        n = len(value)
+        parts.append(bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big"))
+        for key, item in value.items():
+            parts.append(_MSGPACK_ENCODER.encode(key))
+            _msgpack_parts(item, parts)
+    elif isinstance(value, np.ndarray):
+        raw = value.reshape(-1).view(np.uint8)
+        parts.append(b"\xc6" + raw.size.to_bytes(4, "big"))  # bin 32
+        parts.append(raw)
+    else:
+        parts.append(_MSGPACK_ENCODER.encode(value))
+
+
+def encode_msgpack_map(reply: dict[str, Any]) -> np.ndarray:
+    """`reply` as msgpack, numpy arrays as ``bin``, in one uint8 buffer.
+
+    The arrays are copied by numpy (which releases the GIL for large copies) straight into
+    the message, instead of through ``bytes`` objects and the encoder's own buffer: so a
+    worker encoding a reply of millions of values does not hold up the engine thread.
+    """
+    parts: list = []
+    _msgpack_parts(reply, parts)
+    out = np.empty(sum(len(p) if isinstance(p, bytes) else p.size for p in parts), np.uint8)
+    at = 0
+    for part in parts:
+        size = len(part) if isinstance(part, bytes) else part.size
+        out[at : at + size] = np.frombuffer(part, np.uint8) if isinstance(part, bytes) else part
+        at += size
     return out
 
 

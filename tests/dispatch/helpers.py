@@ -154,3 +154,139 @@ class SleepJob(Job):
 
     def finish(self, outcome: Outcome) -> None:
         self.results.append(outcome)
+
+
+class EngineRig:
+    """An engine with the milli path (and optionally the request endpoint) in a thread,
+    a PUB on its ingest, a SUB on its results: everything over real loopback sockets."""
+
+    def __init__(self, dispatch: dict | None = None, requests: bool = False, **overrides):
+        import zmq
+
+        from engine.config import load_config
+        from engine.dispatch.cli import serve_extensions
+        from engine.service.engine import Engine
+
+        settings = {
+            "ingest.endpoints": ["tcp://127.0.0.1:*"],
+            "publish.endpoint": "tcp://127.0.0.1:*",
+            "publish.stats_interval_s": 0.2,
+            "analytics.n_symbols": 64,
+            "ingest.max_streams": 8,
+            "ingest.max_frame_bytes": 65536,
+            "dispatch": dispatch or {},
+            **overrides,
+        }
+        if requests:
+            settings["dispatch"] = {**settings["dispatch"]}
+            settings["dispatch"].setdefault("requests", {})
+            settings["dispatch"]["requests"] = {
+                **settings["dispatch"]["requests"],
+                "endpoint": "tcp://127.0.0.1:*",
+            }
+        self.config = load_config(None, settings)
+        self.extensions = serve_extensions(self.config)
+        self.milli = self.extensions[0]
+        self.context = zmq.Context.instance()
+        self.engine = Engine(self.config, self.context, extensions=self.extensions)
+        self.engine.start()
+        self.thread = threading.Thread(target=self.engine.run, daemon=True)
+        self.thread.start()
+        self.request_endpoint = self.extensions[1].bound if requests else None
+        self.pub = self.context.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.connect(self.engine.receiver.endpoints[0])
+        self.sub = self.context.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(self.engine.publisher.endpoint)
+        self.seq = 0
+        self._connect()
+
+    def _connect(self) -> None:
+        from engine.wire import schema as s
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.quote(63, 10.0, stream=7)
+            time.sleep(0.05)
+            if self.engine.stats()["processed"]["quote"] > 0:
+                time.sleep(0.2)
+                while self.sub.poll(50):
+                    self.sub.recv_multipart()
+                return
+        raise AssertionError(f"engine never saw the probe quotes ({s.KIND_QUOTE})")
+
+    def _send(self, kind: int, records: np.ndarray, stream: int = 1) -> int:
+        from engine.wire import codec
+
+        seq = self.seq if stream == 1 else 0
+        self.pub.send(codec.encode_frame(kind, stream, seq, records, time.time_ns()))
+        if stream == 1:
+            self.seq += len(records)
+        return seq
+
+    def quote(self, symbol: int, mid: float, half_spread: float = 0.01, stream: int = 1) -> int:
+        """Send one QUOTE (bid/ask around `mid`); return its sequence number."""
+        from engine.wire import schema as s
+
+        q = np.zeros(1, s.QUOTE)
+        q["ts_ns"] = time.time_ns()
+        q["symbol"] = symbol
+        q["bid_price"] = round((mid - half_spread) * s.PRICE_SCALE)
+        q["ask_price"] = round((mid + half_spread) * s.PRICE_SCALE)
+        q["bid_size"] = q["ask_size"] = s.SIZE_SCALE
+        return self._send(s.KIND_QUOTE, q, stream)
+
+    def trade(self, symbol: int, price: float) -> int:
+        """Send one TRADE; return its sequence number."""
+        from engine.wire import schema as s
+
+        t = np.zeros(1, s.TRADE)
+        t["ts_ns"] = time.time_ns()
+        t["symbol"] = symbol
+        t["side"] = 1
+        t["price"] = round(price * s.PRICE_SCALE)
+        t["size"] = s.SIZE_SCALE
+        return self._send(s.KIND_TRADE, t)
+
+    def results(self, prefix: bytes, count: int = 1, timeout: float = 10.0) -> list:
+        """The next `count` result frames whose topic starts with `prefix`, decoded."""
+        from engine.wire import codec
+
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"got {len(got)} of {count} {prefix!r} results"
+            if self.sub.poll(int(min(left, 0.1) * 1000)):
+                topic, payload = self.sub.recv_multipart()
+                if topic.startswith(prefix):
+                    header, records = codec.decode_frame(payload)
+                    got.append((topic, header, records.copy()))
+        return got
+
+    def drain(self, prefix: bytes, quiet_s: float = 0.3, timeout: float = 20.0) -> list:
+        """Every `prefix` result until none came for `quiet_s` (other topics ignored)."""
+        from engine.wire import codec
+
+        got = []
+        end = time.monotonic() + timeout
+        quiet_until = time.monotonic() + quiet_s
+        while time.monotonic() < min(quiet_until, end):
+            if self.sub.poll(50):
+                topic, payload = self.sub.recv_multipart()
+                if topic.startswith(prefix):
+                    header, records = codec.decode_frame(payload)
+                    got.append((topic, header, records.copy()))
+                    quiet_until = time.monotonic() + quiet_s
+        return got
+
+    def close(self) -> None:
+        self.engine.stop()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+        self.pub.close()
+        self.sub.close()
+        self.engine.close()
