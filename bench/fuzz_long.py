@@ -1,0 +1,116 @@
+"""FuzzLongHostileIngest: the CI fuzz test's cases for as long as you like, with fresh seeds.
+
+Topology (one thread, no sockets; the socket share runs in the CI test)::
+
+    FrameFuzzer (seeded mutations) -> StreamProcessor.process -> counters
+                                   \\-> AccountingModel (independent) -> expected counters
+
+Every case's counter changes are compared with the model's prediction; any
+difference, crash or case slower than ``--max-case-ms`` fails the run (exit
+status 1) and prints the seed and case to reproduce it with
+``engine.security.fuzz.run``.
+
+    python bench/fuzz_long.py [--minutes 10 | --cases 5000000] [--seed N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.config import load_config  # noqa: E402
+from engine.security import fuzz  # noqa: E402
+from engine.service.engine import StreamProcessor  # noqa: E402
+from kernels.cpu import streaming as k  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run seeded fuzz rounds until the case count or the time is reached."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=None, help="run this long")
+    parser.add_argument("--cases", type=int, default=1_000_000, help="or this many cases")
+    parser.add_argument("--round", type=int, default=50_000, help="cases per seed (50000)")
+    parser.add_argument("--seed", type=int, default=int(time.time()), help="first seed")
+    parser.add_argument("--symbols", type=int, default=16)
+    parser.add_argument("--max-case-ms", type=float, default=250.0)
+    parser.add_argument("--json", help="write the summary here")
+    args = parser.parse_args(argv)
+    config = load_config(
+        None,
+        {
+            "analytics.n_symbols": args.symbols,
+            "analytics.book_orders": 4096,
+            "ingest.max_frame_bytes": 65536,
+            "ingest.max_streams": 8,
+        },
+    )
+    proc = StreamProcessor(config)
+    proc.warm_up()
+    deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
+    total = 0
+    rounds = []
+    failed = False
+    seed = args.seed
+    t0 = time.perf_counter()
+    while (deadline is None and total < args.cases) or (
+        deadline is not None and time.monotonic() < deadline
+    ):
+        k.reset_state(proc.state)
+        n = args.round if deadline is not None else min(args.round, args.cases - total)
+        report = fuzz.run(proc, n, seed)
+        total += report.cases
+        stats = report.stats
+        accounted = (
+            stats["frames_received"] == stats["frames_accepted"] + stats["frames_rejected"]
+            and stats["records_received"] == stats["records_accepted"] + stats["records_rejected"]
+        )
+        bad = report.mismatches or not accounted or report.max_case_ms > args.max_case_ms
+        rounds.append(
+            {
+                "seed": seed,
+                "cases": report.cases,
+                "cases_per_s": report.cases_per_s,
+                "max_case_ms": report.max_case_ms,
+                "mismatches": report.mismatches,
+                "accounted": accounted,
+                "frames_accepted": stats["frames_accepted"],
+                "records_accepted": stats["records_accepted"],
+            }
+        )
+        print(
+            f"seed {seed}: {report.cases} cases, {report.cases_per_s:,.0f}/s, max case "
+            f"{report.max_case_ms:.2f} ms, {report.mismatches} mismatches"
+            + (" FAILED" if bad else ""),
+            flush=True,
+        )
+        if bad:
+            failed = True
+            for line in report.first_mismatches:
+                print("  " + line)
+            break
+        seed += 1
+    seconds = time.perf_counter() - t0
+    summary = {
+        "benchmark": "FuzzLongHostileIngest",
+        "cases": total,
+        "seconds": round(seconds, 1),
+        "cases_per_s": round(total / seconds, 1),
+        "failed": failed,
+        "rounds": rounds,
+    }
+    print(
+        f"{total:,} cases in {seconds:.0f} s ({total / seconds:,.0f}/s): "
+        + ("FAILED" if failed else "no crash, hang or miscount")
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
