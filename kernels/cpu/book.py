@@ -7,18 +7,25 @@ inside its own njit call.
 
 Layout
 ------
-Price levels, per symbol and side (side index 0 = bids, 1 = asks), are kept
-sorted best first in ``level_key``/``level_size``/``level_orders`` with
-``level_count`` levels in use.  The key is side-normalised so that one
-ascending search serves both sides: ``key = -price`` for bids and
-``key = price`` for asks.  A new level is inserted by search + shift.
+Price levels, per symbol and side (side index 0 = bids, 1 = asks), are rows
+``(key, total size, order count)`` of ``levels``, the side's
+``sides[symbol, side, S_COUNT]`` tracked levels kept sorted *worst first*: the
+best level is the last one in use.  The key is side-normalised so that one
+comparison serves both sides: ``key = -price`` for bids and ``key = price``
+for asks (smaller is better).  A level is found by a walk from the best level
+towards the worst, and a new or emptied level shifts only the levels better
+than it; most L3 activity is near the touch, so both are short (on the
+synthetic 64-symbol flow: 3.5 levels walked per event, 2.8 levels shifted per
+level created or emptied, against 16 with best-first storage).  A row of
+``sides`` (32 bytes) also holds the untracked-order count and the head of the
+side's order list, so the level bookkeeping of an event touches one line of
+``sides`` and the lines of its levels.
 
 Orders live in ``pool``, a dense array of 32-byte rows (order id, price,
 remaining size, ``2 * symbol + side index``); a freed row goes on a free list
 (linked through ``links``) and is the next one reused, so the rows in use stay
 packed at the front of the pool whatever the history.  ``links`` holds the
-int32 next/previous row of each order in its (symbol, side) list, whose head
-is ``side_head``.
+int32 next/previous row of each order in its (symbol, side) list.
 
 ``index`` maps ``(symbol, order_id)`` to a pool row: an open-addressing hash
 table with linear probing of 8-byte entries, ``(tag << 32) | (row + 1)``
@@ -38,38 +45,47 @@ degrade under churn.  Pool rows never move; an index entry does.
 
 Memory: ``capacity`` is the next power of two >= ``2 * max_orders``; the
 index takes ``8 * capacity`` bytes, the pool ``32 * max_orders`` and the links
-``8 * max_orders`` (56 MiB for ``max_orders = 2**20``).  Arrays of 2 MiB or
-more are anonymous mmaps that use transparent huge pages where allowed; their
-pages become resident only when first written, i.e. as the live orders reach
-them (the index prefix in use, the pool rows up to the most orders ever live
-at once), so the resident size follows the book, not ``max_orders``.  The
-index starts sized for ``reserve_orders`` orders; each doubling rehashes every
-live order once (a pause of about 20 ns per live order, once per doubling;
-pass ``reserve_orders = max_orders`` to never rehash).  The prefix never
-shrinks, except by :func:`reset_book`.
+``8 * max_orders`` (56 MiB for ``max_orders = 2**20``); ``levels`` takes
+``48 * max_levels`` bytes per symbol.  Arrays of 2 MiB or more are anonymous
+mmaps that use transparent huge pages where allowed; their pages become
+resident only when first written, i.e. as the live orders reach them (the
+index prefix in use, the pool rows up to the most orders ever live at once),
+so the resident size follows the book, not ``max_orders``.  The index starts
+sized for ``reserve_orders`` orders; each doubling rehashes every live order
+once (a pause proportional to the live orders, once per doubling; pass
+``reserve_orders = max_orders`` to never rehash).  The prefix never shrinks,
+except by :func:`reset_book`.
 
 Level overflow policy
 ---------------------
-The level arrays track the best ``max_levels`` levels of a side exactly; the
+The level rows track the best ``max_levels`` levels of a side exactly; the
 orders of worse levels stay in the pool ("untracked", counted in
-``untracked``).  Invariant: the tracked levels are always exactly the best
-``min(levels, max_levels)`` levels of the side.  A new level better than the
-worst tracked one on a full side evicts the worst level (its orders become
-untracked); when a tracked level empties while untracked orders exist, the
-best untracked level is rebuilt from the side's order list (a walk over that
-symbol-side's orders only, not over the pool).  So the TOP_N snapshot is
-exact at all times, overflow or not; ``bid_levels``/``ask_levels`` report
-``min(levels, max_levels)``; only the cost changes in overflow (one walk of
-the side's orders per tracked level that empties).  ``BOOK_LEVEL_OVERFLOW`` is
-returned by an ADD or a price-changing MODIFY after which the order rests
-beyond the tracked levels, or which evicted a tracked level.
+``sides[..., S_UNTRACKED]``).  Invariant: the tracked levels are always
+exactly the best ``min(levels, max_levels)`` levels of the side.  A new level
+better than the worst tracked one on a full side evicts the worst level (its
+orders become untracked); when a tracked level empties while untracked orders
+exist, the best untracked level is rebuilt from the side's order list (a walk
+over that symbol-side's orders only, not over the pool).  So the TOP_N
+snapshot is exact at all times, overflow or not; ``bid_levels``/``ask_levels``
+report ``min(levels, max_levels)``; only the cost changes in overflow (one
+walk of the side's orders per tracked level that empties).
+``BOOK_LEVEL_OVERFLOW`` is returned by an ADD or a price-changing MODIFY after
+which the order rests beyond the tracked levels, or which evicted a tracked
+level.
 
 Performance notes
 -----------------
 The kernels are compiled with numba's ``_nrt=False`` option (they allocate
 nothing): without it every read of an array out of the NamedTuple, and every
-call passing arrays, costs an atomic NRT incref/decref pair, which doubled the
-cost of an event.  Helpers take the arrays as separate arguments.
+call passing arrays, costs an atomic NRT incref/decref pair.  The per-event
+path (:func:`book_apply` and its helpers) is ``inline="always"``: numba pastes
+it into the caller's loop, the frame kernel's included, so no event pays a
+call that passes the state's arrays (about a hundred words of shape, stride
+and data pointers) on the stack.  Only the rare paths (index growth, level
+eviction and refill) are calls.  Numba's cache does not see that a caller in
+another file (``kernels/cpu/streaming.py``) inlined this code: after editing
+this file, delete that file's cached ``.nbi``/``.nbc`` files (or change
+``BookState``'s types) or the frame kernel keeps the old book.
 """
 
 from __future__ import annotations
@@ -124,6 +140,18 @@ __all__ = [
     "warm_up",
 ]
 
+# Columns of a row of ``BookState.levels``.
+V_KEY = 0  # -price for bids, price for asks: smaller is better
+V_SIZE = 1  # total remaining lots
+V_ORDERS = 2  # orders at the level
+V_WIDTH = 3
+
+# Columns of a row of ``BookState.sides``.
+S_COUNT = 0  # tracked levels in use
+S_UNTRACKED = 1  # live orders beyond the tracked levels
+S_HEAD = 2  # first pool row of the side's order list, NIL if none
+S_WIDTH = 4  # 32 bytes (column 3 is padding): both sides of a symbol share a line
+
 # Columns of a row of ``BookState.pool``.
 P_ID = 0  # order id (u64 bits stored as i64)
 P_PRICE = 1
@@ -175,25 +203,18 @@ class BookState(NamedTuple):
     """All state of the L3 books of ``n_symbols`` symbols: preallocated arrays only.
 
     Attributes:
-        level_key: int64 ``[n_symbols, 2, max_levels]``, side-normalised price
-            (``-price`` for bids, ``price`` for asks), ascending = best first.
-        level_size: int64 ``[n_symbols, 2, max_levels]``, total remaining lots.
-        level_orders: int64 ``[n_symbols, 2, max_levels]``, orders at the level.
-        level_count: int64 ``[n_symbols, 2]``, tracked levels in use.
-        untracked: int64 ``[n_symbols, 2]``, live orders beyond the tracked levels.
-        side_head: int64 ``[n_symbols, 2]``, first pool row of the side's order list.
+        levels: int64 ``[n_symbols, 2, max_levels, 3]``, tracked levels
+            ``(key, size, orders)`` worst first (see the module doc).
+        sides: int64 ``[n_symbols, 2, 4]``, per side: tracked levels in use,
+            untracked orders, first pool row of the side's order list.
         index: int64 ``[capacity]``, the hash index (see the module doc).
         pool: int64 ``[max_orders, 4]``, the order rows.
         links: int32 ``[max_orders, 2]``, list links of the order rows.
         counters: int64 ``[N_COUNTERS]``, live orders, limits, allocator and statistics.
     """
 
-    level_key: np.ndarray
-    level_size: np.ndarray
-    level_orders: np.ndarray
-    level_count: np.ndarray
-    untracked: np.ndarray
-    side_head: np.ndarray
+    levels: np.ndarray
+    sides: np.ndarray
     index: np.ndarray
     pool: np.ndarray
     links: np.ndarray
@@ -256,20 +277,15 @@ def new_book_state(
         reserve_orders = min(max_orders, _DEFAULT_RESERVE)
     if not 1 <= reserve_orders <= max_orders:
         raise ValueError("reserve_orders must be in 1..max_orders")
-    shape = (n_symbols, 2, max_levels)
-    capacity_bits = _capacity_bits(max_orders)
     state = BookState(
-        level_key=np.zeros(shape, dtype=np.int64),
-        level_size=np.zeros(shape, dtype=np.int64),
-        level_orders=np.zeros(shape, dtype=np.int64),
-        level_count=np.zeros((n_symbols, 2), dtype=np.int64),
-        untracked=np.zeros((n_symbols, 2), dtype=np.int64),
-        side_head=np.full((n_symbols, 2), NIL, dtype=np.int64),
-        index=_zeroed((1 << capacity_bits,), np.int64),
+        levels=_zeroed((n_symbols, 2, max_levels, V_WIDTH), np.int64),
+        sides=_zeroed((n_symbols, 2, S_WIDTH), np.int64),
+        index=_zeroed((1 << _capacity_bits(max_orders),), np.int64),
         pool=_zeroed((max_orders, P_WIDTH), np.int64),
         links=_zeroed((max_orders, 2), np.int32),
         counters=np.zeros(N_COUNTERS, dtype=np.int64),
     )
+    state.sides[:, :, S_HEAD] = NIL
     c = state.counters
     c[C_MAX_ORDERS] = max_orders
     c[C_RESERVE_BITS] = c[C_INDEX_BITS] = _capacity_bits(reserve_orders)
@@ -285,12 +301,9 @@ def reset_book(state: BookState) -> None:
     below the high-water mark.
     """
     c = state.counters
-    state.level_key.fill(0)
-    state.level_size.fill(0)
-    state.level_orders.fill(0)
-    state.level_count.fill(0)
-    state.untracked.fill(0)
-    state.side_head.fill(NIL)
+    state.levels.fill(0)
+    state.sides.fill(0)
+    state.sides[:, :, S_HEAD] = NIL
     state.index[: 1 << int(c[C_INDEX_BITS])] = EMPTY
     used = int(c[C_HIGH_WATER])
     state.pool[:used] = 0
@@ -332,23 +345,12 @@ def tracked_levels(state: BookState, symbol: int, side: int) -> list[tuple[int, 
     """
     sidx = 0 if side == SIDE_BUY else 1
     sign = -1 if sidx == 0 else 1
-    n = int(state.level_count[symbol, sidx])
-    return [
-        (
-            sign * int(state.level_key[symbol, sidx, j]),
-            int(state.level_size[symbol, sidx, j]),
-            int(state.level_orders[symbol, sidx, j]),
-        )
-        for j in range(n - 1, -1, -1)
-    ]
+    rows = state.levels[symbol, sidx, : int(state.sides[symbol, sidx, S_COUNT])]
+    return [(sign * int(k), int(s), int(n)) for k, s, n in rows[::-1].tolist()]
 
 
 # ---------------------------------------------------------------------------
 # Hash index and order pool
-#
-# The hot helpers take the state's arrays as separate arguments and never bind
-# them to new local names: numba then passes them as borrowed references, with
-# no NRT reference counting (atomic increments) on the per-event path.
 # ---------------------------------------------------------------------------
 
 
@@ -459,14 +461,31 @@ def _free_row(pool, links, counters, row):  # noqa: ANN001, ANN202
     counters[C_FREE_HEAD] = row
 
 
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _link(links, sides, row, symbol, sidx):  # noqa: ANN001, ANN202
+    head = sides[symbol, sidx, S_HEAD]
+    links[row, L_PREV] = NIL
+    links[row, L_NEXT] = head
+    if head != NIL:
+        links[head, L_PREV] = row
+    sides[symbol, sidx, S_HEAD] = row
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _unlink(links, sides, row, symbol, sidx):  # noqa: ANN001, ANN202
+    prev = links[row, L_PREV]
+    nxt = links[row, L_NEXT]
+    if prev == NIL:
+        sides[symbol, sidx, S_HEAD] = nxt
+    else:
+        links[prev, L_NEXT] = nxt
+    if nxt != NIL:
+        links[nxt, L_PREV] = prev
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _side_index(side):  # noqa: ANN001, ANN202
     return 0 if side == SIDE_BUY else 1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _key(side, price):  # noqa: ANN001, ANN202
-    return -price if side == SIDE_BUY else price
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -474,98 +493,80 @@ def _side_key(sidx, price):  # noqa: ANN001, ANN202
     return -price if sidx == 0 else price
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _link(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
-    head = side_head[symbol, sidx]
-    links[row, L_PREV] = NIL
-    links[row, L_NEXT] = head
-    if head != NIL:
-        links[head, L_PREV] = row
-    side_head[symbol, sidx] = row
-
-
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _unlink(links, side_head, row, symbol, sidx):  # noqa: ANN001, ANN202
-    prev = links[row, L_PREV]
-    nxt = links[row, L_NEXT]
-    if prev == NIL:
-        side_head[symbol, sidx] = nxt
-    else:
-        links[prev, L_NEXT] = nxt
-    if nxt != NIL:
-        links[nxt, L_PREV] = prev
-
-
 # ---------------------------------------------------------------------------
-# Price levels
+# Price levels (rows of ``levels``, worst first)
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _level_find(level_key, symbol, sidx, n, key):  # noqa: ANN001, ANN202
-    """Index of the best tracked level whose key is ``>= key``, -1 if none.
-
-    The levels are stored worst first, so this walks from the best level
-    towards the worst: most events touch levels near the best.
-    """
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _level_find(levels, symbol, sidx, n, key):  # noqa: ANN001, ANN202
+    """Index of the best tracked level whose key is ``>= key``, -1 if none
+    (a walk from the best level, the last, towards the worst)."""
     j = n - 1
-    while j >= 0 and level_key[symbol, sidx, j] < key:
+    while j >= 0 and levels[symbol, sidx, j, V_KEY] < key:
         j -= 1
     return j
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _level_add(
-    level_key, level_size, level_orders, level_count, untracked, counters, symbol, sidx, key, size
-):  # noqa: ANN001, ANN202
+def _level_copy(levels, symbol, sidx, dst, src):  # noqa: ANN001, ANN202
+    levels[symbol, sidx, dst, V_KEY] = levels[symbol, sidx, src, V_KEY]
+    levels[symbol, sidx, dst, V_SIZE] = levels[symbol, sidx, src, V_SIZE]
+    levels[symbol, sidx, dst, V_ORDERS] = levels[symbol, sidx, src, V_ORDERS]
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _level_set(levels, symbol, sidx, j, key, size, orders):  # noqa: ANN001, ANN202
+    levels[symbol, sidx, j, V_KEY] = key
+    levels[symbol, sidx, j, V_SIZE] = size
+    levels[symbol, sidx, j, V_ORDERS] = orders
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _evict_insert(levels, sides, counters, symbol, sidx, j, key, size):  # noqa: ANN001, ANN202
+    """On a full side, evict the worst level (row 0; its orders become untracked)
+    and insert a new level of one order just above row ``j``."""
+    sides[symbol, sidx, S_UNTRACKED] += levels[symbol, sidx, 0, V_ORDERS]
+    counters[C_EVICTIONS] += 1
+    for k in range(j):
+        _level_copy(levels, symbol, sidx, k, k + 1)
+    _level_set(levels, symbol, sidx, j, key, size, 1)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _level_add(levels, sides, counters, symbol, sidx, key, size):  # noqa: ANN001, ANN202
     """Add one order of ``size`` lots at ``key``; BOOK_LEVEL_OVERFLOW if it is untracked
     or pushed a tracked level out, else BOOK_OK."""
-    n = level_count[symbol, sidx]
-    j = _level_find(level_key, symbol, sidx, n, key)
-    if j >= 0 and level_key[symbol, sidx, j] == key:
-        level_size[symbol, sidx, j] += size
-        level_orders[symbol, sidx, j] += 1
+    n = sides[symbol, sidx, S_COUNT]
+    j = _level_find(levels, symbol, sidx, n, key)
+    if j >= 0 and levels[symbol, sidx, j, V_KEY] == key:
+        levels[symbol, sidx, j, V_SIZE] += size
+        levels[symbol, sidx, j, V_ORDERS] += 1
         return BOOK_OK
-    # A new level, between j (worse) and j + 1 (better).
-    if n == level_key.shape[2]:
+    # A new level, between row j (worse) and row j + 1 (better).
+    if n == levels.shape[2]:
         if j < 0:  # worse than every tracked level of a full side
-            untracked[symbol, sidx] += 1
-            return BOOK_LEVEL_OVERFLOW
-        # Evict the worst tracked level (index 0): its orders become untracked.
-        untracked[symbol, sidx] += level_orders[symbol, sidx, 0]
-        counters[C_EVICTIONS] += 1
-        for k in range(j):
-            level_key[symbol, sidx, k] = level_key[symbol, sidx, k + 1]
-            level_size[symbol, sidx, k] = level_size[symbol, sidx, k + 1]
-            level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k + 1]
-        level_key[symbol, sidx, j] = key
-        level_size[symbol, sidx, j] = size
-        level_orders[symbol, sidx, j] = 1
+            sides[symbol, sidx, S_UNTRACKED] += 1
+        else:
+            _evict_insert(levels, sides, counters, symbol, sidx, j, key, size)
         return BOOK_LEVEL_OVERFLOW
     for k in range(n, j + 1, -1):
-        level_key[symbol, sidx, k] = level_key[symbol, sidx, k - 1]
-        level_size[symbol, sidx, k] = level_size[symbol, sidx, k - 1]
-        level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k - 1]
-    level_key[symbol, sidx, j + 1] = key
-    level_size[symbol, sidx, j + 1] = size
-    level_orders[symbol, sidx, j + 1] = 1
-    level_count[symbol, sidx] = n + 1
+        _level_copy(levels, symbol, sidx, k, k - 1)
+    _level_set(levels, symbol, sidx, j + 1, key, size, 1)
+    sides[symbol, sidx, S_COUNT] = n + 1
     return BOOK_OK
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def _refill(
-    level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
-    counters, symbol, sidx,
-):  # fmt: skip  # noqa: ANN001, ANN202
+def _refill(levels, sides, pool, links, counters, symbol, sidx):  # noqa: ANN001, ANN202
     """Insert the best untracked level of a side as its new worst tracked level,
     rebuilt from the side's order list."""
-    n = level_count[symbol, sidx]
-    worst = level_key[symbol, sidx, 0] if n > 0 else -_INT64_MAX - 1
+    n = sides[symbol, sidx, S_COUNT]
+    worst = levels[symbol, sidx, 0, V_KEY] if n > 0 else -_INT64_MAX - 1
     best = _INT64_MAX
     best_size = 0
     best_count = 0
-    row = side_head[symbol, sidx]
+    row = sides[symbol, sidx, S_HEAD]
     while row != NIL:
         k = _side_key(sidx, pool[row, P_PRICE])
         if k > worst:
@@ -579,50 +580,38 @@ def _refill(
         row = links[row, L_NEXT]
     if best_count > 0:
         for k in range(n, 0, -1):
-            level_key[symbol, sidx, k] = level_key[symbol, sidx, k - 1]
-            level_size[symbol, sidx, k] = level_size[symbol, sidx, k - 1]
-            level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k - 1]
-        level_key[symbol, sidx, 0] = best
-        level_size[symbol, sidx, 0] = best_size
-        level_orders[symbol, sidx, 0] = best_count
-        level_count[symbol, sidx] = n + 1
-        untracked[symbol, sidx] -= best_count
+            _level_copy(levels, symbol, sidx, k, k - 1)
+        _level_set(levels, symbol, sidx, 0, best, best_size, best_count)
+        sides[symbol, sidx, S_COUNT] = n + 1
+        sides[symbol, sidx, S_UNTRACKED] -= best_count
         counters[C_REFILLS] += 1
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _level_remove(
-    level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
-    counters, symbol, sidx, key, size,
-):  # fmt: skip  # noqa: ANN001, ANN202
+def _level_remove(levels, sides, pool, links, counters, symbol, sidx, key, size):  # noqa: ANN001, ANN202
     """Remove one order of ``size`` lots at ``key`` (the order must be unlinked)."""
-    n = level_count[symbol, sidx]
-    if n == 0 or key > level_key[symbol, sidx, 0]:  # beyond the worst tracked level
-        untracked[symbol, sidx] -= 1
+    n = sides[symbol, sidx, S_COUNT]
+    if n == 0 or key > levels[symbol, sidx, 0, V_KEY]:  # beyond the worst tracked level
+        sides[symbol, sidx, S_UNTRACKED] -= 1
         return
-    j = _level_find(level_key, symbol, sidx, n, key)
-    level_orders[symbol, sidx, j] -= 1
-    level_size[symbol, sidx, j] -= size
-    if level_orders[symbol, sidx, j] > 0:
+    j = _level_find(levels, symbol, sidx, n, key)  # tracked, so levels[j] is its level
+    levels[symbol, sidx, j, V_ORDERS] -= 1
+    levels[symbol, sidx, j, V_SIZE] -= size
+    if levels[symbol, sidx, j, V_ORDERS] > 0:
         return
     for k in range(j, n - 1):
-        level_key[symbol, sidx, k] = level_key[symbol, sidx, k + 1]
-        level_size[symbol, sidx, k] = level_size[symbol, sidx, k + 1]
-        level_orders[symbol, sidx, k] = level_orders[symbol, sidx, k + 1]
-    level_count[symbol, sidx] = n - 1
-    if untracked[symbol, sidx] > 0:
-        _refill(
-            level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
-            counters, symbol, sidx,
-        )  # fmt: skip
+        _level_copy(levels, symbol, sidx, k, k + 1)
+    sides[symbol, sidx, S_COUNT] = n - 1
+    if sides[symbol, sidx, S_UNTRACKED] > 0:
+        _refill(levels, sides, pool, links, counters, symbol, sidx)
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _level_resize(level_key, level_size, level_count, symbol, sidx, key, delta):  # noqa: ANN001, ANN202
+def _level_resize(levels, sides, symbol, sidx, key, delta):  # noqa: ANN001, ANN202
     """Change the size at ``key`` by ``delta`` lots (nothing if the level is untracked)."""
-    n = level_count[symbol, sidx]
-    if n > 0 and key <= level_key[symbol, sidx, 0]:
-        level_size[symbol, sidx, _level_find(level_key, symbol, sidx, n, key)] += delta
+    n = sides[symbol, sidx, S_COUNT]
+    if n > 0 and key <= levels[symbol, sidx, 0, V_KEY]:
+        levels[symbol, sidx, _level_find(levels, symbol, sidx, n, key), V_SIZE] += delta
 
 
 # ---------------------------------------------------------------------------
@@ -632,9 +621,8 @@ def _level_resize(level_key, level_size, level_count, symbol, sidx, key, delta):
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _apply(
-    level_key, level_size, level_orders, level_count, untracked, side_head, index, pool, links,
-    counters, symbol, action, side, order_id, price, size,
-):  # fmt: skip  # noqa: ANN001, ANN202
+    levels, sides, index, pool, links, counters, symbol, action, side, order_id, price, size
+):  # noqa: ANN001, ANN202
     tag = _hash_tag(symbol, order_id)
     oid = np.int64(order_id)
     slot, row = _find(index, pool, counters, symbol, oid, tag)
@@ -655,11 +643,8 @@ def _apply(
         pool[row, P_META] = 2 * symbol + sidx
         index[slot] = (tag << 32) | (row + 1)
         counters[C_LIVE] = live + 1
-        _link(links, side_head, row, symbol, sidx)
-        return _level_add(
-            level_key, level_size, level_orders, level_count, untracked, counters,
-            symbol, sidx, _key(side, price), size,
-        )  # fmt: skip
+        _link(links, sides, row, symbol, sidx)
+        return _level_add(levels, sides, counters, symbol, sidx, _side_key(sidx, price), size)
     if row < 0:
         return BOOK_UNKNOWN_ORDER
     sidx = pool[row, P_META] & 1
@@ -668,33 +653,22 @@ def _apply(
     old_key = _side_key(sidx, old_price)
     if action == ACTION_EXECUTE and size < remaining:
         pool[row, P_SIZE] = remaining - size
-        _level_resize(level_key, level_size, level_count, symbol, sidx, old_key, -size)
+        _level_resize(levels, sides, symbol, sidx, old_key, -size)
         return BOOK_OK
     if action == ACTION_MODIFY:
         pool[row, P_SIZE] = size
         if price == old_price:
-            _level_resize(
-                level_key, level_size, level_count, symbol, sidx, old_key, size - remaining
-            )
+            _level_resize(levels, sides, symbol, sidx, old_key, size - remaining)
             return BOOK_OK
         # Out of the side's list while the levels change, so a refill cannot see it.
-        _unlink(links, side_head, row, symbol, sidx)
-        _level_remove(
-            level_key, level_size, level_orders, level_count, untracked, side_head, pool,
-            links, counters, symbol, sidx, old_key, remaining,
-        )  # fmt: skip
+        _unlink(links, sides, row, symbol, sidx)
+        _level_remove(levels, sides, pool, links, counters, symbol, sidx, old_key, remaining)
         pool[row, P_PRICE] = price
-        _link(links, side_head, row, symbol, sidx)
-        return _level_add(
-            level_key, level_size, level_orders, level_count, untracked, counters,
-            symbol, sidx, _side_key(sidx, price), size,
-        )  # fmt: skip
+        _link(links, sides, row, symbol, sidx)
+        return _level_add(levels, sides, counters, symbol, sidx, _side_key(sidx, price), size)
     # CANCEL, or EXECUTE of everything that remains (or more).
-    _unlink(links, side_head, row, symbol, sidx)
-    _level_remove(
-        level_key, level_size, level_orders, level_count, untracked, side_head, pool, links,
-        counters, symbol, sidx, old_key, remaining,
-    )  # fmt: skip
+    _unlink(links, sides, row, symbol, sidx)
+    _level_remove(levels, sides, pool, links, counters, symbol, sidx, old_key, remaining)
     _delete_slot(index, counters, slot)
     _free_row(pool, links, counters, row)
     counters[C_LIVE] -= 1
@@ -703,23 +677,11 @@ def _apply(
     return BOOK_OK
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
-def _apply_counted(
-    level_key, level_size, level_orders, level_count, untracked, side_head, index, pool, links,
-    counters, symbol, action, side, order_id, price, size,
-):  # fmt: skip  # noqa: ANN001, ANN202
-    code = _apply(
-        level_key, level_size, level_orders, level_count, untracked, side_head, index, pool,
-        links, counters, np.int64(symbol), np.int64(action), np.int64(side),
-        np.uint64(order_id), np.int64(price), np.int64(size),
-    )  # fmt: skip
-    counters[C_EVENTS + code] += 1
-    return code
-
-
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def book_apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN001, ANN201
     """Apply one validated ORDER event to the book of ``symbol``.
+
+    Inlined into the calling njit function (see the module's performance notes).
 
     Args:
         state: a :class:`BookState`.
@@ -737,11 +699,14 @@ def book_apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN
         ``BOOK_LEVEL_OVERFLOW`` (applied; see the module's overflow policy),
         ``BOOK_TABLE_FULL`` (ADD refused).
     """
-    return _apply_counted(
-        state.level_key, state.level_size, state.level_orders, state.level_count,
-        state.untracked, state.side_head, state.index, state.pool, state.links, state.counters,
-        symbol, action, side, order_id, price, size,
+    counters = state.counters
+    code = _apply(
+        state.levels, state.sides, state.index, state.pool, state.links, counters,
+        np.int64(symbol), np.int64(action), np.int64(side), np.uint64(order_id),
+        np.int64(price), np.int64(size),
     )  # fmt: skip
+    counters[C_EVENTS + code] += 1
+    return code
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
@@ -750,27 +715,10 @@ def book_apply_batch(state, orders, out_codes):  # noqa: ANN001, ANN201
 
     Returns the number of events whose code is not ``BOOK_OK``.
     """
-    return _apply_batch(
-        state.level_key, state.level_size, state.level_orders, state.level_count,
-        state.untracked, state.side_head, state.index, state.pool, state.links, state.counters,
-        orders, out_codes,
-    )  # fmt: skip
-
-
-@numba.njit(cache=True, nogil=True, _nrt=False)
-def _apply_batch(
-    level_key, level_size, level_orders, level_count, untracked, side_head, index, pool, links,
-    counters, orders, out_codes,
-):  # fmt: skip  # noqa: ANN001, ANN202
     not_ok = 0
     for k in range(orders.shape[0]):
         r = orders[k]
-        code = _apply(
-            level_key, level_size, level_orders, level_count, untracked, side_head, index, pool,
-            links, counters, np.int64(r.symbol), np.int64(r.action), np.int64(r.side),
-            np.uint64(r.order_id), np.int64(r.price), np.int64(r.size),
-        )  # fmt: skip
-        counters[C_EVENTS + code] += 1
+        code = book_apply(state, r.symbol, r.action, r.side, r.order_id, r.price, r.size)
         out_codes[k] = code
         if code != BOOK_OK:
             not_ok += 1
@@ -793,30 +741,28 @@ def book_fill_top(state, symbol, out, i):  # noqa: ANN001, ANN201
     ask_price = rec.ask_price
     ask_size = rec.ask_size
     ask_orders = rec.ask_orders
-    keys = state.level_key[symbol]
-    sizes = state.level_size[symbol]
-    counts = state.level_orders[symbol]
-    n_bid = state.level_count[symbol, 0]
-    n_ask = state.level_count[symbol, 1]
+    levels = state.levels
+    n_bid = state.sides[symbol, 0, S_COUNT]
+    n_ask = state.sides[symbol, 1, S_COUNT]
     bid_total = 0
     ask_total = 0
     for j in range(TOP_N):
         b = n_bid - 1 - j  # levels are stored worst first
         if b >= 0:
-            bid_price[j] = -keys[0, b]
-            bid_size[j] = sizes[0, b]
-            bid_orders[j] = counts[0, b]
-            bid_total += sizes[0, b]
+            bid_price[j] = -levels[symbol, 0, b, V_KEY]
+            bid_size[j] = levels[symbol, 0, b, V_SIZE]
+            bid_orders[j] = levels[symbol, 0, b, V_ORDERS]
+            bid_total += levels[symbol, 0, b, V_SIZE]
         else:
             bid_price[j] = 0
             bid_size[j] = 0
             bid_orders[j] = 0
         a = n_ask - 1 - j
         if a >= 0:
-            ask_price[j] = keys[1, a]
-            ask_size[j] = sizes[1, a]
-            ask_orders[j] = counts[1, a]
-            ask_total += sizes[1, a]
+            ask_price[j] = levels[symbol, 1, a, V_KEY]
+            ask_size[j] = levels[symbol, 1, a, V_SIZE]
+            ask_orders[j] = levels[symbol, 1, a, V_ORDERS]
+            ask_total += levels[symbol, 1, a, V_SIZE]
         else:
             ask_price[j] = 0
             ask_size[j] = 0
@@ -857,14 +803,14 @@ def best_bid_ask(state, symbol):  # noqa: ANN001, ANN201
     bid_sz = 0
     ask_px = 0
     ask_sz = 0
-    b = state.level_count[symbol, 0] - 1  # the best level is the last one
+    b = state.sides[symbol, 0, S_COUNT] - 1  # the best level is the last one
     if b >= 0:
-        bid_px = -state.level_key[symbol, 0, b]
-        bid_sz = state.level_size[symbol, 0, b]
-    a = state.level_count[symbol, 1] - 1
+        bid_px = -state.levels[symbol, 0, b, V_KEY]
+        bid_sz = state.levels[symbol, 0, b, V_SIZE]
+    a = state.sides[symbol, 1, S_COUNT] - 1
     if a >= 0:
-        ask_px = state.level_key[symbol, 1, a]
-        ask_sz = state.level_size[symbol, 1, a]
+        ask_px = state.levels[symbol, 1, a, V_KEY]
+        ask_sz = state.levels[symbol, 1, a, V_SIZE]
     return bid_px, bid_sz, ask_px, ask_sz
 
 
@@ -874,7 +820,7 @@ def warm_up() -> None:
     Call at start-up so that no tick waits for the JIT.  Arguments use the
     ORDER record's field types, as a frame kernel reading records passes them.
     """
-    state = new_book_state(2, max_levels=2, max_orders=8)
+    state = new_book_state(2, max_levels=2, max_orders=8, reserve_orders=1)
     sym = np.uint32(0)
     book_apply(state, sym, np.uint8(ACTION_ADD), np.int8(SIDE_BUY), np.uint64(1), 100, 1)
     book_apply(state, np.int64(0), ACTION_MODIFY, SIDE_BUY, 1, 100, 2)

@@ -115,13 +115,13 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
         price, size = int(pool[row, nb.P_PRICE]), int(pool[row, nb.P_SIZE])
         orders_by_side.setdefault((sym, side), {})[oid] = (price, size)
         assert ref.orders[sym][oid] == [side, price, size]
-    max_levels = state.level_key.shape[2]
-    for sym in range(state.level_count.shape[0]):
+    max_levels = state.levels.shape[2]
+    for sym in range(state.sides.shape[0]):
         for sidx, side in ((0, SIDE_BUY), (1, SIDE_SELL)):
             orders = orders_by_side.get((sym, side), {})
             # The side's order list holds exactly its orders, doubly linked.
             seen = set()
-            prev, row = nb.NIL, int(state.side_head[sym, sidx])
+            prev, row = nb.NIL, int(state.sides[sym, sidx, nb.S_HEAD])
             while row != nb.NIL:
                 assert links[row, nb.L_PREV] == prev and row not in seen
                 assert pool[row, nb.P_META] == 2 * sym + sidx
@@ -129,12 +129,12 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
                 prev, row = row, int(links[row, nb.L_NEXT])
             assert len(seen) == len(orders)
             levels = ref.levels(sym, side)
-            n = state.level_count[sym, sidx]
+            n = state.sides[sym, sidx, nb.S_COUNT]
             assert n == min(len(levels), max_levels)
             assert nb.tracked_levels(state, sym, side) == levels[:n]
-            keys = state.level_key[sym, sidx, :n]
+            keys = state.levels[sym, sidx, :n, nb.V_KEY]
             assert np.all(keys[:-1] > keys[1:]), "levels are stored worst first"
-            assert state.untracked[sym, sidx] == sum(c for _, _, c in levels[n:])
+            assert state.sides[sym, sidx, nb.S_UNTRACKED] == sum(c for _, _, c in levels[n:])
 
 
 def replay_and_compare(events, n_symbols: int, max_levels: int, max_orders: int) -> None:
@@ -254,8 +254,8 @@ def test_per_event_calls_match_batch(events):
         a = record_snapshot(out[0])
         nb.book_fill_top(batch_state, sym, out, 0)
         assert_same_snapshot(a, record_snapshot(out[0]), f"symbol {sym}")
-    for name in ("level_key", "level_size", "level_orders", "level_count", "untracked"):
-        assert np.array_equal(getattr(state, name), getattr(batch_state, name))
+    for name in nb.BookState._fields:  # every array, the pool and index included
+        assert np.array_equal(getattr(state, name), getattr(batch_state, name)), name
 
 
 def test_thousands_of_symbols_small_max_levels():
@@ -320,7 +320,7 @@ def test_modify_cancel_execute_semantics():
     assert top() == (100, 9, 0, 0) and nb.tracked_levels(state, 0, SIDE_BUY) == [(100, 9, 2)]
     # Price-moving modify: leaves 100, makes 102 (and the record's side is not read).
     assert nb.book_apply(state, 0, ACTION_MODIFY, SIDE_SELL, 1, 102, 6) == nb.BOOK_OK
-    assert top() == (102, 6, 0, 0) and state.level_count[0, 0] == 2
+    assert top() == (102, 6, 0, 0) and state.sides[0, 0, nb.S_COUNT] == 2
     assert nb.book_apply(state, 0, ACTION_EXECUTE, 0, 1, 0, 2) == nb.BOOK_OK
     assert top() == (102, 4, 0, 0)
     assert nb.book_apply(state, 0, ACTION_EXECUTE, 0, 1, 0, 4) == nb.BOOK_OK  # exact fill
@@ -355,9 +355,9 @@ def test_level_overflow_policy():
     assert step(ACTION_ADD, 4, 97, 1) == nb.BOOK_LEVEL_OVERFLOW  # untracked
     assert step(ACTION_ADD, 5, 97, 2) == nb.BOOK_LEVEL_OVERFLOW  # joins the untracked 97
     assert step(ACTION_ADD, 6, 99, 5) == nb.BOOK_OK  # tracked level, even in overflow
-    assert state.untracked[0, 0] == 2 and out[0]["bid_levels"] == 3
+    assert state.sides[0, 0, nb.S_UNTRACKED] == 2 and out[0]["bid_levels"] == 3
     assert step(ACTION_ADD, 7, 101, 1) == nb.BOOK_LEVEL_OVERFLOW  # evicts 98
-    assert state.counters[nb.C_EVICTIONS] == 1 and state.untracked[0, 0] == 3
+    assert state.counters[nb.C_EVICTIONS] == 1 and state.sides[0, 0, nb.S_UNTRACKED] == 3
     assert list(out[0]["bid_price"]) == [101, 100, 99, 0, 0]
     assert step(ACTION_CANCEL, 7) == nb.BOOK_OK  # refill brings 98 back
     assert list(out[0]["bid_price"]) == [100, 99, 98, 0, 0]
@@ -366,7 +366,8 @@ def test_level_overflow_policy():
     assert list(out[0]["bid_size"]) == [10, 15, 3, 0, 0]
     assert step(ACTION_CANCEL, 1) == nb.BOOK_OK
     assert step(ACTION_EXECUTE, 2, size=10) == nb.BOOK_OK
-    assert list(out[0]["bid_price"]) == [99, 97, 96, 0, 0] and state.untracked[0, 0] == 0
+    assert list(out[0]["bid_price"]) == [99, 97, 96, 0, 0]
+    assert state.sides[0, 0, nb.S_UNTRACKED] == 0
     assert state.counters[nb.C_REFILLS] == 3
     assert step(ACTION_ADD, 8, 95, 1) == nb.BOOK_LEVEL_OVERFLOW
     assert step(ACTION_CANCEL, 8) == nb.BOOK_OK
@@ -461,4 +462,6 @@ def test_churn_does_not_degrade_probes():
     rest["order_id"] = np.arange(n_cycles, n_cycles + n_resting, dtype=np.uint64)
     assert nb.book_apply_batch(state, rest, codes[:n_resting]) == 0
     assert np.all(state.index == nb.EMPTY) and len(live_rows(state)) == 0
-    assert np.all(state.level_count == 0) and np.all(state.side_head == nb.NIL)
+    assert np.all(state.sides[:, :, nb.S_COUNT] == 0) and np.all(
+        state.sides[:, :, nb.S_HEAD] == nb.NIL
+    )
