@@ -29,7 +29,7 @@ from engine.journal import format as fmt
 log = logging.getLogger("tickpath.journal")
 
 
-class JournalCorruptError(Exception):
+class JournalCorruptError(OSError):
     """Journal damage that cannot be repaired automatically (or an inconsistent journal)."""
 
 

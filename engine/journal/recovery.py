@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from engine.config import ConfigError
 from engine.journal import format as fmt
 from engine.journal.reader import OpenedJournal, iter_entries
 from engine.journal.snapshot import load_newest, params_dict
@@ -39,8 +40,8 @@ log = logging.getLogger("tickpath.journal")
 ENGINE_FILE = "engine.json"  # the parameters the journal's frames must be replayed with
 
 
-class JournalMismatchError(Exception):
-    """The journal directory was written with other engine parameters."""
+class JournalMismatchError(ConfigError):
+    """The journal directory was written with other engine parameters (a config problem)."""
 
 
 class RecoveryReport(msgspec.Struct, kw_only=True):

@@ -27,13 +27,14 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from engine.config import ConfigError
 from engine.security.config import SecurityConfig
 
 log = logging.getLogger("tickpath.security")
 
 
-class SecurityError(ValueError):
-    """A key file that cannot be used."""
+class SecurityError(ConfigError):
+    """A key file or allow directory that cannot be used (a config problem)."""
 
 
 def load_secret_certificate(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:

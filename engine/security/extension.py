@@ -9,7 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from engine.security.config import SecurityConfig
-from engine.security.curve import CurveAuthenticator, is_loopback
+from engine.security.curve import CurveAuthenticator, is_loopback, load_secret_certificate
 from engine.service.engine import EngineExtension
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ class SecurityExtension(EngineExtension):
         """Start the allow-list handler (CURVE on), or warn about plain non-loopback endpoints."""
         endpoints = [*engine.config.ingest.endpoints, engine.config.publish.endpoint]
         if self.config.curve:
+            load_secret_certificate(self.config.secret_key)  # fail before any thread starts
             self.authenticator = CurveAuthenticator(engine.context, self.config)
             log.info(
                 "CURVE on every endpoint (domain %s), clients: %s",

@@ -459,3 +459,127 @@ def _counter_names() -> dict[int, str]:
     names.update({index: name for name, index in k.COUNTER_NAMES.items()})
     names.update({index: f"processed.{name}" for name, index in k.PROCESSED_COUNTERS.items()})
     return names
+
+
+# ---------------------------------------------------------------------------
+# Requests (the ROUTER endpoint of engine.service.requests)
+# ---------------------------------------------------------------------------
+
+REQUEST_ERROR_CODES = frozenset(
+    {"malformed", "invalid", "too_large", "busy", "expired", "failed", "shutdown"}
+)
+
+_WEIRD_VALUES: list = [
+    None, True, False, 0, -1, 1, 2**63, -(2**63), 2**64, 1e308, -1e308, 1e-320, "NaN",
+    "Infinity", "", "x" * 50, [], [[]], {}, [1.0, "a"], [None], 0.5, -0.5, [1e308] * 3,
+]  # fmt: skip
+_FIELDS = [
+    "type", "id", "deadline_ms", "backend", "spot", "strike", "expiry", "vol", "call", "rate",
+    "dividend", "greeks", "strikes", "expiries", "prices", "position", "correlation",
+    "horizon", "confidence", "n_scenarios", "seed", "drift", "unknown_field",
+]  # fmt: skip
+
+
+def valid_requests() -> list[dict]:
+    """Small valid requests of every type (the corpus the request fuzzer mutates)."""
+    return [
+        {"type": "price_chain", "id": 1, "spot": 100.0, "strike": [90.0, 100.0, 110.0],
+         "expiry": [0.25, 0.5, 1.0], "vol": 0.2, "call": [True, False, True], "rate": 0.01},
+        {"type": "price_chain", "id": "p", "spot": 50.0, "strike": 55.0, "expiry": 0.1,
+         "vol": [0.3], "call": False, "greeks": False},
+        {"type": "iv_surface", "id": 2, "spot": 100.0, "strikes": [95.0, 105.0],
+         "expiries": [0.5, 1.0], "prices": [8.0, 3.5, 11.0, 6.5], "call": True},
+        {"type": "var", "id": 3, "spot": [100.0, 50.0], "position": [10.0, -4.0],
+         "vol": [0.2, 0.3], "correlation": [[1.0, 0.3], [0.3, 1.0]], "horizon": 0.1,
+         "n_scenarios": 2000, "seed": 7},
+    ]  # fmt: skip
+
+
+class RequestFuzzer:
+    """Deterministic hostile request bodies: valid JSON/msgpack requests and their mutations.
+
+    ``next_case()`` returns ``(strategy, frames)``: the message parts after the
+    envelope (normally one body frame; some cases send none, two, or an empty one).
+    """
+
+    STRATEGIES = (
+        "valid", "bit_flips", "truncate", "extend", "random_bytes", "field_value",
+        "drop_field", "unknown_field", "type_swap", "frames", "json_text",
+    )  # fmt: skip
+
+    def __init__(self, seed: int) -> None:
+        from engine.service.requests import encode_request
+
+        self.rng = random.Random(seed)
+        self.encode = encode_request
+        self.corpus = valid_requests()
+
+    def _body(self, job: dict) -> bytes:
+        return self.encode(job, use_msgpack=self.rng.random() < 0.4)
+
+    def next_case(self) -> tuple[str, list[bytes]]:
+        """``(strategy, parts)`` for one request message."""
+        rng = self.rng
+        name = rng.choice(self.STRATEGIES)
+        job = dict(rng.choice(self.corpus))
+        if name == "field_value":
+            for _ in range(rng.randrange(1, 3)):
+                job[rng.choice(_FIELDS)] = rng.choice(_WEIRD_VALUES)
+        elif name == "drop_field":
+            job.pop(rng.choice(list(job)), None)
+        elif name == "unknown_field":
+            job["extra_" + str(rng.randrange(100))] = 1
+        elif name == "type_swap":
+            job["type"] = rng.choice(["price_chain", "iv_surface", "var", "PRICE_CHAIN", 5])
+        elif name == "frames":
+            choice = rng.randrange(3)
+            if choice == 0:
+                return name, []
+            if choice == 1:
+                return name, [self._body(job), self._body(job)]
+            return name, [b""]
+        try:
+            body = self._body(job)
+        except (TypeError, ValueError, OverflowError):  # a value msgspec cannot encode
+            body = repr(job).encode()
+        if name == "bit_flips":
+            raw = bytearray(body)
+            for _ in range(rng.randrange(1, 6)):
+                bit = rng.randrange(len(raw) * 8)
+                raw[bit // 8] ^= 1 << (bit % 8)
+            body = bytes(raw)
+        elif name == "truncate":
+            body = body[: rng.randrange(len(body))]
+        elif name == "extend":
+            body += rng.randbytes(rng.randrange(1, 40))
+        elif name == "random_bytes":
+            body = rng.randbytes(rng.randrange(0, 300))
+        elif name == "json_text":
+            text = body.decode("latin-1") if body[:1] == b"{" else '{"type": "var"}'
+            cut = rng.randrange(len(text))
+            body = (text[:cut] + rng.choice(['"', "{", "]", ",", ":", "\\u0000", "9e9999"])
+                    + text[cut:]).encode("latin-1")  # fmt: skip
+        return name, [body]
+
+
+def check_request(body: bytes, max_items: int = 1_000_000) -> str | None:
+    """Decode and validate one request body as the request lane does; the error code or None.
+
+    Anything but :class:`~engine.dispatch.jobs.JobRejected` escaping is a bug (raised).
+    """
+    from types import SimpleNamespace
+
+    from engine.dispatch.jobs import JobRejected
+    from engine.service.requests import RequestJob
+
+    endpoint = SimpleNamespace(
+        max_items=max_items, registry_get=lambda name: object() if name == "cpu" else None
+    )
+    job = RequestJob(endpoint, [b"client"], body)
+    try:
+        job.prepare()
+    except JobRejected as exc:
+        if exc.code not in REQUEST_ERROR_CODES:
+            raise AssertionError(f"unknown error code {exc.code!r}") from None
+        return exc.code
+    return None

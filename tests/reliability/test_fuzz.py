@@ -6,7 +6,7 @@ engine, with real multipart and oversize messages.  After every direct case
 each counter is compared with an independent model of the README's rules
 (:mod:`engine.security.fuzz`); no case may crash, hang or take long.
 
-There is no request (ROUTER) endpoint in the engine yet, so requests are not fuzzed here.
+Requests to the ROUTER endpoint are fuzzed in test_request_fuzz.py.
 """
 
 from __future__ import annotations

@@ -296,3 +296,13 @@ def test_results_in_flight_are_not_replayed_as_pending(tmp_path, items):
     assert np.array_equal(recovered.state.out_seq, live.state.out_seq)
     assert recovered.state.counters[k.C_RESULTS] == live.state.counters[k.C_RESULTS]
     ext2.close()
+
+
+def test_serve_refuses_a_journal_of_other_parameters_in_one_line(tmp_path, capsys):
+    base = ["serve", "--ingest", "tcp://127.0.0.1:*", "--publish", "tcp://127.0.0.1:*"]
+    assert main([*base, "--journal", str(tmp_path), "--symbols", "8", "--duration", "0.2"]) == 0
+    assert (tmp_path / "engine.json").exists()
+    capsys.readouterr()
+    assert main([*base, "--journal", str(tmp_path), "--symbols", "16", "--duration", "0.2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "n_symbols differ" in err[0]

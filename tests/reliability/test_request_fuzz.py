@@ -1,0 +1,132 @@
+"""Hostile requests on the ROUTER endpoint: every message gets exactly one well-formed reply.
+
+Direct share: mutated JSON and msgpack bodies through the request lane's own
+decode-and-validate step (``RequestJob.prepare``, what a worker runs).  Socket
+share: mutated bodies, and messages with no, empty or extra body frames, over a
+real DEALER to a running engine with the request endpoint, whose ingest must
+keep working.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import pytest
+import zmq
+
+from engine.config import load_config
+from engine.dispatch.cli import serve_extensions
+from engine.security import fuzz
+from engine.service.engine import Engine
+from engine.service.requests import decode_reply, encode_request
+from engine.wire import codec
+from engine.wire import schema as s
+from tests.factories import make_quotes
+
+# Exceptions other than JobRejected that prepare() lets out today, and that the
+# dispatcher turns into an "invalid" reply (reported; they should be "malformed"):
+# msgspec raises UnicodeDecodeError for a msgpack string that is not UTF-8, and a
+# deadline_ms of 1e308 overflows int(deadline_ms * 1e6).
+KNOWN_ESCAPES = {"UnicodeDecodeError", "OverflowError"}
+
+
+def test_request_bodies_are_decoded_or_refused_with_a_code():
+    fuzzer = fuzz.RequestFuzzer(20261129)
+    codes: collections.Counter = collections.Counter()
+    escaped: collections.Counter = collections.Counter()
+    cases = 0
+    for _ in range(25_000):
+        _name, parts = fuzzer.next_case()
+        if len(parts) != 1:
+            continue
+        cases += 1
+        try:
+            codes[fuzz.check_request(parts[0])] += 1
+        except Exception as exc:  # the dispatcher answers these "invalid"; see KNOWN_ESCAPES
+            escaped[type(exc).__name__] += 1
+    assert cases > 20_000
+    assert set(escaped) <= KNOWN_ESCAPES, escaped
+    assert codes[None] > 1000 and codes["malformed"] > 1000 and codes["invalid"] > 50
+
+
+@pytest.fixture
+def engine_with_requests():
+    config = load_config(
+        None,
+        {
+            "ingest.endpoints": ["tcp://127.0.0.1:*"],
+            "publish.endpoint": "tcp://127.0.0.1:*",
+            "analytics.n_symbols": 16,
+            "analytics.book_orders": 4096,
+            "ingest.max_frame_bytes": 65536,
+            "dispatch": {"requests": {"endpoint": "tcp://127.0.0.1:*", "max_items": 200_000}},
+        },
+    )
+    context = zmq.Context()
+    extensions = serve_extensions(config)
+    engine = Engine(config, context, extensions=extensions)
+    engine.start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    requests = next(ext for ext in extensions if ext.name == "requests")
+    yield engine, requests, context
+    engine.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    engine.close()
+    context.term()
+
+
+def test_fuzzed_requests_over_the_socket_each_get_one_reply(engine_with_requests):
+    engine, requests, context = engine_with_requests
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(requests.bound)
+    fuzzer = fuzz.RequestFuzzer(7)
+    sent = replies = 0
+    outcomes: collections.Counter = collections.Counter()
+    try:
+        for _window in range(60):
+            batch = [fuzzer.next_case()[1] for _ in range(25)]
+            for parts in batch:
+                dealer.send_multipart([b"", *parts])
+            sent += len(batch)
+            deadline = time.monotonic() + 30
+            while replies < sent:
+                assert time.monotonic() < deadline, f"{replies} replies to {sent} requests"
+                if not dealer.poll(100):
+                    continue
+                frames = dealer.recv_multipart()
+                assert frames[0] == b"" and len(frames) == 2
+                reply = decode_reply(frames[1])
+                assert isinstance(reply, dict) and reply["ok"] in (True, False)
+                if reply["ok"]:
+                    outcomes["ok"] += 1
+                else:
+                    assert reply["error"]["code"] in fuzz.REQUEST_ERROR_CODES, reply
+                    outcomes[reply["error"]["code"]] += 1
+                replies += 1
+        assert not dealer.poll(300)  # and not one reply more
+        stats = requests.stats()
+        assert stats["received"] == sent == replies
+        assert stats["replied_ok"] + stats["replied_error"] == sent
+        assert outcomes["ok"] > 50 and outcomes["malformed"] > 300
+        # the engine is unharmed: a valid request is answered, market data still flows
+        dealer.send_multipart([b"", encode_request(fuzz.valid_requests()[0])])
+        assert dealer.poll(10_000)
+        assert decode_reply(dealer.recv_multipart()[-1])["ok"] is True
+        pub = context.socket(zmq.XPUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.connect(engine.receiver.endpoints[0])
+        assert pub.poll(10_000)
+        pub.recv()
+        pub.send(codec.encode_frame(s.KIND_QUOTE, 1, 0, make_quotes(3, symbols=4)))
+        deadline = time.monotonic() + 10
+        while engine.stats()["processed"]["quote"] < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        pub.close()
+    finally:
+        dealer.close()
