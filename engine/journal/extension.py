@@ -88,6 +88,8 @@ class JournalExtension(EngineExtension):
             background=self.config.snapshot_background,
             before_commit=self.writer.sync,
         )
+        if self.config.snapshot_interval_s > 0:
+            self.snapshotter.prepare()  # memory flat from the start (background mode)
         # The engine collects its frame hooks after on_start: hand it the writer's
         # own method, one Python call per frame instead of two.
         self.on_frame = self.writer.append_frame  # type: ignore[method-assign]

@@ -16,8 +16,14 @@ File layout (``snapshot-<journal_next_index, 20 digits>.tps``)::
     24  u64  data offset      start of the arrays (4096-aligned)
     32  M    manifest         JSON: format, journal_next_index, journal_position,
                               created_ns, params (StreamingParams), arrays: [{name,
-                              descr (numpy dtype descr), shape, offset, nbytes, crc32}]
-    ...      arrays           raw C-order bytes, each at a 64-byte aligned offset
+                              descr (numpy dtype descr), shape, offset, nbytes, stored,
+                              block_rows, runs, crc32}]
+    ...      arrays           each at a 64-byte aligned offset from the data offset
+
+An array is its C-order bytes cut into blocks of ``block_rows`` rows (rows of
+its first axis, about 64 KiB a block).  ``runs`` lists ``[kind, blocks]`` in
+order: kind 0 blocks are stored whole, kind 1 blocks (every row equal) as one
+row.  ``crc32`` covers the stored bytes, in order.
 
 Writing: a temporary file in the same directory, ``fsync``, ``rename`` over the
 final name, ``fsync`` of the directory: a reader sees a whole snapshot or none.
@@ -52,6 +58,7 @@ MAGIC = b"TKPSNAP\x01"
 FORMAT_VERSION = 1
 _HEAD = struct.Struct("<8sIIIIQ")
 _ALIGN = 64
+_BLOCK_BYTES = 1 << 16  # rows per block: about this many bytes
 _DATA_ALIGN = 4096
 SUFFIX = ".tps"
 PREFIX = "snapshot-"
@@ -158,6 +165,42 @@ def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotInfo]:
     return found
 
 
+def _rows(array: np.ndarray) -> np.ndarray:
+    """The array's bytes as a uint8 matrix, one row per index of its first axis."""
+    data = _bytes_of(array)
+    flat = np.frombuffer(data, np.uint8) if len(data) else np.zeros(0, np.uint8)
+    n_rows = array.shape[0] if array.ndim >= 1 and array.shape[0] > 0 else 1
+    return flat.reshape(n_rows, -1) if len(flat) else flat.reshape(1, 0)
+
+
+def _block_runs(rows: np.ndarray, block_rows: int) -> list[list[int]]:
+    """``[[kind, blocks], ...]``: runs of blocks stored whole (0) or as one repeated row (1)."""
+    runs: list[list[int]] = []
+    n_rows = rows.shape[0]
+    for start in range(0, n_rows, block_rows):
+        block = rows[start : start + block_rows]
+        kind = 1 if rows.shape[1] and bool((block == block[0]).all()) else 0
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += 1
+        else:
+            runs.append([kind, 1])
+    return runs
+
+
+def _pieces(rows: np.ndarray, block_rows: int, runs: list[list[int]]):  # noqa: ANN202
+    """The byte pieces stored for an array, in file order."""
+    block = 0
+    for kind, count in runs:
+        first = block * block_rows
+        if kind == 0:
+            yield _bytes_of(np.ascontiguousarray(rows[first : (block + count) * block_rows]))
+        else:
+            yield _bytes_of(
+                np.ascontiguousarray(rows[first : first + count * block_rows : block_rows])
+            )
+        block += count
+
+
 def write_snapshot(
     directory: str | os.PathLike[str],
     arrays: dict[str, np.ndarray],
@@ -168,29 +211,45 @@ def write_snapshot(
 ) -> Path:
     """Write ``arrays`` (from :func:`state_arrays`) atomically; return the snapshot's path.
 
-    ``before_commit`` runs after the data is on disk and before the rename (the
-    journal uses it to make its entries up to ``journal_next_index`` durable
-    first, so a snapshot never covers journal entries a crash could lose).
+    Each array is stored in blocks of about 64 KiB of whole rows (first axis); a
+    block whose rows are all equal (an empty region of the order table, an unused
+    ring) is stored as that one row, so a snapshot's size follows the state in
+    use, not its capacity.  ``before_commit`` runs after the data is on disk and
+    before the rename (the journal uses it to make its entries up to
+    ``journal_next_index`` durable first, so a snapshot never covers journal
+    entries a crash could lose).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / snapshot_name(journal_next_index)
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     entries = []
+    layouts = []
     offset = 0
     for name, array in arrays.items():
-        data = _bytes_of(array)
+        rows = _rows(array)
+        block_rows = max(1, _BLOCK_BYTES // max(1, rows.shape[1]))
+        runs = _block_runs(rows, block_rows)
+        crc = 0
+        stored = 0
+        for piece in _pieces(rows, block_rows, runs):
+            crc = zlib.crc32(piece, crc)
+            stored += len(piece)
         entries.append(
             {
                 "name": name,
                 "descr": _descr(array.dtype),
                 "shape": list(array.shape),
                 "offset": offset,
-                "nbytes": len(data),
-                "crc32": zlib.crc32(data),
+                "nbytes": array.nbytes,
+                "stored": stored,
+                "block_rows": block_rows,
+                "runs": runs,
+                "crc32": crc,
             }
         )
-        offset += -(-len(data) // _ALIGN) * _ALIGN
+        layouts.append((rows, block_rows, runs, stored))
+        offset += -(-stored // _ALIGN) * _ALIGN
     manifest = json.dumps(
         {
             "format": FORMAT_VERSION,
@@ -206,11 +265,11 @@ def write_snapshot(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         _write_all(fd, head + manifest + bytes(data_offset - _HEAD.size - len(manifest)))
-        for array in arrays.values():
-            data = _bytes_of(array)
-            _write_all(fd, data)
-            if len(data) % _ALIGN:
-                _write_all(fd, bytes(-len(data) % _ALIGN))
+        for rows, block_rows, runs, stored in layouts:
+            for piece in _pieces(rows, block_rows, runs):
+                _write_all(fd, piece)
+            if stored % _ALIGN:
+                _write_all(fd, bytes(-stored % _ALIGN))
         os.fsync(fd)
         if before_commit is not None:
             before_commit()
@@ -271,16 +330,44 @@ def load_snapshot(path: str | os.PathLike[str], state: k.StreamingState) -> dict
             entry = listed[name]
             if entry["descr"] != _descr(target.dtype) or entry["shape"] != list(target.shape):
                 raise SnapshotError(f"{path}: array {name} has another dtype or shape")
-            view = _bytes_of(target)
-            if entry["nbytes"] != len(view):
+            if entry["nbytes"] != target.nbytes:
                 raise SnapshotError(f"{path}: array {name} has {entry['nbytes']} bytes")
             f.seek(base + entry["offset"])
-            got = f.readinto(view)
-            if got != len(view):
-                raise SnapshotError(f"{path}: truncated in array {name}")
-            if zlib.crc32(view) != entry["crc32"]:
-                raise SnapshotError(f"{path}: array {name} fails its checksum")
+            _read_blocks(f, path, name, entry, _rows(target))
     return manifest
+
+
+def _read_blocks(f: object, path: object, name: str, entry: dict, rows: np.ndarray) -> None:
+    """Read one array's stored blocks into ``rows`` (its target), checking the checksum."""
+    block_rows = int(entry["block_rows"])
+    runs = entry["runs"]
+    n_rows, width = rows.shape
+    n_blocks = -(-n_rows // block_rows)
+    if block_rows < 1 or sum(count for _, count in runs) != n_blocks:
+        raise SnapshotError(f"{path}: array {name} has a bad block layout")
+    crc = 0
+    block = 0
+    for kind, count in runs:
+        first = block * block_rows
+        if kind == 0:
+            view = _bytes_of(rows[first : min((block + count) * block_rows, n_rows)])
+            if f.readinto(view) != len(view):
+                raise SnapshotError(f"{path}: truncated in array {name}")
+            crc = zlib.crc32(view, crc)
+        elif kind == 1:
+            fills = np.empty((count, width), np.uint8)
+            view = _bytes_of(fills)
+            if f.readinto(view) != len(view):
+                raise SnapshotError(f"{path}: truncated in array {name}")
+            crc = zlib.crc32(view, crc)
+            for j in range(count):
+                start = first + j * block_rows
+                rows[start : start + block_rows] = fills[j]
+        else:
+            raise SnapshotError(f"{path}: array {name} has a bad block kind {kind}")
+        block += count
+    if crc != entry["crc32"]:
+        raise SnapshotError(f"{path}: array {name} fails its checksum")
 
 
 def load_newest(
@@ -362,6 +449,22 @@ class Snapshotter:
         self._shadow: dict[str, np.ndarray] | None = None
         self._thread: threading.Thread | None = None
 
+    def prepare(self) -> float:
+        """Allocate and touch the background shadow now, not at the first snapshot; return ms.
+
+        The engine's memory then stays flat from the start (the shadow is a second
+        copy of the state), and the first snapshot does not pay the page faults.
+        """
+        if not self.background:
+            return 0.0
+        t0 = time.perf_counter()
+        live = state_arrays(self.state)
+        if self._shadow is None:
+            self._shadow = {name: np.empty_like(a, order="C") for name, a in live.items()}
+        for name, array in live.items():
+            np.copyto(self._shadow[name], array)
+        return (time.perf_counter() - t0) * 1e3
+
     def busy(self) -> bool:
         """True while a background snapshot is being written."""
         return self._thread is not None and self._thread.is_alive()
@@ -377,13 +480,7 @@ class Snapshotter:
             self.last_copy_ms = 0.0
             self._write(state_arrays(self.state), journal_next_index, position)
             return True
-        t0 = time.perf_counter()
-        live = state_arrays(self.state)
-        if self._shadow is None:
-            self._shadow = {name: np.empty_like(a, order="C") for name, a in live.items()}
-        for name, array in live.items():
-            np.copyto(self._shadow[name], array)
-        self.last_copy_ms = (time.perf_counter() - t0) * 1e3
+        self.last_copy_ms = self.prepare()
         self._thread = threading.Thread(
             target=self._write,
             args=(self._shadow, journal_next_index, position),

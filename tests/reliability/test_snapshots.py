@@ -116,3 +116,25 @@ def test_background_snapshot_is_the_state_at_take_time(tmp_path):
     assert differing_arrays(loaded.state, proc.state) != []
     assert snap.stats()["taken"] == 1
     assert not snap.take(300, None)  # already on disk
+
+
+def test_unused_capacity_costs_no_space_and_any_pattern_round_trips(tmp_path):
+    config = small_config(analytics__book_orders=1 << 16)
+    proc = processor(config)
+    drive(proc, market_frames(300))
+    state_bytes = sum(a.nbytes for a in state_arrays(proc.state).values())
+    path = write_snapshot(tmp_path, state_arrays(proc.state), proc.state.params, 300)
+    assert path.stat().st_size < state_bytes / 4  # the empty order pool is not written out
+    # rows equal within some blocks and not others, partial last blocks, scratch frames
+    rng = np.random.default_rng(4)
+    big = max(state_arrays(proc.state).values(), key=lambda a: a.nbytes)  # a book array
+    flat = big.reshape(big.shape[0], -1)
+    flat[100:3000] = rng.integers(-5, 5, (2900, flat.shape[1]))
+    flat[5000:9000] = 7
+    proc.state.ring_f[3] = rng.random(proc.state.ring_f[3].shape)
+    proc.state.out_trade[::7] = proc.state.out_trade[0]
+    path = write_snapshot(tmp_path, state_arrays(proc.state), proc.state.params, 301)
+    loaded = processor(config)
+    load_snapshot(path, loaded.state)
+    for name, array in state_arrays(proc.state).items():
+        assert state_arrays(loaded.state)[name].tobytes() == array.tobytes(), name
