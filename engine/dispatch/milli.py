@@ -46,6 +46,7 @@ from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.jobs import Job
 from engine.dispatch.pipe import ResultPipe
 from engine.dispatch.routing import HealthBook, RoutingTable
+from engine.service.engine import EngineExtension
 from engine.wire import schema as s
 from kernels.cpu import streaming as k
 
@@ -89,8 +90,13 @@ class _ChainState:
         )  # fmt: skip
 
 
-class MilliPath:
-    """Engine extension: chains, correlation and (with `RequestEndpoint`) client jobs."""
+class MilliPath(EngineExtension):
+    """Engine extension: chains, correlation and (with `RequestEndpoint`) client jobs.
+
+    Hooks: ``on_start``, ``sockets`` (the pipe's PULL), ``stats``, ``close``; and, bound
+    in ``on_start`` only when chains or correlation are configured, ``on_results`` and
+    ``on_tick``.
+    """
 
     name = "dispatch"
 
@@ -132,6 +138,7 @@ class MilliPath:
             for symbol in chain_option_symbols(chain):
                 self._role[symbol] |= _ROLE_OPTION
                 self._option_of[symbol] = self._chains[chain.underlying]
+        self._role_list = self._role.tolist()
         self._sampler = (
             ReturnSampler(self.config.correlation) if self.config.correlation.symbols else None
         )
@@ -181,6 +188,15 @@ class MilliPath:
         self._route_handlers[ROUTE_PUBLISH] = self._on_publish
         self.dispatcher = Dispatcher(self.config, self.registry, self.routing, self.health)
         self.dispatcher.start()
+        state = engine.processor.state
+        self._n_touched = state.n_touched
+        self._touched_list = state.touched_list
+        self._sym_i = state.sym_i
+        self._outputs = {k.A_QUOTE: state.out_quote, k.A_TRADE: state.out_trade}
+        if self._watch or self._sampler is not None:
+            self.on_results = self._after_frame
+        if self._sampler is not None:
+            self.on_tick = self._every_tick
 
     def _routed_backends(self) -> list[str]:
         names = set()
@@ -253,53 +269,58 @@ class MilliPath:
         """From a worker thread: hand ``parts`` to the engine thread's handler of `route`."""
         return self.pipe is not None and self.pipe.send([route, *parts])
 
-    def on_results(self, engine: Any, n: int) -> None:
-        """After each frame's results: queue repricings, record option quotes, sample."""
-        if self.dispatcher is None:
-            return
+    # The two hooks below are bound in on_start, and only when the milli path has work:
+    # an idle milli path costs the engine loop nothing per frame.
+
+    def _after_frame(self, engine: Any, n: int) -> None:
+        """on_results: queue repricings, record option quotes, sample returns."""
         if self._watch:
-            proc = engine.processor
-            kind = proc.kind
-            if kind == s.KIND_QUOTE:
-                self._on_ticks(proc.state, k.A_QUOTE, proc.state.out_quote)
-            elif kind == s.KIND_TRADE:
-                self._on_ticks(proc.state, k.A_TRADE, proc.state.out_trade)
+            counts = self._n_touched.tolist()  # reset per frame: tells the frame's kind
+            if counts[k.A_QUOTE]:
+                self._on_ticks(k.A_QUOTE, counts[k.A_QUOTE])
+            elif counts[k.A_TRADE]:
+                self._on_ticks(k.A_TRADE, counts[k.A_TRADE])
         if self._sampler is not None:
             now = time.monotonic_ns()
             if now >= self._sampler.next_ns:
                 self._sample(engine, now)
 
-    def on_tick(self, engine: Any, now_ns: int) -> None:
-        """Sample returns when no frame came during the interval."""
-        if self.dispatcher is not None and self._sampler is not None:
-            now = time.monotonic_ns()
-            if now >= self._sampler.next_ns:
-                self._sample(engine, now)
+    def _every_tick(self, engine: Any, now_ns: int) -> None:
+        """on_tick: sample returns when no frame came during the interval."""
+        now = time.monotonic_ns()
+        if now >= self._sampler.next_ns:
+            self._sample(engine, now)
 
-    def _on_ticks(self, state: k.StreamingState, analytic: int, out: np.ndarray) -> None:
-        m = int(state.n_touched[analytic])
-        if m == 0:
-            return
-        symbols = state.touched_list[analytic, :m]
-        if m == 1:
-            hits = [0] if self._role[symbols[0]] else []
+    def _on_ticks(self, analytic: int, m: int) -> None:
+        touched = self._touched_list
+        if m == 1:  # single-record frames: the common case, kept to a few hundred ns
+            symbol = int(touched[analytic, 0])
+            if not self._role_list[symbol]:
+                return
+            hits: Any = ((0, symbol),)
         else:
-            hits = np.flatnonzero(self._role[symbols]).tolist()
-        for j in hits:
-            symbol = int(symbols[j])
-            record = out[j]
-            if analytic == k.A_QUOTE:
-                price = float(record["mid"])
+            symbols = touched[analytic, :m]
+            index = np.flatnonzero(self._role[symbols])
+            if index.size == 0:
+                return
+            hits = zip(index.tolist(), symbols[index].tolist())
+        base = k.I_PROV + 4 * analytic
+        for j, symbol in hits:
+            row = self._sym_i[symbol].tolist()
+            if analytic == k.A_QUOTE:  # the same mid as the quote result's
+                bid, ask = row[k.I_BID_PX], row[k.I_ASK_PX]
+                price = (bid + ask) / (2.0 * s.PRICE_SCALE) if bid > 0 and ask > 0 else 0.0
             else:
-                price = int(record["price"]) / s.PRICE_SCALE
-            role = self._role[symbol]
-            if role & _ROLE_UNDERLYING:
+                price = row[k.I_LAST_PX] / s.PRICE_SCALE
+            role = self._role_list[symbol]
+            provenance = None
+            if role & _ROLE_UNDERLYING and price > 0:  # a one-sided quote has no mid
                 chain = self._chains[symbol]
-                if price > 0:  # a quote with an empty side has no mid (NaN)
-                    chain.last_price = price
-                    if chain.spec is None:
-                        chain.build(price)
-                    self._reprice(chain, record)
+                chain.last_price = price
+                if chain.spec is None:
+                    chain.build(price)
+                provenance = self._provenance(row, base, analytic, j)
+                self._reprice(chain, provenance)
             if role & _ROLE_OPTION and analytic == k.A_QUOTE:
                 chain = self._option_of[symbol]
                 mid = price if price > 0 else float("nan")
@@ -311,13 +332,13 @@ class MilliPath:
                     continue  # reserved symbol of a generated chain with fewer strikes
                 chain.option_mid[i] = mid
                 if chain.config.reprice_on_option_quote and chain.last_price > 0:
-                    self._reprice(chain, record)
+                    self._reprice(chain, provenance or self._provenance(row, base, analytic, j))
 
-    def _reprice(self, chain: _ChainState, record: np.void) -> None:
-        provenance = Provenance(
-            int(record["ts_ns"]), int(record["in_seq"]), int(record["in_send_ns"]),
-            int(record["recv_ns"]), int(record["in_stream"]),
-        )  # fmt: skip
+    def _provenance(self, row: list, base: int, analytic: int, j: int) -> Provenance:
+        recv_ns = int(self._outputs[analytic]["recv_ns"][j])
+        return Provenance(row[base], row[base + 1], row[base + 3], recv_ns, row[base + 2])
+
+    def _reprice(self, chain: _ChainState, provenance: Provenance) -> None:
         job = ChainJob(
             chain.spec, chain.last_price, chain.option_mid.copy(), provenance, self._sink
         )
