@@ -264,8 +264,10 @@ def new_book_state(
         max_orders: live orders, all symbols together (at most ``2**31 - 1``);
             40 bytes of pool and links per order, and 8 bytes per index slot
             (the next power of two >= ``2 * max_orders`` slots).
-        reserve_orders: orders the index is sized for before it first grows
-            (default ``min(max_orders, 4096)``); ``max_orders`` never rehashes.
+        reserve_orders: orders the book is ready for without a pause: the
+            index starts sized for them and their pool rows are made resident
+            (default ``min(max_orders, 4096)``).  Beyond them the index doubles
+            as needed; ``max_orders`` never rehashes and faults every page in now.
     """
     if n_symbols < 1:
         raise ValueError("n_symbols must be >= 1")
@@ -290,7 +292,18 @@ def new_book_state(
     c[C_MAX_ORDERS] = max_orders
     c[C_RESERVE_BITS] = c[C_INDEX_BITS] = _capacity_bits(reserve_orders)
     c[C_FREE_HEAD] = NIL
+    _make_resident(state)
     return state
+
+
+def _make_resident(state: BookState) -> None:
+    """Write (zero) the index prefix in use and the reserved pool rows: their pages are
+    faulted in now rather than by the first events that reach them."""
+    c = state.counters
+    state.index[: 1 << int(c[C_INDEX_BITS])] = EMPTY
+    reserve = min(state.pool.shape[0], 1 << max(0, int(c[C_RESERVE_BITS]) - 1))
+    state.pool[:reserve] = 0
+    state.links[:reserve] = 0
 
 
 def reset_book(state: BookState) -> None:

@@ -137,9 +137,11 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
             assert state.sides[sym, sidx, nb.S_UNTRACKED] == sum(c for _, _, c in levels[n:])
 
 
-def replay_and_compare(events, n_symbols: int, max_levels: int, max_orders: int) -> None:
+def replay_and_compare(
+    events, n_symbols: int, max_levels: int, max_orders: int, reserve_orders: int | None = None
+) -> nb.BookState:
     """Replay through book_replay (one njit call) and the reference; compare every event."""
-    state = nb.new_book_state(n_symbols, max_levels=max_levels, max_orders=max_orders)
+    state = nb.new_book_state(n_symbols, max_levels, max_orders, reserve_orders)
     ref = ReferenceBook(n_symbols, max_levels=max_levels, max_orders=max_orders)
     orders = make_orders(events)
     codes = np.full(len(events), -1, dtype=np.int64)
@@ -154,6 +156,7 @@ def replay_and_compare(events, n_symbols: int, max_levels: int, max_orders: int)
     check_invariants(state, ref)
     for symbol in range(n_symbols):
         assert nb.best_bid_ask(state, symbol) == ref.best_bid_ask(symbol)
+    return state
 
 
 ACTIONS = st.sampled_from([ACTION_ADD] * 4 + [ACTION_MODIFY] * 2 + [ACTION_CANCEL, ACTION_EXECUTE])
@@ -232,6 +235,21 @@ def test_level_overflow_matches_reference(events, max_levels):
 )
 def test_many_symbols_small_table_matches_reference(events, max_levels, max_orders):
     replay_and_compare(events, n_symbols=6, max_levels=max_levels, max_orders=max_orders)
+
+
+@PROPERTY
+@given(
+    events=event_streams(n_symbols=4, n_ids=60, n_prices=10, max_events=400),
+    max_levels=st.sampled_from([2, TOP_N, 64]),
+)
+def test_growing_index_matches_reference(events, max_levels):
+    """An index sized for one order doubles as orders arrive, in the middle of random
+    streams; every event and the rebuilt index still match the reference."""
+    state = replay_and_compare(events, 4, max_levels, max_orders=1 << 10, reserve_orders=1)
+    stats = nb.book_stats(state)
+    peak = stats["pool_high_water"]  # rows are reused first: the most orders live at once
+    assert stats["index_slots_in_use"] == max(2, 1 << (2 * peak - 1).bit_length())
+    assert stats["index_grows"] == stats["index_slots_in_use"].bit_length() - 2
 
 
 @settings(max_examples=60, deadline=None)
@@ -403,6 +421,51 @@ def test_reset_book_empties_everything():
         assert np.array_equal(array, getattr(fresh, name)), name
     assert nb.book_apply_batch(state, orders, codes) == 4  # 2 tracked levels, 4 overflow
     assert list(codes) == [0, 0, 4, 4, 4, 4]
+
+
+def test_index_growth_reset_and_reserve():
+    """The index prefix doubles with the live orders up to the full capacity, never
+    shrinks while orders come and go, and returns to its reserve on reset; a reserve of
+    max_orders never rehashes.  Pool rows are reused, so the pool stays dense."""
+    max_orders = 3000
+    adds = []
+    for k in range(max_orders):
+        side = SIDE_BUY if k % 2 else SIDE_SELL
+        adds.append((k % 5, ACTION_ADD, side, k, 1000 - side * (k % 40), 1 + k % 7))
+    cancels = [(k % 5, ACTION_CANCEL, 0, k, 0, 0) for k in range(0, max_orders, 2)]
+    orders = make_orders(adds + cancels + adds[::2])
+    codes = np.zeros(len(orders), dtype=np.int64)
+    state = nb.new_book_state(5, max_levels=8, max_orders=max_orders, reserve_orders=3)
+    ref = ReferenceBook(5, max_levels=8, max_orders=max_orders)
+    assert nb.book_stats(state)["index_slots_in_use"] == 8
+    nb.book_apply_batch(state, orders[:max_orders], codes)
+    assert codes[:max_orders].tolist() == [ref.apply(*event) for event in adds]
+    check_invariants(state, ref)
+    stats = nb.book_stats(state)
+    assert stats["table_capacity"] == 8192 and stats["index_slots_in_use"] == 8192
+    assert stats["index_grows"] == 10 and stats["pool_high_water"] == max_orders
+    # Cancel half, add them back: no growth, no new pool rows.
+    nb.book_apply_batch(state, orders[max_orders:], codes[max_orders:])
+    assert codes[max_orders:].tolist() == [ref.apply(*event) for event in cancels + adds[::2]]
+    check_invariants(state, ref)
+    stats = nb.book_stats(state)
+    assert stats["index_grows"] == 10 and stats["pool_high_water"] == max_orders
+    assert stats["live_orders"] == max_orders
+    assert nb.book_apply(state, 0, ACTION_ADD, SIDE_BUY, 10**6, 50, 1) == nb.BOOK_TABLE_FULL
+    nb.reset_book(state)
+    fresh = nb.new_book_state(5, max_levels=8, max_orders=max_orders, reserve_orders=3)
+    for name, array in zip(nb.BookState._fields, state, strict=True):
+        assert np.array_equal(array, getattr(fresh, name)), name
+    # Reserved for max_orders: the whole index from the start, never rebuilt.
+    state = nb.new_book_state(5, max_levels=8, max_orders=max_orders, reserve_orders=max_orders)
+    assert nb.book_stats(state)["index_slots_in_use"] == 8192
+    nb.book_apply_batch(state, orders, codes)
+    assert nb.book_stats(state)["index_grows"] == 0
+    check_invariants(state, ref)
+    with pytest.raises(ValueError):
+        nb.new_book_state(1, max_orders=10, reserve_orders=11)
+    with pytest.raises(ValueError):
+        nb.new_book_state(1, max_orders=nb.MAX_ORDERS + 1)
 
 
 def churn_orders(n_cycles: int, n_resting: int, first_id: int) -> np.ndarray:
