@@ -122,6 +122,7 @@ class HealthBook:
                     "retry_in_s": 0.0
                     if st.healthy
                     else round(max(0, st.retry_at_ns - now) / 1e9, 3),
+                    "pause_s": st.pause_s,
                     "retries": st.retries,
                     "recoveries": st.recoveries,
                     "last_error": st.last_error,

@@ -9,9 +9,11 @@ on exit, on Ctrl-C and on failure.
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import msgspec
@@ -48,6 +50,8 @@ class _View:
         self.trade: dict[int, object] = {}
         self.book: dict[int, object] = {}
         self.bars = 0
+        self.chain = None  # the latest chain.0 frame's records (milli path)
+        self.chains = 0
         self.stats: dict = {}
         self.messages = 0
 
@@ -57,6 +61,10 @@ class _View:
             self.stats = msgspec.json.decode(payload)
             return
         header, records = codec.decode_frame(payload)
+        if int(header["kind"]) == s.KIND_RESULT_CHAIN:
+            self.chain = records.copy()
+            self.chains += 1
+            return
         record = records[0]
         kind = int(header["kind"])
         symbol = int(record["symbol"])
@@ -123,7 +131,21 @@ class _View:
             f"rejected, {st.get('results_published', 0):,} results, {self.bars} bars seen  "
             f"| processed {st.get('processed', {})}"
         )
-        return Group(table, line)
+        return Group(table, line, self._chain_line())
+
+    def _chain_line(self) -> Text:
+        c = self.chain
+        if c is None:
+            return Text("chain.0: waiting for the first repricing")
+        atm = int(abs(c["strike"] - c["underlying"]).argmin())  # nearest strike, first expiry
+        r = c[atm]
+        backend = {v: k for k, v in s.BACKEND_CODES.items()}.get(int(r["backend"]), "other")
+        return Text(
+            f"chain.0 (milli path): {len(c)} contracts repriced {self.chains} times, last at "
+            f"S={r['underlying']:.2f} on {backend} in {(r['done_ns'] - r['recv_ns']) / 1e3:.0f} "
+            f"us; {'call' if r['is_call'] else 'put'} K={r['strike']:g} T={r['expiry']:g}y: "
+            f"price {r['price']:.4f} delta {r['delta']:+.3f} vega {r['vega']:.3f}"
+        )
 
 
 def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0) -> int:
@@ -141,10 +163,16 @@ def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(results)
     view = _View(n_symbols)
+    # a generated option chain on symbol 0: 5 strikes around its first price, 2 expiries
+    chain_config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    chain_config.write(
+        "[[dispatch.chains]]\nunderlying = 0\nexpiries = [0.1, 0.5]\nstrike_count = 5\n"
+    )
+    chain_config.close()
     try:
         serve = subprocess.Popen(
             exe + ["serve", "--ingest", ingest, "--publish", results, "--symbols", str(n_symbols),
-                   "--log-level", "WARNING"],
+                   "--log-level", "WARNING", "--config", chain_config.name],
         )  # fmt: skip
         children.append(serve)
         # Wait for the engine: its first stats message says it is up.
@@ -180,6 +208,7 @@ def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0)
     except KeyboardInterrupt:
         return 130
     finally:
+        os.unlink(chain_config.name)
         sub.close(linger=0)
         for child in children:
             if child.poll() is None:

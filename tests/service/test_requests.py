@@ -186,7 +186,7 @@ def test_a_full_request_queue_answers_busy():
     try:
         n = 3_000_000
         job = {"type": "price_chain", "spot": 100.0, "strike": np.full(n, 100.0), "expiry": 1.0,
-               "vol": 0.2, "call": True}  # fmt: skip
+               "vol": 0.2, "call": True, "greeks": False}  # fmt: skip
         slow = encode_request(job, use_msgpack=True)
         replies = [None] * 4
 
@@ -228,3 +228,10 @@ def test_request_cli(rig, tmp_path):
                                        rtol=1e-12)  # fmt: skip
         else:
             assert "missing required field" in reply["error"]["message"]
+
+
+def test_price_only(rig):
+    reply = ask(rig, {**CHAIN_JOB, "greeks": False}, use_msgpack=True)
+    assert reply["ok"] and set(reply["result"]) == {"price"}
+    np.testing.assert_allclose(reply["result"]["price"], reference_chain(CHAIN_JOB).price,
+                               rtol=1e-12)  # fmt: skip
