@@ -123,10 +123,12 @@ class _Counters:
         self._values = dict.fromkeys(names, 0)
 
     def add(self, name: str, amount: int = 1) -> None:
+        """Add `amount` to counter `name` (created at 0)."""
         with self._lock:
             self._values[name] = self._values.get(name, 0) + amount
 
     def snapshot(self) -> dict[str, int]:
+        """A copy of every counter."""
         with self._lock:
             return dict(self._values)
 

@@ -75,6 +75,7 @@ class _ChainState:
         self.index: dict[int, int] = self.spec.index_of_symbol() if self.spec else {}
 
     def build(self, price: float) -> None:
+        """Build generated strikes around `price`; apply quotes that came before."""
         self.spec = build_chain(self.config, price)
         self.option_mid = np.full(self.spec.size, np.nan)
         self.index = self.spec.index_of_symbol()
