@@ -146,6 +146,12 @@ _LANE_COUNTERS = (
 )
 
 
+def worker_cpu_threads(config: DispatchConfig) -> int:
+    """numba threads a worker's parallel CPU kernels use: ``cpu_threads``, or cores - 1."""
+    threads = config.cpu_threads or max(1, numba.config.NUMBA_NUM_THREADS - 1)
+    return min(threads, numba.config.NUMBA_NUM_THREADS)
+
+
 class _Lane:
     def __init__(self, name: str, config: LaneConfig) -> None:
         self.name = name
@@ -178,8 +184,7 @@ class Dispatcher:
         self._runners_lock = threading.Lock()
         self._backend_counters = _Counters(())
         self._cpu_lock: threading.Lock | None = None
-        self.cpu_threads = config.cpu_threads or max(1, numba.config.NUMBA_NUM_THREADS - 1)
-        self.cpu_threads = min(self.cpu_threads, numba.config.NUMBA_NUM_THREADS)
+        self.cpu_threads = worker_cpu_threads(config)
         self.started = False
 
     # ------------------------------------------------------------------ life cycle

@@ -28,6 +28,7 @@ import struct
 import time
 from typing import Any
 
+import numba
 import numpy as np
 import zmq
 
@@ -42,7 +43,7 @@ from engine.dispatch.config import (
     check_against_engine,
 )
 from engine.dispatch.correlation import CorrJob, ReturnSampler
-from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.dispatcher import Dispatcher, worker_cpu_threads
 from engine.dispatch.jobs import Job
 from engine.dispatch.pipe import ResultPipe
 from engine.dispatch.routing import HealthBook, RoutingTable
@@ -239,10 +240,15 @@ class MilliPath(EngineExtension):
                 for name in todo:
                     self.registry.get(name).warmup()
                 t0 = time.perf_counter()
-                measured = calibration.calibrate(
-                    self.registry, todo, cal.sizes, cal.repeats,
-                    [kname for kname in kernels if any((kname, n) not in found for n in todo)],
-                )  # fmt: skip
+                threads = numba.get_num_threads()
+                numba.set_num_threads(worker_cpu_threads(self.config))  # the CPU jobs will get
+                try:
+                    measured = calibration.calibrate(
+                        self.registry, todo, cal.sizes, cal.repeats,
+                        [kname for kname in kernels if any((kname, n) not in found for n in todo)],
+                    )  # fmt: skip
+                finally:
+                    numba.set_num_threads(threads)
                 for key, c in measured.items():
                     found.setdefault(key, c)
                 log.info("GPU crossovers measured in %.1f s", time.perf_counter() - t0)
