@@ -25,6 +25,7 @@ and quote results for a sample of symbols equal the numpy reference
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -225,19 +226,20 @@ def bench_engine(
                 proc.process(sub.recv_into(buf), clock())
 
         name = "engine_publish" if publish else "engine_kernels"
+        results_received = None
         try:
             elapsed = receiver.run(name, on_frame)
+            if publish:
+                # the sink exits once nothing came for a while: every result queued
+                # in the sockets has then been read (or dropped at a high-water mark)
+                sink.procs["sink"].wait(120)
+                results_received = int(sink_out.read_text().split()[0])
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+            raise BenchError(f"{name}: the result sink did not report: {exc}") from None
         finally:
             if publisher is not None:
                 publisher.close()
         stats = proc.stats(0)
-        results_received = None
-        if publish:
-            sink.stop_all()
-            try:
-                results_received = int(sink_out.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                results_received = None
     total = sum(frame_count(f) for f in frames)
     first = frame_count(frames[0])
     accepted = stats["records_accepted"]
@@ -355,6 +357,11 @@ def print_ingest(report: dict, console: Any) -> None:
         for kind, v in report["ns_per_record_by_kind"].items()
     )
     console.print(f"ns per record, in-process p50 (process + publish), by kind: {per_record}")
+    full = report["results"]["engine_publish"]
+    console.print(
+        f"engine_publish: {full['results']} results published, "
+        f"{full['results_received_by_subscriber']} read by the subscriber process"
+    )
     goal = report["goals"]["engine_kernels_ratio_to_raw"]
     verdict = "[green]met[/]" if goal["met"] else "[red]missed[/]"
     console.print(

@@ -32,7 +32,7 @@ all processes of one host share).
 
 ``bench ingest`` uses two more: **sender** (every frame of a file, as fast as
 the socket takes them, SNDHWM 0) and **sink** (reads and counts every result
-until SIGINT/SIGTERM, then writes the count).
+until none came for ``idle_s`` or SIGINT/SIGTERM, then writes the count).
 """
 
 from __future__ import annotations
@@ -296,7 +296,10 @@ def run_sender(args: argparse.Namespace) -> int:
 
 
 def run_sink(args: argparse.Namespace) -> int:
-    """``bench ingest``: a subscriber that reads every result, counts them, and writes the count."""
+    """``bench ingest``: read and count every result; exit ``idle_s`` after the last one.
+
+    Also exits on SIGINT/SIGTERM; writes the count either way.
+    """
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
@@ -306,14 +309,21 @@ def run_sink(args: argparse.Namespace) -> int:
     print("ready", flush=True)
     buf = bytearray(FULL_ROW_BYTES)
     count = 0
+    idle_ns = int(args.idle_s * 1e9)
+    idle_since = None
     while not _stop:
         try:
             sub.recv_into(buf)
             while sub.getsockopt(zmq.RCVMORE):
                 sub.recv_into(buf)
             count += 1
+            idle_since = None
         except zmq.Again:
-            pass
+            now = time.monotonic_ns()
+            if idle_since is None:
+                idle_since = now
+            elif count and now - idle_since >= idle_ns:
+                break
     with open(args.out, "w") as f:
         f.write(f"{count}\n")
     sub.close(linger=0)
@@ -351,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("sink")
     k.add_argument("--connect", required=True)
     k.add_argument("--out", required=True)
+    k.add_argument("--idle-s", type=float, default=2.0)
     k.set_defaults(func=run_sink)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, _on_signal)
