@@ -44,7 +44,7 @@ from engine.service.requests import encode_request, request
 endpoint, n, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 strike = np.random.default_rng(7).uniform(50, 150, n)
 job = {"type": "price_chain", "spot": 100.0, "strike": strike, "expiry": 0.5, "vol": 0.3,
-       "call": True}
+       "call": True, "backend": "cpu"}
 body = encode_request(job, use_msgpack=True)
 for _ in range(repeats):
     sent = time.time()
@@ -100,9 +100,13 @@ def engine_process(tmp_path):
     ports = [free_port() for _ in range(3)]
     ingest, results, requests = (f"tcp://127.0.0.1:{p}" for p in ports)
     log = open(tmp_path / "serve.log", "w")
+    config = tmp_path / "serve.toml"
+    # one CPU thread per worker and "backend": "cpu" in the jobs: the same batch takes
+    # about as long on any machine (a GPU or many cores would make it too short to matter)
+    config.write_text("[dispatch]\ncpu_threads = 1\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "serve", "--ingest", ingest, "--publish", results,
-         "--requests", requests, "--symbols", "8", "--log-level", "INFO"],
+         "--requests", requests, "--symbols", "8", "--log-level", "INFO", "--config", str(config)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
