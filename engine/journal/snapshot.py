@@ -47,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from engine.journal.reader import _fsync_dir
@@ -173,18 +174,35 @@ def _rows(array: np.ndarray) -> np.ndarray:
     return flat.reshape(n_rows, -1) if len(flat) else flat.reshape(1, 0)
 
 
+@numba.njit(cache=True, nogil=True)
+def _equal_row_blocks(words, block_rows, kinds):  # noqa: ANN001, ANN202 - numba kernel
+    """kinds[b] = 1 when every row of block b equals its first row (no GIL held)."""
+    n_rows, width = words.shape
+    for b in range(kinds.shape[0]):
+        start = b * block_rows
+        end = min(start + block_rows, n_rows)
+        same = 1
+        for r in range(start + 1, end):
+            for c in range(width):
+                if words[r, c] != words[start, c]:
+                    same = 0
+                    break
+            if same == 0:
+                break
+        kinds[b] = same
+
+
 def _block_runs(rows: np.ndarray, block_rows: int) -> list[list[int]]:
     """``[[kind, blocks], ...]``: runs of blocks stored whole (0) or as one repeated row (1)."""
-    runs: list[list[int]] = []
-    n_rows = rows.shape[0]
-    for start in range(0, n_rows, block_rows):
-        block = rows[start : start + block_rows]
-        kind = 1 if rows.shape[1] and bool((block == block[0]).all()) else 0
-        if runs and runs[-1][0] == kind:
-            runs[-1][1] += 1
-        else:
-            runs.append([kind, 1])
-    return runs
+    n_blocks = -(-rows.shape[0] // block_rows)
+    kinds = np.zeros(n_blocks, np.int8)
+    if rows.shape[1]:
+        words = rows.view(np.uint64) if rows.shape[1] % 8 == 0 else rows
+        _equal_row_blocks(words, block_rows, kinds)
+    edges = np.flatnonzero(np.diff(kinds)) + 1
+    starts = np.concatenate(([0], edges)).tolist()
+    ends = np.concatenate((edges, [n_blocks])).tolist()
+    return [[int(kinds[s]), e - s] for s, e in zip(starts, ends)]
 
 
 def _pieces(rows: np.ndarray, block_rows: int, runs: list[list[int]]):  # noqa: ANN202
