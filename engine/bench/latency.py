@@ -609,6 +609,7 @@ def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
         local = plan.local_ns[plan.send_frame[[first, last]]]
         span_s = (local[1] - local[0] + (lag[last] - lag[first])) / 1e9 + opts.batch / opts.rate
     micro_cpu = paths.get("micro", {}).get("cpu", {})
+    lag_hist = Latency(lag)
     return {
         "paths": paths,
         "baseline": {
@@ -624,7 +625,8 @@ def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
             "target_rate": opts.rate,
             "achieved_send_rate": round(ticks_measured / span_s, 1),
             "achieved_result_rate": round(micro_cpu.get("results_received", 0) / span_s, 1),
-            "publisher_lag": Latency(lag).summary(),
+            "publisher_lag": lag_hist.summary(),
+            "_hist": lag_hist,
         },
         "loss": {
             "ticks_measured": ticks_measured,
@@ -906,6 +908,7 @@ def run_latency(
         for path, backends in result["paths"].items():
             for backend, entry in backends.items():
                 series.append((f"{path} / {backend}: tick -> result", entry["_hist"], "-"))
+        series.append(("publisher lag (sent - due)", result["load"]["_hist"], "C7:"))
         percentile_plot(
             plot_path,
             f"tick-to-result latency, {opts.rate:,.0f} ticks/s, batch {opts.batch}, "
