@@ -67,4 +67,23 @@ def summarize(topic: str, header: np.void, r: np.void) -> str:
             f"{topic:<12} bids [{bids}] asks [{asks}] levels {r['bid_levels']}/{r['ask_levels']} "
             f"depth imb {r['depth_imbalance']:+.3f}"
         )
+    if kind == s.KIND_RESULT_FPGA:
+        ema_scale = 65536 * s.PRICE_SCALE  # ticks x 2^16
+        return (
+            f"{topic:<12} fpga last {_px(r['last_price'])} ema0 {r['ema0'] / ema_scale:.4f} "
+            f"ema1 {r['ema1'] / ema_scale:.4f} bid {_px(r['bid_price'])} "
+            f"ask {_px(r['ask_price'])} imb {r['imb_num']}/{r['imb_den']} flags {r['flags']}"
+        )
+    if kind == getattr(s, "KIND_RESULT_CHAIN", -1):
+        kind_name = "C" if r["is_call"] else "P"
+        return (
+            f"{topic:<12} #{r['index']} {kind_name} K {r['strike']:.2f} T {r['expiry']:.3f} "
+            f"S {r['underlying']:.4f} px {r['price']:.4f} delta {r['delta']:+.3f} "
+            f"gamma {r['gamma']:.4f} vega {r['vega']:.3f} iv {r['implied_vol']:.4f}"
+        )
+    if kind == getattr(s, "KIND_RESULT_CORR", -1):
+        return (
+            f"{topic:<12} {r['symbol']}~{r['symbol_b']} corr {r['correlation']:+.4f} "
+            f"cov {r['covariance']:.3e} n {r['n_rows']}"
+        )
     return f"{topic:<12} kind {kind}"
