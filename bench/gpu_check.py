@@ -104,6 +104,7 @@ def main() -> int:
                 "gpu",
                 "-rs",
                 "tests/kernels/test_batch_cuda.py",
+                "tests/dispatch/test_gpu_routing.py",
             ],
             args.timeout,
         )
@@ -112,6 +113,18 @@ def main() -> int:
         summary["tests"] = tests
         failed |= tests["rc"] != 0 or tests["counts"].get("passed", 0) == 0
         print(f"gpu tests: rc={tests['rc']} {tests['counts']}")
+        calibration_file = Path(args.json).with_name("calibration.json")
+        calibration = run(
+            [sys.executable, "-m", "engine.dispatch.calibration", "--out", str(calibration_file)],
+            args.timeout,
+        )
+        summary["calibration"] = {k: calibration[k] for k in ("cmd", "rc", "seconds")}
+        if calibration_file.exists():
+            summary["calibration"]["crossover"] = json.loads(calibration_file.read_text())
+        else:
+            summary["calibration"]["tail"] = calibration["tail"]
+        failed |= calibration["rc"] != 0
+        print(f"calibration: rc={calibration['rc']}")
         if not args.skip_bench:
             bench_json = Path(args.json).with_name("bench_kernels_gpu.json")
             bench = run(
