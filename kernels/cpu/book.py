@@ -78,14 +78,18 @@ Performance notes
 The kernels are compiled with numba's ``_nrt=False`` option (they allocate
 nothing): without it every read of an array out of the NamedTuple, and every
 call passing arrays, costs an atomic NRT incref/decref pair.  The per-event
-path (:func:`book_apply` and its helpers) is ``inline="always"``: numba pastes
-it into the caller's loop, the frame kernel's included, so no event pays a
-call that passes the state's arrays (about a hundred words of shape, stride
-and data pointers) on the stack.  Only the rare paths (index growth, level
-eviction and refill) are calls.  Numba's cache does not see that a caller in
-another file (``kernels/cpu/streaming.py``) inlined this code: after editing
-this file, delete that file's cached ``.nbi``/``.nbc`` files (or change
-``BookState``'s types) or the frame kernel keeps the old book.
+path (:func:`book_apply`, ``_apply`` and the helpers that touch the index and
+the levels) is ``inline="always"``: numba pastes it into the caller's loop,
+the frame kernel's included, so no event pays a call that passes the state's
+arrays (about a hundred words of shape, stride and data pointers) on the
+stack.  Numba copies an inlined body once per call site, so each of those
+helpers has one call site in ``_apply``, and the tiny ones (hash, links, one
+level row) are plain functions that LLVM inlines by itself; this keeps a cold
+compile of a caller to a few seconds.  Only the rare paths (index growth,
+level eviction and refill) are calls.  Numba's cache does not see that a
+caller in another file (``kernels/cpu/streaming.py``) inlined this code:
+after editing this file, delete that file's cached ``.nbi``/``.nbc`` files
+(or change ``BookState``'s types) or the frame kernel keeps the old book.
 """
 
 from __future__ import annotations
@@ -367,7 +371,7 @@ def tracked_levels(state: BookState, symbol: int, side: int) -> list[tuple[int, 
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _hash_tag(symbol, order_id):  # noqa: ANN001, ANN202
     """High 32 bits of a 64-bit mix of ``(symbol, order_id)``, in ``[0, 2**32)``."""
     x = np.uint64(order_id) ^ (np.uint64(symbol) * _HASH_SYMBOL)
@@ -405,18 +409,19 @@ def _find(index, pool, counters, symbol, oid, tag):  # noqa: ANN001, ANN202
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def _place(index, bits, tag, row):  # noqa: ANN001, ANN202
-    """Insert a key known to be absent: the first empty slot from its home."""
+def _empty_slot(index, bits, tag):  # noqa: ANN001, ANN202
+    """The first empty slot from the home of ``tag`` (where an absent key goes)."""
     mask = (np.int64(1) << bits) - 1
     slot = tag >> (32 - bits)
     while index[slot] != EMPTY:
         slot = (slot + 1) & mask
-    index[slot] = (tag << 32) | (row + 1)
+    return slot
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def _grow(index, pool, counters):  # noqa: ANN001, ANN202
-    """Double the index prefix in use and rebuild it from the live pool rows."""
+def _grow(index, pool, counters, tag):  # noqa: ANN001, ANN202
+    """Double the index prefix in use, rebuild it from the live pool rows and return
+    the empty slot where the absent key of ``tag`` now goes."""
     bits = counters[C_INDEX_BITS]
     for slot in range(np.int64(1) << bits):
         index[slot] = EMPTY
@@ -426,7 +431,9 @@ def _grow(index, pool, counters):  # noqa: ANN001, ANN202
     for row in range(counters[C_HIGH_WATER]):
         meta = pool[row, P_META]
         if meta != FREE:
-            _place(index, bits, _hash_tag(meta >> 1, pool[row, P_ID]), row)
+            key_tag = _hash_tag(meta >> 1, pool[row, P_ID])
+            index[_empty_slot(index, bits, key_tag)] = (key_tag << 32) | (row + 1)
+    return _empty_slot(index, bits, tag)
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -455,7 +462,7 @@ def _delete_slot(index, counters, slot):  # noqa: ANN001, ANN202
             hole = j
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _alloc_row(links, counters):  # noqa: ANN001, ANN202
     row = counters[C_FREE_HEAD]
     if row != NIL:
@@ -466,7 +473,7 @@ def _alloc_row(links, counters):  # noqa: ANN001, ANN202
     return row
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _free_row(pool, links, counters, row):  # noqa: ANN001, ANN202
     pool[row, P_META] = FREE
     links[row, L_NEXT] = counters[C_FREE_HEAD]
@@ -474,7 +481,7 @@ def _free_row(pool, links, counters, row):  # noqa: ANN001, ANN202
     counters[C_FREE_HEAD] = row
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _link(links, sides, row, symbol, sidx):  # noqa: ANN001, ANN202
     head = sides[symbol, sidx, S_HEAD]
     links[row, L_PREV] = NIL
@@ -484,7 +491,7 @@ def _link(links, sides, row, symbol, sidx):  # noqa: ANN001, ANN202
     sides[symbol, sidx, S_HEAD] = row
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _unlink(links, sides, row, symbol, sidx):  # noqa: ANN001, ANN202
     prev = links[row, L_PREV]
     nxt = links[row, L_NEXT]
@@ -496,12 +503,12 @@ def _unlink(links, sides, row, symbol, sidx):  # noqa: ANN001, ANN202
         links[nxt, L_PREV] = prev
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _side_index(side):  # noqa: ANN001, ANN202
     return 0 if side == SIDE_BUY else 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _side_key(sidx, price):  # noqa: ANN001, ANN202
     return -price if sidx == 0 else price
 
@@ -511,7 +518,7 @@ def _side_key(sidx, price):  # noqa: ANN001, ANN202
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _level_find(levels, symbol, sidx, n, key):  # noqa: ANN001, ANN202
     """Index of the best tracked level whose key is ``>= key``, -1 if none
     (a walk from the best level, the last, towards the worst)."""
@@ -521,14 +528,14 @@ def _level_find(levels, symbol, sidx, n, key):  # noqa: ANN001, ANN202
     return j
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _level_copy(levels, symbol, sidx, dst, src):  # noqa: ANN001, ANN202
     levels[symbol, sidx, dst, V_KEY] = levels[symbol, sidx, src, V_KEY]
     levels[symbol, sidx, dst, V_SIZE] = levels[symbol, sidx, src, V_SIZE]
     levels[symbol, sidx, dst, V_ORDERS] = levels[symbol, sidx, src, V_ORDERS]
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _level_set(levels, symbol, sidx, j, key, size, orders):  # noqa: ANN001, ANN202
     levels[symbol, sidx, j, V_KEY] = key
     levels[symbol, sidx, j, V_SIZE] = size
@@ -636,6 +643,7 @@ def _level_resize(levels, sides, symbol, sidx, key, delta):  # noqa: ANN001, ANN
 def _apply(
     levels, sides, index, pool, links, counters, symbol, action, side, order_id, price, size
 ):  # noqa: ANN001, ANN202
+    # Each helper has a single call site here: numba copies an inlined body per site.
     tag = _hash_tag(symbol, order_id)
     oid = np.int64(order_id)
     slot, row = _find(index, pool, counters, symbol, oid, tag)
@@ -646,48 +654,41 @@ def _apply(
         if live >= counters[C_MAX_ORDERS]:
             return BOOK_TABLE_FULL
         if 2 * (live + 1) > (np.int64(1) << counters[C_INDEX_BITS]):
-            _grow(index, pool, counters)
-            slot, row = _find(index, pool, counters, symbol, oid, tag)
+            slot = _grow(index, pool, counters, tag)
         sidx = _side_index(side)
         row = _alloc_row(links, counters)
         pool[row, P_ID] = oid
-        pool[row, P_PRICE] = price
-        pool[row, P_SIZE] = size
         pool[row, P_META] = 2 * symbol + sidx
         index[slot] = (tag << 32) | (row + 1)
         counters[C_LIVE] = live + 1
-        _link(links, sides, row, symbol, sidx)
-        return _level_add(levels, sides, counters, symbol, sidx, _side_key(sidx, price), size)
-    if row < 0:
-        return BOOK_UNKNOWN_ORDER
-    sidx = pool[row, P_META] & 1
-    old_price = pool[row, P_PRICE]
-    remaining = pool[row, P_SIZE]
-    old_key = _side_key(sidx, old_price)
-    if action == ACTION_EXECUTE and size < remaining:
-        pool[row, P_SIZE] = remaining - size
-        _level_resize(levels, sides, symbol, sidx, old_key, -size)
-        return BOOK_OK
-    if action == ACTION_MODIFY:
-        pool[row, P_SIZE] = size
-        if price == old_price:
-            _level_resize(levels, sides, symbol, sidx, old_key, size - remaining)
+    else:
+        if row < 0:
+            return BOOK_UNKNOWN_ORDER
+        sidx = pool[row, P_META] & 1
+        old_price = pool[row, P_PRICE]
+        remaining = pool[row, P_SIZE]
+        old_key = _side_key(sidx, old_price)
+        execute = action == ACTION_EXECUTE
+        if (execute and size < remaining) or (action == ACTION_MODIFY and price == old_price):
+            new_size = remaining - size if execute else size
+            pool[row, P_SIZE] = new_size
+            _level_resize(levels, sides, symbol, sidx, old_key, new_size - remaining)
             return BOOK_OK
         # Out of the side's list while the levels change, so a refill cannot see it.
         _unlink(links, sides, row, symbol, sidx)
         _level_remove(levels, sides, pool, links, counters, symbol, sidx, old_key, remaining)
-        pool[row, P_PRICE] = price
-        _link(links, sides, row, symbol, sidx)
-        return _level_add(levels, sides, counters, symbol, sidx, _side_key(sidx, price), size)
-    # CANCEL, or EXECUTE of everything that remains (or more).
-    _unlink(links, sides, row, symbol, sidx)
-    _level_remove(levels, sides, pool, links, counters, symbol, sidx, old_key, remaining)
-    _delete_slot(index, counters, slot)
-    _free_row(pool, links, counters, row)
-    counters[C_LIVE] -= 1
-    if action == ACTION_EXECUTE and size > remaining:
-        return BOOK_OVERFILL
-    return BOOK_OK
+        if action != ACTION_MODIFY:  # CANCEL, or EXECUTE of all that remains (or more)
+            _delete_slot(index, counters, slot)
+            _free_row(pool, links, counters, row)
+            counters[C_LIVE] -= 1
+            if execute and size > remaining:
+                return BOOK_OVERFILL
+            return BOOK_OK
+    # ADD, or MODIFY to a new price: the order now rests at ``price`` with ``size`` lots.
+    pool[row, P_PRICE] = price
+    pool[row, P_SIZE] = size
+    _link(links, sides, row, symbol, sidx)
+    return _level_add(levels, sides, counters, symbol, sidx, _side_key(sidx, price), size)
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
