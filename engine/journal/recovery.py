@@ -185,7 +185,10 @@ def check_engine_file(directory: str | os.PathLike[str], parameters: dict) -> No
     """Write ``engine.json`` in a new journal directory, or check an existing one matches."""
     path = Path(directory) / ENGINE_FILE
     if path.exists():
-        stored = json.loads(path.read_text())
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise JournalMismatchError(f"cannot read {path}: {exc}") from None
         if stored.get("params") != parameters["params"]:
             want = parameters["params"]
             diff = sorted(key for key in want if stored.get("params", {}).get(key) != want[key])
