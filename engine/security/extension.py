@@ -30,6 +30,9 @@ class SecurityExtension(EngineExtension):
     def on_start(self, engine: Engine) -> None:
         """Start the allow-list handler (CURVE on), or warn about plain non-loopback endpoints."""
         endpoints = [*engine.config.ingest.endpoints, engine.config.publish.endpoint]
+        requests = getattr(getattr(engine.config, "dispatch", None), "requests", None)
+        if getattr(requests, "endpoint", None):
+            endpoints.append(requests.endpoint)  # the request (ROUTER) endpoint
         if self.config.curve:
             load_secret_certificate(self.config.secret_key)  # fail before any thread starts
             self.authenticator = CurveAuthenticator(engine.context, self.config)

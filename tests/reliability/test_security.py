@@ -81,11 +81,19 @@ def test_serve_curve_flags_are_checked_before_anything_starts(capsys):
 
 
 def test_open_endpoints_without_curve_are_warned_about(caplog):
-    config = load_config(None, {"ingest.endpoints": ["tcp://0.0.0.0:5555"]})
+    config = load_config(
+        None,
+        {
+            "ingest.endpoints": ["tcp://0.0.0.0:5555"],
+            "dispatch": {"requests": {"endpoint": "tcp://10.1.2.3:5557"}},
+        },
+    )
     fake = SimpleNamespace(config=config, context=None)
     with caplog.at_level(logging.WARNING, logger="tickpath.security"):
         SecurityExtension(config.security).on_start(fake)
     assert "tcp://0.0.0.0:5555" in caplog.text and "CURVE is off" in caplog.text
+    assert "tcp://10.1.2.3:5557" in caplog.text
+    assert "tcp://127.0.0.1:5556" not in caplog.text  # the loopback publish endpoint
     assert is_loopback("tcp://127.0.0.1:1") and is_loopback("ipc:///tmp/x")
     assert not is_loopback("tcp://*:5555") and not is_loopback("tcp://10.0.0.1:5555")
 
