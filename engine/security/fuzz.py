@@ -143,6 +143,8 @@ class AccountingModel:
         return -1
 
     def _sequence(self, stream: int, seq: int, count: int, add) -> int:  # noqa: ANN001
+        if seq < 0 or seq > np.iinfo(np.int64).max - count:
+            return s.REJECT_BAD_SEQUENCE
         expected = self.next_seq.get(stream, -1)
         if expected < 0 or seq == expected:
             pass

@@ -174,9 +174,8 @@ class StreamProcessor:
             "records_accepted": c[k.C_RECORDS_ACCEPTED],
             "bytes_received": c[k.C_BYTES],
             "rejected": {name: c[i] for i, name in enumerate(s.REJECT_NAMES)},
-            "frames_rejected": sum(c[i] for i in range(s.FIRST_RECORD_REJECT))
-            + c[s.REJECT_MULTIPART],
-            "records_rejected": sum(c[i] for i in range(s.FIRST_RECORD_REJECT, s.REJECT_MULTIPART)),
+            "frames_rejected": sum(c[i] for i in s.FRAME_REJECTS),
+            "records_rejected": sum(c[i] for i in s.RECORD_REJECTS),
             "gaps": c[k.C_GAPS],
             "records_lost": c[k.C_LOST],
             "sequence_resets": c[k.C_RESETS],

@@ -334,6 +334,7 @@ REJECT_UNKNOWN_SYMBOL = 12  # record: symbol >= configured n_symbols
 REJECT_BAD_ACTION = 13  # record: order action or side outside the enumeration
 REJECT_BAD_TIMESTAMP = 14  # record: ts_ns < 0 (NULL included)
 REJECT_MULTIPART = 15  # a multipart ZeroMQ message (tickpath frames are single-part)
+REJECT_BAD_SEQUENCE = 16  # seq + count does not fit in 63 bits
 
 REJECT_NAMES = (
     "short",
@@ -352,6 +353,15 @@ REJECT_NAMES = (
     "bad_action",
     "bad_timestamp",
     "multipart",
+    "bad_sequence",
 )
 N_REJECT = len(REJECT_NAMES)
 FIRST_RECORD_REJECT = REJECT_BAD_PRICE
+RECORD_REJECTS = (
+    REJECT_BAD_PRICE,
+    REJECT_BAD_SIZE,
+    REJECT_UNKNOWN_SYMBOL,
+    REJECT_BAD_ACTION,
+    REJECT_BAD_TIMESTAMP,
+)
+FRAME_REJECTS = tuple(r for r in range(N_REJECT) if r not in RECORD_REJECTS)

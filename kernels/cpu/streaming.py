@@ -106,6 +106,8 @@ PROCESSED_COUNTERS = {
 }
 
 # ---------------------------------------------------------------------------
+_MAX_SEQ = np.iinfo(np.int64).max
+
 # Per-stream state: int64[max_streams, S_COLS]
 # ---------------------------------------------------------------------------
 S_NEXT = 0  # next expected sequence, -1 before the first frame
@@ -300,6 +302,8 @@ def _check_frame(header, nbytes, expect_kind, record_size, max_records, streams,
         reason = s.REJECT_BAD_LENGTH
     elif h.stream_id >= streams.shape[0]:
         reason = s.REJECT_UNKNOWN_STREAM
+    elif np.int64(h.seq) < 0 or np.int64(h.seq) > _MAX_SEQ - count:
+        reason = s.REJECT_BAD_SEQUENCE  # sequences live in 63 bits: never wrap negative
     else:
         reason = _accept_sequence(streams, counters, h.stream_id, np.int64(h.seq), count)
     if reason >= 0:

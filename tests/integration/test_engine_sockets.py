@@ -173,6 +173,7 @@ BAD_FRAMES = {
     "bad_length": lambda: _raw_header(count=2) + _valid_trade().tobytes(),
     "unknown_stream": lambda: _raw_header(stream=4000) + _valid_trade().tobytes(),
     "oversize": lambda: _raw_header(count=2000) + make_trades(2000).tobytes(),
+    "bad_sequence": lambda: _raw_header(seq=2**63) + _valid_trade().tobytes(),
 }
 
 
