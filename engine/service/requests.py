@@ -118,6 +118,9 @@ def decode_request(body: Any) -> tuple[Request, str]:
         raise JobRejected("malformed", f"{what} request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise JobRejected("malformed", f"not a valid {what} message: {exc}") from None
+    except UnicodeDecodeError as exc:  # a msgpack str that is not UTF-8
+        reason = f"{what} request: a string is not UTF-8 ({exc.reason})"
+        raise JobRejected("malformed", reason) from None
 
 
 # --------------------------------------------------------------------------- validation
@@ -197,8 +200,8 @@ class RequestJob(Job):
         self.analytic = ANALYTIC_OF_REQUEST[type(request)]
         self.backend = request.backend
         if request.deadline_ms is not None:
-            if not (np.isfinite(request.deadline_ms) and request.deadline_ms > 0):
-                raise JobRejected("invalid", "deadline_ms must be > 0")
+            if not (np.isfinite(request.deadline_ms) and 0 < request.deadline_ms <= 86_400_000):
+                raise JobRejected("invalid", "deadline_ms must be in (0, 86400000]")
             self.deadline_ns = self.received_ns + int(request.deadline_ms * 1e6)
             if time.monotonic_ns() > self.deadline_ns:
                 raise JobRejected("expired", "deadline passed before the job could start")
