@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -229,6 +230,10 @@ def _run(command: str, body: Callable[[], bool]) -> int:
 
     from engine.bench.common import BenchError
 
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too: stop the children, remove the work files
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         ok = body()
     except ValueError as exc:  # options that argparse alone cannot judge
@@ -237,6 +242,8 @@ def _run(command: str, body: Callable[[], bool]) -> int:
         return _fail(command, str(exc), 1)
     except KeyboardInterrupt:
         return _fail(command, "interrupted", 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not ok:
         return _fail(command, "self-check failed (see above)", 1)
     return 0
