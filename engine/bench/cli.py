@@ -122,6 +122,14 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "at most a quarter of the frame interval; 0: sleep only, which wakes tens of us late)",
     )
     lat.add_argument(
+        "--drain",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        dest="drain_s",
+        help="the subscriber listens S seconds after the last frame (default 1; at least 0.6)",
+    )
+    lat.add_argument(
         "--fpga-emulate",
         action="store_true",
         help="serve --fpga-emulate: also measure the FPGA core's golden model (micro path)",
@@ -261,6 +269,7 @@ def _latency_main(args: argparse.Namespace) -> int:
         seed=args.seed,
         slice_s=args.slice_s,
         spin_us=args.spin_us,
+        drain_s=args.drain_s,
         fpga_emulate=args.fpga_emulate,
     )
     return _run("latency", lambda: run_latency(opts, args.json, args.plot)[1])

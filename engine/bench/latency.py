@@ -445,15 +445,14 @@ def _decode_prefix(prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return header, common
 
 
-def _full_rows(data: RunData, kind: int) -> tuple[np.ndarray, np.ndarray]:
-    """Whole sampled results of ``kind``: (records, their message index)."""
+def _full_rows(data: RunData, kind: int) -> np.ndarray:
+    """The whole sampled results of ``kind`` (header + record)."""
+    dtype = FRAME_DTYPES[kind]
     if len(data.full) == 0:
-        return np.empty(0, FRAME_DTYPES[kind]), np.empty(0, np.int64)
+        return np.empty(0, dtype)
     kinds = np.ascontiguousarray(data.full[:, 6:8]).view("<u2").ravel()
     rows = np.flatnonzero(kinds == kind)
-    dtype = FRAME_DTYPES[kind]
-    records = np.ascontiguousarray(data.full[rows, : dtype.itemsize]).view(dtype).ravel()
-    return records, rows * data.full_every
+    return np.ascontiguousarray(data.full[rows, : dtype.itemsize]).view(dtype).ravel()
 
 
 def _close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float = 0.0) -> np.ndarray:
@@ -648,7 +647,7 @@ def _check_values(plan: Plan, data: RunData, stats: dict, checks: _Checks) -> No
 
     a = data.engine_config.analytics
     # quotes: stateless, every sampled quote result is checked
-    quotes, _ = _full_rows(data, s.KIND_RESULT_QUOTE)
+    quotes = _full_rows(data, s.KIND_RESULT_QUOTE)
     if len(quotes):
         rec = quotes["in_seq"].astype(np.int64)
         ok = rec < len(plan.rec_kind)
@@ -666,7 +665,7 @@ def _check_values(plan: Plan, data: RunData, stats: dict, checks: _Checks) -> No
         checks.skip("sampled quote results equal the reference", "no quote result sampled")
 
     # trades: the reference replays every trade the engine processed, in order
-    trades, _ = _full_rows(data, s.KIND_RESULT_TRADE)
+    trades = _full_rows(data, s.KIND_RESULT_TRADE)
     sent = len(plan.rec_kind)
     accepted = stats.get("records_accepted")
     if not len(trades):
@@ -699,7 +698,7 @@ def _check_values(plan: Plan, data: RunData, stats: dict, checks: _Checks) -> No
         same &= _close(trades["ret_var"], want["ret_var"][j], 1e-7, 1e-18)
         same &= _close(trades["realized_vol"], want["realized_vol"][j], 1e-9, 1e-15)
         checks.add("sampled trade results equal the reference", same)
-        bars, _ = _full_rows(data, s.KIND_RESULT_BAR)
+        bars = _full_rows(data, s.KIND_RESULT_BAR)
         if len(bars):
             want_bars = ref.completed_bars(all_trades, int(a.bar_s * 1e9))
             keyed = {(int(b["symbol"]), int(b["bar_start_ns"])): b for b in want_bars}
