@@ -165,6 +165,7 @@ def bs_error(got: np.ndarray, acc: dict | None) -> float | None:
 
 
 def bench_black_scholes(opts: dict, acc: dict | None, repeats: int) -> list[dict]:
+    """Black-Scholes price and greeks per backend, and the numpy+scipy peer."""
     n = opts["S"].size
     args = (opts["S"], opts["K"], opts["T"], R, Q, opts["sigma"], opts["call"])
     acc_args = (
@@ -228,6 +229,7 @@ def iv_error(sigma: np.ndarray, acc: dict | None) -> tuple[float | None, str]:
 
 
 def bench_implied_vol(opts: dict, acc: dict | None, repeats: int, n_reference: int) -> list[dict]:
+    """Implied volatility per backend (numpy on ``n_reference`` options), and scipy's newton."""
     n = opts["S"].size
     args = (opts["price"], opts["S"], opts["K"], opts["T"], R, Q, opts["call"])
     acc_args = (
@@ -342,6 +344,7 @@ np.savez(out_path, **res)
 
 
 def bench_peers(opts: dict, acc: dict | None, peer_python: str | None, n_loop: int) -> list[dict]:
+    """The peers that live in their own interpreter, timed and checked on the same options."""
     rows = []
     n = opts["S"].size
     if not peer_python or not Path(peer_python).exists():
@@ -412,6 +415,7 @@ def bench_peers(opts: dict, acc: dict | None, peer_python: str | None, n_loop: i
 
 
 def bench_montecarlo(repeats: int, quick: bool) -> list[dict]:
+    """Monte Carlo European and Asian options and portfolio VaR, per backend."""
     rows = []
     contract = (100.0, 100.0, 1.0, R, Q, 0.2, True)
     exact = float(kb.black_scholes_price(*contract))
@@ -480,6 +484,7 @@ def bench_montecarlo(repeats: int, quick: bool) -> list[dict]:
 
 
 def bench_correlation(repeats: int, quick: bool) -> list[dict]:
+    """Covariance, rolling covariance and the streaming RollingCovariance, per backend."""
     rows = []
     rng = np.random.default_rng(2)
     n_sym, window, length = 50, 250, (1000 if quick else 5000)
