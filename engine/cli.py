@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     dispatch_cli.add_request_parser(sub)
     journal_cli.add_replay_parser(sub)
     security_cli.add_keys_parser(sub)
+    from engine.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
