@@ -4,7 +4,7 @@ The engine loop (:meth:`engine.service.engine.Engine.run`) does, per frame::
 
     nbytes = recv_into(buffer)             # not timed here: the socket's share
     n = processor.process(nbytes, now)     # one numba call: checks, analytics, result frames
-    if n: publisher.publish_results(state) # one two-part send per result
+    if n: publisher.publish_results(state, n)  # one two-part send per result
 
 This drives the same :class:`~engine.service.engine.StreamProcessor` and
 :class:`~engine.service.publisher.ResultPublisher` on frames copied into the
@@ -87,7 +87,7 @@ def _profile(proc: Any, publisher: Any, sub: zmq.Socket, frames: Sequence[bytes]
         produced = proc.process(size, wall())
         t1 = clock()
         if produced:
-            publish(state)
+            publish(state, produced)
             t_publish[i] = clock() - t1
         t_process[i] = t1 - t0
         results[i] = produced

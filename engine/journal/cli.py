@@ -219,7 +219,7 @@ def replay_main(args: argparse.Namespace) -> int:
 
         def emit(index: int, n: int) -> None:
             if publisher is not None:
-                publisher.publish_results(state)
+                publisher.publish_results(state, n)
 
         counts = replay(
             processor,

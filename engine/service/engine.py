@@ -329,7 +329,7 @@ class Engine:
                         hook(nbytes)
                 n = proc.process(nbytes, clock())
                 if n:
-                    publish(state)
+                    publish(state, n)
                     for hook in result_hooks:
                         hook(self, n)
             now = time.monotonic_ns()

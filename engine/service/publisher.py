@@ -53,14 +53,22 @@ class ResultPublisher:
         self._views: tuple | None = None
         self._encoder = msgspec.json.Encoder()
 
-    def publish_results(self, state: k.StreamingState) -> int:
-        """Send every result frame of the last input frame; return how many were sent."""
+    def publish_results(self, state: k.StreamingState, total: int = 0) -> int:
+        """Send every result frame of the last input frame; return how many were sent.
+
+        ``total`` is what the kernel returned; 1 (a single-record frame) takes a
+        shorter path with no per-frame slicing.
+        """
         views = self._views
         if views is None or views[0] is not state:
             views = self._views = self._bind(state)
-        _, outputs, touched = views
+        _, outputs, touched, firsts = views
         counts = state.n_touched.tolist()
         send = self.socket.send
+        if total == 1 and k.A_BAR != (analytic := counts.index(1)):
+            send(self.topics[analytic][int(touched[analytic, 0])], zmq.SNDMORE)
+            send(firsts[analytic])
+            return 1
         sent = 0
         for analytic in range(k.N_ANALYTICS):
             n = counts[analytic]
@@ -87,7 +95,8 @@ class ResultPublisher:
             (memoryview(out.view(np.uint8)), out.dtype.itemsize)
             for out in (state.out_quote, state.out_trade, state.out_bar, state.out_book)
         ]
-        return state, outputs, state.touched_list
+        firsts = [raw[:size] for raw, size in outputs]  # the first result frame of each
+        return state, outputs, state.touched_list, firsts
 
     def publish_frames(self, analytic: str, frames: np.ndarray, symbols: list[int]) -> int:
         """Send an extension's result frames: ``frames[j]`` under ``<analytic>.<symbols[j]>``.
