@@ -136,10 +136,11 @@ I_BAR_LOW = 13
 I_BAR_CLOSE = 14
 I_BAR_VOLUME = 15
 I_BAR_TRADES = 16
-I_BAR_FIRST_SEQ = 17  # unused by results; kept for audits
+I_BAR_END = 17  # end of the open bar (start + bar_ns): no division while inside it
 # provenance of the newest input per analytic: ts, seq, stream, frame send_ns
 I_PROV = 18  # + 4 * analytic + (0 ts, 1 seq, 2 stream, 3 send)
-I_COLS = I_PROV + 4 * N_ANALYTICS
+I_RET_SLOT = I_PROV + 4 * N_ANALYTICS  # next slot of the return ring
+I_COLS = I_RET_SLOT + 1
 
 # Per-symbol float state: float64[n_symbols, F_COLS].  The window sums are
 # compensated (value, error) pairs: trades enter and leave the window, and a
@@ -416,7 +417,7 @@ def _push_return(sym_i, sym_f, ret_ring, sym, r):
     """Rolling mean / M2 / sum of squares over the last ``window`` returns (Welford form)."""
     window = ret_ring.shape[1]
     count = sym_i[sym, I_RET_COUNT]
-    slot = count % window
+    slot = sym_i[sym, I_RET_SLOT]
     if count < window:
         n = count + 1
         delta = r - sym_f[sym, F_RET_MEAN]
@@ -432,9 +433,12 @@ def _push_return(sym_i, sym_f, ret_ring, sym, r):
         sym_f[sym, F_RET_MEAN] = mean
         sym_f[sym, F_RET_SUMSQ] += r * r - old * old
     ret_ring[sym, slot] = r
-    count += 1
-    sym_i[sym, I_RET_COUNT] = count
-    if count % window == 0:
+    sym_i[sym, I_RET_COUNT] = count + 1
+    slot += 1
+    if slot == window:
+        slot = 0
+    sym_i[sym, I_RET_SLOT] = slot
+    if slot == 0:
         # Once per full turn of the ring, replace the running sums by exact
         # two-pass values so rounding errors cannot accumulate without bound.
         mean = 0.0
@@ -563,13 +567,13 @@ def _ingest_trades(
         sym_i[sym, I_RING_HEAD] = head
         sym_i[sym, I_RING_TAIL] = tail
         # OHLCV bars: a trade in a later bucket closes the open bar
-        start = ts - ts % bar_ns
-        if sym_i[sym, I_BAR_START] >= 0 and start > sym_i[sym, I_BAR_START]:
-            _close_bar(sym_i, out_bar, n_touched, sym, frame_no)
-            bars += 1
-            sym_i[sym, I_BAR_START] = -1
-        if sym_i[sym, I_BAR_START] < 0:
+        if sym_i[sym, I_BAR_START] < 0 or ts >= sym_i[sym, I_BAR_END]:
+            start = ts - ts % bar_ns
+            if sym_i[sym, I_BAR_START] >= 0:  # ts is past the open bar: close it
+                _close_bar(sym_i, out_bar, n_touched, sym, frame_no)
+                bars += 1
             sym_i[sym, I_BAR_START] = start
+            sym_i[sym, I_BAR_END] = start + bar_ns
             sym_i[sym, I_BAR_OPEN] = t.price
             sym_i[sym, I_BAR_HIGH] = t.price
             sym_i[sym, I_BAR_LOW] = t.price
