@@ -131,9 +131,16 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
             levels = ref.levels(sym, side)
             n = state.sides[sym, sidx, nb.S_COUNT]
             assert n == min(len(levels), max_levels)
+            # Level rows are stored worst first: row n - 1 is the best level.
+            sign = -1 if side == SIDE_BUY else 1
+            for j in range(n):
+                got = (
+                    sign * int(state.levels[sym, sidx, n - 1 - j, nb.V_KEY]),
+                    int(state.levels[sym, sidx, n - 1 - j, nb.V_SIZE]),
+                    int(state.levels[sym, sidx, n - 1 - j, nb.V_ORDERS]),
+                )
+                assert got == levels[j]
             assert nb.tracked_levels(state, sym, side) == levels[:n]
-            keys = state.levels[sym, sidx, :n, nb.V_KEY]
-            assert np.all(keys[:-1] > keys[1:]), "levels are stored worst first"
             assert state.sides[sym, sidx, nb.S_UNTRACKED] == sum(c for _, _, c in levels[n:])
 
 
