@@ -52,9 +52,11 @@ resident only when first written, i.e. as the live orders reach them (the
 index prefix in use, the pool rows up to the most orders ever live at once),
 so the resident size follows the book, not ``max_orders``.  The index starts
 sized for ``reserve_orders`` orders; each doubling rehashes every live order
-once (a pause proportional to the live orders, once per doubling; pass
-``reserve_orders = max_orders`` to never rehash).  The prefix never shrinks,
-except by :func:`reset_book`.
+once, a pause of about 20 ns per live order (measured: 0.06 ms at 4 k live
+orders, 10 ms at 512 k, 40 ms when that doubling first faults its 8 MiB of
+new index pages in); pass ``reserve_orders = max_orders`` to never rehash and
+make every page resident up front.  The prefix never shrinks, except by
+:func:`reset_book`.
 
 Level overflow policy
 ---------------------
