@@ -88,10 +88,11 @@ stack.  Numba copies an inlined body once per call site, so each of those
 helpers has one call site in ``_apply``, and the tiny ones (hash, links, one
 level row) are plain functions that LLVM inlines by itself; this keeps a cold
 compile of a caller to a few seconds.  Only the rare paths (index growth,
-level eviction and refill) are calls.  Numba's cache does not see that a
-caller in another file (``kernels/cpu/streaming.py``) inlined this code:
-after editing this file, delete that file's cached ``.nbi``/``.nbc`` files
-(or change ``BookState``'s types) or the frame kernel keeps the old book.
+level eviction and refill) are calls.  Numba's cache alone would not see
+that a caller in another file (``kernels/cpu/streaming.py``) inlined this
+code; that module stamps its cache entries with a hash of this file's source
+(``kernels/cpu/cache.py``), and this module does the same for the reference
+codes and the schema it freezes.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from engine.wire import schema as _schema
 from engine.wire.schema import (
     ACTION_ADD,
     ACTION_CANCEL,
@@ -113,6 +115,8 @@ from engine.wire.schema import (
     SIDE_SELL,
     TOP_N,
 )
+from kernels.cpu.cache import stamp_dependencies
+from kernels.reference import book as _reference
 from kernels.reference.book import (
     BOOK_CODE_NAMES,
     BOOK_DUPLICATE_ID,
@@ -856,3 +860,6 @@ def warm_up() -> None:
     best_bid_ask(state, sym)
     book_apply(state, sym, np.uint8(ACTION_CANCEL), np.int8(0), np.uint64(1), 0, 0)
     reset_book(state)
+
+
+stamp_dependencies(globals(), [_schema, _reference])

@@ -26,7 +26,10 @@ import numpy as np
 
 from engine.wire import schema as s
 from kernels.cpu import book as bk
+from kernels.cpu import clock as _clock_module
+from kernels.cpu.cache import stamp_dependencies
 from kernels.cpu.clock import realtime_ns
+from kernels.reference import book as _book_reference
 
 # ---------------------------------------------------------------------------
 # Result frames: a header and one result record, contiguous.  The bytes of one
@@ -835,3 +838,8 @@ def on_order_frame(
     ):
         _emit_book(recv_ns, realtime_ns(), sym_i, book, touched_list, n_touched, out_seq, out_book)
     return _results(counters, n_touched)
+
+
+# The frame kernels inline the book and the clock and freeze the schema's
+# constants: their cache entries must change when those files do.
+stamp_dependencies(globals(), [s, bk, _clock_module, _book_reference])
