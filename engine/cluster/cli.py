@@ -137,11 +137,27 @@ class _PymesosLogFilter(logging.Filter):
     def __init__(self, verbose: bool) -> None:
         super().__init__()
         self.verbose = verbose
-        self.last_error: str | None = None
+        self.errors: list[str] = []
+
+    @property
+    def last_error(self) -> str | None:
+        """The master's own answer when pymesos logged one (``HTTP 403 ...``), else the last error.
+
+        pymesos can log a secondary error of its own after the master's answer
+        (seen: "can't concat str to bytes" while it tears the stream down), and
+        that says nothing to a user.
+        """
+        for error in reversed(self.errors):
+            if "HTTP" in error:
+                return error
+        if self.errors and "concat str to bytes" in self.errors[-1]:
+            # pymesos 0.3.15 reading a 4xx whose body came after its headers
+            return "a 4xx answer that pymesos could not quote (see the master's log)"
+        return self.errors[-1] if self.errors else None
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
-            self.last_error = str(record.exc_info[1]).strip().splitlines()[0]
+            self.errors.append(str(record.exc_info[1]).strip().splitlines()[0])
             if not self.verbose:
                 record.exc_info = None
                 record.exc_text = None

@@ -332,8 +332,13 @@ class StandinMaster:
                 self.send_header("Content-Length", str(len(body)))
                 if body:
                     self.send_header("Content-Type", ctype)
-                self.end_headers()
-                self.wfile.write(body)
+                # Status line, headers and body in one write, as a master answering a
+                # small request does: pymesos 0.3.15 fails on a 4xx whose body arrives
+                # in a later segment than its headers (it adds str to bytes).
+                self._headers_buffer.append(b"\r\n")
+                data = b"".join(self._headers_buffer) + body
+                self._headers_buffer = []
+                self.wfile.write(data)
 
             def do_GET(self):  # noqa: N802
                 if self.path == "/version":
