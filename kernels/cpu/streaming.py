@@ -157,8 +157,8 @@ F_BUY_WIN = s.N_EMA + 6
 F_SELL_WIN = s.N_EMA + 8
 F_RET_MEAN = s.N_EMA + 10
 F_RET_M2 = s.N_EMA + 11
-F_RET_SUMSQ = s.N_EMA + 12
-F_COLS = s.N_EMA + 13
+F_RET_SUMSQ = s.N_EMA + 12  # + 1: its compensation term (squares enter and leave)
+F_COLS = s.N_EMA + 14
 
 # Trade ring columns: float64[n_symbols, ring_cap, R_COLS]
 R_PV = 0
@@ -427,14 +427,15 @@ def _push_return(sym_i, sym_f, ret_ring, sym, r):
         mean = sym_f[sym, F_RET_MEAN] + delta / n
         sym_f[sym, F_RET_M2] += delta * (r - mean)
         sym_f[sym, F_RET_MEAN] = mean
-        sym_f[sym, F_RET_SUMSQ] += r * r
+        _add_compensated(sym_f, sym, F_RET_SUMSQ, r * r)
     else:
         old = ret_ring[sym, slot]
         old_mean = sym_f[sym, F_RET_MEAN]
         mean = old_mean + (r - old) / window
         sym_f[sym, F_RET_M2] += (r - old) * (r - mean + old - old_mean)
         sym_f[sym, F_RET_MEAN] = mean
-        sym_f[sym, F_RET_SUMSQ] += r * r - old * old
+        _add_compensated(sym_f, sym, F_RET_SUMSQ, r * r)
+        _add_compensated(sym_f, sym, F_RET_SUMSQ, -(old * old))
     ret_ring[sym, slot] = r
     sym_i[sym, I_RET_COUNT] = count + 1
     slot += 1
@@ -449,14 +450,16 @@ def _push_return(sym_i, sym_f, ret_ring, sym, r):
             mean += ret_ring[sym, j]
         mean /= window
         m2 = 0.0
-        sq = 0.0
+        sym_f[sym, F_RET_SUMSQ] = 0.0
+        sym_f[sym, F_RET_SUMSQ + 1] = 0.0
         for j in range(window):
             d = ret_ring[sym, j] - mean
             m2 += d * d
-            sq += ret_ring[sym, j] * ret_ring[sym, j]
+            # compensated, like the running sum: the squares that later leave the
+            # window must cancel exactly, or sqrt turns a residue into a volatility
+            _add_compensated(sym_f, sym, F_RET_SUMSQ, ret_ring[sym, j] * ret_ring[sym, j])
         sym_f[sym, F_RET_MEAN] = mean
         sym_f[sym, F_RET_M2] = m2
-        sym_f[sym, F_RET_SUMSQ] = sq
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
@@ -747,7 +750,7 @@ def _emit_trades(
             f.realized_vol = np.nan
         else:
             f.ret_mean = sym_f[sym, F_RET_MEAN]
-            f.realized_vol = np.sqrt(max(sym_f[sym, F_RET_SUMSQ], 0.0))
+            f.realized_vol = np.sqrt(max(_window_sum(sym_f, sym, F_RET_SUMSQ), 0.0))
         if n_ret < 2:
             f.ret_var = np.nan
         else:
