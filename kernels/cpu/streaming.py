@@ -341,6 +341,55 @@ def _provenance(sym_i, symbol, analytic, ts, seq, stream, send_ns):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
+def quote_reject_reason(q, n_symbols):
+    """-1 if a QUOTE record is acceptable, else its REJECT_* code (the README's rules)."""
+    if q.ts_ns < 0:
+        return s.REJECT_BAD_TIMESTAMP
+    if q.symbol >= n_symbols:
+        return s.REJECT_UNKNOWN_SYMBOL
+    if q.bid_price < 0 or q.ask_price < 0:
+        return s.REJECT_BAD_PRICE
+    if q.bid_size < 0 or q.ask_size < 0:
+        return s.REJECT_BAD_SIZE
+    return -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
+def trade_reject_reason(t, n_symbols):
+    """-1 if a TRADE record is acceptable, else its REJECT_* code."""
+    if t.ts_ns < 0:
+        return s.REJECT_BAD_TIMESTAMP
+    if t.symbol >= n_symbols:
+        return s.REJECT_UNKNOWN_SYMBOL
+    if t.price <= 0:
+        return s.REJECT_BAD_PRICE
+    if t.size <= 0:
+        return s.REJECT_BAD_SIZE
+    if t.side < -1 or t.side > 1:
+        return s.REJECT_BAD_ACTION
+    return -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
+def order_reject_reason(o, n_symbols):
+    """-1 if an ORDER record is acceptable, else its REJECT_* code."""
+    action = o.action
+    if o.ts_ns < 0:
+        return s.REJECT_BAD_TIMESTAMP
+    if o.symbol >= n_symbols:
+        return s.REJECT_UNKNOWN_SYMBOL
+    if action < s.ACTION_ADD or action > s.ACTION_EXECUTE or o.side < -1 or o.side > 1:
+        return s.REJECT_BAD_ACTION
+    if action == s.ACTION_ADD and o.side == 0:
+        return s.REJECT_BAD_ACTION
+    if (action == s.ACTION_ADD or action == s.ACTION_MODIFY) and o.price <= 0:
+        return s.REJECT_BAD_PRICE
+    if action != s.ACTION_CANCEL and o.size <= 0:
+        return s.REJECT_BAD_SIZE
+    return -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_quotes(
     header, quotes, nbytes, streams, counters, sym_i, touched, touched_list, n_touched
 ):  # fmt: skip
@@ -356,19 +405,11 @@ def _ingest_quotes(
     accepted = 0
     for i in range(n):
         q = quotes[i]
+        reason = quote_reject_reason(q, n_symbols)
+        if reason >= 0:
+            counters[reason] += 1
+            continue
         sym = q.symbol
-        if q.ts_ns < 0:
-            counters[s.REJECT_BAD_TIMESTAMP] += 1
-            continue
-        if sym >= n_symbols:
-            counters[s.REJECT_UNKNOWN_SYMBOL] += 1
-            continue
-        if q.bid_price < 0 or q.ask_price < 0:
-            counters[s.REJECT_BAD_PRICE] += 1
-            continue
-        if q.bid_size < 0 or q.ask_size < 0:
-            counters[s.REJECT_BAD_SIZE] += 1
-            continue
         sym_i[sym, I_BID_PX] = q.bid_price
         sym_i[sym, I_BID_SZ] = q.bid_size
         sym_i[sym, I_ASK_PX] = q.ask_price
@@ -503,22 +544,11 @@ def _ingest_trades(
     bars = 0
     for i in range(n):
         t = trades[i]
+        reason = trade_reject_reason(t, n_symbols)
+        if reason >= 0:
+            counters[reason] += 1
+            continue
         sym = t.symbol
-        if t.ts_ns < 0:
-            counters[s.REJECT_BAD_TIMESTAMP] += 1
-            continue
-        if sym >= n_symbols:
-            counters[s.REJECT_UNKNOWN_SYMBOL] += 1
-            continue
-        if t.price <= 0:
-            counters[s.REJECT_BAD_PRICE] += 1
-            continue
-        if t.size <= 0:
-            counters[s.REJECT_BAD_SIZE] += 1
-            continue
-        if t.side < -1 or t.side > 1:
-            counters[s.REJECT_BAD_ACTION] += 1
-            continue
         ts = t.ts_ns
         px = t.price / s.PRICE_SCALE
         sz = t.size / s.SIZE_SCALE
@@ -621,26 +651,12 @@ def _ingest_orders(
     accepted = 0
     for i in range(n):
         o = orders[i]
+        reason = order_reject_reason(o, n_symbols)
+        if reason >= 0:
+            counters[reason] += 1
+            continue
         sym = o.symbol
         action = o.action
-        if o.ts_ns < 0:
-            counters[s.REJECT_BAD_TIMESTAMP] += 1
-            continue
-        if sym >= n_symbols:
-            counters[s.REJECT_UNKNOWN_SYMBOL] += 1
-            continue
-        if action < s.ACTION_ADD or action > s.ACTION_EXECUTE or o.side < -1 or o.side > 1:
-            counters[s.REJECT_BAD_ACTION] += 1
-            continue
-        if action == s.ACTION_ADD and o.side == 0:
-            counters[s.REJECT_BAD_ACTION] += 1
-            continue
-        if (action == s.ACTION_ADD or action == s.ACTION_MODIFY) and o.price <= 0:
-            counters[s.REJECT_BAD_PRICE] += 1
-            continue
-        if action != s.ACTION_CANCEL and o.size <= 0:
-            counters[s.REJECT_BAD_SIZE] += 1
-            continue
         code = bk.book_apply(book, sym, action, o.side, o.order_id, o.price, o.size)
         if code == bk.BOOK_DUPLICATE_ID:
             counters[C_BOOK_DUPLICATE_ID] += 1

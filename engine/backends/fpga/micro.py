@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.wire import schema as s
 from kernels.cpu import streaming as k
+from kernels.cpu.cache import stamp_dependencies
 
 log = logging.getLogger("tickpath.fpga")
 
@@ -36,12 +37,10 @@ _FEATURE_FIELDS = [
 
 @numba.njit(cache=True, nogil=True)
 def select_valid_trades(trades, n, n_symbols, out_index):  # noqa: ANN001, ANN201 (numba)
-    """Indices of the records the CPU kernel accepts (same rules); returns how many."""
+    """Indices of the records the CPU kernel accepts (its own rule); returns how many."""
     m = 0
     for i in range(n):
-        t = trades[i]
-        if (t.ts_ns >= 0 and t.symbol < n_symbols and t.price > 0 and t.size > 0
-                and -1 <= t.side <= 1):  # fmt: skip
+        if k.trade_reject_reason(trades[i], n_symbols) < 0:
             out_index[m] = i
             m += 1
     return m
@@ -49,12 +48,10 @@ def select_valid_trades(trades, n, n_symbols, out_index):  # noqa: ANN001, ANN20
 
 @numba.njit(cache=True, nogil=True)
 def select_valid_quotes(quotes, n, n_symbols, out_index):  # noqa: ANN001, ANN201 (numba)
-    """Indices of the records the CPU kernel accepts (same rules); returns how many."""
+    """Indices of the records the CPU kernel accepts (its own rule); returns how many."""
     m = 0
     for i in range(n):
-        q = quotes[i]
-        if (q.ts_ns >= 0 and q.symbol < n_symbols and q.bid_price >= 0 and q.ask_price >= 0
-                and q.bid_size >= 0 and q.ask_size >= 0):  # fmt: skip
+        if k.quote_reject_reason(quotes[i], n_symbols) < 0:
             out_index[m] = i
             m += 1
     return m
@@ -73,6 +70,7 @@ class FpgaMicroPath:
         self.frames = 0
         self._index: np.ndarray | None = None
         self._out_seq: np.ndarray | None = None
+        self._frames: np.ndarray | None = None
 
     def on_start(self, engine: object) -> None:
         """Allocate the per-frame buffers; compile the selectors before any tick."""
@@ -165,4 +163,5 @@ def fpga_extension(overlay_path: str | None, emulate: bool, n_symbols: int) -> F
     return FpgaMicroPath(EmulatedOverlay(max(n_symbols, 1)), "golden-model emulation")
 
 
-assert k.A_TRADE == 1  # the result arrays used above carry recv_ns in the common block
+# the selectors inline the CPU kernels' record rules: recompile when those change
+stamp_dependencies(globals(), [k, s])
