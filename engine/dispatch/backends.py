@@ -11,6 +11,11 @@ and an ``fpga`` entry for the micro path's tick features that is usable only onc
 overlay is attached (`FpgaTickBackend`, which the engine's FPGA extension provides).
 Another backend is added with `BackendRegistry.register`: it must implement the batch
 methods of its capabilities with the signatures of `KernelBackend`.
+
+`REPRICE_CHAIN` is a capability beyond the batch kernels: a backend that lists it reprices
+whole option chains in one call, writing the result records (`Backend.reprice_chain`,
+used by `engine.dispatch.chains`); the CPU has it. The others are given chains as
+implied-vol and Black-Scholes calls.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from engine.wire import schema as s
+
 BATCH_KERNELS = frozenset({"black_scholes", "implied_vol", "covariance", "portfolio_var"})
 TICK_FEATURES = "tick_features"
+REPRICE_CHAIN = "reprice_chain"
 CPU = "cpu"
 
 
@@ -70,6 +78,16 @@ class Backend:
         """(N, N) sample covariance of a (rows x N) window."""
         raise NotImplementedError(f"{self.name} does not run covariance")
 
+    def reprice_chain(
+        self, records: np.ndarray, option_mid: np.ndarray, jobs: np.ndarray, spot: np.ndarray
+    ) -> tuple[int, int]:
+        """Fill ``RESULT_CHAIN`` records of one or more chains in place (`REPRICE_CHAIN`).
+
+        Arguments and result as `kernels.cpu.chain.reprice` (less the backend code, which
+        the backend writes itself): ``(n_non_finite, n_bad_implied)``.
+        """
+        raise NotImplementedError(f"{self.name} does not run reprice_chain")
+
     def portfolio_var(self, **kwargs: Any) -> Any:
         """Monte Carlo VaR/ES, keyword arguments of `kernels.batch.portfolio_var`."""
         raise NotImplementedError(f"{self.name} does not run portfolio_var")
@@ -89,7 +107,7 @@ class KernelBackend(Backend):
             raise ValueError(f"no kernels.batch backend named {name!r}")
         self.name = name
         self.kind = self._KINDS[name]
-        self.capabilities = BATCH_KERNELS
+        self.capabilities = (BATCH_KERNELS | {REPRICE_CHAIN}) if name == CPU else BATCH_KERNELS
 
     def probe(self) -> str | None:
         """None where `kernels.batch.available_backends()` lists it, else the reason."""
@@ -119,6 +137,7 @@ class KernelBackend(Backend):
         batch.warmup((self.name,))
         if self.name == "cpu":
             from kernels.cpu import black_scholes as cpu_bs
+            from kernels.cpu import chain  # noqa: F401  (compiled or loaded on import)
 
             n = cpu_bs.PARALLEL_THRESHOLD  # one parallel call starts numba's threading layer
             batch.black_scholes_price(
@@ -150,6 +169,16 @@ class KernelBackend(Backend):
         from kernels import batch
 
         return np.asarray(batch.implied_vol(price, S, K, T, r, q, is_call, backend=self.name).sigma)
+
+    def reprice_chain(
+        self, records: np.ndarray, option_mid: np.ndarray, jobs: np.ndarray, spot: np.ndarray
+    ) -> tuple[int, int]:
+        """`kernels.cpu.chain.reprice` (the CPU only: see `REPRICE_CHAIN`)."""
+        if REPRICE_CHAIN not in self.capabilities:
+            return super().reprice_chain(records, option_mid, jobs, spot)
+        from kernels.cpu import chain
+
+        return chain.reprice(records, option_mid, jobs, spot, s.BACKEND_CODES[self.name])
 
     def covariance(self, window: np.ndarray) -> np.ndarray:
         """`kernels.batch.covariance` on this backend."""

@@ -14,19 +14,34 @@ newest price. The job computes, on the backend the router picks:
 and publishes one ``RESULT_CHAIN`` record per contract, all in one frame on topic
 ``chain.<underlying>``. Several chains taken together from the queue are fused into one
 kernel call per kernel (`FusedChainJob`).
+
+Two ways to compute, chosen by the backend's capabilities:
+
+* the fast path, on a backend that supports `REPRICE_CHAIN` (the CPU): one nogil call
+  per repricing (or fused group) computes both steps and fills the records themselves,
+  starting from the chain's template (`ChainSpec.template`); the chain's arrays were
+  validated once when it was built, so a job checks only its underlying price and mids
+  (``prepare``). The result is a `ChainRecords`;
+* the generic path, on any other backend (cuda, cupy, numpy): ``backend.implied_vol`` and
+  ``backend.black_scholes`` on flat inputs, then the records are built field by field
+  (`compute_chain_values`, `ChainJob.records`). The result is a `ChainValues`.
+
+Both give the same records (bit for bit on the CPU: the same scalar source).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from engine.dispatch.backends import REPRICE_CHAIN
 from engine.dispatch.config import ChainConfig
-from engine.dispatch.jobs import Job, Outcome, non_finite
+from engine.dispatch.jobs import Job, JobRejected, Outcome, non_finite
 from engine.wire import schema as s
 
 # sink(topic, kind, stream_id, records): hands a finished result frame's records to the
@@ -47,6 +62,47 @@ class ChainSpec:
     rate: float
     dividend: float
     use_implied: bool  # greeks at the implied vol where it is finite
+    # RESULT_CHAIN[n] with the static fields set and sigma = the model vol (fast path)
+    template: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Validate the arrays once (a repricing then checks only its own inputs)."""
+        n = self.strike.size if isinstance(self.strike, np.ndarray) else -1
+        for name, dtype in (("strike", np.float64), ("expiry", np.float64),
+                            ("is_call", np.bool_), ("vol", np.float64),
+                            ("option_symbol", np.uint32)):  # fmt: skip
+            a = getattr(self, name)
+            if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == (n,)
+                    and a.flags.c_contiguous):  # fmt: skip
+                raise ValueError(f"chain {self.underlying}: {name} must be a contiguous "
+                                 f"{np.dtype(dtype)}[{n}] array")  # fmt: skip
+        problems = []
+        for name, values, positive in (
+            ("strikes", self.strike, True), ("expiries", self.expiry, False),
+            ("vols", self.vol, False),
+        ):  # fmt: skip
+            above = values > 0 if positive else values >= 0
+            if not (np.isfinite(values).all() and above.all()):
+                problems.append(f"{name} must be finite and {'>' if positive else '>='} 0")
+        if not (math.isfinite(self.rate) and math.isfinite(self.dividend)):
+            problems.append("rate and dividend must be finite")
+        if not 0 <= self.underlying < s.NO_SYMBOL:
+            problems.append("underlying must be a symbol id")
+        if problems:
+            raise ValueError(f"chain {self.underlying}: " + "; ".join(problems))
+        rec = np.zeros(n, s.RESULT_CHAIN)
+        rec["symbol"] = self.underlying
+        rec["option_symbol"] = self.option_symbol
+        rec["index"] = np.arange(n, dtype=np.uint32)
+        rec["is_call"] = self.is_call
+        rec["strike"] = self.strike
+        rec["expiry"] = self.expiry
+        rec["rate"] = self.rate
+        rec["dividend"] = self.dividend
+        rec["sigma"] = self.vol
+        rec["option_mid"] = rec["implied_vol"] = np.nan
+        rec.flags.writeable = False  # copied per repricing, never written
+        object.__setattr__(self, "template", rec)
 
     @property
     def size(self) -> int:
@@ -176,7 +232,49 @@ def check_chain_values(values: ChainValues) -> str | None:
         return problem
     iv = values.implied_vol
     bad = int(np.count_nonzero(np.isinf(iv) | (iv < 0)))
-    return f"implied_vol: {bad} infinite or negative value(s)" if bad else None
+    return _bad_implied(bad)
+
+
+def _bad_implied(count: int) -> str | None:
+    return f"implied_vol: {count} infinite or negative value(s)" if count else None
+
+
+class ChainRecords(NamedTuple):
+    """What the fast path computed: the records themselves, and what its check needs."""
+
+    records: np.ndarray  # RESULT_CHAIN[n], all but done_ns and the outcome's flags
+    n_non_finite: int  # price and greek values that are not finite
+    n_bad_implied: int  # implied vols that are infinite or negative
+
+
+def reprice_chains(backend: Any, jobs: list[ChainJob]) -> ChainRecords:
+    """The fast path: `jobs` (one chain, or a fused group) in one ``reprice_chain`` call."""
+    if len(jobs) == 1:
+        job = jobs[0]
+        records = job.spec.template.copy()
+        mids = job.option_mid
+        table = np.array([(*job.provenance, 0, job.size, job.spec.use_implied)], np.int64)
+        spot = np.array([job.S])
+    else:
+        records = np.concatenate([job.spec.template for job in jobs])
+        mids = np.concatenate([job.option_mid for job in jobs])
+        rows, start = [], 0
+        for job in jobs:
+            rows.append((*job.provenance, start, start + job.size, job.spec.use_implied))
+            start += job.size
+        table = np.array(rows, np.int64)
+        spot = np.array([job.S for job in jobs])
+    n_non_finite, n_bad_implied = backend.reprice_chain(records, mids, table, spot)
+    return ChainRecords(records, int(n_non_finite), int(n_bad_implied))
+
+
+def check_chain_result(result: ChainValues | ChainRecords) -> str | None:
+    """`check_chain_values`, or the same verdict from the fast path's counts."""
+    if isinstance(result, ChainRecords):
+        if result.n_non_finite:
+            return f"black_scholes: {result.n_non_finite} non-finite value(s) for finite inputs"
+        return _bad_implied(result.n_bad_implied)
+    return check_chain_values(result)
 
 
 class ChainJob(Job):
@@ -201,6 +299,20 @@ class ChainJob(Job):
         self.sink = sink
         self.deadline_ns = 0
 
+    def prepare(self) -> None:
+        """Refuse an underlying price that is not finite and > 0, or mids of the wrong
+        layout (the chain's own arrays were validated when it was built)."""
+        if not (math.isfinite(self.S) and self.S > 0):
+            raise JobRejected(
+                "invalid", f"chain {self.spec.underlying}: underlying price {self.S!r}"
+            )
+        mid = self.option_mid
+        if not (isinstance(mid, np.ndarray) and mid.dtype == np.float64
+                and mid.shape == (self.size,) and mid.flags.c_contiguous):  # fmt: skip
+            raise JobRejected(
+                "invalid", f"chain {self.spec.underlying}: option mids must be float64[{self.size}]"
+            )
+
     def inputs(self) -> tuple[np.ndarray, ...]:
         """Flat per-contract inputs ``(S, K, T, r, q, vol, is_call, mid, use_implied)``."""
         spec, n = self.spec, self.spec.size
@@ -210,16 +322,26 @@ class ChainJob(Job):
             np.full(n, spec.use_implied),
         )  # fmt: skip
 
-    def compute(self, backend: Any) -> ChainValues:
-        """Implied vols, prices and greeks of the chain on `backend`."""
+    def compute(self, backend: Any) -> ChainValues | ChainRecords:
+        """Implied vols, prices and greeks of the chain on `backend` (fast path if it can)."""
+        if backend.supports(REPRICE_CHAIN):
+            return reprice_chains(backend, [self])
         return compute_chain_values(backend, *self.inputs())
 
-    def check(self, result: ChainValues) -> str | None:
-        """See `check_chain_values`."""
-        return check_chain_values(result)
+    def check(self, result: ChainValues | ChainRecords) -> str | None:
+        """See `check_chain_result`."""
+        return check_chain_result(result)
 
-    def records(self, values: ChainValues, outcome: Outcome) -> np.ndarray:
+    def records(self, values: ChainValues | ChainRecords, outcome: Outcome) -> np.ndarray:
         """The ``RESULT_CHAIN`` records of this repricing."""
+        if isinstance(values, ChainRecords):
+            rec = values.records
+            rec["done_ns"] = outcome.done_ns or time.time_ns()
+            if outcome.fallback or outcome.late:
+                rec["flags"] |= (s.RESULT_FLAG_FALLBACK if outcome.fallback else 0) | (
+                    s.RESULT_FLAG_LATE if outcome.late else 0
+                )
+            return rec
         spec, n = self.spec, self.spec.size
         rec = np.zeros(n, s.RESULT_CHAIN)
         p = self.provenance
@@ -275,21 +397,27 @@ class FusedChainJob(Job):
         self.key = None
         self.bounds = np.cumsum([0] + [job.size for job in jobs])
 
-    def compute(self, backend: Any) -> ChainValues:
-        """One call per kernel over the concatenated chains."""
+    def compute(self, backend: Any) -> ChainValues | ChainRecords:
+        """One fast-path call, or one call per kernel over the concatenated chains."""
+        if backend.supports(REPRICE_CHAIN):
+            return reprice_chains(backend, self.jobs)
         parts = [job.inputs() for job in self.jobs]
         return compute_chain_values(backend, *(np.concatenate(column) for column in zip(*parts)))
 
-    def check(self, result: ChainValues) -> str | None:
-        """See `check_chain_values`."""
-        return check_chain_values(result)
+    def check(self, result: ChainValues | ChainRecords) -> str | None:
+        """See `check_chain_result`."""
+        return check_chain_result(result)
 
     def finish(self, outcome: Outcome) -> None:
-        """Finish each chain with its slice of the values."""
+        """Finish each chain with its slice of the values (or records)."""
         for i, job in enumerate(self.jobs):
             part = outcome
             if outcome.ok:
                 lo, hi = int(self.bounds[i]), int(self.bounds[i + 1])
-                values = ChainValues(*(a[lo:hi] for a in outcome.result))
-                part = Outcome(**{**outcome.__dict__, "result": values})
+                result = outcome.result
+                if isinstance(result, ChainRecords):
+                    sliced: Any = ChainRecords(result.records[lo:hi], 0, 0)
+                else:
+                    sliced = ChainValues(*(a[lo:hi] for a in result))
+                part = Outcome(**{**outcome.__dict__, "result": sliced})
             job.finish(part)
