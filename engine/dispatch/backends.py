@@ -13,7 +13,7 @@ Another backend is added with `BackendRegistry.register`: it must implement the 
 methods of its capabilities with the signatures of `KernelBackend`.
 
 `REPRICE_CHAIN` is a capability beyond the batch kernels: a backend that lists it reprices
-whole option chains in one call, writing the result records (`Backend.reprice_chain`,
+a whole option chain in one call that writes its result records (`Backend.reprice_chain`,
 used by `engine.dispatch.chains`); the CPU has it. The others are given chains as
 implied-vol and Black-Scholes calls.
 """
@@ -79,9 +79,15 @@ class Backend:
         raise NotImplementedError(f"{self.name} does not run covariance")
 
     def reprice_chain(
-        self, records: np.ndarray, option_mid: np.ndarray, jobs: np.ndarray, spot: np.ndarray
+        self,
+        out: np.ndarray,
+        template: np.ndarray,
+        option_mid: np.ndarray,
+        S: float,
+        use_implied: bool,
+        provenance: tuple[int, int, int, int, int],
     ) -> tuple[int, int]:
-        """Fill ``RESULT_CHAIN`` records of one or more chains in place (`REPRICE_CHAIN`).
+        """Fill one chain's ``RESULT_CHAIN`` records in `out` (`REPRICE_CHAIN`).
 
         Arguments and result as `kernels.cpu.chain.reprice` (less the backend code, which
         the backend writes itself): ``(n_non_finite, n_bad_implied)``.
@@ -171,14 +177,21 @@ class KernelBackend(Backend):
         return np.asarray(batch.implied_vol(price, S, K, T, r, q, is_call, backend=self.name).sigma)
 
     def reprice_chain(
-        self, records: np.ndarray, option_mid: np.ndarray, jobs: np.ndarray, spot: np.ndarray
+        self,
+        out: np.ndarray,
+        template: np.ndarray,
+        option_mid: np.ndarray,
+        S: float,
+        use_implied: bool,
+        provenance: tuple[int, int, int, int, int],
     ) -> tuple[int, int]:
         """`kernels.cpu.chain.reprice` (the CPU only: see `REPRICE_CHAIN`)."""
         if REPRICE_CHAIN not in self.capabilities:
-            return super().reprice_chain(records, option_mid, jobs, spot)
+            return super().reprice_chain(out, template, option_mid, S, use_implied, provenance)
         from kernels.cpu import chain
 
-        return chain.reprice(records, option_mid, jobs, spot, s.BACKEND_CODES[self.name])
+        code = s.BACKEND_CODES[self.name]
+        return chain.reprice(out, template, option_mid, S, use_implied, provenance, code)
 
     def covariance(self, window: np.ndarray) -> np.ndarray:
         """`kernels.batch.covariance` on this backend."""

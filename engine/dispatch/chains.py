@@ -18,8 +18,8 @@ kernel call per kernel (`FusedChainJob`).
 Two ways to compute, chosen by the backend's capabilities:
 
 * the fast path, on a backend that supports `REPRICE_CHAIN` (the CPU): one nogil call
-  per repricing (or fused group) computes both steps and fills the records themselves,
-  starting from the chain's template (`ChainSpec.template`); the chain's arrays were
+  per repricing (per chain of a fused group) computes both steps and writes the records
+  themselves, from the chain's template (`ChainSpec.template`); the chain's arrays were
   validated once when it was built, so a job checks only its underlying price and mids
   (``prepare``). The result is a `ChainRecords`;
 * the generic path, on any other backend (cuda, cupy, numpy): ``backend.implied_vol`` and
@@ -248,24 +248,22 @@ class ChainRecords(NamedTuple):
 
 
 def reprice_chains(backend: Any, jobs: list[ChainJob]) -> ChainRecords:
-    """The fast path: `jobs` (one chain, or a fused group) in one ``reprice_chain`` call."""
-    if len(jobs) == 1:
-        job = jobs[0]
-        records = job.spec.template.copy()
-        mids = job.option_mid
-        table = np.array([(*job.provenance, 0, job.size, job.spec.use_implied)], np.int64)
-        spot = np.array([job.S])
-    else:
-        records = np.concatenate([job.spec.template for job in jobs])
-        mids = np.concatenate([job.option_mid for job in jobs])
-        rows, start = [], 0
-        for job in jobs:
-            rows.append((*job.provenance, start, start + job.size, job.spec.use_implied))
-            start += job.size
-        table = np.array(rows, np.int64)
-        spot = np.array([job.S for job in jobs])
-    n_non_finite, n_bad_implied = backend.reprice_chain(records, mids, table, spot)
-    return ChainRecords(records, int(n_non_finite), int(n_bad_implied))
+    """The fast path: one ``reprice_chain`` call per chain, into one array for all `jobs`
+    (each call copies its chain's template in the kernel: a numpy copy or concatenation
+    of structured arrays would hold the GIL longer than the computation)."""
+    records = np.empty(sum(job.size for job in jobs), s.RESULT_CHAIN)
+    n_non_finite = n_bad_implied = start = 0
+    for job in jobs:
+        stop = start + job.size
+        spec = job.spec
+        bad, bad_implied = backend.reprice_chain(
+            records[start:stop], spec.template, job.option_mid, job.S, spec.use_implied,
+            job.provenance,
+        )  # fmt: skip
+        n_non_finite += bad
+        n_bad_implied += bad_implied
+        start = stop
+    return ChainRecords(records, n_non_finite, n_bad_implied)
 
 
 def check_chain_result(result: ChainValues | ChainRecords) -> str | None:

@@ -1,18 +1,17 @@
 """Option-chain repricing on the CPU: one nogil call fills a chain's result records.
 
-`reprice` computes, per contract of one chain or of several chains taken together
-(a fused group), the implied vol of a finite option mid, the volatility of the greeks
-(the model vol, or the implied vol where the chain uses implied vols and it is finite),
-the Black-Scholes-Merton price and greeks, and writes them straight into
-``RESULT_CHAIN`` records (`engine.wire.schema`), so that no per-field work is left.
+`reprice` computes, per contract of one chain, the implied vol of a finite option mid,
+the volatility of the greeks (the model vol, or the implied vol where the chain uses
+implied vols and it is finite), the Black-Scholes-Merton price and greeks, and writes
+every field of the chain's ``RESULT_CHAIN`` records (`engine.wire.schema`) into `out`, so
+that no per-field work is left to Python. ``done_ns`` is written 0: the dispatcher
+stamps it when the job is finished.
 
-The records come in with their static fields set from the chain's template
-(`engine.dispatch.chains.ChainSpec.template`): symbol, option_symbol, index, is_call,
-strike, expiry, rate, dividend, and ``sigma`` holding the model vol. ``jobs`` has one row
-per chain (columns ``J_*``: the provenance of the tick that triggered the repricing, the
-chain's contract range ``[J_START, J_STOP)`` in the records, and whether it uses implied
-vols); ``spot`` the underlying price per row. The kernel writes everything else except
-``done_ns`` (the dispatcher stamps it when the job is finished).
+The static fields come from the chain's template (`engine.dispatch.chains.ChainSpec
+.template`): symbol, option_symbol, index, is_call, strike, expiry, rate, dividend, and
+``sigma`` holding the model vol. The kernel copies them itself: a structured numpy copy
+of the template would hold the GIL longer than the whole computation (tens of us for a
+few hundred records).
 
 The math is the scalar source shared with the batch kernels and the CUDA kernels
 (`kernels.reference.black_scholes_scalar`, `kernels.reference.implied_vol_scalar`), so
@@ -40,69 +39,62 @@ from kernels.reference import black_scholes_scalar, implied_vol_scalar
 _bs_greeks = black_scholes_scalar.build(njit(inline="always")).bs_greeks
 _implied_vol_one = implied_vol_scalar.build(njit(inline="always")).implied_vol_one
 
-# Columns of the int64 ``jobs`` table, one row per chain of the call.
-J_TS_NS = 0
-J_IN_SEQ = 1
-J_IN_SEND_NS = 2
-J_RECV_NS = 3
-J_IN_STREAM = 4
-J_START = 5  # first record of the chain
-J_STOP = 6  # one past its last record
-J_USE_IMPLIED = 7  # 1: greeks at the implied vol where it is finite
-J_COLS = 8
-
 # Implied vols dominate the cost; the same crossover as kernels.cpu.implied_vol.
 PARALLEL_THRESHOLD = 1024
 
 _QUOTED = s.RESULT_FLAG_QUOTED
-RECORDS = types.Array(from_dtype(s.RESULT_CHAIN), 1, "C")
+_RECORD = from_dtype(s.RESULT_CHAIN)
+RECORDS = types.Array(_RECORD, 1, "C")
+TEMPLATE = types.Array(_RECORD, 1, "C", readonly=True)
 SIGNATURE = types.UniTuple(types.int64, 2)(
-    RECORDS, types.float64[::1], types.int64[:, ::1], types.float64[::1], types.int64
-)
+    RECORDS, TEMPLATE, types.float64[::1], types.float64, types.boolean,
+    types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
+)  # fmt: skip
 
 
-def _body(rec, option_mid, jobs, spot, backend):
-    n = rec.size
-    m = jobs.shape[0]
+def _body(out, template, option_mid, S, use_implied, ts_ns, in_seq, in_send_ns, recv_ns,
+          in_stream, backend):  # fmt: skip
     n_non_finite = 0
     n_bad_implied = 0
-    for i in prange(n):
-        j = 0  # the chain of record i: jobs are in record order
-        hi = m - 1
-        while j < hi:
-            half = (j + hi) // 2
-            if i < jobs[half, J_STOP]:
-                hi = half
-            else:
-                j = half + 1
-        r = rec[i]
-        S = spot[j]
-        K = r.strike
-        T = r.expiry
-        rate = r.rate
-        q = r.dividend
-        call = r.is_call != 0
+    for i in prange(out.size):
+        c = template[i]  # the contract
+        K = c.strike
+        T = c.expiry
+        rate = c.rate
+        q = c.dividend
+        call = c.is_call != 0
         quote = option_mid[i]
         implied = np.nan
         flags = 0
         if math.isfinite(quote):
             flags = _QUOTED
             implied, _ = _implied_vol_one(quote, S, K, T, rate, q, call)
-        sigma = r.sigma  # the model vol, from the template
-        if jobs[j, J_USE_IMPLIED] != 0 and math.isfinite(implied):
+        sigma = c.sigma  # the model vol
+        if use_implied and math.isfinite(implied):
             sigma = implied
         if S <= 0.0 or K <= 0.0 or T < 0.0 or sigma < 0.0:
             price = delta = gamma = vega = theta = rho = np.nan
         else:
             price, delta, gamma, vega, theta, rho = _bs_greeks(S, K, T, rate, q, sigma, call)
-        r.ts_ns = jobs[j, J_TS_NS]
-        r.in_seq = jobs[j, J_IN_SEQ]
-        r.in_send_ns = jobs[j, J_IN_SEND_NS]
-        r.recv_ns = jobs[j, J_RECV_NS]
-        r.in_stream = jobs[j, J_IN_STREAM]
+        r = out[i]
+        r.ts_ns = ts_ns
+        r.in_seq = in_seq
+        r.in_send_ns = in_send_ns
+        r.recv_ns = recv_ns
+        r.done_ns = 0
+        r.in_stream = in_stream
+        r.symbol = c.symbol
+        r.option_symbol = c.option_symbol
+        r.index = c.index
+        r.is_call = c.is_call
         r.backend = backend
         r.flags = flags
+        r._pad = 0
+        r.strike = K
+        r.expiry = T
         r.underlying = S
+        r.rate = rate
+        r.dividend = q
         r.sigma = sigma
         r.price = price
         r.delta = delta
@@ -128,23 +120,26 @@ reprice_parallel = compile_kernel(_body, [SIGNATURE], depends_on=_DEPENDS, paral
 
 
 def reprice(
-    records: np.ndarray,
+    out: np.ndarray,
+    template: np.ndarray,
     option_mid: np.ndarray,
-    jobs: np.ndarray,
-    spot: np.ndarray,
+    S: float,
+    use_implied: bool,
+    provenance: tuple[int, int, int, int, int],
     backend: int,
 ) -> tuple[int, int]:
-    """Fill `records` in place (see the module docstring); the GIL is released meanwhile.
+    """Fill `out` (see the module docstring); the GIL is released meanwhile.
 
     Args:
-        records: ``RESULT_CHAIN[n]``, C-contiguous, static fields from the templates.
+        out: ``RESULT_CHAIN[n]``, C-contiguous and writeable (its contents are ignored).
+        template: the chain's read-only ``RESULT_CHAIN[n]`` template.
         option_mid: float64[n], the option mids (NaN or inf: not quoted).
-        jobs: int64[m, J_COLS], one row per chain, in record order, ranges covering n.
-        spot: float64[m], the underlying price of each chain.
+        S: the underlying price. use_implied: greeks at the implied vol where finite.
+        provenance: ``(ts_ns, in_seq, in_send_ns, recv_ns, in_stream)`` of the tick.
         backend: the ``RESULT_CHAIN.backend`` code to write.
 
     Returns:
         ``(n_non_finite, n_bad_implied)``.
     """
-    kernel = reprice_parallel if records.size >= PARALLEL_THRESHOLD else reprice_serial
-    return kernel(records, option_mid, jobs, spot, backend)
+    kernel = reprice_parallel if out.size >= PARALLEL_THRESHOLD else reprice_serial
+    return kernel(out, template, option_mid, S, use_implied, *provenance, backend)

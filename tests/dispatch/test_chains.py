@@ -191,14 +191,26 @@ def test_fast_path_counts_what_the_check_refuses():
     from kernels.cpu import chain
 
     spec = build_chain(ChainConfig(underlying=0, strikes=(90.0, 110.0), expiries=(1.0,)))
-    rec = spec.template.copy()
-    rec["strike"][1] = -5.0
-    jobs = np.array([(0, 0, 0, 0, 0, 0, 4, 0)], np.int64)
-    counts = CPU.reprice_chain(rec, np.full(4, np.nan), jobs, np.array([100.0]))
+    template = spec.template.copy()
+    template["strike"][1] = -5.0
+    template.flags.writeable = False
+    out = np.empty(4, s.RESULT_CHAIN)
+    counts = CPU.reprice_chain(out, template, np.full(4, np.nan), 100.0, False, PROVENANCE)
     assert counts == (6, 0)
-    assert np.isnan(rec["price"][1]) and np.isfinite(rec["price"][[0, 2, 3]]).all()
-    assert "6 non-finite" in check_chain_result(ChainRecords(rec, *counts))
-    assert chain.reprice(rec, np.full(4, np.nan), jobs, np.array([np.nan]), 1) == (24, 0)
+    assert np.isnan(out["price"][1]) and np.isfinite(out["price"][[0, 2, 3]]).all()
+    assert "6 non-finite" in check_chain_result(ChainRecords(out, *counts))
+    nan_spot = chain.reprice(out, template, np.full(4, np.nan), np.nan, False, PROVENANCE, 1)
+    assert nan_spot == (24, 0)
+
+
+def test_fast_path_writes_every_field():
+    spec = _spec(use_implied=True)
+    mids = np.array([12.0, np.nan])
+    out = np.frombuffer(b"\xa5" * (2 * s.RESULT_CHAIN.itemsize), s.RESULT_CHAIN).copy()
+    counts = CPU.reprice_chain(out, spec.template, mids, 101.0, True, PROVENANCE)
+    assert counts == (0, 0)
+    out["done_ns"] = 99
+    assert_same_records(out, _records(_job(spec, 101.0, mids), GENERIC))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -260,21 +272,20 @@ def test_only_the_cpu_has_the_fast_path_and_warmup_loads_it():
         other = KernelBackend(name)
         assert not other.supports(REPRICE_CHAIN)
         with pytest.raises(NotImplementedError):
-            other.reprice_chain(_spec().template.copy(), np.full(2, np.nan),
-                                np.zeros((1, 8), np.int64), np.ones(1))  # fmt: skip
+            other.reprice_chain(np.empty(2, s.RESULT_CHAIN), _spec().template,
+                                np.full(2, np.nan), 100.0, False, PROVENANCE)  # fmt: skip
     CPU.warmup()
     from kernels.cpu import chain
 
     # compiled at start-up for its one signature; a call never compiles
-    before = {k: len(v.overloads) for k, v in (("s", chain.reprice_serial),
-                                               ("p", chain.reprice_parallel))}  # fmt: skip
-    assert before == {"s": 1, "p": 1}
+    kernels = (chain.reprice_serial, chain.reprice_parallel)
+    assert [len(kernel.overloads) for kernel in kernels] == [1, 1]
     rec = _records(_job(_spec(), 100.0, np.array([12.0, np.nan])), CPU)
     assert rec["backend"].tolist() == [s.BACKEND_CODES["cpu"]] * 2
-    assert len(chain.reprice_serial.overloads) == 1
+    assert [len(kernel.overloads) for kernel in kernels] == [1, 1]
     with pytest.raises(TypeError):  # compilation is disabled: other types are refused
-        chain.reprice_serial(rec, np.full(2, np.nan, np.float32), np.zeros((1, 8), np.int64),
-                             np.ones(1), 1)  # fmt: skip
+        chain.reprice_serial(rec, _spec().template, np.full(2, np.nan, np.float32), 100.0,
+                             False, *PROVENANCE, 1)  # fmt: skip
 
 
 def assert_same_records(a: np.ndarray, b: np.ndarray) -> None:
@@ -400,32 +411,31 @@ def test_fast_path_matches_the_numpy_reference(seed):
     assert compared >= finite // 2  # most implied vols are well determined
 
 
-def test_parallel_kernel_of_large_groups_equals_the_serial_kernel():
+def test_parallel_kernel_of_large_chains_equals_the_generic_path():
     from kernels.cpu import chain
 
     rng = np.random.default_rng(11)
     jobs = []
-    for u in range(3):
-        n = 450
+    for u, n in enumerate((chain.PARALLEL_THRESHOLD + 77, 30)):
         spec = ChainSpec(
             underlying=u, strike=100.0 * np.exp(rng.uniform(-0.5, 0.5, n)),
             expiry=rng.choice([0.02, 0.25, 1.0, 3.0], n), is_call=rng.random(n) < 0.5,
             vol=rng.uniform(0.05, 1.0, n), option_symbol=np.arange(n, dtype=np.uint32),
-            rate=0.02, dividend=0.01, use_implied=u != 1,
+            rate=0.02, dividend=0.01, use_implied=u == 0,
         )  # fmt: skip
         S = 100.0 + u
         jobs.append(_job(spec, S, random_mids(rng, spec, S), provenance=Provenance(u, u + 1)))
+    for job in jobs:  # the parallel kernel, then the serial one
+        assert_same_records(_records(job, CPU), _records(job, GENERIC))
+    sent = []
+    for job in jobs:
+        job.sink = lambda *a: sent.append(a[3].copy())
     fused = ChainJob.fuse(jobs)
-    assert fused.size >= chain.PARALLEL_THRESHOLD > max(job.size for job in jobs)
-    for backend in (CPU, GENERIC):  # the parallel kernel, and the generic path's kernels
-        sent = []
-        for job in jobs:
-            job.sink = lambda *a, sent=sent: sent.append(a[3].copy())
-        result = fused.compute(backend)
-        assert fused.check(result) is None
-        fused.finish(Outcome(result=result, backend="cpu", done_ns=99))
-        for job, rec in zip(jobs, sent):
-            assert_same_records(rec, _records(job, CPU))  # alone: the serial kernel
+    result = fused.compute(CPU)
+    assert fused.check(result) is None
+    fused.finish(Outcome(result=result, backend="cpu", done_ns=99))
+    for job, rec in zip(jobs, sent):
+        assert_same_records(rec, _records(job, GENERIC))
 
 
 @pytest.mark.parametrize("price", [float("nan"), 0.0, -3.0, float("inf")])
