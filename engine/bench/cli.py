@@ -46,6 +46,7 @@ def _number(kind: Callable[[str], Any], minimum: float, inclusive: bool = False)
 _positive_float = _number(float, 0.0)
 _non_negative_float = _number(float, 0.0, inclusive=True)
 _positive_int = _number(int, 1, inclusive=True)
+_non_negative_int = _number(int, 0, inclusive=True)
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -133,6 +134,21 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--fpga-emulate",
         action="store_true",
         help="serve --fpga-emulate: also measure the FPGA core's golden model (micro path)",
+    )
+    lat.add_argument(
+        "--chains",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="the engine also reprices an option chain per underlying, symbols 0..N-1, on "
+        "the milli path, and tick -> chain result latency is measured (default 0: off)",
+    )
+    lat.add_argument(
+        "--chain-size",
+        type=_positive_int,
+        default=100,
+        metavar="M",
+        help="contracts per chain (default 100)",
     )
     lat.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     lat.add_argument("--plot", metavar="FILE.png", help="write the percentile distribution")
@@ -271,6 +287,8 @@ def _latency_main(args: argparse.Namespace) -> int:
         spin_us=args.spin_us,
         drain_s=args.drain_s,
         fpga_emulate=args.fpga_emulate,
+        chains=args.chains,
+        chain_size=args.chain_size,
     )
     return _run("latency", lambda: run_latency(opts, args.json, args.plot)[1])
 

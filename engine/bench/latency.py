@@ -19,13 +19,26 @@ omission).  The first ``warmup`` seconds of each topology are excluded.
 Stages (the engine's stamps on every result): ``wire_in = recv_ns - send_ns``,
 ``kernel = done_ns - recv_ns``, ``publish = subscriber arrival - done_ns``.
 
+Milli path (``chains > 0``): the engine also reprices an option chain of
+``chain_size`` contracts per underlying (symbols ``0 .. chains - 1``) on its
+worker threads; a chain result (``chain.<sym>``, one frame per repricing) carries
+the provenance of the tick that triggered it, so its latency is measured the
+same way, with ``queue_compute = done_ns - recv_ns`` (the tick's kernels, the
+job's queue and batch wait, the repricing) in place of ``kernel``.  Repricings
+are coalesced per underlying, so not every tick has a chain result.
+
 Self-check (a failure makes the run fail): every result names a tick that
 was sent (``in_seq``, ``symbol``, ``ts_ns``, ``in_stream``, ``in_send_ns``),
 is the last tick of its symbol in its frame, and arrives once; every echo
 message names a frame that was sent; sampled quote results equal the numpy
 reference's mid/spread/microprice/imbalance, sampled trade results its EMAs,
 VWAPs and return statistics (:mod:`kernels.reference.streaming`), sampled bars
-its OHLCV bars.
+its OHLCV bars.  Every chain result names an underlying's trade or quote that was
+sent (the last of its symbol in its frame), at most once, in a frame of
+``chain_size`` records, and every chain frame the engine says it published
+arrived; in sampled whole chain frames the contracts are the configured ones, the
+underlying is the triggering tick's price, and price and greeks equal
+``kernels.black_scholes(..., backend="numpy")`` at the records' own inputs.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +65,7 @@ from engine.bench.common import (
     versions,
     write_json,
 )
-from engine.bench.roles import COMMON_END, ECHO_STAMPS, FULL_ROW_BYTES
+from engine.bench.roles import COMMON_END, ECHO_STAMPS, FULL_ROW_BYTES, PREFIX_BYTES
 from engine.config import EngineConfig, load_config
 from engine.wire import codec
 from engine.wire import schema as s
@@ -68,15 +81,37 @@ MAX_BATCH = 4096
 # every micro-path analytic to the CPU kernels, inline on the ingest thread; with
 # --fpga-emulate it also streams trades and quotes through the FPGA core's golden
 # model (results ``fpga.<sym>``).  A route that publishes nothing in a run is not
-# reported; when the milli path (cpu/gpu) publishes, its result kinds go here.
+# reported.  The milli path's routes are in MILLI_ROUTES: their backend is not fixed
+# per kind but read from each record (BACKEND_CODES: cpu, cuda, cupy).
 ROUTES: dict[int, tuple[str, str, tuple[int, ...]]] = {
     s.KIND_RESULT_QUOTE: ("micro", "cpu", (s.KIND_QUOTE,)),
     s.KIND_RESULT_TRADE: ("micro", "cpu", (s.KIND_TRADE,)),
     s.KIND_RESULT_BOOK: ("micro", "cpu", (s.KIND_ORDER,)),
     s.KIND_RESULT_FPGA: ("micro", "fpga_emulation", (s.KIND_TRADE, s.KIND_QUOTE)),
 }
+# Milli-path result kind -> (path, the input kinds that trigger it).  Chain results
+# (--chains) carry the provenance of their triggering tick; ``corr`` is not measured:
+# it is computed on a sampling timer, not for a tick.
+MILLI_ROUTES: dict[int, tuple[str, tuple[int, ...]]] = {
+    s.KIND_RESULT_CHAIN: ("milli", (s.KIND_TRADE, s.KIND_QUOTE)),
+}
+BACKEND_NAMES = {code: name for name, code in s.BACKEND_CODES.items()}
 COMMON = np.dtype(s.RESULT_QUOTE.descr[:7])  # ts_ns, in_seq, in_send_ns, recv_ns, done_ns, ...
 assert COMMON.itemsize == COMMON_END - s.HEADER_SIZE and COMMON.names[-1] == "symbol"
+# what the subscriber keeps of every chain frame: its first record up to the flags
+CHAIN_PREFIX = np.dtype(s.RESULT_CHAIN.descr[:13])
+assert CHAIN_PREFIX.names[-2:] == ("flags", "_pad")
+assert CHAIN_PREFIX.itemsize == PREFIX_BYTES - s.HEADER_SIZE
+# The chains of --chains: contracts cycle through the expiries, then call/put, then
+# strikes evenly spread over +-CHAIN_STRIKE_SPAN/2 of the underlying's first price.
+CHAIN_EXPIRIES = (1 / 12, 0.25, 0.5, 1.0)  # years
+CHAIN_STRIKE_SPAN = 0.4
+CHAIN_VOL = 0.25
+CHAIN_RATE = 0.03
+CHAIN_DIVIDEND = 0.01
+MAX_CHAIN_SIZE = 100_000  # contracts per chain (the engine's limit)
+CHAIN_KEEP_BYTES = 32 << 20  # whole chain frames the subscriber keeps for the value check
+CHAIN_RTOL = 1e-9  # chain price and greeks against the numpy reference
 FRAME_DTYPES = {
     kind: np.dtype(s.HEADER.descr + s.RECORD_DTYPES[kind].descr)
     for kind in (*ROUTES, s.KIND_RESULT_BAR)
@@ -99,6 +134,8 @@ class LatencyOptions:
     drain_s: float = 1.0  # the subscriber listens this long after the last frame
     full_every: int = 4  # every n-th message is kept whole for the analytics check
     fpga_emulate: bool = False  # serve --fpga-emulate: also the FPGA core's golden model
+    chains: int = 0  # option chains on the milli path: one per symbol 0 .. chains - 1
+    chain_size: int = 100  # contracts per chain
 
     def check(self) -> None:
         """Raise ``ValueError`` with a one-line message for the first invalid option."""
@@ -112,6 +149,15 @@ class LatencyOptions:
             raise ValueError(f"--batch must be in 1..{MAX_BATCH}, got {self.batch}")
         if not 1 <= self.symbols <= 65_536:
             raise ValueError(f"--symbols must be in 1..65536, got {self.symbols}")
+        if not 0 <= self.chains <= self.symbols:
+            raise ValueError(
+                f"--chains must be in 0..{self.symbols} (one per underlying symbol, at most "
+                f"--symbols), got {self.chains}"
+            )
+        if not 1 <= self.chain_size <= MAX_CHAIN_SIZE:
+            raise ValueError(
+                f"--chain-size must be in 1..{MAX_CHAIN_SIZE} contracts, got {self.chain_size}"
+            )
         if not (math.isfinite(self.slice_s) and 0.05 <= self.slice_s <= 60):
             raise ValueError(f"--slice must be in [0.05, 60] seconds, got {self.slice_s}")
         if not (math.isfinite(self.spin_us) and 0 <= self.spin_us <= 10_000):
@@ -162,6 +208,7 @@ class Plan:
     flat: np.ndarray  # every send's encoded frame, concatenated (8-byte aligned)
     offset: np.ndarray
     length: np.ndarray
+    chains: dict[int, np.ndarray] = field(default_factory=dict)  # underlying -> contracts
 
     def engine_due(self) -> np.ndarray:
         """Due time (relative to T0) of each frame sent to the engine, by frame index."""
@@ -185,7 +232,8 @@ def interleave(local_ns: np.ndarray, topology: int, slice_ns: int) -> np.ndarray
 
 
 def build_plan(opts: LatencyOptions) -> Plan:
-    """Generate the synthetic market's frames and the interleaved open-loop schedule."""
+    """Generate the synthetic market's frames, the interleaved open-loop schedule, and
+    the contracts of the ``chains`` option chains (around each underlying's first price)."""
     from engine.feed.publisher import feed_market
 
     market = feed_market(opts.symbols, opts.seed, opts.rate)
@@ -223,7 +271,7 @@ def build_plan(opts: LatencyOptions) -> Plan:
         rec_sub[mine] = np.arange(int(mine.sum()))
         parts = [r for k, r in frames if k == kind]
         kind_records[kind] = np.concatenate(parts) if parts else np.empty(0, s.RECORD_DTYPES[kind])
-    return Plan(
+    plan = Plan(
         frames=frames,
         local_ns=local_ns,
         measured=local_ns >= int(opts.warmup * 1e9),
@@ -242,6 +290,99 @@ def build_plan(opts: LatencyOptions) -> Plan:
         offset=np.concatenate([[0], np.cumsum(length)[:-1]]),
         length=length,
     )
+    for underlying in range(opts.chains):
+        ticks = np.flatnonzero(
+            (plan.rec_symbol == underlying)
+            & np.isin(plan.rec_kind, MILLI_ROUTES[s.KIND_RESULT_CHAIN][1])
+        )
+        prices = tick_prices(plan, ticks[:16])
+        first = prices[prices > 0][:1]
+        plan.chains[underlying] = chain_contracts(
+            float(first[0]) if first.size else 100.0, opts.chain_size
+        )
+    return plan
+
+
+# ---------------------------------------------------------------------------
+# The milli route: option chains
+# ---------------------------------------------------------------------------
+
+CHAIN_CONTRACT = np.dtype([("strike", "<f8"), ("expiry", "<f8"), ("is_call", "?")])
+
+
+def chain_contracts(first_price: float, size: int) -> np.ndarray:
+    """The ``size`` contracts of a benchmark chain around ``first_price`` (CHAIN_CONTRACT).
+
+    Contract ``i``: expiry ``CHAIN_EXPIRIES[i % 4]``, a call when ``i // 4`` is even,
+    strike ``i // 8`` of evenly spread strikes (rounded to 0.01) over
+    ``first_price x (1 +- CHAIN_STRIKE_SPAN / 2)``.
+    """
+    i = np.arange(size)
+    n_expiries = len(CHAIN_EXPIRIES)
+    per_strike = 2 * n_expiries
+    n_strikes = -(-size // per_strike)
+    j = i // per_strike
+    rel = (j / max(n_strikes - 1, 1) - 0.5) * CHAIN_STRIKE_SPAN if n_strikes > 1 else 0.0 * j
+    out = np.zeros(size, CHAIN_CONTRACT)
+    out["strike"] = np.maximum(np.round(first_price * (1.0 + rel), 2), 0.01)
+    out["expiry"] = np.asarray(CHAIN_EXPIRIES)[i % n_expiries]
+    out["is_call"] = (i // n_expiries) % 2 == 0
+    return out
+
+
+def tick_prices(plan: Plan, seqs: np.ndarray) -> np.ndarray:
+    """The underlying price the engine takes from each tick: quote mid or trade price.
+
+    As ``engine.dispatch.milli``: the mid of a two-sided quote, else 0 (no repricing);
+    the price of a trade; 0 for any other kind.
+    """
+    seqs = np.asarray(seqs, np.int64)
+    out = np.zeros(len(seqs))
+    kind = plan.rec_kind[seqs]
+    quotes = kind == s.KIND_QUOTE
+    if quotes.any():
+        q = plan.kind_records[s.KIND_QUOTE][plan.rec_sub[seqs[quotes]]]
+        bid, ask = q["bid_price"].astype(np.int64), q["ask_price"].astype(np.int64)
+        out[quotes] = np.where((bid > 0) & (ask > 0), (bid + ask) / (2.0 * s.PRICE_SCALE), 0.0)
+    trades = kind == s.KIND_TRADE
+    if trades.any():
+        tr = plan.kind_records[s.KIND_TRADE][plan.rec_sub[seqs[trades]]]
+        out[trades] = tr["price"].astype(np.int64) / s.PRICE_SCALE
+    return out
+
+
+def chain_triggers(opts: LatencyOptions, plan: Plan) -> np.ndarray:
+    """Per record: whether it makes the engine queue a repricing of its symbol's chain.
+
+    A trade or quote of an underlying with a price (see :func:`tick_prices`), the last
+    of its symbol in its frame (the engine looks at each symbol once per frame).
+    """
+    mine = plan.rec_symbol < opts.chains
+    mine &= np.isin(plan.rec_kind, MILLI_ROUTES[s.KIND_RESULT_CHAIN][1])
+    mine &= plan.rec_last == np.arange(len(plan.rec_last))
+    idx = np.flatnonzero(mine)
+    mine[idx] = tick_prices(plan, idx) > 0
+    return mine
+
+
+def _chains_toml(plan: Plan) -> str:
+    """The ``[[dispatch.chains]]`` tables of a run: explicit contracts, not quoted."""
+    out = []
+    for underlying, contracts in plan.chains.items():
+        options = ", ".join(
+            f"{{strike = {float(k)!r}, expiry = {float(t)!r}, call = {str(bool(c)).lower()}}}"
+            for k, t, c in contracts.tolist()
+        )
+        out.append(
+            f"[[dispatch.chains]]\nunderlying = {underlying}\nvol = {CHAIN_VOL!r}\n"
+            f"rate = {CHAIN_RATE!r}\ndividend = {CHAIN_DIVIDEND!r}\noptions = [{options}]\n"
+        )
+    return "".join(out)
+
+
+def chain_frame_bytes(opts: LatencyOptions) -> int:
+    """Bytes of one chain result frame (header + ``chain_size`` records)."""
+    return s.HEADER_SIZE + opts.chain_size * s.RESULT_CHAIN_SIZE
 
 
 # ---------------------------------------------------------------------------
@@ -253,11 +394,12 @@ def _max_frame_bytes(opts: LatencyOptions) -> int:
     return max(1 << 20, s.HEADER_SIZE + opts.batch * max(s.QUOTE_SIZE, s.TRADE_SIZE))
 
 
-def _engine_config_toml(opts: LatencyOptions, ingest: str, publish: str) -> str:
+def _engine_config_toml(opts: LatencyOptions, plan: Plan, ingest: str, publish: str) -> str:
     return (
         f'[ingest]\nendpoints = ["{ingest}"]\nmax_frame_bytes = {_max_frame_bytes(opts)}\n'
         f"[analytics]\nn_symbols = {opts.symbols}\n"
         f'[publish]\nendpoint = "{publish}"\nstats_interval_s = {STATS_INTERVAL_S}\n'
+        + _chains_toml(plan)
     )
 
 
@@ -290,6 +432,10 @@ class RunData:
     overflow: int
     engine_stats: dict
     engine_config: EngineConfig
+    length: np.ndarray | None = None  # bytes of each message, whole (None: not saved)
+    stats_at: int = -1  # messages received when the last engine stats arrived
+    chain_full: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    chain_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their rows
 
 
 def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any = None) -> RunData:
@@ -299,7 +445,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
     ingest = f"tcp://127.0.0.1:{free_port()}"
     publish = f"tcp://127.0.0.1:{free_port()}"
     config_path = workdir / "engine.toml"
-    config_path.write_text(_engine_config_toml(opts, ingest, publish))
+    config_path.write_text(_engine_config_toml(opts, plan, ingest, publish))
     engine_config = load_config(config_path)
     plan_path = workdir / "plan.npz"
     np.savez(
@@ -312,7 +458,11 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
     )
     results_path = workdir / "results.npz"
     sent_path = workdir / "sent.npy"
-    capacity = _capacity(plan, opts.fpga_emulate)
+    chain_msgs = int(chain_triggers(opts, plan).sum())  # at most one chain frame each
+    capacity = _capacity(plan, opts.fpga_emulate) + chain_msgs
+    chain_bytes = chain_frame_bytes(opts) if opts.chains else 0
+    chain_keep = min(chain_msgs, max(1, CHAIN_KEEP_BYTES // max(chain_bytes, 1)))
+    chain_every = max(1, math.ceil(chain_msgs / max(chain_keep, 1)))
     with Children(workdir) as children:
         fpga = ["--fpga-emulate"] if opts.fpga_emulate else []
         children.start(
@@ -331,7 +481,8 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
             python_module(
                 "engine.bench.roles", "subscriber", "--connect", publish, "--connect",
                 echo_publish, "--capacity", str(capacity), "--full-every", str(opts.full_every),
-                "--out", str(results_path),
+                "--out", str(results_path), "--chain-bytes", str(chain_bytes),
+                "--chain-every", str(chain_every), "--chain-keep", str(chain_keep),
             ),
             stdin=True,
         )  # fmt: skip
@@ -381,6 +532,10 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
         overflow=int(data["overflow"]),
         engine_stats=msgspec.json.decode(data["engine_stats"].tobytes() or b"{}"),
         engine_config=engine_config,
+        length=data["length"].astype(np.int64),
+        stats_at=int(data["stats_at"]),
+        chain_full=data["chain_full"],
+        chain_at=data["chain_at"],
     )
 
 
@@ -535,6 +690,118 @@ def _engine_results(
     return paths, lost_total
 
 
+def _milli_results(
+    opts: LatencyOptions, plan: Plan, data: RunData, header: np.ndarray, checks: _Checks
+) -> dict:
+    """Check the chain results' provenance; return the milli route's entry per backend."""
+    rows = np.flatnonzero(header["kind"] == s.KIND_RESULT_CHAIN)
+    if not opts.chains:
+        if len(rows):
+            checks.add("no chain result without --chains", np.zeros(len(rows), bool))
+        return {}
+    h, arrival = header[rows], data.arrival[rows]
+    c = np.ascontiguousarray(data.prefix[rows, s.HEADER_SIZE : PREFIX_BYTES]).view(CHAIN_PREFIX)
+    c = c.ravel()
+    n_rec = len(plan.rec_kind)
+    r = c["in_seq"].astype(np.int64)
+    valid = (r >= 0) & (r < n_rec)
+    checks.add("chain result in_seq names a tick that was sent", valid)
+    rr = np.where(valid, r, 0)
+    good = valid & np.isin(plan.rec_kind[rr], MILLI_ROUTES[s.KIND_RESULT_CHAIN][1])
+    good &= (plan.rec_symbol[rr] == c["symbol"]) & (plan.rec_ts[rr] == c["ts_ns"])
+    good &= (c["in_stream"] == ENGINE_STREAM) & (h["stream_id"] == c["symbol"])
+    good &= c["symbol"] < opts.chains
+    checks.add("chain result names a trade or quote of its underlying", good[valid])
+    f = plan.rec_frame[rr]
+    intended = c["in_send_ns"] == plan.engine_due()[f] + data.t0_ns
+    checks.add("chain result in_send_ns is the frame's intended time", intended[good])
+    trigger = chain_triggers(opts, plan)
+    checks.add("chain result names a tick that triggers a repricing", trigger[rr][good])
+    good &= trigger[rr]
+    got = np.bincount(rr[good], minlength=n_rec)
+    checks.add("at most one chain result per tick", got[got > 0] == 1)
+    size = h["count"] == opts.chain_size
+    if data.length is not None:
+        size &= data.length[rows] == chain_frame_bytes(opts)
+    checks.add("chain frame holds --chain-size records", size)
+    stamps = (c["recv_ns"] >= c["in_send_ns"]) & (c["done_ns"] >= c["recv_ns"])
+    stamps &= arrival >= c["done_ns"]
+    checks.add("chain stamps in order: send <= recv <= done <= arrival", stamps[good])
+    published = _chains_published(data.engine_stats)
+    if published is None or data.stats_at < 0:
+        checks.skip("every chain frame published arrived", "no engine stats with chains received")
+    else:  # messages arrive in order: those before the last stats are what it counted
+        before = int((rows < data.stats_at).sum())
+        checks.add("every chain frame published arrived", np.arange(published) < before)
+
+    dispatch = data.engine_stats.get("dispatch", {})
+    lane = dispatch.get("lanes", {}).get("stream", {})
+    lane_config = data.engine_config.dispatch.lanes.stream
+    keep = good & plan.measured[f]
+    triggered = trigger & plan.measured[plan.rec_frame]
+    if triggered.any():
+        checks.add("chain results arrive for measured ticks", np.array([keep.any()]))
+    if "failed" in lane:
+        failed = int(lane["failed"]) + int(lane.get("finish_errors", 0))
+        checks.add(
+            "no chain repricing failed (engine stats)",
+            np.zeros(failed, bool) if failed else np.ones(1, bool),
+        )
+    flags = c["flags"].astype(np.int64)
+    out: dict[str, dict] = {}
+    for code in np.unique(c["backend"][keep]).tolist():
+        name = BACKEND_NAMES.get(code, "other")
+        mine = keep & (c["backend"] == code)
+        a, send = arrival[mine], c["in_send_ns"][mine]
+        recv, done = c["recv_ns"][mine], c["done_ns"][mine]
+        total = Latency(a - send)
+        calls = dispatch.get("backends", {}).get(name, {})
+        out[name] = {
+            "latency": total.summary(),
+            "stages": {
+                "wire_in": Latency(recv - send).summary(),
+                "queue_compute": Latency(done - recv).summary(),
+                "publish": Latency(a - done).summary(),
+            },
+            "by_result": {"chain": total.summary()},
+            "ticks_measured": int(triggered.sum()),
+            "results_received": int(mine.sum()),
+            "contracts_per_result": opts.chain_size,
+            "underlyings": opts.chains,
+            "results_fallback": int((flags[mine] & s.RESULT_FLAG_FALLBACK > 0).sum()),
+            "results_late": int((flags[mine] & s.RESULT_FLAG_LATE > 0).sum()),
+            # the engine's counters: the whole run (warm-up included), every backend
+            "repricings": {
+                "submitted": lane.get("submitted"),
+                "coalesced": lane.get("coalesced"),
+                "refused": lane.get("refused"),
+                "late": lane.get("late"),
+                "failed": lane.get("failed"),
+                "fused": lane.get("fused"),
+                "published": published,
+            },
+            "backend_calls": calls.get("jobs"),
+            "backend_us_per_call": round(calls["busy_us"] / calls["jobs"], 1)
+            if calls.get("jobs")
+            else None,
+            "lane": {
+                "workers": lane_config.workers,
+                "max_batch": lane_config.max_batch,
+                "max_wait_ms": lane_config.max_wait_ms,
+            },
+            "_hist": total,
+        }
+    return out
+
+
+def _chains_published(stats: dict) -> int | None:
+    """Chain frames the engine published, from its stats (None if it has no chains)."""
+    chains = stats.get("dispatch", {}).get("chains")
+    if not chains:
+        return None
+    return sum(int(c.get("published", 0)) for c in chains.values())
+
+
 def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
     """Latency summaries, loss accounting and the self-check of one run."""
     checks = _Checks()
@@ -569,6 +836,9 @@ def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
 
     # --- the engine's per-tick results, route by route
     paths, records_lost = _engine_results(plan, data, header, common, checks)
+    milli = _milli_results(opts, plan, data, header, checks)
+    if milli:
+        paths[MILLI_ROUTES[s.KIND_RESULT_CHAIN][0]] = milli
     for backends in paths.values():
         for entry in backends.values():
             entry["ratio_to_baseline"] = ratios(entry["latency"], baseline.summary())
@@ -580,7 +850,10 @@ def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
     order = np.lexsort((seq, topic))
     same_topic = topic[order][1:] == topic[order][:-1]
     step = np.diff(seq[order])[same_topic]
-    checks.add("result seq not repeated within its topic", step != 0)
+    # sequence numbers count records: a chain frame advances its topic by its size
+    count = np.maximum(header["count"][all_engine].astype(np.int64)[order][:-1][same_topic], 1)
+    checks.add("result seq not repeated within its topic", step >= count)
+    missing = (step - count) // count  # result frames between two that arrived
 
     # --- bars: provenance here, values in _check_values
     bar_rows = np.flatnonzero(kind == s.KIND_RESULT_BAR)
@@ -594,6 +867,7 @@ def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
 
     stats = data.engine_stats
     _check_values(plan, data, stats, checks)
+    _check_chain_values(opts, plan, data, checks)
     if data.overflow:
         checks.add("subscriber capacity", np.zeros(data.overflow, bool))
 
@@ -632,8 +906,8 @@ def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
             "records_lost": records_lost,
             "engine_ingest_gaps": stats.get("gaps"),
             "engine_ingest_records_lost": stats.get("records_lost"),
-            "result_seq_gaps": int((step > 1).sum()),
-            "results_lost_by_seq": int((step[step > 1] - 1).sum()),
+            "result_seq_gaps": int((missing > 0).sum()),
+            "results_lost_by_seq": int(missing[missing > 0].sum()),
             "bars_received": int(len(bar_rows)),
         },
         "self_check": checks.report(),
@@ -715,6 +989,70 @@ def _check_values(plan: Plan, data: RunData, stats: dict, checks: _Checks) -> No
                 bool,
             )
             checks.add("sampled bars equal the reference", same)
+
+
+CHAIN_GREEKS = ("price", "delta", "gamma", "vega", "theta", "rho")
+
+
+def _check_chain_values(opts: LatencyOptions, plan: Plan, data: RunData, checks: _Checks) -> None:
+    """Check every record of the whole chain frames kept: contracts, underlying, values."""
+    if not opts.chains:
+        return
+    name = "sampled chain prices and greeks equal the numpy reference"
+    if not len(data.chain_full):
+        checks.skip(name, "no chain frame kept whole")
+        return
+    from kernels import black_scholes
+
+    size = s.RESULT_CHAIN_SIZE
+    parts = []
+    for row in data.chain_full:
+        count = int(row[: s.HEADER_SIZE].view(s.HEADER)[0]["count"])
+        n = min(count, (len(row) - s.HEADER_SIZE) // size)
+        parts.append(row[s.HEADER_SIZE : s.HEADER_SIZE + n * size].view(s.RESULT_CHAIN))
+    rec = np.concatenate(parts)
+    lengths = np.array([len(p) for p in parts], np.int64)
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])[
+        np.repeat(np.arange(len(parts)), lengths)
+    ]
+    same = rec["index"] == np.arange(len(rec)) - first
+    for field_name in (*COMMON.names, "backend"):
+        same &= rec[field_name] == rec[field_name][first]
+    checks.add("sampled chain records share their frame's tick, in contract order", same)
+
+    u = rec["symbol"].astype(np.int64)
+    i = rec["index"].astype(np.int64)
+    ok = (u < opts.chains) & (i < opts.chain_size)
+    table = np.stack([plan.chains[x] for x in range(opts.chains)])  # (chains, chain_size)
+    want = table[np.where(ok, u, 0), np.where(ok, i, 0)]
+    ok &= (rec["strike"] == want["strike"]) & (rec["expiry"] == want["expiry"])
+    ok &= rec["is_call"].astype(bool) == want["is_call"]
+    ok &= (rec["rate"] == CHAIN_RATE) & (rec["dividend"] == CHAIN_DIVIDEND)
+    ok &= (rec["sigma"] == CHAIN_VOL) & (rec["option_symbol"] == s.NO_SYMBOL)
+    ok &= np.isnan(rec["option_mid"]) & np.isnan(rec["implied_vol"])
+    ok &= (rec["flags"] & s.RESULT_FLAG_QUOTED) == 0
+    checks.add("sampled chain contracts are the configured ones", ok)
+
+    seq = rec["in_seq"].astype(np.int64)
+    known = seq < len(plan.rec_kind)
+    price = np.zeros(len(rec))
+    price[known] = tick_prices(plan, seq[known])
+    checks.add(
+        "sampled chain underlying is the triggering tick's price", rec["underlying"] == price
+    )
+
+    inputs = ("underlying", "strike", "expiry", "rate", "dividend", "sigma")
+    usable = np.all([np.isfinite(rec[x]) for x in inputs], axis=0)
+    usable &= (rec["underlying"] > 0) & (rec["strike"] > 0) & (rec["expiry"] >= 0)
+    usable &= rec["sigma"] >= 0  # what black_scholes accepts; the others fail the check
+    r = rec[usable]
+    ref = black_scholes(*(r[x] for x in inputs), r["is_call"].astype(bool), backend="numpy")
+    same = np.zeros(len(rec), bool)
+    close = np.ones(len(r), bool)
+    for greek in CHAIN_GREEKS:
+        close &= _close(r[greek], getattr(ref, greek), rtol=CHAIN_RTOL, atol=1e-12)
+    same[usable] = close
+    checks.add(name, same)
 
 
 def _records_by_seq(plan: Plan, kind: int, seqs: np.ndarray) -> np.ndarray:
@@ -852,6 +1190,18 @@ def print_latency(report: dict, console: Any) -> None:
         f"ingest gaps {loss['engine_ingest_gaps']}, result seq gaps {loss['result_seq_gaps']}); "
         f"baseline frames lost {report['baseline']['frames_lost']}"
     )
+    for backend, entry in report["paths"].get("milli", {}).items():
+        jobs, lane = entry["repricings"], entry["lane"]
+        console.print(
+            f"milli / {backend}: {entry['results_received']} chain results of "
+            f"{entry['contracts_per_result']} contracts ({entry['underlyings']} underlyings) "
+            f"for {entry['ticks_measured']} measured underlying ticks; engine, whole run: "
+            f"{jobs['submitted']} repricings queued, {jobs['coalesced']} coalesced, "
+            f"{jobs['refused']} refused, {jobs['late']} late, {jobs['published']} published; "
+            f"{_fmt(entry['backend_us_per_call'])} us per {backend} call; lane: "
+            f"{lane['workers']} worker(s), batches of <= {lane['max_batch']} within "
+            f"{lane['max_wait_ms']:g} ms"
+        )
     for name, goal in report["goals"].items():
         if isinstance(goal, dict):
             verdict = "[green]met[/]" if goal["met"] else "[red]missed[/]"

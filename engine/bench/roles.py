@@ -28,7 +28,10 @@ all processes of one host share).
 * **subscriber**: one SUB connected to both; per message, one ``recv_into`` of
   the payload (truncated to the :data:`PREFIX_BYTES` of header, common result block
   and echo stamps, or whole for every ``full_every``-th message) and one ``time.time_ns()``.
-  Everything else happens after the run, in the parent.
+  Chain results (topic ``chain.<sym>``, milli path, many records per frame) keep the
+  same prefix (header, the first record's common block, its backend and flags);
+  every ``chain_every``-th is kept whole, up to ``chain_keep`` frames.  Everything
+  else happens after the run, in the parent.
 
 ``bench ingest`` uses two more: **sender** (every frame of a file, as fast as
 the socket takes them, SNDHWM 0) and **sink** (reads and counts every result
@@ -64,6 +67,7 @@ ECHO_PAYLOAD = {
 }
 ECHO_TOPIC = {s.KIND_TRADE: b"trade.0", s.KIND_QUOTE: b"quote.0", s.KIND_ORDER: b"book.0"}
 FULL_ROW_BYTES = max(ECHO_PAYLOAD.values()) + 8  # the largest result frame fits whole
+CHAIN_TOPIC = b"chain."
 HWM = 100_000  # frames, as the engine's defaults
 _stop = False
 
@@ -225,9 +229,17 @@ def run_subscriber(args: argparse.Namespace) -> int:
     arrival = np.zeros(capacity, np.int64)
     length = np.zeros(capacity, np.int32)
     topic_buf = bytearray(64)
-    spill = bytearray(FULL_ROW_BYTES)
+    spill = bytearray(max(FULL_ROW_BYTES, args.chain_bytes))
     stats_topic = HEARTBEAT_TOPIC[0]
+    # chain results: first topic byte compared first (-1: never, without chains)
+    chain_topic = CHAIN_TOPIC[0] if args.chain_bytes else -1
+    chain_every = args.chain_every
+    chain_keep = args.chain_keep if args.chain_bytes else 0
+    chain_full = np.zeros((chain_keep, args.chain_bytes), np.uint8)
+    chain_at = np.zeros(chain_keep, np.int64)
+    chains = kept = 0
     engine_stats = b"{}"
+    stats_at = -1  # messages received when the last engine stats arrived
     overflow = 0
     i = 0
     clock = time.time_ns
@@ -243,6 +255,7 @@ def run_subscriber(args: argparse.Namespace) -> int:
             payload = sock.recv()
             if payload != ECHO_HEARTBEAT:
                 engine_stats = payload
+                stats_at = i
             now = clock()
             continue
         if i == capacity:
@@ -250,7 +263,17 @@ def run_subscriber(args: argparse.Namespace) -> int:
             overflow += 1
             now = clock()
             continue
-        if i % every:
+        if topic_buf[0] == chain_topic and topic_buf[:6] == CHAIN_TOPIC:
+            if chains % chain_every == 0 and kept < chain_keep:
+                n = recv_into(chain_full[kept])
+                chain_at[kept] = i
+                kept += 1
+            elif i % every:
+                n = recv_into(prefix[i])
+            else:
+                n = recv_into(full[i // every])
+            chains += 1
+        elif i % every:
             n = recv_into(prefix[i])
         else:
             n = recv_into(full[i // every])
@@ -260,6 +283,8 @@ def run_subscriber(args: argparse.Namespace) -> int:
         i += 1
     sampled = np.arange(0, i, every)
     prefix[sampled] = full[: len(sampled), :PREFIX_BYTES]
+    if kept:
+        prefix[chain_at[:kept]] = chain_full[:kept, :PREFIX_BYTES]
     np.savez(
         args.out,
         prefix=prefix[:i],
@@ -269,6 +294,9 @@ def run_subscriber(args: argparse.Namespace) -> int:
         full_every=np.int64(every),
         overflow=np.int64(overflow),
         engine_stats=np.frombuffer(engine_stats, np.uint8),
+        stats_at=np.int64(stats_at),
+        chain_full=chain_full[:kept],
+        chain_at=chain_at[:kept],
     )
     sock.close()
     ctx.term()
@@ -352,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--full-every", type=int, default=4)
     c.add_argument("--out", required=True)
     c.add_argument("--ready-timeout", type=float, default=60.0)
+    c.add_argument("--chain-bytes", type=int, default=0)  # largest chain frame; 0: no chains
+    c.add_argument("--chain-every", type=int, default=1)
+    c.add_argument("--chain-keep", type=int, default=0)
     c.set_defaults(func=run_subscriber)
     d = sub.add_parser("sender")
     d.add_argument("--frames", required=True)

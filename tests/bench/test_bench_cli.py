@@ -53,6 +53,9 @@ def test_every_benchmark_answers_help(bench, capsys):
         ["bench", "latency", "--rate", "fast"],
         ["bench", "latency", "--duration", "nan"],
         ["bench", "latency", "--batch", "0"],
+        ["bench", "latency", "--chains", "-1"],
+        ["bench", "latency", "--chain-size", "0"],
+        ["bench", "latency", "--chain-size", "many"],
         ["bench", "ingest", "--records", "0"],
         ["bench", "kernels", "--n", "-1"],
         ["bench", "nosuch"],
@@ -73,6 +76,8 @@ def test_bad_flags_get_one_line_error(args, capsys):
         (["latency", "--rate", "1", "--duration", "0.5", "--warmup", "0"], "frames per topology"),
         (["ingest", "--records", "100", "--batch", "1024"], "--records"),
         (["latency", "--batch", "100000"], "--batch"),
+        (["latency", "--symbols", "4", "--chains", "5"], "--chains must be in 0..4"),
+        (["latency", "--chains", "2", "--chain-size", "100001"], "--chain-size"),
     ],
 )
 def test_values_judged_after_parsing_get_one_line_error(args, expect):
@@ -119,6 +124,36 @@ def test_latency_run(tmp_path):
     assert report["goals"]["no_records_lost"]["met"]
     assert report["engine_stats"]["records_accepted"] == 2 * 2500  # warm-up included
     assert_png(png)
+
+
+def test_latency_run_with_chains(tmp_path):
+    out = tmp_path / "latency.json"
+    result = run("latency", "--rate", "1000", "--duration", "1", "--warmup", "0.3",
+                 "--slice", "0.25", "--drain", "0.6", "--chains", "2", "--chain-size", "16",
+                 "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "self-check passed" in result.stdout and "milli / " in result.stdout
+    report = json.loads(out.read_text())
+    assert report["config"]["chains"] == 2 and report["config"]["chain_size"] == 16
+    assert list(report["paths"]) == ["micro", "milli"]
+    ((backend, milli),) = report["paths"]["milli"].items()
+    assert backend in {"cpu", "cuda", "cupy"}  # from the records' backend code
+    assert_summary(milli["latency"])
+    assert milli["results_received"] == milli["latency"]["count"] > 0
+    for stage in ("wire_in", "queue_compute", "publish"):
+        assert_summary(milli["stages"][stage], count=milli["results_received"])
+    assert milli["contracts_per_result"] == 16 and milli["underlyings"] == 2
+    jobs = milli["repricings"]
+    assert jobs["refused"] == 0 and jobs["published"] >= milli["results_received"]
+    assert jobs["submitted"] == jobs["published"] + jobs["coalesced"]
+    check = report["self_check"]
+    assert check["ok"] and not check["skipped"], check
+    assert check["checked"]["every chain frame published arrived"] == jobs["published"]
+    assert check["checked"]["sampled chain prices and greeks equal the numpy reference"] > 0
+    assert report["paths"]["micro"]["cpu"]["latency"]["count"] == 1000
+    assert report["loss"]["records_lost"] == 0 and report["loss"]["result_seq_gaps"] == 0
+    stats = report["engine_stats"]["dispatch"]
+    assert stats["published"]["chain_records"] == 16 * jobs["published"]
 
 
 def test_ingest_run(tmp_path):
