@@ -5,6 +5,7 @@ latency``), so that the command works from a fresh install; this script runs it
 from a checkout:
 
     python bench/bench_latency.py [--rate 5000] [--duration 10] [--json FILE] [--plot FILE.png]
+                                  [--chains N --chain-size M]   # also the milli path's chains
 """
 
 from __future__ import annotations

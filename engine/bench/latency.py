@@ -1256,7 +1256,8 @@ def run_latency(
         series = [("baseline: raw pyzmq echo", result["baseline"]["_hist"], "k--")]
         for path, backends in result["paths"].items():
             for backend, entry in backends.items():
-                series.append((f"{path} / {backend}: tick -> result", entry["_hist"], "-"))
+                what = "chain result" if path == MILLI_ROUTES[s.KIND_RESULT_CHAIN][0] else "result"
+                series.append((f"{path} / {backend}: tick -> {what}", entry["_hist"], "-"))
         series.append(("publisher lag (sent - due)", result["load"]["_hist"], "C7:"))
         percentile_plot(
             plot_path,
