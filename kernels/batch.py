@@ -6,9 +6,15 @@ Backends, chosen per call with ``backend=``:
 * ``"cpu"``: numba kernels (`kernels.cpu`), parallel above a batch-size threshold,
   compiled with explicit signatures and ``cache=True`` (call `warmup` at start-up).
 * ``"cuda"``: numba-CUDA kernels (`kernels.cuda`) compiled from the same scalar source
-  as the CPU kernels. Inputs may be host arrays or device arrays; outputs are host numpy
-  arrays unless ``out=`` gives device arrays.
+  as the CPU kernels.
 * ``"cupy"``: the array-level code of `kernels.reference` run on CuPy arrays.
+
+On the two GPU backends the element-wise kernels (`black_scholes`,
+`black_scholes_price`, `implied_vol`) take host arrays or GPU arrays (numba device
+arrays, CuPy arrays: anything with ``__cuda_array_interface__``). GPU inputs are used in
+place, never copied through the host; they must be float64 (is_call: bool),
+C-contiguous, and of the broadcast size or size 1. Outputs are host numpy arrays unless
+``out=`` gives GPU arrays, which are then written in place.
 
 Importing this module needs neither a GPU nor numba-cuda nor cupy: backends are
 detected lazily, and asking for one that is missing raises `BackendUnavailableError`.
@@ -32,6 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 BACKENDS = ("numpy", "cpu", "cuda", "cupy")
+_GPU = ("cuda", "cupy")  # backends that take GPU arrays in place
 
 
 class BackendUnavailableError(RuntimeError):
@@ -126,6 +133,47 @@ def warmup(backends: tuple[str, ...] = ("cpu",)) -> None:
 # --------------------------------------------------------------------------- validation
 
 
+def _gpu_interface(value: Any) -> dict | None:
+    """The CUDA array interface of a GPU array (numba, CuPy, ...), else None.
+
+    numba's simulator arrays (``NUMBA_ENABLE_CUDASIM=1``) have no interface but are device
+    arrays to its kernels: they are described from their numpy attributes.
+    """
+    if isinstance(value, np.ndarray):
+        return None
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if interface is None and hasattr(value, "copy_to_host"):
+        interface = {"shape": value.shape, "typestr": value.dtype.str, "strides": value.strides}
+    return interface
+
+
+def _is_device(value: Any) -> bool:
+    """A GPU array: numba device arrays, CuPy arrays, anything with the CUDA interface."""
+    return _gpu_interface(value) is not None
+
+
+def _device_layout(name: str, value: Any, dtype: np.dtype) -> tuple[int, ...]:
+    """Shape of a device input after checking its dtype and layout (nothing is copied)."""
+    interface = _gpu_interface(value)
+    assert interface is not None
+    got = np.dtype(interface["typestr"])
+    shape = tuple(interface["shape"])
+    strides = interface.get("strides")
+    if got != dtype:
+        raise TypeError(f"{name} on the GPU must be {dtype}, got dtype {got}")
+    if strides is not None and tuple(strides) != _c_strides(shape, got.itemsize):
+        raise ValueError(f"{name} on the GPU must be C-contiguous")
+    return shape
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= extent
+    return tuple(reversed(strides))
+
+
 def _real_array(name: str, value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind not in "fiu":
@@ -142,39 +190,58 @@ def _flag_array(name: str, value: Any) -> np.ndarray:
     raise TypeError(f"{name} must be booleans (True for a call), got dtype {array.dtype}")
 
 
-def _elementwise(func: str, names: tuple[str, ...], values: tuple, flag: Any) -> tuple:
+def _elementwise(
+    func: str, names: tuple[str, ...], values: tuple, flag: Any, device_ok: bool = False
+) -> tuple:
     """Validate and lay out broadcast inputs for the element-wise kernels.
 
     Returns (flat float64 arrays of length n or 1, flat bool array, shape, n): length-1
-    arrays broadcast inside the kernels, other shapes are materialised.
+    arrays broadcast inside the kernels, other shapes are materialised. With `device_ok`
+    (the GPU backends), GPU arrays stay on the GPU: they must be float64 (bool for
+    is_call), C-contiguous, and of the broadcast size or size 1.
     """
-    arrays = [_real_array(n, v) for n, v in zip(names, values)]
-    flags = _flag_array("is_call", flag)
+    shapes: list[tuple[int, ...]] = []
+    arrays: list[Any] = []
+    for name, value in zip((*names, "is_call"), (*values, flag)):
+        if device_ok and _is_device(value):
+            want = np.dtype(np.bool_ if name == "is_call" else np.float64)
+            shapes.append(_device_layout(name, value, want))
+            arrays.append(value)
+        else:
+            array = _flag_array(name, value) if name == "is_call" else _real_array(name, value)
+            arrays.append(array)
+            shapes.append(array.shape)
     try:
-        shape = np.broadcast_shapes(*(a.shape for a in arrays), flags.shape)
+        shape = np.broadcast_shapes(*shapes)
     except ValueError:
-        shapes = ", ".join(f"{n}{a.shape}" for n, a in zip(names, arrays))
-        raise ValueError(
-            f"{func}: inputs do not broadcast: {shapes}, is_call{flags.shape}"
-        ) from None
+        listed = ", ".join(f"{n}{sh}" for n, sh in zip((*names, "is_call"), shapes))
+        raise ValueError(f"{func}: inputs do not broadcast: {listed}") from None
     n = int(np.prod(shape))
 
-    def flat(a: np.ndarray) -> np.ndarray:
-        if a.size == 1:
+    def flat(name: str, a: Any, a_shape: tuple[int, ...]) -> Any:
+        size = int(np.prod(a_shape))
+        if _is_device(a):
+            if size not in (1, n):
+                raise ValueError(
+                    f"{func}: {name} on the GPU must have the broadcast size {n} or size 1,"
+                    f" got shape {a_shape}"
+                )
+            return a.reshape(size)
+        if size == 1:
             return np.ascontiguousarray(a.reshape(1))
-        if a.size == n:
+        if size == n:
             return np.ascontiguousarray(a.reshape(n))
         return np.ascontiguousarray(np.broadcast_to(a, shape).reshape(n))
 
-    return tuple(flat(a) for a in arrays), flat(flags), shape, n
+    laid = [flat(nm, a, sh) for nm, a, sh in zip((*names, "is_call"), arrays, shapes)]
+    return tuple(laid[:-1]), laid[-1], shape, n
 
 
 def _check_out(name: str, out: Any, shape: tuple, allow_device: bool) -> None:
-    if allow_device and hasattr(out, "__cuda_array_interface__"):
-        if tuple(out.shape) != tuple(shape):
-            raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {shape}")
-        if np.dtype(out.dtype) != np.float64:
-            raise TypeError(f"{name} must be float64, got {out.dtype}")
+    if allow_device and _is_device(out):
+        got = _device_layout(name, out, np.dtype(np.float64))
+        if got != tuple(shape):
+            raise ValueError(f"{name} has shape {got}, expected {shape}")
         return
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
@@ -256,13 +323,13 @@ def black_scholes(
     """
     _require(backend)
     values, flags, shape, n = _elementwise(
-        "black_scholes", _BS_NAMES, (S, K, T, r, q, sigma), is_call
+        "black_scholes", _BS_NAMES, (S, K, T, r, q, sigma), is_call, backend in _GPU
     )
     if out is not None:
         if not isinstance(out, BlackScholesResult):
             raise TypeError(f"out must be a BlackScholesResult, got {type(out).__name__}")
         for field in BlackScholesResult.__slots__:
-            _check_out(f"out.{field}", getattr(out, field), shape, backend == "cuda")
+            _check_out(f"out.{field}", getattr(out, field), shape, backend in _GPU)
     if backend == "numpy":
         S_, K_, T_, r_, q_, v_ = values
         _raise_invalid(
@@ -328,10 +395,10 @@ def black_scholes_price(
     """
     _require(backend)
     values, flags, shape, n = _elementwise(
-        "black_scholes_price", _BS_NAMES, (S, K, T, r, q, sigma), is_call
+        "black_scholes_price", _BS_NAMES, (S, K, T, r, q, sigma), is_call, backend in _GPU
     )
     if out is not None:
-        _check_out("out", out, shape, backend == "cuda")
+        _check_out("out", out, shape, backend in _GPU)
     if backend == "numpy":
         S_, K_, T_, r_, q_, v_ = values
         _raise_invalid(
@@ -428,9 +495,11 @@ def implied_vol(
     """
     _require(backend)
     names = ("price", "S", "K", "T", "r", "q")
-    values, flags, shape, n = _elementwise("implied_vol", names, (price, S, K, T, r, q), is_call)
+    values, flags, shape, n = _elementwise(
+        "implied_vol", names, (price, S, K, T, r, q), is_call, backend in _GPU
+    )
     if out is not None:
-        _check_out("out", out, shape, backend == "cuda")
+        _check_out("out", out, shape, backend in _GPU)
     if backend == "numpy":
         from kernels.reference.implied_vol import implied_vol as ref_iv
 

@@ -70,6 +70,8 @@ def build(jit: Any) -> SimpleNamespace:
     @jit
     def lower_guess(log_beta, y, s_c):
         """Starting s below s_c from the small-s asymptotics of ln b."""
+        if not log_beta > -math.inf:  # beta underflowed to 0: no asymptotic guess
+            return 0.5 * s_c
         y2 = y * y
         s = math.sqrt(y2 / (-2.0 * log_beta))
         for _ in range(2):
@@ -95,16 +97,21 @@ def build(jit: Any) -> SimpleNamespace:
         b_c = 0.5 * ehy - inv_ehy * norm_cdf(-s_c) if s_c > 0.0 else 0.0
         lower = beta < b_c
         if lower:
-            target = math.log(beta)
+            # beta underflows to 0 for subnormal time values: log(0) is -inf in IEEE (and
+            # on every backend), spelled out for Python's math, which raises instead.
+            target = math.log(beta) if beta > 0.0 else -math.inf
             lo = 0.0
             hi = s_c
             s = lower_guess(target, y, s_c)
         else:
-            target = 0.5 * y + math.log1p(-beta * inv_ehy)
+            # beta * inv_ehy can round to 1 at the upper bound: log1p(-1) is -inf, the
+            # quantile of p = 0 is NaN (IEEE), and the fallback start below takes over.
+            rest = -beta * inv_ehy
+            target = 0.5 * y + (math.log1p(rest) if rest > -1.0 else -math.inf)
             lo = s_c
             hi = math.inf
             p = math.exp(target) / (ehy + inv_ehy)
-            s = -2.0 * lower_tail_quantile(min(p, 0.5))
+            s = -2.0 * lower_tail_quantile(min(p, 0.5)) if p > 0.0 else math.nan
             if not s > s_c:
                 s = s_c + 0.5 * s_c + 1e-3
         for _ in range(MAX_ITERATIONS):

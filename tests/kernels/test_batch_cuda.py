@@ -7,8 +7,8 @@
 * ``gpu``-marked tests run the same comparison in-process on a real GPU, and skip with
   the reason elsewhere.
 * `test_cuda_kernels_compile_to_ptx` compiles every CUDA kernel for sm_90 without a GPU
-  when NVVM is available (TICKPATH_CUDA_HOME or CUDA_HOME pointing at a CUDA toolkit or
-  the nvidia-cuda-nvcc wheel); it skips otherwise.
+  with NVVM and NVRTC: the pip wheels of the dev extra (so in CI), or a CUDA toolkit
+  named by TICKPATH_CUDA_HOME or CUDA_HOME; it skips otherwise.
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ def compute(backend: str) -> dict[str, np.ndarray]:
     iv = kb.implied_vol(prices, S, K, T, 0.02, 0.01, call, backend=backend)
     out["iv_sigma"] = np.asarray(iv.sigma)
     out["iv_n_nan"] = np.array([iv.n_nan])
+    # Edges where the solver meets log(0) and log1p(-1): time values so small that beta
+    # underflows to 0, and prices a rounding below the upper bound. A GPU gives IEEE -inf
+    # there; the code spells it out, since the simulator's Python math would raise.
+    k_edge, t_edge = np.linspace(101.0, 190.0, 24), np.linspace(0.05, 2.0, 24)
+    upper = np.nextafter(100.0 * np.exp(-0.01 * t_edge[12:]), 0.0)
+    edge_prices = np.concatenate([np.full(12, 1e-322), upper])
+    edge = kb.implied_vol(edge_prices, 100.0, k_edge, t_edge, 0.02, 0.01, True, backend=backend)
+    out["iv_edges"] = np.asarray(edge.sigma)
+    out["iv_edges_n_nan"] = np.array([edge.n_nan])
     eu = kb.monte_carlo_european(
         100.0, 95.0, 1.0, 0.03, 0.0, 0.3, True, n_paths=2_000, seed=77, backend=backend
     )
@@ -138,12 +147,76 @@ def test_real_gpu_cupy_backend_matches_cpu():
     assert_match(compute("cpu"), compute("cupy"), exact_random=False)
 
 
-def _nvvm_home() -> str | None:
+def _device_resident(backend: str, to_device, n: int = 4096) -> dict[str, np.ndarray]:
+    """Black-Scholes and implied vol with GPU inputs and GPU outs, read back at the end."""
+    from kernels import batch as kb
+
+    rng = np.random.default_rng(31)
+    S, K = rng.uniform(50, 150, n), rng.uniform(50, 150, n)
+    T, sigma = rng.uniform(0.01, 3.0, n), rng.uniform(0.02, 1.5, n)
+    call = rng.random(n) < 0.5
+    dev = [to_device(a) for a in (S, K, T, sigma, call)]
+    out = kb.BlackScholesResult(*(to_device(np.full(n, np.nan)) for _ in FIELDS))
+    got = kb.black_scholes(dev[0], dev[1], dev[2], 0.02, 0.01, dev[3], dev[4],
+                           backend=backend, out=out)  # fmt: skip
+    assert got is out
+    host = {f"bs_{f}": _to_host(getattr(out, f)) for f in FIELDS}
+    iv_out = to_device(np.full(n, np.nan))
+    iv = kb.implied_vol(out.price, dev[0], dev[1], dev[2], 0.02, 0.01, dev[4],
+                        backend=backend, out=iv_out)  # fmt: skip
+    host["iv_sigma"] = _to_host(iv.sigma)
+    want = kb.black_scholes(S, K, T, 0.02, 0.01, sigma, call, backend="cpu")
+    for f in FIELDS:
+        np.testing.assert_allclose(host[f"bs_{f}"], getattr(want, f), rtol=1e-12, atol=1e-14)
+    iv_cpu = kb.implied_vol(host["bs_price"], S, K, T, 0.02, 0.01, call, backend="cpu")
+    np.testing.assert_allclose(host["iv_sigma"], iv_cpu.sigma, rtol=0, atol=1e-12)
+    return host
+
+
+def _to_host(array):
+    return array.get() if hasattr(array, "get") else array.copy_to_host()
+
+
+@pytest.mark.gpu
+def test_real_gpu_device_resident_inputs_and_outputs():
+    """numba device arrays (cuda) and CuPy arrays (cupy) in and out, no host round trip."""
+    reason = _real_gpu()
+    if reason is not None:
+        pytest.skip(f"no real CUDA GPU: {reason}")
+    from numba import cuda
+
+    _device_resident("cuda", cuda.to_device)
+    from kernels import batch as kb
+
+    if kb._cupy_status() is None:
+        import cupy
+
+        _device_resident("cupy", cupy.asarray)
+        _device_resident("cuda", cupy.asarray)  # CuPy arrays into the numba kernels
+
+
+def _ptx_toolchain() -> tuple[dict[str, str], str | None]:
+    """Environment for NVVM + NVRTC: a CUDA toolkit, or the pip wheels (dev extra)."""
     for var in ("TICKPATH_CUDA_HOME", "CUDA_HOME"):
         home = os.environ.get(var)
         if home and any(Path(home).glob("nvvm/lib64/libnvvm.so*")):
-            return home
-    return None
+            return {"CUDA_HOME": home}, None
+    import importlib.util
+
+    missing = [
+        wheel
+        for wheel, module in (
+            ("nvidia-cuda-nvcc-cu12", "nvidia.cuda_nvcc"),
+            ("nvidia-cuda-nvrtc-cu12", "nvidia.cuda_nvrtc"),
+        )
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        return {}, (
+            f"NVVM/NVRTC not found: install {' '.join(missing)} (the dev extra does) or set"
+            " TICKPATH_CUDA_HOME to a CUDA toolkit"
+        )
+    return {}, None
 
 
 PTX_SCRIPT = r"""
@@ -175,12 +248,10 @@ print("compiled", len(kernels))
 
 
 def test_cuda_kernels_compile_to_ptx():
-    home = _nvvm_home()
-    if home is None:
-        pytest.skip(
-            "NVVM not found: set TICKPATH_CUDA_HOME to a CUDA toolkit (nvvm/lib64/libnvvm.so)"
-        )
-    env = dict(os.environ, CUDA_HOME=home, PYTHONPATH=str(REPO))
+    toolchain, reason = _ptx_toolchain()
+    if reason is not None:
+        pytest.skip(reason)
+    env = dict(os.environ, **toolchain, PYTHONPATH=str(REPO))
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     proc = subprocess.run(
         [sys.executable, "-c", PTX_SCRIPT],
@@ -202,6 +273,9 @@ def _main(target: str) -> int:
         return 3
     results = {f"cpu_{k}": v for k, v in compute("cpu").items()}
     results.update({f"cuda_{k}": v for k, v in compute("cuda").items()})
+    from numba import cuda
+
+    _device_resident("cuda", cuda.to_device, n=128)  # simulator arrays in and out
     np.savez(target, **results)
     return 0
 
