@@ -322,7 +322,7 @@ def chain_contracts(first_price: float, size: int) -> np.ndarray:
     per_strike = 2 * n_expiries
     n_strikes = -(-size // per_strike)
     j = i // per_strike
-    rel = (j / max(n_strikes - 1, 1) - 0.5) * CHAIN_STRIKE_SPAN if n_strikes > 1 else 0.0 * j
+    rel = (j / (n_strikes - 1) - 0.5) * CHAIN_STRIKE_SPAN if n_strikes > 1 else np.zeros(size)
     out = np.zeros(size, CHAIN_CONTRACT)
     out["strike"] = np.maximum(np.round(first_price * (1.0 + rel), 2), 0.01)
     out["expiry"] = np.asarray(CHAIN_EXPIRIES)[i % n_expiries]
