@@ -4,8 +4,8 @@
 the volatility of the greeks (the model vol, or the implied vol where the chain uses
 implied vols and it is finite), the Black-Scholes-Merton price and greeks, and writes
 every field of the chain's ``RESULT_CHAIN`` records (`engine.wire.schema`) into `out`, so
-that no per-field work is left to Python. ``done_ns`` is written 0: the dispatcher
-stamps it when the job is finished.
+that no per-field work is left to Python. ``done_ns`` is written 0: it is stamped when
+the job is finished (`engine.dispatch.chains.ChainJob.records`).
 
 The static fields come from the chain's template (`engine.dispatch.chains.ChainSpec
 .template`): symbol, option_symbol, index, is_call, strike, expiry, rate, dividend, and
