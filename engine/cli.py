@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import zmq
 
-from engine.config import ConfigError, load_config
+from engine.config import ConfigError, load_config, parse_setting
 from engine.dispatch import cli as dispatch_cli
 from engine.journal import cli as journal_cli
 from engine.security import cli as security_cli
@@ -37,6 +37,13 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _setting(text: str) -> tuple[str, object]:
+    try:
+        return parse_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -67,6 +74,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    "replica serves (informational; set by the cluster scheduler)")  # fmt: skip
     p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, VALUE as TOML (repeatable), e.g. "
+                   "--set dispatch.lanes.stream.max_wait_ms=0.5")  # fmt: skip
     fpga = p.add_mutually_exclusive_group()
     fpga.add_argument("--fpga-overlay", metavar="PATH", help="stream tick features through "
                       "the FPGA overlay PATH.bit (needs pynq and a board)")  # fmt: skip
@@ -89,6 +99,7 @@ def _serve_main(args: argparse.Namespace) -> int:
         **dispatch_cli.serve_overrides(args),
         **journal_cli.serve_overrides(args),
         **security_cli.serve_overrides(args),
+        **dict(args.set),  # the most specific: --set wins over every other flag
     }
     config = load_config(args.config, overrides)
     logging.basicConfig(

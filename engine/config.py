@@ -123,6 +123,26 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
         )
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``"section.key=VALUE"`` -> ``("section.key", value)``, VALUE read as a TOML value.
+
+    Numbers, booleans, quoted strings and arrays are TOML (``max_wait_ms=0.5``,
+    ``endpoints=["tcp://*:5555"]``); anything else is taken as a plain string
+    (``log_level=DEBUG``). Raises ``ValueError`` with a one-line message.
+    """
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key or not raw:
+        raise ValueError(f"expected KEY=VALUE (e.g. publish.sndhwm=1000), got {text!r}")
+    if not all(part.isidentifier() for part in key.split(".")):
+        raise ValueError(f"{key!r} is not a config key (dotted names, e.g. publish.sndhwm)")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
 def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> EngineConfig:

@@ -150,6 +150,14 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         metavar="M",
         help="contracts per chain (default 100)",
     )
+    lat.add_argument(
+        "--engine-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to the engine as serve --set KEY=VALUE (repeatable), e.g. "
+        "dispatch.lanes.stream.max_wait_ms=1 to measure a setting",
+    )
     lat.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     lat.add_argument("--plot", metavar="FILE.png", help="write the percentile distribution")
     lat.set_defaults(func=_latency_main)
@@ -289,6 +297,7 @@ def _latency_main(args: argparse.Namespace) -> int:
         fpga_emulate=args.fpga_emulate,
         chains=args.chains,
         chain_size=args.chain_size,
+        engine_set=tuple(args.engine_set),
     )
     return _run("latency", lambda: run_latency(opts, args.json, args.plot)[1])
 

@@ -66,7 +66,7 @@ from engine.bench.common import (
     write_json,
 )
 from engine.bench.roles import COMMON_END, ECHO_STAMPS, FULL_ROW_BYTES, PREFIX_BYTES
-from engine.config import EngineConfig, load_config
+from engine.config import EngineConfig, load_config, parse_setting
 from engine.wire import codec
 from engine.wire import schema as s
 
@@ -136,6 +136,7 @@ class LatencyOptions:
     fpga_emulate: bool = False  # serve --fpga-emulate: also the FPGA core's golden model
     chains: int = 0  # option chains on the milli path: one per symbol 0 .. chains - 1
     chain_size: int = 100  # contracts per chain
+    engine_set: tuple[str, ...] = ()  # serve --set KEY=VALUE: the engine's config overrides
 
     def check(self) -> None:
         """Raise ``ValueError`` with a one-line message for the first invalid option."""
@@ -158,6 +159,8 @@ class LatencyOptions:
             raise ValueError(
                 f"--chain-size must be in 1..{MAX_CHAIN_SIZE} contracts, got {self.chain_size}"
             )
+        for setting in self.engine_set:
+            parse_setting(setting)  # one-line ValueError for a malformed KEY=VALUE
         if not (math.isfinite(self.slice_s) and 0.05 <= self.slice_s <= 60):
             raise ValueError(f"--slice must be in [0.05, 60] seconds, got {self.slice_s}")
         if not (math.isfinite(self.spin_us) and 0 <= self.spin_us <= 10_000):
@@ -446,7 +449,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
     publish = f"tcp://127.0.0.1:{free_port()}"
     config_path = workdir / "engine.toml"
     config_path.write_text(_engine_config_toml(opts, plan, ingest, publish))
-    engine_config = load_config(config_path)
+    engine_config = load_config(config_path, dict(map(parse_setting, opts.engine_set)))
     plan_path = workdir / "plan.npz"
     np.savez(
         plan_path,
@@ -466,7 +469,15 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
     with Children(workdir) as children:
         fpga = ["--fpga-emulate"] if opts.fpga_emulate else []
         children.start(
-            "serve", python_module("engine", "serve", "--config", str(config_path), *fpga)
+            "serve",
+            python_module(
+                "engine",
+                "serve",
+                "--config",
+                str(config_path),
+                *fpga,
+                *(arg for setting in opts.engine_set for arg in ("--set", setting)),
+            ),  # fmt: skip
         )
         children.start(
             "echo",

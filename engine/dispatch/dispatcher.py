@@ -29,6 +29,7 @@ The dispatcher knows backends and queues, not sockets: jobs deliver through thei
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -198,6 +199,9 @@ class Dispatcher:
         except ValueError:  # no parallel kernel has run yet
             layer = "not started"
         workers = sum(lane.config.workers for lane in self.lanes.values())
+        if self.config.gil_switch_interval_us:
+            sys.setswitchinterval(self.config.gil_switch_interval_us / 1e6)
+            log.info("GIL switch interval %g us", self.config.gil_switch_interval_us)
         if layer == "workqueue" and workers > 1:
             # numba's workqueue layer aborts on concurrent parallel regions: serialise
             self._cpu_lock = threading.Lock()

@@ -32,6 +32,12 @@ def test_every_command_answers_help(command):
     [
         ["serve", "--symbols", "zero"],
         ["serve", "--no-such-flag"],
+        ["serve", "--set", "no-equals-sign"],
+        ["serve", "--set", "=1"],
+        ["serve", "--set", "bad key=1"],
+        ["serve", "--set", "publish.sndhwm=-1"],
+        ["serve", "--set", "dispatch.no_such_key=1"],
+        ["serve", "--set", "dispatch.gil_switch_interval_us=-5"],
         ["feed", "--endpoint", "tcp://127.0.0.1:1", "--rate", "-5"],
         ["feed", "--endpoint", "tcp://127.0.0.1:1", "--batch", "0"],
         ["watch"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import ConfigError, load_config
+from engine.config import ConfigError, load_config, parse_setting
 from engine.dispatch.config import chain_option_symbols, check_against_engine
 
 
@@ -13,6 +13,58 @@ def test_defaults_work_on_a_laptop():
     assert d.enabled and d.routes.chain == "auto" and d.chains == ()
     assert d.lanes.stream.capacity == 1024 and d.lanes.requests.expired == "drop"
     assert d.calibration.mode == "startup" and d.requests.endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value"),
+    [
+        ("dispatch.lanes.stream.max_wait_ms=0.5", "dispatch.lanes.stream.max_wait_ms", 0.5),
+        ("publish.sndhwm = 1000", "publish.sndhwm", 1000),
+        ("log_level=DEBUG", "log_level", "DEBUG"),
+        ('publish.endpoint="tcp://*:7"', "publish.endpoint", "tcp://*:7"),
+        (
+            'ingest.endpoints=["tcp://a:1", "tcp://b:2"]',
+            "ingest.endpoints",
+            ["tcp://a:1", "tcp://b:2"],
+        ),
+        ("dispatch.enabled=false", "dispatch.enabled", False),
+    ],
+)
+def test_settings_are_read_as_toml_values(text, key, value):
+    assert parse_setting(text) == (key, value)
+    config = load_config(None, dict([parse_setting(text)]))
+    node = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    assert node == (tuple(value) if isinstance(value, list) else value)
+
+
+@pytest.mark.parametrize("text", ["novalue", "=3", "key=", "a..b=1", "bad key=1", "9x=1"])
+def test_malformed_settings_get_one_line_errors(text):
+    with pytest.raises(ValueError, match="KEY=VALUE|not a config key") as info:
+        parse_setting(text)
+    assert "\n" not in str(info.value)
+
+
+def test_gil_switch_interval_is_set_when_the_workers_start():
+    import sys
+
+    from tests.dispatch.helpers import Rig
+
+    before = sys.getswitchinterval()
+    try:
+        rig = Rig(gil_switch_interval_us=150.0)
+        assert sys.getswitchinterval() == pytest.approx(150e-6, abs=2e-6)  # kept in whole us
+        rig.dispatcher.close()
+        sys.setswitchinterval(before)
+        rig = Rig(gil_switch_interval_us=0.0)  # 0: the interpreter's setting stays
+        assert sys.getswitchinterval() == pytest.approx(before, abs=2e-6)
+        rig.dispatcher.close()
+    finally:
+        sys.setswitchinterval(before)
+    assert load_config().dispatch.gil_switch_interval_us == 200.0
+    with pytest.raises(ConfigError, match="gil_switch_interval_us"):
+        load_config(None, {"dispatch.gil_switch_interval_us": 0.5})
 
 
 def test_toml_section(tmp_path):
