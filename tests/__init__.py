@@ -1,1 +1,4 @@
-"""tickpath test suite (a package, so that `tests.factories` never resolves to a stray site-packages `tests`)."""
+"""tickpath test suite.
+
+A package, so that `tests.factories` never resolves to a stray site-packages `tests`.
+"""
