@@ -30,6 +30,10 @@ from engine.wire import schema as s
 BATCH_KERNELS = frozenset({"black_scholes", "implied_vol", "covariance", "portfolio_var"})
 TICK_FEATURES = "tick_features"
 REPRICE_CHAIN = "reprice_chain"
+# A whole option-chain repricing, routed and calibrated as one job: a backend runs it with
+# its REPRICE_CHAIN kernel, or as implied_vol then black_scholes.
+CHAIN_JOB = "chain"
+_CHAIN_KERNELS = frozenset({"implied_vol", "black_scholes"})
 CPU = "cpu"
 
 
@@ -50,7 +54,12 @@ class Backend:
         return None
 
     def supports(self, kernel: str, shape: dict[str, int] | None = None) -> bool:
-        """Whether this backend runs `kernel` for a job of this `shape` (sizes by name)."""
+        """Whether this backend runs `kernel` for a job of this `shape` (sizes by name).
+
+        A chain job (`CHAIN_JOB`) needs `REPRICE_CHAIN`, or implied_vol and black_scholes.
+        """
+        if kernel == CHAIN_JOB:
+            return REPRICE_CHAIN in self.capabilities or _CHAIN_KERNELS <= self.capabilities
         return kernel in self.capabilities
 
     def warmup(self) -> None:
@@ -126,8 +135,8 @@ class KernelBackend(Backend):
 
     def supports(self, kernel: str, shape: dict[str, int] | None = None) -> bool:
         """The cuda VaR kernel holds at most 128 assets; everything else runs everywhere."""
-        if kernel not in self.capabilities:
-            return False
+        if kernel == CHAIN_JOB or kernel not in self.capabilities:
+            return super().supports(kernel, shape)
         if self.name == "cuda" and kernel == "portfolio_var" and shape:
             from kernels.reference.montecarlo_scalar import MAX_CUDA_ASSETS
 

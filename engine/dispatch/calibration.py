@@ -10,8 +10,13 @@ rounded up: the smallest batch the GPU runs faster. When the GPU's per-item cost
 lower, there is no crossover (``n_star`` is None) and "auto" keeps that kernel on the CPU.
 
 The sizes are in each kernel's work units: options (black_scholes, implied_vol),
-rows x N(N+1)/2 pairs (covariance), scenarios x assets (portfolio_var); the jobs report
-their size in the same units.
+contracts (chain), rows x N(N+1)/2 pairs (covariance), scenarios x assets
+(portfolio_var); the jobs report their size in the same units.
+
+``chain`` is calibrated as the job the router sends: a chain repricing with half of its
+contracts quoted (`engine.dispatch.chains.ChainJob.compute`), which the CPU runs on its
+one-call fast path and a GPU as implied_vol then black_scholes, copies included. Its N*
+is therefore not black_scholes' N*: the CPU's fast path and the implied vols move it.
 
 Run ``python -m engine.dispatch.calibration --out FILE`` on the serving machine to write
 the file that ``[dispatch.calibration] file = FILE`` reads (``--backends cuda cupy``).
@@ -36,7 +41,7 @@ from engine.dispatch.backends import Backend, BackendRegistry, default_registry
 
 log = logging.getLogger("tickpath.dispatch")
 
-CALIBRATED_KERNELS = ("black_scholes", "implied_vol", "covariance", "portfolio_var")
+CALIBRATED_KERNELS = ("chain", "black_scholes", "implied_vol", "covariance", "portfolio_var")
 FILE_VERSION = 1
 
 
@@ -99,6 +104,8 @@ def _workload(kernel: str, n: int, rng: np.random.Generator) -> Callable[[Backen
 
         price = np.asarray(batch.black_scholes_price(S, K, T, 0.01, 0.0, sigma, call))
         return lambda b: b.implied_vol(price, S, K, T, 0.01, 0.0, call)
+    if kernel == "chain":
+        return _chain_workload(n, rng)
     if kernel == "covariance":
         rows = 128
         n_sym = max(2, int((math.sqrt(1 + 8 * n / rows) - 1) / 2))
@@ -116,6 +123,23 @@ def _workload(kernel: str, n: int, rng: np.random.Generator) -> Callable[[Backen
             n_scenarios=scenarios, seed=1,
         )  # fmt: skip
     raise ValueError(f"no calibration workload for kernel {kernel!r}")
+
+
+def _chain_workload(n: int, rng: np.random.Generator) -> Callable[[Backend], object]:
+    """One repricing of an n-contract chain, half of it quoted, as the dispatcher runs it."""
+    from engine.dispatch.chains import ChainJob, ChainSpec, Provenance
+    from kernels import batch
+
+    K = rng.uniform(60, 140, n)
+    T = rng.uniform(0.02, 2.0, n)
+    call = rng.random(n) < 0.5
+    vol = rng.uniform(0.1, 0.6, n)
+    spec = ChainSpec(0, K, T, call, vol, np.arange(n, dtype=np.uint32), 0.01, 0.0, False)
+    mid = np.full(n, np.nan)
+    quoted = rng.random(n) < 0.5
+    mid[quoted] = np.asarray(batch.black_scholes_price(100.0, K, T, 0.01, 0.0, vol, call))[quoted]
+    job = ChainJob(spec, 100.0, mid, Provenance(), lambda *_: None)
+    return job.compute
 
 
 def _best_time(call: Callable[[Backend], object], backend: Backend, repeats: int) -> float:

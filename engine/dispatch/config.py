@@ -35,7 +35,7 @@ import msgspec
 MILLI_ANALYTICS = ("chain", "corr", "iv_surface", "var")
 # The batch kernel whose crossover decides each analytic's "auto" route.
 KERNEL_OF_ANALYTIC = {
-    "chain": "black_scholes",
+    "chain": "chain",  # calibrated as the whole repricing job (engine.dispatch.calibration)
     "corr": "covariance",
     "iv_surface": "implied_vol",
     "var": "portfolio_var",

@@ -45,6 +45,10 @@ class Timed(Backend):
         time.sleep(self.fixed_s + self.per_item_s * len(S))
         return self._cpu.black_scholes(S, *args)
 
+    def implied_vol(self, price, *args):
+        time.sleep(self.fixed_s + self.per_item_s * len(price))
+        return self._cpu.implied_vol(price, *args)
+
 
 def test_measure_finds_the_crossover_of_known_costs():
     # "cpu": 400 ns/option extra; "gpu": 4 ms per call extra: N* ~ 4e-3 / 4e-7 = 10,000
@@ -88,3 +92,28 @@ def test_cli_without_a_gpu_writes_an_empty_calibration(tmp_path, capsys):
     assert calibration.main(["--out", str(out), "--sizes", "16", "32", "--repeats", "1"]) == 0
     assert json.loads(out.read_text())["kernels"] == {}
     assert "no GPU backend usable" in capsys.readouterr().out
+
+
+def test_chain_is_calibrated_as_the_job_the_router_sends():
+    """The CPU side runs its one-call fast path, a GPU implied vols then Black-Scholes."""
+    calls = []
+
+    class SpyCpu(KernelBackend):
+        def reprice_chain(self, *args):
+            calls.append("reprice_chain")
+            return super().reprice_chain(*args)
+
+        def implied_vol(self, *args):
+            calls.append("implied_vol")
+            return super().implied_vol(*args)
+
+        def black_scholes(self, *args):
+            calls.append("black_scholes")
+            return super().black_scholes(*args)
+
+    gpu = Timed("fakegpu", 1e-3, 0.0)
+    c = calibration.measure("chain", gpu, SpyCpu("cpu"), [500, 5000], repeats=1)
+    assert calls and set(calls) == {"reprice_chain"}
+    assert c.source == "measured" and c.kernel == "chain" and len(c.cpu_s) == 2
+    assert min(c.gpu_s) >= 2e-3  # two calls of >= 1 ms each: implied_vol and black_scholes
+    assert gpu.supports("chain") and not Timed.__dict__.get("reprice_chain")

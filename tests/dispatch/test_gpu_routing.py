@@ -35,8 +35,8 @@ def _run_chains(backend_name: str, n_star: int, workdir: Path) -> dict[str, np.n
 
     cal = workdir / "calibration.json"
     calibration.save(cal, {
-        ("black_scholes", backend_name): calibration.Crossover(
-            "black_scholes", backend_name, n_star, "measured"),
+        ("chain", backend_name): calibration.Crossover(
+            "chain", backend_name, n_star, "measured"),
     })  # fmt: skip
     config = dispatch_config(
         gpu_preference=[backend_name],
@@ -114,7 +114,7 @@ def test_cuda_routing_under_the_simulator(tmp_path):
 
     _check(out, s.BACKEND_CODES["cuda"])
     table = "\n".join(out["table"].tolist())
-    assert "chain      [black_scholes] -> cuda if n >= 8, else cpu" in table
+    assert "chain      [chain] -> cuda if n >= 8, else cpu" in table
     assert "cuda N*=8 (file)" in table
     stats = json.loads(str(out["stats"]))
     assert stats["backends"]["cuda"]["jobs"] == 1 and stats["backends"]["cpu"]["jobs"] == 1

@@ -29,13 +29,16 @@ def test_crossovers_are_measured_at_start_up_when_a_gpu_is_usable(caplog):
     registry = default_registry()
     # a "cpu" 400 ns/option slower, a "gpu" 2 ms per call slower: N* about 5,000
     registry.register(Timed("cpu", 0.0, 400e-9), replace=True)
-    registry.register(Timed("fakegpu", 2e-3, 0.0))  # black_scholes only: the others fail
+    registry.register(Timed("fakegpu", 2e-3, 0.0))  # chains and implied vols; the others fail
     milli = MilliPath(config, registry)
     with caplog.at_level(logging.INFO, logger="tickpath.dispatch"):
         milli.on_start(fake_engine(config))
-    c = milli.routing.crossovers[("black_scholes", "fakegpu")]
+    # the chain job, as the router sends it: on these two, implied vols of the quoted half
+    # then Black-Scholes, so 600 ns/contract against two 2 ms calls: N* about 7,000
+    c = milli.routing.crossovers[("chain", "fakegpu")]
     assert c.source == "measured" and c.n_star is not None and c.n_star > 1
     assert 1_000 < c.n_star < 25_000
+    assert ("black_scholes", "fakegpu") not in milli.routing.crossovers  # no analytic uses it
     assert milli.routing.crossovers[("covariance", "fakegpu")].n_star is None  # it failed
     assert "fakegpu calibration failed: cpu does not run covariance" in caplog.text
     text = caplog.text

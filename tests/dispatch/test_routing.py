@@ -49,7 +49,7 @@ def test_auto_without_crossover_stays_on_cpu_and_says_why():
 
 
 def test_auto_uses_the_gpu_at_and_above_its_crossover():
-    table, *_ = make_table(crossovers=xo("black_scholes", "gpu1", 1000))
+    table, *_ = make_table(crossovers=xo("chain", "gpu1", 1000))
     assert table.choose("chain", 999).backend == "cpu"
     route = table.choose("chain", 1000)
     assert route.backend == "gpu1" and "N* 1,000" in route.why
@@ -58,7 +58,7 @@ def test_auto_uses_the_gpu_at_and_above_its_crossover():
 
 
 def test_preference_order_and_a_never_faster_gpu():
-    crossovers = {**xo("black_scholes", "gpu1", None), **xo("black_scholes", "gpu2", 50)}
+    crossovers = {**xo("chain", "gpu1", None), **xo("chain", "gpu2", 50)}
     table, *_ = make_table(crossovers=crossovers)
     assert table.choose("chain", 49).backend == "cpu"
     assert table.choose("chain", 50).backend == "gpu2"
@@ -66,7 +66,7 @@ def test_preference_order_and_a_never_faster_gpu():
 
 
 def test_unusable_gpu_is_never_chosen():
-    table, *_ = make_table(crossovers=xo("black_scholes", "gpu1", 1), usable=False)
+    table, *_ = make_table(crossovers=xo("chain", "gpu1", 1), usable=False)
     assert table.choose("chain", 10**6).backend == "cpu"
     assert "unavailable: no device" in table.static_route("chain")[1]
 
