@@ -150,10 +150,12 @@ def test_real_gpu_crossover_is_measured_at_start_up():
     registry.get("cpu").warmup()
     registry.get("cuda").warmup()
     found = calibration.calibrate(registry, ["cuda"], [1024, 16384, 262144], 3,
-                                  ["black_scholes"])  # fmt: skip
+                                  ["black_scholes", "chain"])  # fmt: skip
+    for kernel in ("black_scholes", "chain"):
+        c = found[(kernel, "cuda")]
+        assert c.source == "measured" and len(c.cpu_s) == 3
+        print(kernel, c.describe(), c.cpu_fit, c.gpu_fit)
     c = found[("black_scholes", "cuda")]
-    assert c.source == "measured" and len(c.cpu_s) == 3
-    print(c.describe(), c.cpu_fit, c.gpu_fit)
     assert c.n_star is not None and c.n_star < 1_000_000  # the GPU wins somewhere
 
 
