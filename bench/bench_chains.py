@@ -47,18 +47,18 @@ import threading
 import time
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import zmq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.bench.ticker import Ticker  # noqa: E402
 from engine.dispatch.backends import BATCH_KERNELS, Backend, KernelBackend  # noqa: E402
 from engine.dispatch.chains import ChainJob, Provenance, build_chain  # noqa: E402
 from engine.dispatch.config import ChainConfig  # noqa: E402
 from engine.dispatch.jobs import Outcome  # noqa: E402
-from engine.wire import codec  # noqa: E402
+from engine.service.demo import free_port  # noqa: E402
 from engine.wire import schema as s  # noqa: E402
 from kernels import batch  # noqa: E402
 
@@ -271,81 +271,6 @@ OTHER_SYMBOL = 2
 OPTION_BASE = 10
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Ticker:
-    """Ping-pong single-record quotes of PING_SYMBOL against their quote results; keeps
-    the latest engine stats seen on the way."""
-
-    def __init__(self, ctx: zmq.Context, ingest: str, results: str) -> None:
-        self.pub = ctx.socket(zmq.PUB)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.connect(ingest)
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"quote.%d" % PING_SYMBOL)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"stats")
-        self.sub.connect(results)
-        self.seq = 0
-        self.stats_payload = b""
-        self.quote = np.zeros(1, s.QUOTE)
-        self.quote["symbol"] = PING_SYMBOL
-        self.quote["bid_size"] = self.quote["ask_size"] = s.SIZE_SCALE
-
-    def send_quotes(self, symbols: np.ndarray, mids: np.ndarray, stream: int = 3) -> None:
-        """One frame of quotes (two ticks wide) of `symbols` at `mids`."""
-        q = np.zeros(len(symbols), s.QUOTE)
-        q["ts_ns"] = time.time_ns()
-        q["symbol"] = symbols
-        q["bid_price"] = np.round((mids - 0.0001) * s.PRICE_SCALE)
-        q["ask_price"] = np.round((mids + 0.0001) * s.PRICE_SCALE)
-        q["bid_size"] = q["ask_size"] = s.SIZE_SCALE
-        self.pub.send(codec.encode_frame(s.KIND_QUOTE, stream, 0, q, time.time_ns()))
-
-    def tick(self, timeout_s: float = 5.0) -> float | None:
-        """One ping; its round trip in seconds (None: no answer in time)."""
-        self.quote["ts_ns"] = time.time_ns()
-        mid = 1_000_000 + (self.seq % 50) * 100
-        self.quote["bid_price"], self.quote["ask_price"] = mid - 100, mid + 100
-        frame = codec.encode_frame(s.KIND_QUOTE, 1, self.seq, self.quote, time.time_ns())
-        self.seq += 1
-        t0 = time.perf_counter()
-        self.pub.send(frame)
-        deadline = t0 + timeout_s
-        while True:
-            left = deadline - time.perf_counter()
-            if left <= 0 or not self.sub.poll(int(left * 1000) + 1):
-                return None
-            topic, payload = self.sub.recv_multipart()
-            if topic == b"stats":
-                self.stats_payload = payload
-                continue
-            _, records = codec.decode_frame(payload)
-            if int(records[0]["in_seq"]) == self.seq - 1:
-                return time.perf_counter() - t0
-
-    def stats(self) -> dict:
-        """The latest stats message (waits for a fresh one)."""
-        self.stats_payload = b""
-        deadline = time.monotonic() + 5
-        while not self.stats_payload and time.monotonic() < deadline:
-            if self.sub.poll(100):
-                topic, payload = self.sub.recv_multipart()
-                if topic == b"stats":
-                    self.stats_payload = payload
-        return msgspec.json.decode(self.stats_payload) if self.stats_payload else {}
-
-    def close(self) -> None:
-        self.pub.close()
-        self.sub.close()
-
-
 def _chain_counters(stats: dict) -> tuple[int, int, int]:
     """(chain frames published, cpu jobs, cpu busy us) from an engine stats message."""
     dispatch = stats.get("dispatch", {})
@@ -356,7 +281,7 @@ def _chain_counters(stats: dict) -> tuple[int, int, int]:
 
 def engine_run(path: str, args: argparse.Namespace, workdir: Path) -> dict:
     """Round trips of PING_SYMBOL quotes, per phase, with the engine on `path`."""
-    ports = [_free_port() for _ in range(2)]
+    ports = [free_port() for _ in range(2)]
     ingest, results = (f"tcp://127.0.0.1:{p}" for p in ports)
     n = args.engine_contracts
     config = chain_config(n, underlying=0, symbol_base=OPTION_BASE)
@@ -377,7 +302,7 @@ def engine_run(path: str, args: argparse.Namespace, workdir: Path) -> dict:
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     ctx = zmq.Context.instance()
-    ticker = Ticker(ctx, ingest, results)
+    ticker = Ticker(ctx, ingest, results, symbol=PING_SYMBOL)
     out: dict = {"path": path, "contracts": spec.size}
     try:
         deadline = time.monotonic() + 60

@@ -28,9 +28,8 @@ import numpy as np
 import pytest
 import zmq
 
+from engine.bench.ticker import Ticker
 from engine.service.demo import free_port
-from engine.wire import codec
-from engine.wire import schema as s
 
 REPO = Path(__file__).resolve().parents[2]
 N_OPTIONS = 1_000_000
@@ -53,46 +52,6 @@ for _ in range(repeats):
     print(json.dumps({"ok": reply["ok"], "n": len(reply["result"]["price"]), "sent": sent,
                       "replied": replied, "compute_us": reply["compute_us"]}), flush=True)
 """
-
-
-class Ticker:
-    """Ping-pong single-record QUOTE frames against the engine's quote.1 results."""
-
-    def __init__(self, ctx: zmq.Context, ingest: str, results: str) -> None:
-        self.pub = ctx.socket(zmq.PUB)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.connect(ingest)
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"quote.1")
-        self.sub.connect(results)
-        self.seq = 0
-        self.quote = np.zeros(1, s.QUOTE)
-        self.quote["symbol"] = 1
-        self.quote["bid_size"] = self.quote["ask_size"] = s.SIZE_SCALE
-
-    def tick(self, timeout_s: float = 5.0) -> float | None:
-        """One tick; its round-trip latency in seconds (None: no result in time)."""
-        self.quote["ts_ns"] = time.time_ns()
-        mid = 1_000_000 + (self.seq % 50) * 100
-        self.quote["bid_price"], self.quote["ask_price"] = mid - 100, mid + 100
-        frame = codec.encode_frame(s.KIND_QUOTE, 1, self.seq, self.quote, time.time_ns())
-        self.seq += 1
-        t0 = time.perf_counter()
-        self.pub.send(frame)
-        deadline = t0 + timeout_s
-        while True:
-            left = deadline - time.perf_counter()
-            if left <= 0 or not self.sub.poll(int(left * 1000) + 1):
-                return None
-            topic, payload = self.sub.recv_multipart()
-            header, records = codec.decode_frame(payload)
-            if int(records[0]["in_seq"]) == self.seq - 1:
-                return time.perf_counter() - t0
-
-    def close(self) -> None:
-        self.pub.close()
-        self.sub.close()
 
 
 @pytest.fixture
