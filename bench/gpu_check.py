@@ -11,6 +11,8 @@ Steps, in order of importance, each inside what is left of ``--budget`` seconds:
    CPU kernels, device-resident inputs and outputs, the dispatcher routing to the GPU;
 2. the Black-Scholes roofline (engine.bench.gpu_roofline): achieved bandwidth against
    the measured copy bandwidth and the datasheet, the goal "at least half the bound";
+2b. ``tickpath bench latency --chains 8`` with the chains routed to cuda: tick -> chain
+   result latency through a real engine on the GPU, next to the micro path;
 3. the crossover calibration (engine.dispatch.calibration: N* per kernel, the file the
    dispatcher loads);
 4. bench/bench_kernels.py: items/s per kernel and backend, GPU crossover.
@@ -122,6 +124,8 @@ def main() -> int:
     py = sys.executable
     roofline, calibration = out.with_name("gpu_roofline.json"), out.with_name("calibration.json")
     bench = out.with_name("bench_kernels_gpu.json")
+    latency = out.with_name("latency_gpu.json")
+    chain_size = "8" if args.simulator else "1024"
     # a rehearsal only checks the plumbing: the simulator runs ~0.1 ms per GPU thread
     quick = ["--quick"] if args.simulator else []
     small = ["--sizes", "64", "256", "--repeats", "1"] if args.simulator else []
@@ -130,6 +134,11 @@ def main() -> int:
                    "tests/kernels/test_batch_cuda.py", "tests/dispatch/test_gpu_routing.py"],
          None),
         ("roofline", [py, "-m", "engine.bench.gpu_roofline", "--json", str(roofline)], roofline),
+        # tick -> chain result with the chains routed to the GPU (a real engine process)
+        ("latency", [py, "-m", "engine", "bench", "latency", "--rate", "2000", "--duration",
+                     "5", "--chains", "8", "--chain-size", chain_size, "--engine-set",
+                     "dispatch.routes.chain=cuda", "--engine-set", "dispatch.calibration.mode=off",
+                     "--json", str(latency)], latency),
         ("calibration", [py, "-m", "engine.dispatch.calibration", "--out", str(calibration),
                          *small], calibration),
         ("bench", [py, "bench/bench_kernels.py", "--n", str(args.n), "--json", str(bench),
@@ -166,6 +175,9 @@ def main() -> int:
 
 def summarise(step: str, report: dict) -> dict:
     """The part of a step's own JSON that belongs in the summary (GPU rows for bench)."""
+    if step == "latency":
+        return {"paths": report.get("paths"), "baseline": report.get("baseline"),
+                "self_check_ok": report.get("self_check", {}).get("ok")}  # fmt: skip
     if step != "bench":
         return report
     return {
