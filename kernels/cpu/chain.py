@@ -1,21 +1,16 @@
 """Option-chain repricing on the CPU: one nogil call fills a chain's result records.
 
-`reprice` computes, per contract of one chain, the implied vol of a finite option mid,
-the volatility of the greeks (the model vol, or the implied vol where the chain uses
-implied vols and it is finite), the Black-Scholes-Merton price and greeks, and writes
-every field of the chain's ``RESULT_CHAIN`` records (`engine.wire.schema`) into `out`, so
-that no per-field work is left to Python. ``done_ns`` is written 0: it is stamped when
-the job is finished (`engine.dispatch.chains.ChainJob.records`).
+`reprice` runs, for every contract of one chain, the shared scalar source
+`kernels.reference.chain_scalar` (the same code the CUDA chain kernel runs): the implied
+vol of a finite option mid, the volatility of the greeks (the model vol, or the implied
+vol where the chain uses implied vols and it is finite), the Black-Scholes-Merton price
+and greeks, and every field of the chain's ``RESULT_CHAIN`` records (`engine.wire.schema`)
+written into `out`, so that no per-field work is left to Python. ``done_ns`` is written
+0: it is stamped when the job is finished (`engine.dispatch.chains.ChainJob.records`).
 
 The static fields come from the chain's template (`engine.dispatch.chains.ChainSpec
-.template`): symbol, option_symbol, index, is_call, strike, expiry, rate, dividend, and
-``sigma`` holding the model vol. The kernel copies them itself: a structured numpy copy
-of the template would hold the GIL longer than the whole computation (tens of us for a
-few hundred records).
-
-The math is the scalar source shared with the batch kernels and the CUDA kernels
-(`kernels.reference.black_scholes_scalar`, `kernels.reference.implied_vol_scalar`), so
-the values are those of ``kernels.implied_vol`` followed by ``kernels.black_scholes``.
+.template`). The kernel copies them itself: a structured numpy copy of the template would
+hold the GIL longer than the whole computation (tens of us for a few hundred records).
 Inputs are validated by the caller (the chain's arrays once when it is built, the
 underlying price per job); a contract that is invalid anyway (S <= 0, K <= 0, T < 0 or
 sigma < 0) gets NaN values, as in the Black-Scholes kernels.
@@ -27,22 +22,18 @@ Importing this module compiles (or loads from numba's cache) both variants.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import from_dtype, njit, prange, types
 
 from engine.wire import schema as s
 from kernels.cpu._batch_jit import compile_kernel
-from kernels.reference import black_scholes_scalar, implied_vol_scalar
+from kernels.reference import black_scholes_scalar, chain_scalar, implied_vol_scalar
 
-_bs_greeks = black_scholes_scalar.build(njit(inline="always")).bs_greeks
-_implied_vol_one = implied_vol_scalar.build(njit(inline="always")).implied_vol_one
+_fill = chain_scalar.build(njit(inline="always")).fill
 
 # Implied vols dominate the cost; the same crossover as kernels.cpu.implied_vol.
 PARALLEL_THRESHOLD = 1024
 
-_QUOTED = s.RESULT_FLAG_QUOTED
 _RECORD = from_dtype(s.RESULT_CHAIN)
 RECORDS = types.Array(_RECORD, 1, "C")
 TEMPLATE = types.Array(_RECORD, 1, "C", readonly=True)
@@ -57,64 +48,14 @@ def _body(out, template, option_mid, S, use_implied, ts_ns, in_seq, in_send_ns, 
     n_non_finite = 0
     n_bad_implied = 0
     for i in prange(out.size):
-        c = template[i]  # the contract
-        K = c.strike
-        T = c.expiry
-        rate = c.rate
-        q = c.dividend
-        call = c.is_call != 0
-        quote = option_mid[i]
-        implied = np.nan
-        flags = 0
-        if math.isfinite(quote):
-            flags = _QUOTED
-            implied, _ = _implied_vol_one(quote, S, K, T, rate, q, call)
-        sigma = c.sigma  # the model vol
-        if use_implied and math.isfinite(implied):
-            sigma = implied
-        if S <= 0.0 or K <= 0.0 or T < 0.0 or sigma < 0.0:
-            price = delta = gamma = vega = theta = rho = np.nan
-        else:
-            price, delta, gamma, vega, theta, rho = _bs_greeks(S, K, T, rate, q, sigma, call)
-        r = out[i]
-        r.ts_ns = ts_ns
-        r.in_seq = in_seq
-        r.in_send_ns = in_send_ns
-        r.recv_ns = recv_ns
-        r.done_ns = 0
-        r.in_stream = in_stream
-        r.symbol = c.symbol
-        r.option_symbol = c.option_symbol
-        r.index = c.index
-        r.is_call = c.is_call
-        r.backend = backend
-        r.flags = flags
-        r._pad = 0
-        r.strike = K
-        r.expiry = T
-        r.underlying = S
-        r.rate = rate
-        r.dividend = q
-        r.sigma = sigma
-        r.price = price
-        r.delta = delta
-        r.gamma = gamma
-        r.vega = vega
-        r.theta = theta
-        r.rho = rho
-        r.option_mid = quote
-        r.implied_vol = implied
-        bad = 0
-        for value in (price, delta, gamma, vega, theta, rho):
-            if not math.isfinite(value):
-                bad += 1
+        bad, bad_implied = _fill(out[i], template[i], option_mid[i], S, use_implied, ts_ns,
+                                 in_seq, in_send_ns, recv_ns, in_stream, backend)  # fmt: skip
         n_non_finite += bad
-        if math.isinf(implied) or implied < 0.0:
-            n_bad_implied += 1
+        n_bad_implied += bad_implied
     return n_non_finite, n_bad_implied
 
 
-_DEPENDS = (black_scholes_scalar, implied_vol_scalar, s)
+_DEPENDS = (black_scholes_scalar, implied_vol_scalar, chain_scalar, s)
 reprice_serial = compile_kernel(_body, [SIGNATURE], depends_on=_DEPENDS)
 reprice_parallel = compile_kernel(_body, [SIGNATURE], depends_on=_DEPENDS, parallel=True)
 
