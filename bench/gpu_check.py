@@ -131,7 +131,8 @@ def main() -> int:
     small = ["--sizes", "64", "256", "--repeats", "1"] if args.simulator else []
     steps = [
         ("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-rs",
-                   "tests/kernels/test_batch_cuda.py", "tests/dispatch/test_gpu_routing.py"],
+                   "tests/kernels/test_batch_cuda.py", "tests/kernels/test_chain_cuda.py",
+                   "tests/dispatch/test_gpu_routing.py"],
          None),
         ("roofline", [py, "-m", "engine.bench.gpu_roofline", "--json", str(roofline)], roofline),
         # tick -> chain result with the chains routed to the GPU (a real engine process)

@@ -14,7 +14,7 @@ methods of its capabilities with the signatures of `KernelBackend`.
 
 `REPRICE_CHAIN` is a capability beyond the batch kernels: a backend that lists it reprices
 a whole option chain in one call that writes its result records (`Backend.reprice_chain`,
-used by `engine.dispatch.chains`); the CPU has it. The others are given chains as
+used by `engine.dispatch.chains`); the CPU and numba-CUDA have it. CuPy is given chains as
 implied-vol and Black-Scholes calls.
 """
 
@@ -122,7 +122,9 @@ class KernelBackend(Backend):
             raise ValueError(f"no kernels.batch backend named {name!r}")
         self.name = name
         self.kind = self._KINDS[name]
-        self.capabilities = (BATCH_KERNELS | {REPRICE_CHAIN}) if name == CPU else BATCH_KERNELS
+        # the one-call chain kernel exists for the CPU and for numba-CUDA
+        fast_chain = name in (CPU, "cuda")
+        self.capabilities = (BATCH_KERNELS | {REPRICE_CHAIN}) if fast_chain else BATCH_KERNELS
 
     def probe(self) -> str | None:
         """None where `kernels.batch.available_backends()` lists it, else the reason."""
@@ -158,6 +160,10 @@ class KernelBackend(Backend):
             batch.black_scholes_price(
                 np.full(n, 100.0), 100.0, 1.0, 0.0, 0.0, 0.2, True, backend="cpu"
             )
+        elif self.name == "cuda":
+            from kernels.cuda import chain
+
+            chain.warmup()  # CUDA kernels compile on their first launch
 
     def black_scholes(
         self, S: Any, K: Any, T: Any, r: Any, q: Any, sigma: Any, is_call: Any
@@ -194,10 +200,13 @@ class KernelBackend(Backend):
         use_implied: bool,
         provenance: tuple[int, int, int, int, int],
     ) -> tuple[int, int]:
-        """`kernels.cpu.chain.reprice` (the CPU only: see `REPRICE_CHAIN`)."""
+        """`kernels.cpu.chain.reprice` or `kernels.cuda.chain.reprice` (`REPRICE_CHAIN`)."""
         if REPRICE_CHAIN not in self.capabilities:
             return super().reprice_chain(out, template, option_mid, S, use_implied, provenance)
-        from kernels.cpu import chain
+        if self.name == "cuda":
+            from kernels.cuda import chain
+        else:
+            from kernels.cpu import chain
 
         code = s.BACKEND_CODES[self.name]
         return chain.reprice(out, template, option_mid, S, use_implied, provenance, code)

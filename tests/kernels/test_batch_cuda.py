@@ -226,6 +226,10 @@ dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability
 from numba import cuda, types as nt
 import kernels.cuda.black_scholes as bs, kernels.cuda.implied_vol as iv
 import kernels.cuda.montecarlo as mc, kernels.cuda.correlation as co
+import kernels.cuda.chain as ch
+from engine.wire import schema
+from numba import from_dtype
+rec = nt.Array(from_dtype(schema.RESULT_CHAIN), 1, "C")
 f8, b1, i8 = nt.float64[::1], nt.boolean[::1], nt.int64[::1]
 f2, f3 = nt.float64[:, ::1], nt.float64[:, :, ::1]
 lanes = (i8, f8, f8)
@@ -239,6 +243,7 @@ kernels = [
     (mc.pnl_kernel, (f8, f8, f8, f2, nt.uint64, nt.uint64, f8)),
     (co.covariance_kernel, (f2, nt.int64, i8, i8, f2)),
     (co.rolling_kernel, (f2, nt.int64, nt.int64, i8, i8, f3)),
+    (ch.reprice_kernel, (rec, rec, f8, nt.float64, nt.boolean) + (nt.int64,) * 6 + (i8,)),
 ]
 for kernel, signature in kernels:
     ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
@@ -262,7 +267,7 @@ def test_cuda_kernels_compile_to_ptx():
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "compiled 8" in proc.stdout
+    assert "compiled 9" in proc.stdout
 
 
 def _main(target: str) -> int:
