@@ -2,15 +2,16 @@
 
 The CUDA twin of `kernels.cpu.chain`, one thread per contract over the same scalar source
 (`kernels.reference.chain_scalar`, Black-Scholes in its branch-free layout): the chain's
-template stays on the GPU (copied once per chain), so a repricing moves the option mids in
-(8 bytes per contract) and the finished ``RESULT_CHAIN`` records out, in one launch,
-instead of the implied-vol and Black-Scholes calls with their 14 array copies and the
-records built in Python.
+template and buffers stay on the GPU (allocated once per chain), so a repricing moves the
+option mids in (8 bytes per contract) and the finished ``RESULT_CHAIN`` records out, in
+one launch, instead of the implied-vol and Black-Scholes calls with their 14 array copies
+and the records built in Python.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 from numba import cuda
@@ -35,23 +36,43 @@ def reprice_kernel(out, template, option_mid, S, use_implied, ts_ns, in_seq, in_
             cuda.atomic.add(counts, 1, bad_implied)
 
 
-class _Templates:
-    """Device copies of chain templates, one per template array (chains are few and fixed)."""
+class _ChainBuffers:
+    """One chain's device memory, allocated once: its template, mids, records, counters.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._copies: dict[int, tuple[np.ndarray, object]] = {}
+    cudaMalloc per repricing would cost as much as a small chain's kernel; the lock keeps
+    two workers repricing the same chain from sharing the buffers at once.
+    """
 
-    def get(self, template: np.ndarray) -> object:
-        with self._lock:
-            entry = self._copies.get(id(template))
-            if entry is None or entry[0] is not template:
-                entry = (template, cuda.to_device(np.ascontiguousarray(template)))
-                self._copies[id(template)] = entry  # keeps `template` alive: ids stay unique
-            return entry[1]
+    def __init__(self, template: np.ndarray) -> None:
+        n = template.size
+        self.template = weakref.ref(template)  # the entry goes when the chain goes
+        self.d_template = cuda.to_device(np.ascontiguousarray(template))
+        self.d_mid = cuda.device_array(n, dtype=np.float64)
+        self.d_out = cuda.device_array(n, dtype=s.RESULT_CHAIN)
+        self.d_counts = cuda.device_array(2, dtype=np.int64)
+        self.counts = np.zeros(2, dtype=np.int64)
+        self.lock = threading.Lock()
 
 
-_templates = _Templates()
+_buffers: dict[int, _ChainBuffers] = {}
+_buffers_lock = threading.Lock()
+
+
+def _buffers_of(template: np.ndarray) -> _ChainBuffers:
+    with _buffers_lock:
+        key = id(template)
+        entry = _buffers.get(key)
+        if entry is None or entry.template() is not template:
+            entry = _buffers[key] = _ChainBuffers(template)
+            weakref.finalize(template, _forget, key, entry)
+        return entry
+
+
+def _forget(key: int, entry: _ChainBuffers) -> None:
+    """Drop a dead chain's device buffers (unless its id was already reused)."""
+    with _buffers_lock:
+        if _buffers.get(key) is entry:
+            del _buffers[key]
 
 
 def reprice(
@@ -68,15 +89,18 @@ def reprice(
     Returns ``(n_non_finite, n_bad_implied)``.
     """
     n = out.size
-    d_out = cuda.device_array(n, dtype=s.RESULT_CHAIN)
-    counts = cuda.to_device(np.zeros(2, dtype=np.int64))
-    reprice_kernel[blocks_for(n), THREADS_PER_BLOCK](
-        d_out, _templates.get(template), cuda.to_device(option_mid), float(S),
-        bool(use_implied), *(int(p) for p in provenance), int(backend), counts,
-    )  # fmt: skip
-    d_out.copy_to_host(out)
-    n_bad, n_bad_implied = (int(c) for c in counts.copy_to_host())
-    return n_bad, n_bad_implied
+    buf = _buffers_of(template)
+    with buf.lock:
+        buf.d_mid.copy_to_device(option_mid)
+        buf.counts[:] = 0
+        buf.d_counts.copy_to_device(buf.counts)
+        reprice_kernel[blocks_for(n), THREADS_PER_BLOCK](
+            buf.d_out, buf.d_template, buf.d_mid, float(S), bool(use_implied),
+            *(int(p) for p in provenance), int(backend), buf.d_counts,
+        )  # fmt: skip
+        buf.d_out.copy_to_host(out)
+        buf.d_counts.copy_to_host(buf.counts)
+        return int(buf.counts[0]), int(buf.counts[1])
 
 
 def warmup() -> None:
