@@ -142,27 +142,37 @@ def _chain_workload(n: int, rng: np.random.Generator) -> Callable[[Backend], obj
     return job.compute
 
 
-def _best_time(call: Callable[[Backend], object], backend: Backend, repeats: int) -> float:
+def _best_time(
+    call: Callable[[Backend], object], backend: Backend, repeats: int, clock: Callable[[], float]
+) -> float:
     best = math.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         call(backend)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
 def measure(
-    kernel: str, gpu: Backend, cpu: Backend, sizes: Sequence[int], repeats: int = 3
+    kernel: str,
+    gpu: Backend,
+    cpu: Backend,
+    sizes: Sequence[int],
+    repeats: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Crossover:
-    """Time `kernel` on `cpu` and `gpu` at `sizes` (after one warm-up call each); fit N*."""
+    """Time `kernel` on `cpu` and `gpu` at `sizes` (after one warm-up call each); fit N*.
+
+    `clock` (seconds) is the wall clock; tests pass a virtual one their backends advance.
+    """
     rng = np.random.default_rng(20240611)
     cpu_s, gpu_s = [], []
     for n in sizes:
         call = _workload(kernel, int(n), rng)
         call(cpu)
         call(gpu)
-        cpu_s.append(_best_time(call, cpu, repeats))
-        gpu_s.append(_best_time(call, gpu, repeats))
+        cpu_s.append(_best_time(call, cpu, repeats, clock))
+        gpu_s.append(_best_time(call, gpu, repeats, clock))
     cpu_fit = fit_line(sizes, cpu_s)
     gpu_fit = fit_line(sizes, gpu_s)
     return Crossover(

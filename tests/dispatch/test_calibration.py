@@ -29,35 +29,60 @@ def test_fit_line_recovers_fixed_and_per_item():
         calibration.fit_line([5, 5], [1.0, 2.0])
 
 
+class VirtualClock:
+    """Seconds that pass only when a `Timed` backend says so: exact, load-proof timings."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Timed(Backend):
-    """The CPU kernel plus a known cost: `fixed_s` per call and `per_item_s` per option."""
+    """The CPU kernel plus a known cost: `fixed_s` per call and `per_item_s` per option.
+
+    The cost is slept, or, with a `VirtualClock`, added to that clock (and nothing else
+    counts: the times are exactly the declared costs).
+    """
 
     kind = "gpu"
     capabilities = BATCH_KERNELS
 
-    def __init__(self, name, fixed_s, per_item_s):
+    def __init__(self, name, fixed_s, per_item_s, clock=None):
         self.name = name
         self.fixed_s = fixed_s
         self.per_item_s = per_item_s
+        self.clock = clock
         self._cpu = KernelBackend("cpu")
 
+    def _spend(self, n):
+        cost = self.fixed_s + self.per_item_s * n
+        if self.clock is None:
+            time.sleep(cost)
+        else:
+            self.clock.now += cost
+
     def black_scholes(self, S, *args):
-        time.sleep(self.fixed_s + self.per_item_s * len(S))
+        self._spend(len(S))
         return self._cpu.black_scholes(S, *args)
 
     def implied_vol(self, price, *args):
-        time.sleep(self.fixed_s + self.per_item_s * len(price))
+        self._spend(len(price))
         return self._cpu.implied_vol(price, *args)
 
 
 def test_measure_finds_the_crossover_of_known_costs():
-    # "cpu": 400 ns/option extra; "gpu": 4 ms per call extra: N* ~ 4e-3 / 4e-7 = 10,000
-    cpu = Timed("slowcpu", 0.0, 400e-9)
-    gpu = Timed("fakegpu", 4e-3, 0.0)
-    c = calibration.measure("black_scholes", gpu, cpu, [2000, 20000, 40000], repeats=2)
+    # "cpu": 400 ns/option; "gpu": 4 ms per call: N* = 4e-3 / 4e-7 = 10,000 exactly, timed
+    # on a virtual clock (a test that slept and read the wall clock flaked under load)
+    clock = VirtualClock()
+    cpu = Timed("slowcpu", 0.0, 400e-9, clock)
+    gpu = Timed("fakegpu", 4e-3, 0.0, clock)
+    c = calibration.measure("black_scholes", gpu, cpu, [2000, 20000, 40000], repeats=2, clock=clock)
     assert c.source == "measured" and c.backend == "fakegpu"
-    assert 5_000 <= c.n_star <= 20_000, c
-    assert c.gpu_fit[0] > c.cpu_fit[0] and c.cpu_fit[1] > c.gpu_fit[1]
+    assert c.n_star == 10_000, c
+    assert c.gpu_fit == pytest.approx((4e-3, 0.0), abs=1e-12)
+    assert c.cpu_fit == pytest.approx((0.0, 400e-9), abs=1e-12)
 
 
 def test_file_round_trip_and_errors(tmp_path):
