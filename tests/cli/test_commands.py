@@ -139,3 +139,16 @@ def test_demo_runs_and_shows_live_analytics():
     assert result.returncode == 0, result.stderr
     assert "tickpath demo" in result.stdout
     assert "records" in result.stdout and "0 gaps" in result.stdout
+
+
+def test_readme_second_command_is_what_ci_runs():
+    """.ci/run runs the README's second command verbatim (so the README's promise is CI's)."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    ci_command = (repo / ".ci" / "run").read_text().strip().splitlines()[-1]
+    readme = (repo / "README.md").read_text()
+    block = readme.split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2 and commands[1] == ci_command
+    assert commands[0].endswith(".venv/bin/tickpath demo")
