@@ -46,6 +46,10 @@ class JournalConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     snapshot_on_close: bool = True  # a final snapshot at clean shutdown (fast restart)
     snapshot_background: bool = True  # copy the state, write it from a thread
     truncate_corrupt: bool = False  # also cut a corrupt entry followed by valid ones
+    # "all": segments are never deleted (the whole history stays replayable);
+    # "snapshots": after each snapshot, segments whose every entry precedes the oldest
+    # kept snapshot are deleted (recovery needs nothing older; replay starts there).
+    retain: Literal["all", "snapshots"] = "all"
 
     def __post_init__(self) -> None:
         _require(self.dir is None or len(self.dir) > 0, "journal.dir must not be empty")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from engine.journal.config import JournalConfig
-from engine.journal.reader import open_journal
+from engine.journal.reader import open_journal, prune_segments
 from engine.journal.recovery import RecoveryReport, check_engine_file, engine_parameters, recover
 from engine.journal.snapshot import Snapshotter
 from engine.journal.writer import JournalWriter
@@ -49,6 +49,7 @@ class JournalExtension(EngineExtension):
         self.report: RecoveryReport | None = None
         self._engine_config = None
         self._next_snapshot = 0.0
+        self.segments_pruned = 0
 
     def on_start(self, engine: Engine) -> None:
         """Recover the processor's state from the journal, then open it for appending."""
@@ -87,6 +88,7 @@ class JournalExtension(EngineExtension):
             keep=self.config.snapshot_keep,
             background=self.config.snapshot_background,
             before_commit=self.writer.sync,
+            after_prune=self._prune_segments if self.config.retain == "snapshots" else None,
         )
         if self.config.snapshot_interval_s > 0:
             self.snapshotter.prepare()  # memory flat from the start (background mode)
@@ -95,6 +97,17 @@ class JournalExtension(EngineExtension):
         self.on_frame = self.writer.append_frame  # type: ignore[method-assign]
         self._next_snapshot = time.monotonic() + self.config.snapshot_interval_s
         return r
+
+    def _prune_segments(self, oldest_snapshot_index: int) -> None:
+        """``retain = "snapshots"``: drop the segments no kept snapshot needs."""
+        removed = prune_segments(self.directory, oldest_snapshot_index)
+        self.segments_pruned += len(removed)
+        if removed:
+            log.info(
+                "journal: %d segment(s) before entry %d deleted (retain = snapshots)",
+                len(removed),
+                oldest_snapshot_index,
+            )
 
     def on_frame(self, frame: memoryview) -> None:
         """Journal a received frame before it is processed."""
@@ -127,6 +140,8 @@ class JournalExtension(EngineExtension):
             out.update(self.writer.stats())
         if self.snapshotter is not None:
             out["snapshots"] = self.snapshotter.stats()
+        out["retain"] = self.config.retain
+        out["segments_pruned"] = self.segments_pruned
         if self.report is not None:
             out["recovery"] = msgspec.to_builtins(self.report)
         return out

@@ -112,6 +112,24 @@ def list_segments(directory: str | os.PathLike[str]) -> list[SegmentInfo]:
     return found
 
 
+def prune_segments(directory: str | os.PathLike[str], before_index: int) -> list[Path]:
+    """Delete the segments whose every entry has an index below `before_index`.
+
+    The newest segment is never deleted (the writer appends to it), so a segment goes
+    only once the next one exists and starts at or below `before_index`.
+    """
+    segments = list_segments(directory)
+    removed = []
+    for seg, following in zip(segments, segments[1:]):
+        if following.first_index > before_index:
+            break
+        seg.path.unlink(missing_ok=True)
+        removed.append(seg.path)
+    if removed:
+        _fsync_dir(Path(directory))
+    return removed
+
+
 def _map(path: Path) -> np.ndarray:
     size = path.stat().st_size
     if size == 0:

@@ -451,9 +451,12 @@ class Snapshotter:
         keep: int = 2,
         background: bool = True,
         before_commit: Callable[[], None] | None = None,
+        after_prune: Callable[[int], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.before_commit = before_commit
+        # called with the journal index of the oldest snapshot kept, after each snapshot
+        self.after_prune = after_prune
         self.state = state
         self.keep = keep
         self.background = background
@@ -517,6 +520,9 @@ class Snapshotter:
                 self.directory, arrays, self.state.params, index, position, self.before_commit
             )
             prune_snapshots(self.directory, self.keep)
+            kept = list_snapshots(self.directory)
+            if self.after_prune is not None and kept:
+                self.after_prune(min(info.journal_next_index for info in kept))
         except OSError as exc:
             self.failed += 1
             self.last_error = str(exc)

@@ -306,3 +306,51 @@ def test_serve_refuses_a_journal_of_other_parameters_in_one_line(tmp_path, capsy
     assert main([*base, "--journal", str(tmp_path), "--symbols", "16", "--duration", "0.2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "n_symbols differ" in err[0]
+
+
+def test_retain_snapshots_deletes_only_segments_no_kept_snapshot_needs(tmp_path, items, reference):
+    """journal.retain = "snapshots": the journal stops growing without end, and recovery
+    from every kept snapshot (and so the newest state) is still exact."""
+    live = processor(CONFIG)
+    ext = _journal(tmp_path, retain="snapshots", segment_bytes=1 << 16, snapshot_keep=2)
+    ext.open(CONFIG, live)
+    snapshot_at = []
+    for start in range(0, len(items), 200):
+        drive(live, items[start : start + 200], ext)
+        ext.snapshot(wait=True)
+        snapshot_at.append(min(start + 200, len(items)))
+    segments = list_segments(tmp_path)
+    kept = sorted(info.journal_next_index for info in list_snapshots(tmp_path / "snapshots"))
+    assert kept == snapshot_at[-2:]
+    # what is left starts at or below the oldest kept snapshot, and nothing more is left
+    assert segments[0].first_index <= kept[0]
+    assert len(segments) == 1 or segments[1].first_index > kept[0]
+    assert ext.segments_pruned > 0 and ext.stats()["segments_pruned"] == ext.segments_pruned
+    # the newest snapshot damaged: recovery falls back to the older kept one, still covered
+    newest = list_snapshots(tmp_path / "snapshots")[0].path
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])  # torn in the middle of its arrays
+    recovered, ext2, report = _recover(tmp_path)
+    assert report.snapshot_index == kept[0] and report.skipped_snapshots
+    assert differing_arrays(recovered.state, reference.state) == []
+    ext2.close()
+
+
+def test_retain_all_keeps_every_segment_and_pruned_journals_say_what_is_missing(tmp_path, items):
+    from engine.journal.reader import JournalCorruptError, iter_entries, prune_segments
+
+    live = processor(CONFIG)
+    ext = _journal(tmp_path, segment_bytes=1 << 16, snapshot_keep=1)  # retain = "all"
+    ext.open(CONFIG, live)
+    for start in range(0, len(items), 300):
+        drive(live, items[start : start + 300], ext)
+        ext.snapshot(wait=True)
+    assert list_segments(tmp_path)[0].first_index == 0 and ext.segments_pruned == 0
+    ext.close()
+    segments = list_segments(tmp_path)
+    removed = prune_segments(tmp_path, segments[2].first_index)
+    assert removed == [seg.path for seg in segments[:2]]
+    assert prune_segments(tmp_path, 10**9) == [seg.path for seg in segments[2:-1]]
+    assert list_segments(tmp_path) == segments[-1:]  # the newest segment always stays
+    with pytest.raises(JournalCorruptError, match="the journal starts at entry"):
+        next(iter_entries(tmp_path, 0))
