@@ -197,6 +197,18 @@ def replay_main(args: argparse.Namespace) -> int:
         if manifest is not None:
             base = manifest["journal_next_index"]
             snapshot = Path(manifest["path"]).name
+    first = list_segments(args.journal)[0].first_index
+    if base < first:
+        from engine.journal.snapshot import list_snapshots
+
+        covered = [i.journal_next_index for i in list_snapshots(Path(args.journal) / "snapshots")]
+        hint = f"; use --snapshot --from N with N >= {min(covered)}" if covered else ""
+        print(
+            f"tickpath replay: error: {args.journal}: entries before {first} are no longer in "
+            f'the journal (journal.retain = "snapshots" deleted them){hint}',
+            file=sys.stderr,
+        )
+        return 2
     publisher = None
     context = None
     auth = None

@@ -354,3 +354,22 @@ def test_retain_all_keeps_every_segment_and_pruned_journals_say_what_is_missing(
     assert list_segments(tmp_path) == segments[-1:]  # the newest segment always stays
     with pytest.raises(JournalCorruptError, match="the journal starts at entry"):
         next(iter_entries(tmp_path, 0))
+
+
+def test_replay_of_a_pruned_journal_names_where_to_start(tmp_path, items, capsys):
+    live = processor(CONFIG)
+    ext = _journal(tmp_path, retain="snapshots", segment_bytes=1 << 16, snapshot_keep=1)
+    ext.open(CONFIG, live)
+    for start in range(0, len(items), 400):
+        drive(live, items[start : start + 400], ext)
+        ext.snapshot(wait=True)
+    ext.close()
+    first = list_segments(tmp_path)[0].first_index
+    oldest = min(i.journal_next_index for i in list_snapshots(tmp_path / "snapshots"))
+    assert first > 0
+    assert main(["replay", "--journal", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"entries before {first} are no longer in the journal" in err
+    assert f"--snapshot --from N with N >= {oldest}" in err
+    assert main(["replay", "--journal", str(tmp_path), "--snapshot", "--from", str(oldest)]) == 0
