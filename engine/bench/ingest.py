@@ -45,6 +45,7 @@ from engine.bench.common import (
     write_json,
 )
 from engine.bench.profile import profile_engine_loop
+from engine.bench.roles import JOIN_TIMEOUT_S
 from engine.config import EngineConfig, load_config
 from engine.wire import codec
 from engine.wire import schema as s
@@ -118,6 +119,10 @@ def bench_config(symbols: int, batch: int) -> EngineConfig:
     )
 
 
+# the first frame waits for the sender's start-up and its subscription handshake
+FRAME_TIMEOUT_S = JOIN_TIMEOUT_S + 30
+
+
 class _Receiver:
     """One timed pass of the frames through ``on_frame``, fed by a sender process."""
 
@@ -135,7 +140,7 @@ class _Receiver:
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.RCVHWM, 0)  # never drop: the sender sets SNDHWM 0 too
         sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.setsockopt(zmq.RCVTIMEO, 30_000)
+        sub.setsockopt(zmq.RCVTIMEO, int(FRAME_TIMEOUT_S * 1000))
         sub.setsockopt(zmq.LINGER, 0)
         sub.bind("tcp://127.0.0.1:*")
         endpoint = sub.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -156,7 +161,9 @@ class _Receiver:
                     elapsed = time.perf_counter() - t0
                 except zmq.Again:
                     children.check()
-                    raise BenchError(f"{name}: no frame for 30 s from the sender") from None
+                    raise BenchError(
+                        f"{name}: no frame for {FRAME_TIMEOUT_S:.0f} s from the sender"
+                    ) from None
                 children.procs[f"sender-{name}"].wait(30)
                 children.check()
         finally:

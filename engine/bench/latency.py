@@ -65,7 +65,14 @@ from engine.bench.common import (
     versions,
     write_json,
 )
-from engine.bench.roles import COMMON_END, ECHO_STAMPS, FULL_ROW_BYTES, PREFIX_BYTES
+from engine.bench.roles import (
+    COMMON_END,
+    ECHO_STAMPS,
+    FULL_ROW_BYTES,
+    JOIN_TIMEOUT_S,
+    PREFIX_BYTES,
+    READY_TIMEOUT_S,
+)
 from engine.config import EngineConfig, load_config, parse_setting
 from engine.wire import codec
 from engine.wire import schema as s
@@ -499,7 +506,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
         )  # fmt: skip
         # ready once the engine's and the echo's stats reached it: the engine has
         # compiled (or loaded) its kernels and both subscriptions are through
-        children.wait_for_line("subscriber", "ready", 300)
+        children.wait_for_line("subscriber", "ready", READY_TIMEOUT_S + 30)
         spin = str(opts.spin_us_effective)
         children.start(
             "publisher",
@@ -509,7 +516,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
             ),
             stdin=True,
         )  # fmt: skip
-        children.wait_for_line("publisher", "ready", 60)
+        children.wait_for_line("publisher", "ready", JOIN_TIMEOUT_S + 30)
         t0 = time.time_ns() + 300_000_000
         end = t0 + int(plan.due_ns[-1]) + int(opts.drain_s * 1e9)
         for name in ("publisher", "subscriber"):

@@ -49,6 +49,7 @@ import time
 import numpy as np
 import zmq
 
+from engine.feed.join import publishing_socket, wait_for_subscribers
 from engine.wire import schema as s
 
 HEARTBEAT_S = 0.25
@@ -69,6 +70,10 @@ ECHO_TOPIC = {s.KIND_TRADE: b"trade.0", s.KIND_QUOTE: b"quote.0", s.KIND_ORDER: 
 FULL_ROW_BYTES = max(ECHO_PAYLOAD.values()) + 8  # the largest result frame fits whole
 CHAIN_TOPIC = b"chain."
 HWM = 100_000  # frames, as the engine's defaults
+# Deadlines for start-up, generous for a busy machine: a fresh install's engine compiles
+# its kernels first (about 30 s of CPU, over 100 s of wall time seen on a loaded 2-core VM).
+READY_TIMEOUT_S = 600.0
+JOIN_TIMEOUT_S = 120.0
 _stop = False
 
 
@@ -108,12 +113,11 @@ def run_publisher(args: argparse.Namespace) -> int:
     ctx = zmq.Context()
     socks = []
     for endpoint in (args.engine, args.echo):
-        sock = ctx.socket(zmq.PUB)
-        sock.setsockopt(zmq.SNDHWM, HWM)
-        sock.setsockopt(zmq.LINGER, 2000)
+        sock = publishing_socket(ctx, sndhwm=HWM, linger_ms=2000)
         sock.connect(endpoint)
         socks.append(sock)
-    time.sleep(args.join_wait)  # let both subscriptions reach us (slow joiner)
+    # both subscriptions must have reached us, or the first frames are dropped (slow joiner)
+    wait_for_subscribers(socks, args.join_timeout, names=("engine", "echo"))
     print(f"ready timer_slack_1ns={slack_ok}", flush=True)
     t0, _ = _wait_for_start()
     n = len(offset)
@@ -309,10 +313,10 @@ def run_sender(args: argparse.Namespace) -> int:
     flat = data["frames"]
     mv = memoryview(flat)
     ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.SNDHWM, 0)  # never drop in the sender: the receiver sets the pace
+    # SNDHWM 0: never drop in the sender: the receiver sets the pace
+    pub = publishing_socket(ctx, sndhwm=0, linger_ms=-1)
     pub.connect(args.endpoint)
-    time.sleep(args.join_wait)  # the receiver's subscription reaches us
+    wait_for_subscribers([pub], args.join_timeout, names=[args.endpoint])
     send = pub.send
     for o, n in zip(data["offset"].tolist(), data["length"].tolist()):
         send(mv[o : o + n], copy=False)
@@ -368,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", required=True)
     p.add_argument("--echo", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--join-wait", type=float, default=0.3)
+    p.add_argument("--join-timeout", type=float, default=JOIN_TIMEOUT_S)
     p.add_argument("--spin-us", type=float, default=0.0)
     p.set_defaults(func=run_publisher)
     e = sub.add_parser("echo")
@@ -379,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--capacity", type=int, required=True)
     c.add_argument("--full-every", type=int, default=4)
     c.add_argument("--out", required=True)
-    c.add_argument("--ready-timeout", type=float, default=60.0)
+    c.add_argument("--ready-timeout", type=float, default=READY_TIMEOUT_S)
     c.add_argument("--chain-bytes", type=int, default=0)  # largest chain frame; 0: no chains
     c.add_argument("--chain-every", type=int, default=1)
     c.add_argument("--chain-keep", type=int, default=0)
@@ -387,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("sender")
     d.add_argument("--frames", required=True)
     d.add_argument("--endpoint", required=True)
-    d.add_argument("--join-wait", type=float, default=0.5)
+    d.add_argument("--join-timeout", type=float, default=JOIN_TIMEOUT_S)
     d.set_defaults(func=run_sender)
     k = sub.add_parser("sink")
     k.add_argument("--connect", required=True)
