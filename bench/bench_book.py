@@ -50,7 +50,7 @@ import time
 import numba
 import numpy as np
 
-from engine.wire.schema import (
+from tickpath.engine.wire.schema import (
     ACTION_ADD,
     ACTION_CANCEL,
     ACTION_EXECUTE,
@@ -60,8 +60,8 @@ from engine.wire.schema import (
     SIDE_BUY,
     SIDE_SELL,
 )
-from kernels.cpu import book as bk
-from kernels.reference.book import BOOK_CODE_NAMES, ReferenceBook
+from tickpath.kernels.cpu import book as bk
+from tickpath.kernels.reference.book import BOOK_CODE_NAMES, ReferenceBook
 
 SNAPSHOT_FIELDS = (
     "bid_price",
@@ -222,7 +222,7 @@ def self_check(orders: np.ndarray, n_symbols: int, max_levels: int, max_orders: 
 
 def synthetic_orders(n_market_events: int, n_symbols: int = 64, seed: int = 1) -> np.ndarray:
     """The ORDER records of ``n_market_events`` events of the engine's synthetic market."""
-    from engine.feed.synthetic import SyntheticMarket
+    from tickpath.engine.feed.synthetic import SyntheticMarket
 
     return SyntheticMarket(n_symbols, seed).generate(n_market_events)[2]
 
@@ -231,11 +231,11 @@ def frame_kernel_ns(
     orders: np.ndarray, n_symbols: int, max_levels: int, max_orders: int, repeat: int
 ) -> float:
     """Best ns per record of ``StreamProcessor.process`` over frames of 1024 ORDER records."""
-    from engine.config import load_config
-    from engine.service.engine import StreamProcessor
-    from engine.wire import codec
-    from engine.wire import schema as s
-    from kernels.cpu import streaming
+    from tickpath.engine.config import load_config
+    from tickpath.engine.service.engine import StreamProcessor
+    from tickpath.engine.wire import codec
+    from tickpath.engine.wire import schema as s
+    from tickpath.kernels.cpu import streaming
 
     batch = 1024
     config = load_config(

@@ -7,7 +7,7 @@ Two ways to reprice on the CPU (engine.dispatch.chains):
 * generic: ``kernels.implied_vol`` + ``kernels.black_scholes`` through `kernels.batch`
   (validation and layout in Python), then the records built field by field - the only
   path before the fast path, and still the one of the GPU backends;
-* fast: one nogil ``kernels.cpu.chain`` call per repricing that writes the records.
+* fast: one nogil ``tickpath.kernels.cpu.chain`` call per repricing that writes the records.
 
 Three measurements, in one run, both paths side by side:
 
@@ -51,16 +51,15 @@ import numpy as np
 import zmq
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from engine.bench.ticker import Ticker  # noqa: E402
-from engine.dispatch.backends import BATCH_KERNELS, Backend, KernelBackend  # noqa: E402
-from engine.dispatch.chains import ChainJob, Provenance, build_chain  # noqa: E402
-from engine.dispatch.config import ChainConfig  # noqa: E402
-from engine.dispatch.jobs import Outcome  # noqa: E402
-from engine.service.demo import free_port  # noqa: E402
-from engine.wire import schema as s  # noqa: E402
-from kernels import batch  # noqa: E402
+from tickpath.engine.bench.ticker import Ticker  # noqa: E402
+from tickpath.engine.dispatch.backends import BATCH_KERNELS, Backend, KernelBackend  # noqa: E402
+from tickpath.engine.dispatch.chains import ChainJob, Provenance, build_chain  # noqa: E402
+from tickpath.engine.dispatch.config import ChainConfig  # noqa: E402
+from tickpath.engine.dispatch.jobs import Outcome  # noqa: E402
+from tickpath.engine.service.demo import free_port  # noqa: E402
+from tickpath.engine.wire import schema as s  # noqa: E402
+from tickpath.kernels import batch  # noqa: E402
 
 S0 = 100.0
 RATE, DIVIDEND, VOL = 0.03, 0.01, 0.25
@@ -122,9 +121,9 @@ class NogilClock:
     """Time spent inside the nogil numba kernels the two paths call (patched in place)."""
 
     def __init__(self) -> None:
-        from kernels.cpu import black_scholes as cpu_bs
-        from kernels.cpu import chain
-        from kernels.cpu import implied_vol as cpu_iv
+        from tickpath.kernels.cpu import black_scholes as cpu_bs
+        from tickpath.kernels.cpu import chain
+        from tickpath.kernels.cpu import implied_vol as cpu_iv
 
         self.targets = [
             (cpu_iv, "implied_vol_serial"), (cpu_iv, "implied_vol_parallel"),
@@ -222,22 +221,22 @@ def probe(job: ChainJob | None, backend: Backend | None, seconds: float) -> dict
 
 ENGINE_BOOT = """
 import sys
-from engine.dispatch import backends
+from tickpath.engine.dispatch import backends
 if sys.argv[1] == "generic":  # the CPU without the chain fast path: the generic path
     _init = backends.KernelBackend.__init__
     def _generic(self, name):
         _init(self, name)
         self.capabilities = backends.BATCH_KERNELS
     backends.KernelBackend.__init__ = _generic
-from engine.cli import main
+from tickpath.engine.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
 FLOOD = """
 import sys, time
 import numpy as np, zmq
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 endpoint, symbol = sys.argv[1], int(sys.argv[2])
 rate, seconds = float(sys.argv[3]), float(sys.argv[4])
 ctx = zmq.Context()

@@ -1,6 +1,6 @@
 """OneToOneBatchedIngestThroughput: records/s through decode + every streaming kernel.
 
-The benchmark lives in the package (:mod:`engine.bench.ingest`, ``tickpath bench
+The benchmark lives in the package (:mod:`tickpath.engine.bench.ingest`, ``tickpath bench
 ingest``), so that the command works from a fresh install; this script runs it
 from a checkout:
 
@@ -10,11 +10,8 @@ from a checkout:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.bench.cli import main  # noqa: E402
+from tickpath.engine.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "ingest", *sys.argv[1:]]))

@@ -34,15 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.config import load_config  # noqa: E402
-from engine.feed.synthetic import SyntheticMarket  # noqa: E402
-from engine.journal.config import JournalConfig  # noqa: E402
-from engine.journal.extension import JournalExtension  # noqa: E402
-from engine.journal.snapshot import differing_arrays  # noqa: E402
-from engine.service.engine import StreamProcessor  # noqa: E402
-from engine.wire import codec  # noqa: E402
+from tickpath.engine.config import load_config  # noqa: E402
+from tickpath.engine.feed.synthetic import SyntheticMarket  # noqa: E402
+from tickpath.engine.journal.config import JournalConfig  # noqa: E402
+from tickpath.engine.journal.extension import JournalExtension  # noqa: E402
+from tickpath.engine.journal.snapshot import differing_arrays  # noqa: E402
+from tickpath.engine.service.engine import StreamProcessor  # noqa: E402
+from tickpath.engine.wire import codec  # noqa: E402
 
 POLICIES = ("none", "os", "interval", "frame")
 

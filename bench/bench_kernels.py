@@ -1,6 +1,6 @@
 """Batch-kernel throughput and accuracy per backend, next to peers: ``tickpath bench kernels``.
 
-The benchmark lives in the package (:mod:`engine.bench.kernels`), so that the
+The benchmark lives in the package (:mod:`tickpath.engine.bench.kernels`), so that the
 command works from a fresh install; this script runs it from a checkout:
 
     python bench/bench_kernels.py [--json FILE] [--plot FILE.png] [--n N] [--quick]
@@ -9,11 +9,8 @@ command works from a fresh install; this script runs it from a checkout:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.bench.cli import main  # noqa: E402
+from tickpath.engine.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "kernels", *sys.argv[1:]]))

@@ -1,6 +1,6 @@
 """PublisherEngineSubscriberLatency: tick-to-result latency next to a raw pyzmq echo.
 
-The benchmark lives in the package (:mod:`engine.bench.latency`, ``tickpath bench
+The benchmark lives in the package (:mod:`tickpath.engine.bench.latency`, ``tickpath bench
 latency``), so that the command works from a fresh install; this script runs it
 from a checkout:
 
@@ -11,11 +11,8 @@ from a checkout:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.bench.cli import main  # noqa: E402
+from tickpath.engine.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "latency", *sys.argv[1:]]))

@@ -8,9 +8,9 @@ Topology (one thread, no sockets; the socket share runs in the CI test)::
 Every case's counter changes are compared with the model's prediction; any
 difference, crash or case slower than ``--max-case-ms`` fails the run (exit
 status 1) and prints the seed and case to reproduce it with
-``engine.security.fuzz.run``.  Each round also puts ``--requests`` fuzzed
+``tickpath.engine.security.fuzz.run``.  Each round also puts ``--requests`` fuzzed
 request bodies through the request lane's decode-and-validate step
-(``engine.security.fuzz.check_request``); an exception other than the reply
+(``tickpath.engine.security.fuzz.check_request``); an exception other than the reply
 codes and the known escapes fails the run.
 
     python bench/fuzz_long.py [--minutes 10 | --cases 5000000] [--seed N] [--json out.json]
@@ -24,12 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.config import load_config  # noqa: E402
-from engine.security import fuzz  # noqa: E402
-from engine.service.engine import StreamProcessor  # noqa: E402
-from kernels.cpu import streaming as k  # noqa: E402
+from tickpath.engine.config import load_config  # noqa: E402
+from tickpath.engine.security import fuzz  # noqa: E402
+from tickpath.engine.service.engine import StreamProcessor  # noqa: E402
+from tickpath.kernels.cpu import streaming as k  # noqa: E402
 
 # Exceptions the request lane lets out of prepare() today (answered "invalid" by the
 # dispatcher; reported upstream): anything else is a new finding and fails the run.

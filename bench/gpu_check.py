@@ -44,8 +44,7 @@ def gpu_report(simulator: bool = False) -> dict:
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and not simulator:
         report["problem"] = "NUMBA_ENABLE_CUDASIM=1 is set: unset it to test the real GPU"
         return report
-    sys.path.insert(0, str(REPO))
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     for name in ("numba", "numba_cuda", "cupy"):
         try:
@@ -134,14 +133,15 @@ def main() -> int:
                    "tests/kernels/test_batch_cuda.py", "tests/kernels/test_chain_cuda.py",
                    "tests/dispatch/test_gpu_routing.py"],
          None),
-        ("roofline", [py, "-m", "engine.bench.gpu_roofline", "--json", str(roofline)], roofline),
+        ("roofline", [py, "-m", "tickpath.engine.bench.gpu_roofline", "--json", str(roofline)],
+         roofline),
         # tick -> chain result with the chains routed to the GPU (a real engine process)
-        ("latency", [py, "-m", "engine", "bench", "latency", "--rate", "2000", "--duration",
+        ("latency", [py, "-m", "tickpath", "bench", "latency", "--rate", "2000", "--duration",
                      "5", "--chains", "8", "--chain-size", chain_size, "--engine-set",
                      "dispatch.routes.chain=cuda", "--engine-set", "dispatch.calibration.mode=off",
                      "--json", str(latency)], latency),
-        ("calibration", [py, "-m", "engine.dispatch.calibration", "--out", str(calibration),
-                         *small], calibration),
+        ("calibration", [py, "-m", "tickpath.engine.dispatch.calibration", "--out",
+                         str(calibration), *small], calibration),
         ("bench", [py, "bench/bench_kernels.py", "--n", str(args.n), "--json", str(bench),
                    *quick], bench),
     ]  # fmt: skip

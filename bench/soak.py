@@ -43,9 +43,8 @@ import zmq
 from hdrh.histogram import HdrHistogram
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from engine.service.watch import TopicSequences  # noqa: E402
+from tickpath.engine.service.watch import TopicSequences  # noqa: E402
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 
@@ -84,8 +83,8 @@ def _summary(h: HdrHistogram) -> dict:
 
 def feeder(endpoint: str, rate: float, batch: int, symbols: int, duration: float) -> int:
     """Send frames on an open-loop schedule; stamp each with its intended send time."""
-    from engine.feed.synthetic import SyntheticMarket
-    from engine.wire import codec
+    from tickpath.engine.feed.synthetic import SyntheticMarket
+    from tickpath.engine.wire import codec
 
     market = SyntheticMarket(symbols, 1, mean_gap_ns=1e9 / rate)
     market.next_batch(1)  # compile/load the generator before the schedule starts
@@ -159,7 +158,7 @@ def soak(args: argparse.Namespace) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = open(work / "serve.log", "wb")  # noqa: SIM115 - closed below
     serve = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--config", str(config)],
+        [sys.executable, "-m", "tickpath", "serve", "--config", str(config)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

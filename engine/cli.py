@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import zmq
 
-from engine.config import ConfigError, load_config, parse_setting
-from engine.dispatch import cli as dispatch_cli
-from engine.journal import cli as journal_cli
-from engine.security import cli as security_cli
+from tickpath.engine.config import ConfigError, load_config, parse_setting
+from tickpath.engine.dispatch import cli as dispatch_cli
+from tickpath.engine.journal import cli as journal_cli
+from tickpath.engine.security import cli as security_cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,7 +89,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve_main(args: argparse.Namespace) -> int:
-    from engine.service.engine import Engine
+    from tickpath.engine.service.engine import Engine
 
     overrides = {
         "ingest.endpoints": args.ingest,
@@ -110,8 +110,8 @@ def _serve_main(args: argparse.Namespace) -> int:
     extensions = security_cli.serve_extensions(config.security)
     extensions += journal_cli.serve_extensions(config.journal)
     if args.fpga_overlay or args.fpga_emulate:
-        from engine.backends.fpga import FpgaUnavailableError
-        from engine.backends.fpga.micro import fpga_extension
+        from tickpath.engine.backends.fpga import FpgaUnavailableError
+        from tickpath.engine.backends.fpga.micro import fpga_extension
 
         try:
             extensions.append(
@@ -172,11 +172,11 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
 
 
 def _watch_main(args: argparse.Namespace) -> int:
-    from engine.service.watch import watch
+    from tickpath.engine.service.watch import watch
 
     endpoints = list(args.endpoint or [])
     if args.discovery:
-        from engine.cluster.discovery import follow_endpoints
+        from tickpath.engine.cluster.discovery import follow_endpoints
 
         try:
             endpoints += follow_endpoints(args.discovery)
@@ -211,7 +211,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo_main(args: argparse.Namespace) -> int:
-    from engine.service.demo import run_demo
+    from tickpath.engine.service.demo import run_demo
 
     return run_demo(args.duration, args.symbols, args.rate)
 
@@ -230,20 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optional_commands(sub)
     _add_watch(sub)
     _add_demo(sub)
-    from engine.cluster.cli import add_mesos_parser
+    from tickpath.engine.cluster.cli import add_mesos_parser
 
     add_mesos_parser(sub)
     dispatch_cli.add_request_parser(sub)
     journal_cli.add_replay_parser(sub)
     security_cli.add_keys_parser(sub)
-    from engine.bench.cli import add_bench_parser
+    from tickpath.engine.bench.cli import add_bench_parser
 
     add_bench_parser(sub)
     return parser
 
 
 def _add_optional_commands(sub: argparse._SubParsersAction) -> None:
-    from engine.feed.cli import add_feed_arguments, add_import_arguments, feed_main, import_main
+    from tickpath.engine.feed.cli import (
+        add_feed_arguments,
+        add_import_arguments,
+        feed_main,
+        import_main,
+    )
 
     feed = sub.add_parser(
         "feed",

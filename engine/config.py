@@ -25,10 +25,10 @@ from typing import Any
 
 import msgspec
 
-from engine.dispatch.config import DispatchConfig
-from engine.journal.config import JournalConfig
-from engine.security.config import SecurityConfig
-from engine.wire import schema as s
+from tickpath.engine.dispatch.config import DispatchConfig
+from tickpath.engine.journal.config import JournalConfig
+from tickpath.engine.security.config import SecurityConfig
+from tickpath.engine.wire import schema as s
 
 
 class ConfigError(ValueError):

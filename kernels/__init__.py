@@ -3,7 +3,7 @@
 The batch (millisecond-path) API is re-exported here lazily, so importing a
 streaming kernel module does not import the batch kernels::
 
-    from kernels import black_scholes, implied_vol
+    from tickpath.kernels import black_scholes, implied_vol
     res = black_scholes(S, K, T, r, q, sigma, is_call, backend="cpu")
 
 ``kernels`` imports nothing of ``engine`` except the wire schema.
@@ -36,7 +36,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from kernels import batch
+        from tickpath.kernels import batch
 
         return getattr(batch, name)
-    raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+    raise AttributeError(f"module 'tickpath.kernels' has no attribute {name!r}")

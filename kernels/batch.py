@@ -2,12 +2,12 @@
 
 Backends, chosen per call with ``backend=``:
 
-* ``"numpy"``: the vectorised numpy/scipy reference (`kernels.reference`): the meaning.
-* ``"cpu"``: numba kernels (`kernels.cpu`), parallel above a batch-size threshold,
+* ``"numpy"``: the vectorised numpy/scipy reference (`tickpath.kernels.reference`): the meaning.
+* ``"cpu"``: numba kernels (`tickpath.kernels.cpu`), parallel above a batch-size threshold,
   compiled with explicit signatures and ``cache=True`` (call `warmup` at start-up).
-* ``"cuda"``: numba-CUDA kernels (`kernels.cuda`) compiled from the same scalar source
+* ``"cuda"``: numba-CUDA kernels (`tickpath.kernels.cuda`) compiled from the same scalar source
   as the CPU kernels.
-* ``"cupy"``: the array-level code of `kernels.reference` run on CuPy arrays.
+* ``"cupy"``: the array-level code of `tickpath.kernels.reference` run on CuPy arrays.
 
 On the two GPU backends the element-wise kernels (`black_scholes`,
 `black_scholes_price`, `implied_vol`) take host arrays or GPU arrays (numba device
@@ -114,10 +114,10 @@ def warmup(backends: tuple[str, ...] = ("cpu",)) -> None:
     for backend in backends:
         _require(backend)
         if backend == "cpu":
-            from kernels.cpu import black_scholes as _bs  # noqa: F401
-            from kernels.cpu import correlation as _corr  # noqa: F401
-            from kernels.cpu import implied_vol as _iv  # noqa: F401
-            from kernels.cpu import montecarlo as _mc  # noqa: F401
+            from tickpath.kernels.cpu import black_scholes as _bs  # noqa: F401
+            from tickpath.kernels.cpu import correlation as _corr  # noqa: F401
+            from tickpath.kernels.cpu import implied_vol as _iv  # noqa: F401
+            from tickpath.kernels.cpu import montecarlo as _mc  # noqa: F401
         elif backend in ("cuda", "cupy"):
             black_scholes(100.0, 100.0, 1.0, 0.0, 0.0, 0.2, True, backend=backend)
             implied_vol(10.0, 100.0, 100.0, 1.0, 0.0, 0.0, True, backend=backend)
@@ -335,7 +335,7 @@ def black_scholes(
         _raise_invalid(
             "black_scholes", int(np.sum((S_ <= 0) | (K_ <= 0) | (T_ < 0) | (v_ < 0))), _BS_INVALID
         )
-        from kernels.reference.black_scholes import black_scholes_greeks
+        from tickpath.kernels.reference.black_scholes import black_scholes_greeks
 
         with np.errstate(all="ignore"):
             results = black_scholes_greeks(*(np.broadcast_to(a, (n,)) for a in values), flags)
@@ -345,7 +345,7 @@ def black_scholes(
             getattr(out, field).reshape(n)[...] = value
         return out
     if backend == "cpu":
-        from kernels.cpu import black_scholes as cpu_bs
+        from tickpath.kernels.cpu import black_scholes as cpu_bs
 
         result = out if out is not None else BlackScholesResult.empty(shape)
         kernel = cpu_bs.greeks_parallel if n >= cpu_bs.PARALLEL_THRESHOLD else cpu_bs.greeks_serial
@@ -353,14 +353,14 @@ def black_scholes(
         _raise_invalid("black_scholes", kernel(*values, flags, *outs), _BS_INVALID)
         return result
     if backend == "cuda":
-        from kernels.cuda import black_scholes as cuda_bs
+        from tickpath.kernels.cuda import black_scholes as cuda_bs
 
         arrays, count = cuda_bs.greeks(values, flags, n, out)
         _raise_invalid("black_scholes", count, _BS_INVALID)
         if out is not None:
             return out
         return BlackScholesResult(*(a.reshape(shape) for a in arrays))
-    from kernels.cupy import black_scholes as cupy_bs
+    from tickpath.kernels.cupy import black_scholes as cupy_bs
 
     arrays, count = cupy_bs.greeks(values, flags, n)
     _raise_invalid("black_scholes", count, _BS_INVALID)
@@ -406,7 +406,7 @@ def black_scholes_price(
             int(np.sum((S_ <= 0) | (K_ <= 0) | (T_ < 0) | (v_ < 0))),
             _BS_INVALID,
         )
-        from kernels.reference.black_scholes import black_scholes_price as ref_price
+        from tickpath.kernels.reference.black_scholes import black_scholes_price as ref_price
 
         with np.errstate(all="ignore"):
             price = ref_price(*(np.broadcast_to(a, (n,)) for a in values), flags)
@@ -415,7 +415,7 @@ def black_scholes_price(
         out.reshape(n)[...] = price
         return out
     if backend == "cpu":
-        from kernels.cpu import black_scholes as cpu_bs
+        from tickpath.kernels.cpu import black_scholes as cpu_bs
 
         result = out if out is not None else np.empty(shape)
         kernel = cpu_bs.price_parallel if n >= cpu_bs.PARALLEL_THRESHOLD else cpu_bs.price_serial
@@ -424,12 +424,12 @@ def black_scholes_price(
         )
         return result
     if backend == "cuda":
-        from kernels.cuda import black_scholes as cuda_bs
+        from tickpath.kernels.cuda import black_scholes as cuda_bs
 
         price, count = cuda_bs.price(values, flags, n, out)
         _raise_invalid("black_scholes_price", count, _BS_INVALID)
         return out if out is not None else price.reshape(shape)
-    from kernels.cupy import black_scholes as cupy_bs
+    from tickpath.kernels.cupy import black_scholes as cupy_bs
 
     price, count = cupy_bs.price(values, flags, n)
     _raise_invalid("black_scholes_price", count, _BS_INVALID)
@@ -501,7 +501,7 @@ def implied_vol(
     if out is not None:
         _check_out("out", out, shape, backend in _GPU)
     if backend == "numpy":
-        from kernels.reference.implied_vol import implied_vol as ref_iv
+        from tickpath.kernels.reference.implied_vol import implied_vol as ref_iv
 
         sigma, n_nan, n_invalid = ref_iv(*values, flags)
         _raise_invalid("implied_vol", n_invalid, _IV_INVALID)
@@ -510,7 +510,7 @@ def implied_vol(
         out.reshape(n)[...] = sigma
         return ImpliedVolResult(out, n_nan)
     if backend == "cpu":
-        from kernels.cpu import implied_vol as cpu_iv
+        from tickpath.kernels.cpu import implied_vol as cpu_iv
 
         result = out if out is not None else np.empty(shape)
         kernel = (
@@ -522,12 +522,12 @@ def implied_vol(
         _raise_invalid("implied_vol", n_invalid, _IV_INVALID)
         return ImpliedVolResult(result, int(n_nan))
     if backend == "cuda":
-        from kernels.cuda import implied_vol as cuda_iv
+        from tickpath.kernels.cuda import implied_vol as cuda_iv
 
         sigma, n_nan, n_invalid = cuda_iv.implied_vol(values, flags, n, out)
         _raise_invalid("implied_vol", n_invalid, _IV_INVALID)
         return ImpliedVolResult(out if out is not None else sigma.reshape(shape), n_nan)
-    from kernels.cupy import implied_vol as cupy_iv
+    from tickpath.kernels.cupy import implied_vol as cupy_iv
 
     sigma, n_nan, n_invalid = cupy_iv.implied_vol(values, flags)
     _raise_invalid("implied_vol", n_invalid, _IV_INVALID)
@@ -608,28 +608,28 @@ def monte_carlo_european(
         "monte_carlo_european", S, K, T, r, q, sigma, is_call
     )
     n_paths = _count("monte_carlo_european", "n_paths", n_paths, 2)
-    from kernels import philox
+    from tickpath.kernels import philox
 
     k0, k1 = philox.seed_key(seed)
     if backend in ("numpy", "cupy"):
-        from kernels.reference import montecarlo as ref
+        from tickpath.kernels.reference import montecarlo as ref
 
         xp = np if backend == "numpy" else _cupy()
         price, se = ref.european(S, K, T, r, q, sigma, is_call, n_paths, seed, xp)
         return MonteCarloResult(price, se, n_paths)
-    from kernels.reference.montecarlo_scalar import PATHS_PER_LANE, combine_lanes
+    from tickpath.kernels.reference.montecarlo_scalar import PATHS_PER_LANE, combine_lanes
 
     n_lanes = -(-n_paths // PATHS_PER_LANE)
     log_drift = (r - q - 0.5 * sigma * sigma) * T
     vol_sqrt_t = sigma * float(np.sqrt(T))
     args = (n_paths, S, K, log_drift, vol_sqrt_t, is_call, np.uint64(k0), np.uint64(k1))
     if backend == "cpu":
-        from kernels.cpu import montecarlo as cpu_mc
+        from tickpath.kernels.cpu import montecarlo as cpu_mc
 
         lanes = (np.empty(n_lanes, np.int64), np.empty(n_lanes), np.empty(n_lanes))
         cpu_mc.european_lanes(*args, *lanes)
     else:
-        from kernels.cuda import montecarlo as cuda_mc
+        from tickpath.kernels.cuda import montecarlo as cuda_mc
 
         lanes = cuda_mc.european_lanes(n_lanes, *args)
     mean, variance, n = combine_lanes(*lanes)
@@ -663,16 +663,16 @@ def monte_carlo_asian(
     )
     n_paths = _count("monte_carlo_asian", "n_paths", n_paths, 2)
     n_steps = _count("monte_carlo_asian", "n_steps", n_steps, 1)
-    from kernels import philox
+    from tickpath.kernels import philox
 
     k0, k1 = philox.seed_key(seed)
     if backend in ("numpy", "cupy"):
-        from kernels.reference import montecarlo as ref
+        from tickpath.kernels.reference import montecarlo as ref
 
         xp = np if backend == "numpy" else _cupy()
         price, se = ref.asian(S, K, T, r, q, sigma, is_call, n_steps, n_paths, seed, xp)
         return MonteCarloResult(price, se, n_paths)
-    from kernels.reference.montecarlo_scalar import PATHS_PER_LANE, combine_lanes
+    from tickpath.kernels.reference.montecarlo_scalar import PATHS_PER_LANE, combine_lanes
 
     n_lanes = -(-n_paths // PATHS_PER_LANE)
     dt = T / n_steps
@@ -680,12 +680,12 @@ def monte_carlo_asian(
     step_vol = sigma * float(np.sqrt(dt))
     args = (n_paths, n_steps, S, K, step_drift, step_vol, is_call, np.uint64(k0), np.uint64(k1))
     if backend == "cpu":
-        from kernels.cpu import montecarlo as cpu_mc
+        from tickpath.kernels.cpu import montecarlo as cpu_mc
 
         lanes = (np.empty(n_lanes, np.int64), np.empty(n_lanes), np.empty(n_lanes))
         cpu_mc.asian_lanes(*args, *lanes)
     else:
-        from kernels.cuda import montecarlo as cuda_mc
+        from tickpath.kernels.cuda import montecarlo as cuda_mc
 
         lanes = cuda_mc.asian_lanes(n_lanes, *args)
     mean, variance, n = combine_lanes(*lanes)
@@ -771,8 +771,8 @@ def portfolio_var(
     value = position * spot
     drift_h = (drift - 0.5 * vol * vol) * horizon
     vol_h = vol * float(np.sqrt(horizon))
-    from kernels import philox
-    from kernels.reference import montecarlo as ref
+    from tickpath.kernels import philox
+    from tickpath.kernels.reference import montecarlo as ref
 
     k0, k1 = philox.seed_key(seed)
     if backend == "numpy":
@@ -780,13 +780,13 @@ def portfolio_var(
         if pnl_out is not None:
             pnl_out[...] = pnl
     elif backend == "cpu":
-        from kernels.cpu import montecarlo as cpu_mc
+        from tickpath.kernels.cpu import montecarlo as cpu_mc
 
         pnl = pnl_out if pnl_out is not None else np.empty(n_scenarios)
         cpu_mc.portfolio_pnl(value, drift_h, vol_h, chol, np.uint64(k0), np.uint64(k1), pnl)
     elif backend == "cuda":
-        from kernels.cuda import montecarlo as cuda_mc
-        from kernels.reference.montecarlo_scalar import MAX_CUDA_ASSETS
+        from tickpath.kernels.cuda import montecarlo as cuda_mc
+        from tickpath.kernels.reference.montecarlo_scalar import MAX_CUDA_ASSETS
 
         if n_assets > MAX_CUDA_ASSETS:
             raise ValueError(
@@ -851,22 +851,22 @@ def covariance(
     if out is not None:
         _check_out("out", out, (n, n), backend == "cuda")
     if backend == "numpy":
-        from kernels.reference.correlation import covariance as ref_cov
+        from tickpath.kernels.reference.correlation import covariance as ref_cov
 
         result = ref_cov(window, ddof)
     elif backend == "cpu":
-        from kernels.cpu import correlation as cpu_corr
+        from tickpath.kernels.cpu import correlation as cpu_corr
 
         result = out if out is not None else np.empty((n, n))
         cpu_corr.covariance_window(window, ddof, result)
         return result
     elif backend == "cuda":
-        from kernels.cuda import correlation as cuda_corr
+        from tickpath.kernels.cuda import correlation as cuda_corr
 
         result = cuda_corr.covariance(window, ddof, out)
         return result
     else:
-        from kernels.reference.correlation import covariance as ref_cov
+        from tickpath.kernels.reference.correlation import covariance as ref_cov
 
         cp = _cupy()
         result = ref_cov(cp.asarray(window), ddof, cp).get()
@@ -882,7 +882,7 @@ def correlation(window: Any, *, backend: str = "cpu", out: np.ndarray | None = N
     Entries are clipped to [-1, 1]; rows and columns of a zero-variance symbol are NaN
     (its diagonal too).
     """
-    from kernels.reference.correlation import correlation_from_covariance
+    from tickpath.kernels.reference.correlation import correlation_from_covariance
 
     cov = covariance(window, ddof=1, backend=backend, out=out)
     result = correlation_from_covariance(np.asarray(cov))
@@ -911,7 +911,7 @@ def rolling_covariance(
     if out is not None:
         _check_out("out", out, shape, backend == "cuda")
     if backend in ("numpy", "cupy"):
-        from kernels.reference.correlation import rolling_covariance as ref_rolling
+        from tickpath.kernels.reference.correlation import rolling_covariance as ref_rolling
 
         if backend == "numpy":
             result = ref_rolling(returns, window, ddof)
@@ -924,12 +924,12 @@ def rolling_covariance(
         return result
     pair_i, pair_j = (np.ascontiguousarray(a, dtype=np.int64) for a in np.triu_indices(n))
     if backend == "cpu":
-        from kernels.cpu import correlation as cpu_corr
+        from tickpath.kernels.cpu import correlation as cpu_corr
 
         result = out if out is not None else np.empty(shape)
         cpu_corr.rolling_pairs(returns, window, ddof, pair_i, pair_j, result)
         return result
-    from kernels.cuda import correlation as cuda_corr
+    from tickpath.kernels.cuda import correlation as cuda_corr
 
     return cuda_corr.rolling(returns, window, ddof, pair_i, pair_j, out)
 
@@ -1001,7 +1001,7 @@ class RollingCovariance:
             raise ValueError("RollingCovariance.update: returns must be finite")
         rows = np.ascontiguousarray(rows)
         if self.backend == "cpu":
-            from kernels.cpu import correlation as cpu_corr
+            from tickpath.kernels.cpu import correlation as cpu_corr
 
             cpu_corr.stream_update(
                 self._ring,
@@ -1055,7 +1055,7 @@ class RollingCovariance:
 
     def correlation(self, out: np.ndarray | None = None) -> np.ndarray:
         """(N, N) correlation of the rows in the window (see `correlation`)."""
-        from kernels.reference.correlation import correlation_from_covariance
+        from tickpath.kernels.reference.correlation import correlation_from_covariance
 
         result = correlation_from_covariance(self.covariance())
         if out is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import load_config
-from engine.service.engine import StreamProcessor
+from tickpath.engine.config import load_config
+from tickpath.engine.service.engine import StreamProcessor
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.wire import schema as s
+from tickpath.engine.wire import schema as s
 
 
 def make_trades(n, symbols=1, seed=0, start_ns=1_000_000_000, step_ns=1_000_000):

@@ -2,6 +2,6 @@
 
 import sys
 
-from engine.bench.cli import main
+from tickpath.engine.bench.cli import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """Argument glue for ``tickpath bench latency|ingest|kernels``.
 
-``engine.cli`` registers the command with one call (the heavy modules are
+``tickpath.engine.cli`` registers the command with one call (the heavy modules are
 imported only when a benchmark runs, so ``tickpath --help`` stays fast)::
 
     add_bench_parser(sub)   # sub: the tickpath sub-parsers
@@ -260,7 +260,7 @@ def _run(command: str, body: Callable[[], bool]) -> int:
     """Run a benchmark body; map its failures to one line and an exit status."""
     import zmq
 
-    from engine.bench.common import BenchError
+    from tickpath.engine.bench.common import BenchError
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM too: stop the children, remove the work files
@@ -282,7 +282,7 @@ def _run(command: str, body: Callable[[], bool]) -> int:
 
 
 def _latency_main(args: argparse.Namespace) -> int:
-    from engine.bench.latency import LatencyOptions, run_latency
+    from tickpath.engine.bench.latency import LatencyOptions, run_latency
 
     opts = LatencyOptions(
         rate=args.rate,
@@ -303,7 +303,7 @@ def _latency_main(args: argparse.Namespace) -> int:
 
 
 def _ingest_main(args: argparse.Namespace) -> int:
-    from engine.bench.ingest import IngestOptions, run_ingest
+    from tickpath.engine.bench.ingest import IngestOptions, run_ingest
 
     opts = IngestOptions(
         records=args.records, batch=args.batch, symbols=args.symbols, repeat=args.repeat
@@ -312,7 +312,7 @@ def _ingest_main(args: argparse.Namespace) -> int:
 
 
 def _kernels_main(args: argparse.Namespace) -> int:
-    from engine.bench.kernels import KernelOptions, run_kernels
+    from tickpath.engine.bench.kernels import KernelOptions, run_kernels
 
     opts = KernelOptions(
         n=args.n,
@@ -327,7 +327,7 @@ def _kernels_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.bench``: the same commands as ``tickpath bench``."""
+    """``python -m tickpath.engine.bench``: the same commands as ``tickpath bench``."""
     parser = _OneLineParser(prog="tickpath", description="tickpath benchmarks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     sub.required = True

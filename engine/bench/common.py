@@ -196,7 +196,7 @@ class Children:
     ``with`` block (normally, on an exception or on Ctrl-C) interrupts every child
     still running (SIGINT, then SIGTERM, then SIGKILL).  Own sessions keep a
     terminal's Ctrl-C away from the children: the parent alone decides when they stop;
-    and each child gets SIGTERM if the parent dies outright (:mod:`engine.bench.guard`).
+    and each child gets SIGTERM if the parent dies outright (:mod:`tickpath.engine.bench.guard`).
     """
 
     def __init__(self, workdir: Path) -> None:
@@ -214,7 +214,7 @@ class Children:
         """Start ``argv`` as the child ``name``; ``stdin=True`` gives it a pipe to write to."""
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop_all
         self._logs.append(log)
-        guarded = python_module("engine.bench.guard", str(os.getpid()), *argv)
+        guarded = python_module("tickpath.engine.bench.guard", str(os.getpid()), *argv)
         proc = subprocess.Popen(
             guarded,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,

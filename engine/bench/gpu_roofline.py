@@ -9,7 +9,7 @@ how close ours come, in one run:
 * the ceiling: a large device-to-device copy (bytes read + bytes written, timed with CUDA
   events, median of repeats), next to the datasheet figure where the device is known;
 * the numba-CUDA greeks and price kernels on device-resident inputs (kernel alone,
-  events), then the same through ``kernels.black_scholes(..., backend="cuda")`` with GPU
+  events), then the same through ``tickpath.kernels.black_scholes(..., backend="cuda")`` with GPU
   inputs and GPU ``out=`` arrays (its per-call overhead included), then the CuPy backend;
 * rotating between two input sets of several times the L2 cache, outputs poisoned with NaN
   before the first call, every output checked finite and a sample checked against the
@@ -20,7 +20,7 @@ greeks kernel against the larger of the measured copy bandwidth and the datashee
 Under ``NUMBA_ENABLE_CUDASIM=1`` everything runs on a tiny size to check the code and the
 numbers are marked simulated (meaningless as speeds).
 
-    python -m engine.bench.gpu_roofline [--n N] [--repeats R] [--json FILE]
+    python -m tickpath.engine.bench.gpu_roofline [--n N] [--repeats R] [--json FILE]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels import batch as kb
+from tickpath.kernels import batch as kb
 
 GREEKS = ("price", "delta", "gamma", "vega", "theta", "rho")
 # Bytes per option through device memory: S, K, T, sigma (8 each) and is_call (1) in;
@@ -161,8 +161,8 @@ def numba_rows(
     sets: list[dict], host: dict, n: int, repeats: int, timer: EventTimer, bw: tuple
 ) -> tuple[list[dict], list[str]]:
     """numba-CUDA kernels alone, then through the public API with GPU in and out."""
-    from kernels.cuda import black_scholes as cuda_bs
-    from kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for
+    from tickpath.kernels.cuda import black_scholes as cuda_bs
+    from tickpath.kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for
 
     cuda = timer.cuda
     r, q = cuda.to_device(np.array([R])), cuda.to_device(np.array([Q]))

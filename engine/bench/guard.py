@@ -22,7 +22,10 @@ _PR_SET_PDEATHSIG = 1
 def main(argv: list[str]) -> int:
     """Exec ``argv[1:]`` with a parent-death signal, if the parent ``argv[0]`` is alive."""
     if len(argv) < 2:
-        print("usage: python -m engine.bench.guard PARENT_PID PROGRAM [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m tickpath.engine.bench.guard PARENT_PID PROGRAM [ARGS...]",
+            file=sys.stderr,
+        )
         return 2
     parent = int(argv[0])
     if sys.platform.startswith("linux"):

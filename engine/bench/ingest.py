@@ -19,7 +19,7 @@ Self-checking: every receiver accounts for every record sent (no gaps, no
 rejects); each benchmarked processor ends in the per-symbol state of a
 reference processor fed the same frames one by one; that reference's trade
 and quote results for a sample of symbols equal the numpy reference
-(:mod:`kernels.reference.streaming`).
+(:mod:`tickpath.kernels.reference.streaming`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from engine.bench.common import (
+from tickpath.engine.bench.common import (
     BenchError,
     Children,
     machine_facts,
@@ -44,11 +44,11 @@ from engine.bench.common import (
     versions,
     write_json,
 )
-from engine.bench.profile import profile_engine_loop
-from engine.bench.roles import JOIN_TIMEOUT_S
-from engine.config import EngineConfig, load_config
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.bench.profile import profile_engine_loop
+from tickpath.engine.bench.roles import JOIN_TIMEOUT_S
+from tickpath.engine.config import EngineConfig, load_config
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 BENCHMARK = "OneToOneBatchedIngestThroughput"
 RECEIVERS = ("raw_pyzmq", "engine_kernels", "engine_publish")
@@ -88,7 +88,7 @@ def make_frames(n_records: int, batch: int, n_symbols: int, seed: int = 1) -> li
     One stream per record kind (stream id = kind), so each stream's sequence is
     contiguous however the kinds interleave.
     """
-    from engine.feed.synthetic import SyntheticMarket
+    from tickpath.engine.feed.synthetic import SyntheticMarket
 
     market = SyntheticMarket(n_symbols, seed)
     seqs: dict[int, int] = {}
@@ -149,7 +149,7 @@ class _Receiver:
                 children.start(
                     f"sender-{name}",
                     python_module(
-                        "engine.bench.roles", "sender", "--frames", str(self.frames_path),
+                        "tickpath.engine.bench.roles", "sender", "--frames", str(self.frames_path),
                         "--endpoint", endpoint,
                     ),
                 )  # fmt: skip
@@ -197,8 +197,8 @@ def bench_engine(
     receiver: _Receiver, frames: list[bytes], config: EngineConfig, publish: bool, workdir: Path
 ) -> tuple[dict, Any]:
     """The engine loop's work per frame: process (and publish), as ``Engine.run`` does."""
-    from engine.service.engine import StreamProcessor
-    from engine.service.publisher import ResultPublisher
+    from tickpath.engine.service.engine import StreamProcessor
+    from tickpath.engine.service.publisher import ResultPublisher
 
     proc = StreamProcessor(config)
     proc.warm_up()
@@ -215,7 +215,7 @@ def bench_engine(
             sink.start(
                 "sink",
                 python_module(
-                    "engine.bench.roles", "sink", "--connect", publisher.endpoint, "--out",
+                    "tickpath.engine.bench.roles", "sink", "--connect", publisher.endpoint, "--out",
                     str(sink_out),
                 ),
             )  # fmt: skip
@@ -273,8 +273,8 @@ def reference_check(frames: list[bytes], config: EngineConfig, processors: list[
     results for a few symbols and all its quote results must equal the numpy
     reference.
     """
-    from engine.service.engine import StreamProcessor
-    from kernels.reference import streaming as ref
+    from tickpath.engine.service.engine import StreamProcessor
+    from tickpath.kernels.reference import streaming as ref
 
     proc = StreamProcessor(config)
     proc.warm_up()
@@ -484,7 +484,7 @@ def run_ingest(
     if json_path:
         write_json(json_path, report)
     if plot_path:
-        from engine.bench.plot import bar_plot
+        from tickpath.engine.bench.plot import bar_plot
 
         bar_plot(
             plot_path,

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.bench.common import machine_facts, versions, write_json
-from kernels import batch as kb
+from tickpath.engine.bench.common import machine_facts, versions, write_json
+from tickpath.kernels import batch as kb
 
 BENCHMARK = "BatchKernelThroughput"
 EPS = np.finfo(float).eps
@@ -700,7 +700,7 @@ def run_kernels(
     if json_path:
         write_json(json_path, report)
     if plot_path:
-        from engine.bench.plot import bar_plot
+        from tickpath.engine.bench.plot import bar_plot
 
         timed = [r for r in rows if r["items_per_s"]]
         bar_plot(

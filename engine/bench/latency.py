@@ -1,6 +1,6 @@
 """PublisherEngineSubscriberLatency: tick-to-result latency, open loop, next to a raw echo.
 
-Topology (separate processes, tcp loopback; see :mod:`engine.bench.roles`)::
+Topology (separate processes, tcp loopback; see :mod:`tickpath.engine.bench.roles`)::
 
     publisher PUB --> SUB [tickpath serve] PUB --> SUB subscriber      (engine)
               PUB --> SUB [raw pyzmq echo] PUB --> SUB                  (baseline)
@@ -32,13 +32,13 @@ was sent (``in_seq``, ``symbol``, ``ts_ns``, ``in_stream``, ``in_send_ns``),
 is the last tick of its symbol in its frame, and arrives once; every echo
 message names a frame that was sent; sampled quote results equal the numpy
 reference's mid/spread/microprice/imbalance, sampled trade results its EMAs,
-VWAPs and return statistics (:mod:`kernels.reference.streaming`), sampled bars
+VWAPs and return statistics (:mod:`tickpath.kernels.reference.streaming`), sampled bars
 its OHLCV bars.  Every chain result names an underlying's trade or quote that was
 sent (the last of its symbol in its frame), at most once, in a frame of
 ``chain_size`` records, and every chain frame the engine says it published
 arrived; in sampled whole chain frames the contracts are the configured ones, the
 underlying is the triggering tick's price, and price and greeks equal
-``kernels.black_scholes(..., backend="numpy")`` at the records' own inputs.
+``tickpath.kernels.black_scholes(..., backend="numpy")`` at the records' own inputs.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from engine.bench.common import (
+from tickpath.engine.bench.common import (
     BenchError,
     Children,
     Latency,
@@ -65,7 +65,7 @@ from engine.bench.common import (
     versions,
     write_json,
 )
-from engine.bench.roles import (
+from tickpath.engine.bench.roles import (
     COMMON_END,
     ECHO_STAMPS,
     FULL_ROW_BYTES,
@@ -73,9 +73,9 @@ from engine.bench.roles import (
     PREFIX_BYTES,
     READY_TIMEOUT_S,
 )
-from engine.config import EngineConfig, load_config, parse_setting
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.config import EngineConfig, load_config, parse_setting
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 BENCHMARK = "PublisherEngineSubscriberLatency"
 ENGINE_STREAM = 1
@@ -244,7 +244,7 @@ def interleave(local_ns: np.ndarray, topology: int, slice_ns: int) -> np.ndarray
 def build_plan(opts: LatencyOptions) -> Plan:
     """Generate the synthetic market's frames, the interleaved open-loop schedule, and
     the contracts of the ``chains`` option chains (around each underlying's first price)."""
-    from engine.feed.publisher import feed_market
+    from tickpath.engine.feed.publisher import feed_market
 
     market = feed_market(opts.symbols, opts.seed, opts.rate)
     n = opts.frames_per_topology
@@ -343,7 +343,7 @@ def chain_contracts(first_price: float, size: int) -> np.ndarray:
 def tick_prices(plan: Plan, seqs: np.ndarray) -> np.ndarray:
     """The underlying price the engine takes from each tick: quote mid or trade price.
 
-    As ``engine.dispatch.milli``: the mid of a two-sided quote, else 0 (no repricing);
+    As ``tickpath.engine.dispatch.milli``: the mid of a two-sided quote, else 0 (no repricing);
     the price of a trade; 0 for any other kind.
     """
     seqs = np.asarray(seqs, np.int64)
@@ -418,7 +418,7 @@ PROFILE_FRAMES = 20_000
 
 def engine_time(opts: LatencyOptions, plan: Plan) -> dict:
     """The engine's own time per frame on the run's first frames, in-process (see profile)."""
-    from engine.bench.profile import profile_engine_loop
+    from tickpath.engine.bench.profile import profile_engine_loop
 
     config = load_config(
         None,
@@ -450,7 +450,7 @@ class RunData:
 
 def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any = None) -> RunData:
     """Start serve, echo, subscriber and publisher; run the plan; stop them all; load their data."""
-    from engine.service.demo import free_port
+    from tickpath.engine.service.demo import free_port
 
     ingest = f"tcp://127.0.0.1:{free_port()}"
     publish = f"tcp://127.0.0.1:{free_port()}"
@@ -478,7 +478,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
         children.start(
             "serve",
             python_module(
-                "engine",
+                "tickpath",
                 "serve",
                 "--config",
                 str(config_path),
@@ -489,7 +489,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
         children.start(
             "echo",
             python_module(
-                "engine.bench.roles", "echo", "--max-frame-bytes",
+                "tickpath.engine.bench.roles", "echo", "--max-frame-bytes",
                 str(engine_config.ingest.max_frame_bytes),
             ),
         )  # fmt: skip
@@ -497,7 +497,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
         children.start(
             "subscriber",
             python_module(
-                "engine.bench.roles", "subscriber", "--connect", publish, "--connect",
+                "tickpath.engine.bench.roles", "subscriber", "--connect", publish, "--connect",
                 echo_publish, "--capacity", str(capacity), "--full-every", str(opts.full_every),
                 "--out", str(results_path), "--chain-bytes", str(chain_bytes),
                 "--chain-every", str(chain_every), "--chain-keep", str(chain_keep),
@@ -511,8 +511,8 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
         children.start(
             "publisher",
             python_module(
-                "engine.bench.roles", "publisher", "--plan", str(plan_path), "--engine", ingest,
-                "--echo", echo_ingest, "--out", str(sent_path), "--spin-us", spin,
+                "tickpath.engine.bench.roles", "publisher", "--plan", str(plan_path), "--engine",
+                ingest, "--echo", echo_ingest, "--out", str(sent_path), "--spin-us", spin,
             ),
             stdin=True,
         )  # fmt: skip
@@ -935,7 +935,7 @@ def analyse(opts: LatencyOptions, plan: Plan, data: RunData) -> dict:
 
 def _check_values(plan: Plan, data: RunData, stats: dict, checks: _Checks) -> None:
     """Recompute the analytics of the sampled results with the numpy reference."""
-    from kernels.reference import streaming as ref
+    from tickpath.kernels.reference import streaming as ref
 
     a = data.engine_config.analytics
     # quotes: stateless, every sampled quote result is checked
@@ -1020,7 +1020,7 @@ def _check_chain_values(opts: LatencyOptions, plan: Plan, data: RunData, checks:
     if not len(data.chain_full):
         checks.skip(name, "no chain frame kept whole")
         return
-    from kernels import black_scholes
+    from tickpath.kernels import black_scholes
 
     size = s.RESULT_CHAIN_SIZE
     parts = []
@@ -1269,7 +1269,7 @@ def run_latency(
     if json_path:
         write_json(json_path, report)
     if plot_path:
-        from engine.bench.plot import percentile_plot
+        from tickpath.engine.bench.plot import percentile_plot
 
         series = [("baseline: raw pyzmq echo", result["baseline"]["_hist"], "k--")]
         for path, backends in result["paths"].items():

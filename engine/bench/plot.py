@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.bench.common import BenchError, Latency
+from tickpath.engine.bench.common import BenchError, Latency
 
 
 def _pyplot() -> Any:

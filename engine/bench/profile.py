@@ -1,13 +1,13 @@
 """EngineLoopProfile: where the engine's own time per frame goes, measured in-process.
 
-The engine loop (:meth:`engine.service.engine.Engine.run`) does, per frame::
+The engine loop (:meth:`tickpath.engine.service.engine.Engine.run`) does, per frame::
 
     nbytes = recv_into(buffer)             # not timed here: the socket's share
     n = processor.process(nbytes, now)     # one numba call: checks, analytics, result frames
     if n: publisher.publish_results(state, n)  # one two-part send per result
 
-This drives the same :class:`~engine.service.engine.StreamProcessor` and
-:class:`~engine.service.publisher.ResultPublisher` on frames copied into the
+This drives the same :class:`~tickpath.engine.service.engine.StreamProcessor` and
+:class:`~tickpath.engine.service.publisher.ResultPublisher` on frames copied into the
 receive buffer, and times ``process`` and ``publish_results`` separately with
 ``perf_counter_ns``, by input kind.  A SUB socket in this process receives the
 results, drained outside the timed region, so every send really travels.
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import zmq
 
-from engine.bench.common import Latency
-from engine.config import EngineConfig
-from engine.wire import schema as s
+from tickpath.engine.bench.common import Latency
+from tickpath.engine.config import EngineConfig
+from tickpath.engine.wire import schema as s
 
 KIND_NAMES = {s.KIND_TRADE: "trade", s.KIND_QUOTE: "quote", s.KIND_ORDER: "order"}
 
@@ -47,8 +47,8 @@ def profile_engine_loop(config: EngineConfig, frames: Sequence[bytes]) -> dict:
     ``frames`` are input frames with contiguous sequence numbers per stream (as
     the engine would receive them); every one must be accepted.
     """
-    from engine.service.engine import StreamProcessor
-    from engine.service.publisher import ResultPublisher
+    from tickpath.engine.service.engine import StreamProcessor
+    from tickpath.engine.service.publisher import ResultPublisher
 
     proc = StreamProcessor(config)
     proc.warm_up()

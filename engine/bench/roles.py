@@ -5,14 +5,14 @@ Topology (every arrow a tcp loopback hop; ``B`` binds, ``C`` connects)::
     publisher PUB -C-> B SUB tickpath serve PUB B <-C- SUB subscriber
               PUB -C-> B SUB echo           PUB B <-C-'
 
-Each role is a separate process (``python -m engine.bench.roles ROLE ...``),
+Each role is a separate process (``python -m tickpath.engine.bench.roles ROLE ...``),
 prints one ``ready ...`` line when its sockets are up, and the publisher and
 subscriber then wait for ``start T0_NS END_NS`` on stdin, so that every clock in
 the run refers to the same instants (``time.time_ns()``, CLOCK_REALTIME, which
 all processes of one host share).
 
 * **publisher**: sends the frames of a plan (``plan.npz``, written by
-  :mod:`engine.bench.latency`) open loop, frame ``i`` due at ``T0 + due_ns[i]``
+  :mod:`tickpath.engine.bench.latency`) open loop, frame ``i`` due at ``T0 + due_ns[i]``
   to the engine or to the echo.  It stamps the *intended* time into the
   header's ``send_ns``, so a frame sent late still counts its lateness as
   latency (no coordinated omission), and it records when each frame really
@@ -49,8 +49,8 @@ import time
 import numpy as np
 import zmq
 
-from engine.feed.join import publishing_socket, wait_for_subscribers
-from engine.wire import schema as s
+from tickpath.engine.feed.join import publishing_socket, wait_for_subscribers
+from tickpath.engine.wire import schema as s
 
 HEARTBEAT_S = 0.25
 HEARTBEAT_TOPIC = b"stats"
@@ -364,8 +364,8 @@ def run_sink(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.bench.roles publisher|echo|subscriber ...``."""
-    parser = argparse.ArgumentParser(prog="python -m engine.bench.roles")
+    """``python -m tickpath.engine.bench.roles publisher|echo|subscriber ...``."""
+    parser = argparse.ArgumentParser(prog="python -m tickpath.engine.bench.roles")
     sub = parser.add_subparsers(dest="role", required=True)
     p = sub.add_parser("publisher")
     p.add_argument("--plan", required=True)

@@ -16,8 +16,8 @@ import msgspec
 import numpy as np
 import zmq
 
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 class Ticker:

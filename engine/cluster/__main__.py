@@ -2,6 +2,6 @@
 
 import sys
 
-from engine.cluster.cli import main
+from tickpath.engine.cluster.cli import main
 
 sys.exit(main())

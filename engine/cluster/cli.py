@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from engine.cluster.spec import ONE_WEEK_S, Constraint, ReplicaResources, SchedulerConfig
+from tickpath.engine.cluster.spec import ONE_WEEK_S, Constraint, ReplicaResources, SchedulerConfig
 
 DEFAULT_STATE_FILE = "tickpath-mesos-state.json"
 DEFAULT_DISCOVERY_FILE = "tickpath-endpoints.json"
@@ -182,9 +182,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.master.startswith(("http://", "https://")):
         return _fail("--master is HOST:PORT or zk://HOSTS/PATH (pymesos cannot use http:// URIs)")
 
-    from engine.cluster.discovery import DiscoveryPublisher
-    from engine.cluster.framework import FrameworkRunner, MasterUnreachable, import_pymesos
-    from engine.cluster.store import FileStore, MultiStore, StateStore, zk_hosts_and_root
+    from tickpath.engine.cluster.discovery import DiscoveryPublisher
+    from tickpath.engine.cluster.framework import FrameworkRunner, MasterUnreachable, import_pymesos
+    from tickpath.engine.cluster.store import FileStore, MultiStore, StateStore, zk_hosts_and_root
 
     try:
         import_pymesos()  # now, so that its log handler exists for the filter below
@@ -200,7 +200,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         stores: list[StateStore] = [FileStore(args.framework_id_file)]
         if args.master.startswith(("zk://", "zoo://")):
-            from engine.cluster.store import ZooKeeperStore
+            from tickpath.engine.cluster.store import ZooKeeperStore
 
             hosts, _ = zk_hosts_and_root(args.master)
             try:
@@ -252,7 +252,7 @@ def status_command(args: argparse.Namespace) -> int:
     """``mesos status``: print the replicas from the discovery file or URL."""
     import json
 
-    from engine.cluster.discovery import read_discovery
+    from tickpath.engine.cluster.discovery import read_discovery
 
     try:
         document = read_discovery(args.discovery)
@@ -278,8 +278,8 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m engine.cluster mesos ...``)."""
-    parser = argparse.ArgumentParser(prog="python -m engine.cluster")
+    """Stand-alone entry point (``python -m tickpath.engine.cluster mesos ...``)."""
+    parser = argparse.ArgumentParser(prog="python -m tickpath.engine.cluster")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_mesos_parser(subparsers)
     args = parser.parse_args(argv)

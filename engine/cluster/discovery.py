@@ -24,7 +24,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from engine.cluster.store import write_json_atomically
+from tickpath.engine.cluster.store import write_json_atomically
 
 
 def read_discovery(discovery: str, timeout: float = 5.0) -> dict:

@@ -34,10 +34,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from engine.cluster import replicas as rs
-from engine.cluster.discovery import DiscoveryPublisher
-from engine.cluster.spec import SchedulerConfig
-from engine.cluster.store import StateStore
+from tickpath.engine.cluster import replicas as rs
+from tickpath.engine.cluster.discovery import DiscoveryPublisher
+from tickpath.engine.cluster.spec import SchedulerConfig
+from tickpath.engine.cluster.store import StateStore
 
 log = logging.getLogger("tickpath.cluster")
 
@@ -73,7 +73,7 @@ def import_pymesos() -> object:
         import pymesos
     except ImportError as exc:
         raise RuntimeError(
-            "pymesos is not installed: run `python -m engine.cluster.install` "
+            "pymesos is not installed: run `python engine/cluster/install.py` "
             f"(or install the `mesos` extra): {exc}"
         ) from None
     return pymesos

@@ -20,8 +20,8 @@ working C compiler.  Then ``pymesos==0.3.15`` and ``kazoo`` are installed with p
 
 Usage (from the repository root, with the project's virtual environment)::
 
-    .venv/bin/python -m engine.cluster.install            # auto
-    .venv/bin/python -m engine.cluster.install --mode pure
+    .venv/bin/python engine/cluster/install.py            # auto
+    .venv/bin/python engine/cluster/install.py --mode pure
 
 The module uses the standard library only, so it runs before the project itself
 is installed.  It does nothing when a working pymesos is already there.
@@ -188,9 +188,9 @@ def install(mode: str = "auto", python: str = sys.executable, force: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m engine.cluster.install [--mode M] [--force]``."""
+    """Command-line entry point: ``python engine/cluster/install.py [--mode M] [--force]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m engine.cluster.install", description=__doc__.split("\n")[0]
+        prog="python engine/cluster/install.py", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--mode", choices=("auto", "cython", "pure"), default="auto")
     parser.add_argument("--force", action="store_true", help="rebuild even if pymesos imports")

@@ -2,7 +2,7 @@
 
 It knows nothing of pymesos, sockets or threads.  Every input method takes the
 current (monotonic) time and returns a list of decisions for the glue
-(:mod:`engine.cluster.framework`) to carry out on the driver:
+(:mod:`tickpath.engine.cluster.framework`) to carry out on the driver:
 
     offers, status updates, rescinds, agent loss, (re)registration, ticks
         |
@@ -23,7 +23,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from engine.cluster.spec import Constraint, SchedulerConfig
+from tickpath.engine.cluster.spec import Constraint, SchedulerConfig
 
 TASK_PREFIX = "tickpath."
 

@@ -1,8 +1,8 @@
 """What the Mesos scheduler keeps running: replica resources, placement and timing.
 
 Frozen ``msgspec`` structs, validated once in ``__post_init__``; the state machine
-(:mod:`engine.cluster.replicas`) and the pymesos glue (:mod:`engine.cluster.framework`)
-only read them.
+(:mod:`tickpath.engine.cluster.replicas`) and the pymesos glue
+(:mod:`tickpath.engine.cluster.framework`) only read them.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ methods of its capabilities with the signatures of `KernelBackend`.
 
 `REPRICE_CHAIN` is a capability beyond the batch kernels: a backend that lists it reprices
 a whole option chain in one call that writes its result records (`Backend.reprice_chain`,
-used by `engine.dispatch.chains`); the CPU and numba-CUDA have it. CuPy is given chains as
+used by `tickpath.engine.dispatch.chains`); the CPU and numba-CUDA have it. CuPy is given chains as
 implied-vol and Black-Scholes calls.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.wire import schema as s
+from tickpath.engine.wire import schema as s
 
 BATCH_KERNELS = frozenset({"black_scholes", "implied_vol", "covariance", "portfolio_var"})
 TICK_FEATURES = "tick_features"
@@ -41,7 +41,7 @@ class Backend:
     """A place where kernels run. Subclasses implement the methods of their capabilities.
 
     The batch methods take host numpy arrays and return host numpy arrays; they raise on
-    invalid inputs like `kernels.batch` (callers validate first, so a raise from a
+    invalid inputs like `tickpath.kernels.batch` (callers validate first, so a raise from a
     backend other than the CPU counts as a backend failure).
     """
 
@@ -68,7 +68,7 @@ class Backend:
     def black_scholes(
         self, S: Any, K: Any, T: Any, r: Any, q: Any, sigma: Any, is_call: Any
     ) -> Any:
-        """Prices and greeks, as `kernels.batch.black_scholes` (a `BlackScholesResult`)."""
+        """Prices and greeks, as `tickpath.kernels.batch.black_scholes` (a `BlackScholesResult`)."""
         raise NotImplementedError(f"{self.name} does not run black_scholes")
 
     def black_scholes_price(
@@ -98,13 +98,13 @@ class Backend:
     ) -> tuple[int, int]:
         """Fill one chain's ``RESULT_CHAIN`` records in `out` (`REPRICE_CHAIN`).
 
-        Arguments and result as `kernels.cpu.chain.reprice` (less the backend code, which
+        Arguments and result as `tickpath.kernels.cpu.chain.reprice` (less the backend code, which
         the backend writes itself): ``(n_non_finite, n_bad_implied)``.
         """
         raise NotImplementedError(f"{self.name} does not run reprice_chain")
 
     def portfolio_var(self, **kwargs: Any) -> Any:
-        """Monte Carlo VaR/ES, keyword arguments of `kernels.batch.portfolio_var`."""
+        """Monte Carlo VaR/ES, keyword arguments of `tickpath.kernels.batch.portfolio_var`."""
         raise NotImplementedError(f"{self.name} does not run portfolio_var")
 
     def describe(self) -> str:
@@ -127,8 +127,8 @@ class KernelBackend(Backend):
         self.capabilities = (BATCH_KERNELS | {REPRICE_CHAIN}) if fast_chain else BATCH_KERNELS
 
     def probe(self) -> str | None:
-        """None where `kernels.batch.available_backends()` lists it, else the reason."""
-        from kernels import batch
+        """None where `tickpath.kernels.batch.available_backends()` lists it, else the reason."""
+        from tickpath.kernels import batch
 
         if self.name in batch.available_backends():
             return None
@@ -140,44 +140,44 @@ class KernelBackend(Backend):
         if kernel == CHAIN_JOB or kernel not in self.capabilities:
             return super().supports(kernel, shape)
         if self.name == "cuda" and kernel == "portfolio_var" and shape:
-            from kernels.reference.montecarlo_scalar import MAX_CUDA_ASSETS
+            from tickpath.kernels.reference.montecarlo_scalar import MAX_CUDA_ASSETS
 
             return shape.get("assets", 0) <= MAX_CUDA_ASSETS
         return True
 
     def warmup(self) -> None:
         """`kernels.batch.warmup` for this backend (the CPU also starts its thread pool)."""
-        from kernels import batch
+        from tickpath.kernels import batch
 
         if self.name == "numpy":
             return
         batch.warmup((self.name,))
         if self.name == "cpu":
-            from kernels.cpu import black_scholes as cpu_bs
-            from kernels.cpu import chain  # noqa: F401  (compiled or loaded on import)
+            from tickpath.kernels.cpu import black_scholes as cpu_bs
+            from tickpath.kernels.cpu import chain  # noqa: F401  (compiled or loaded on import)
 
             n = cpu_bs.PARALLEL_THRESHOLD  # one parallel call starts numba's threading layer
             batch.black_scholes_price(
                 np.full(n, 100.0), 100.0, 1.0, 0.0, 0.0, 0.2, True, backend="cpu"
             )
         elif self.name == "cuda":
-            from kernels.cuda import chain
+            from tickpath.kernels.cuda import chain
 
             chain.warmup()  # CUDA kernels compile on their first launch
 
     def black_scholes(
         self, S: Any, K: Any, T: Any, r: Any, q: Any, sigma: Any, is_call: Any
     ) -> Any:
-        """`kernels.batch.black_scholes` on this backend."""
-        from kernels import batch
+        """`tickpath.kernels.batch.black_scholes` on this backend."""
+        from tickpath.kernels import batch
 
         return batch.black_scholes(S, K, T, r, q, sigma, is_call, backend=self.name)
 
     def black_scholes_price(
         self, S: Any, K: Any, T: Any, r: Any, q: Any, sigma: Any, is_call: Any
     ) -> np.ndarray:
-        """`kernels.batch.black_scholes_price` on this backend."""
-        from kernels import batch
+        """`tickpath.kernels.batch.black_scholes_price` on this backend."""
+        from tickpath.kernels import batch
 
         return np.asarray(
             batch.black_scholes_price(S, K, T, r, q, sigma, is_call, backend=self.name)
@@ -186,8 +186,8 @@ class KernelBackend(Backend):
     def implied_vol(
         self, price: Any, S: Any, K: Any, T: Any, r: Any, q: Any, is_call: Any
     ) -> np.ndarray:
-        """`kernels.batch.implied_vol(...).sigma` on this backend."""
-        from kernels import batch
+        """`tickpath.kernels.batch.implied_vol(...).sigma` on this backend."""
+        from tickpath.kernels import batch
 
         return np.asarray(batch.implied_vol(price, S, K, T, r, q, is_call, backend=self.name).sigma)
 
@@ -204,22 +204,22 @@ class KernelBackend(Backend):
         if REPRICE_CHAIN not in self.capabilities:
             return super().reprice_chain(out, template, option_mid, S, use_implied, provenance)
         if self.name == "cuda":
-            from kernels.cuda import chain
+            from tickpath.kernels.cuda import chain
         else:
-            from kernels.cpu import chain
+            from tickpath.kernels.cpu import chain
 
         code = s.BACKEND_CODES[self.name]
         return chain.reprice(out, template, option_mid, S, use_implied, provenance, code)
 
     def covariance(self, window: np.ndarray) -> np.ndarray:
-        """`kernels.batch.covariance` on this backend."""
-        from kernels import batch
+        """`tickpath.kernels.batch.covariance` on this backend."""
+        from tickpath.kernels import batch
 
         return np.asarray(batch.covariance(window, backend=self.name))
 
     def portfolio_var(self, **kwargs: Any) -> Any:
-        """`kernels.batch.portfolio_var` on this backend."""
-        from kernels import batch
+        """`tickpath.kernels.batch.portfolio_var` on this backend."""
+        from tickpath.kernels import batch
 
         return batch.portfolio_var(backend=self.name, **kwargs)
 

@@ -14,11 +14,11 @@ contracts (chain), rows x N(N+1)/2 pairs (covariance), scenarios x assets
 (portfolio_var); the jobs report their size in the same units.
 
 ``chain`` is calibrated as the job the router sends: a chain repricing with half of its
-contracts quoted (`engine.dispatch.chains.ChainJob.compute`), which the CPU runs on its
+contracts quoted (`tickpath.engine.dispatch.chains.ChainJob.compute`), which the CPU runs on its
 one-call fast path and a GPU as implied_vol then black_scholes, copies included. Its N*
 is therefore not black_scholes' N*: the CPU's fast path and the implied vols move it.
 
-Run ``python -m engine.dispatch.calibration --out FILE`` on the serving machine to write
+Run ``python -m tickpath.engine.dispatch.calibration --out FILE`` on the serving machine to write
 the file that ``[dispatch.calibration] file = FILE`` reads (``--backends cuda cupy``).
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.dispatch.backends import Backend, BackendRegistry, default_registry
+from tickpath.engine.dispatch.backends import Backend, BackendRegistry, default_registry
 
 log = logging.getLogger("tickpath.dispatch")
 
@@ -100,7 +100,7 @@ def _workload(kernel: str, n: int, rng: np.random.Generator) -> Callable[[Backen
         call = rng.random(n) < 0.5
         if kernel == "black_scholes":
             return lambda b: b.black_scholes(S, K, T, 0.01, 0.0, sigma, call)
-        from kernels import batch
+        from tickpath.kernels import batch
 
         price = np.asarray(batch.black_scholes_price(S, K, T, 0.01, 0.0, sigma, call))
         return lambda b: b.implied_vol(price, S, K, T, 0.01, 0.0, call)
@@ -127,8 +127,8 @@ def _workload(kernel: str, n: int, rng: np.random.Generator) -> Callable[[Backen
 
 def _chain_workload(n: int, rng: np.random.Generator) -> Callable[[Backend], object]:
     """One repricing of an n-contract chain, half of it quoted, as the dispatcher runs it."""
-    from engine.dispatch.chains import ChainJob, ChainSpec, Provenance
-    from kernels import batch
+    from tickpath.engine.dispatch.chains import ChainJob, ChainSpec, Provenance
+    from tickpath.kernels import batch
 
     K = rng.uniform(60, 140, n)
     T = rng.uniform(0.02, 2.0, n)
@@ -256,7 +256,7 @@ def load(path: str | Path) -> dict[tuple[str, str], Crossover]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure N* on this machine and write the calibration file."""
     parser = argparse.ArgumentParser(
-        prog="python -m engine.dispatch.calibration",
+        prog="python -m tickpath.engine.dispatch.calibration",
         description="Measure the GPU batch-size crossover of each batch kernel.",
     )
     parser.add_argument("--out", required=True, help="calibration JSON to write")

@@ -6,10 +6,10 @@ built on the first underlying price seen). Every underlying tick queues a `Chain
 keyed ``("chain", underlying)``, so a burst of ticks collapses into one repricing at the
 newest price. The job computes, on the backend the router picks:
 
-1. implied vols of the contracts that have a quote (``kernels.implied_vol`` on the
+1. implied vols of the contracts that have a quote (``tickpath.kernels.implied_vol`` on the
    option quote's mid), then
 2. price and greeks at the model vol, or at the implied vol where ``greeks_vol =
-   "implied"`` and that vol is finite (``kernels.black_scholes``),
+   "implied"`` and that vol is finite (``tickpath.kernels.black_scholes``),
 
 and publishes one ``RESULT_CHAIN`` record per contract, all in one frame on topic
 ``chain.<underlying>``. Several chains taken together from the queue are fused into one
@@ -39,10 +39,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from engine.dispatch.backends import REPRICE_CHAIN
-from engine.dispatch.config import ChainConfig
-from engine.dispatch.jobs import Job, JobRejected, Outcome, non_finite
-from engine.wire import schema as s
+from tickpath.engine.dispatch.backends import REPRICE_CHAIN
+from tickpath.engine.dispatch.config import ChainConfig
+from tickpath.engine.dispatch.jobs import Job, JobRejected, Outcome, non_finite
+from tickpath.engine.wire import schema as s
 
 # sink(topic, kind, stream_id, records): hands a finished result frame's records to the
 # engine thread, which adds the header and publishes it (called on a worker thread).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.config import EngineConfig
+from tickpath.engine.config import EngineConfig
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +26,12 @@ def serve_extensions(config: EngineConfig) -> list:
     """``[MilliPath]`` plus ``RequestEndpoint`` when an endpoint is configured; [] if off."""
     if not config.dispatch.enabled:
         return []
-    from engine.dispatch.milli import MilliPath
+    from tickpath.engine.dispatch.milli import MilliPath
 
     milli = MilliPath(config)
     extensions: list = [milli]
     if config.dispatch.requests.endpoint is not None:
-        from engine.service.requests import RequestEndpoint
+        from tickpath.engine.service.requests import RequestEndpoint
 
         extensions.append(RequestEndpoint(milli))
     return extensions
@@ -39,7 +39,7 @@ def serve_extensions(config: EngineConfig) -> list:
 
 def add_request_parser(sub: argparse._SubParsersAction) -> None:
     """``tickpath request --endpoint ENDPOINT --file JOB.json``."""
-    from engine.service.requests import add_request_arguments, request_main
+    from tickpath.engine.service.requests import add_request_arguments, request_main
 
     p = sub.add_parser(
         "request",

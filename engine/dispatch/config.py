@@ -3,7 +3,7 @@
 The ``[dispatch]`` section of the engine's TOML config (docs/dispatch.md). Every struct is a
 frozen ``msgspec.Struct`` with ``kw_only`` and ``forbid_unknown_fields``; values are checked
 in ``__post_init__`` and a bad one is refused with a one-line ``ValueError`` (which
-``engine.config.load_config`` turns into a ``ConfigError``). Checks that need the rest of
+``tickpath.engine.config.load_config`` turns into a ``ConfigError``). Checks that need the rest of
 the engine's config (symbol ids against ``analytics.n_symbols``) are in
 :func:`check_against_engine`.
 
@@ -109,7 +109,7 @@ class CalibrationConfig(_Struct):
     # "startup": measure on a usable GPU at start-up (unless `file` holds a figure for it);
     # "file": only read `file`; "off": no crossover, so "auto" routes stay on the cpu.
     mode: Literal["startup", "file", "off"] = "startup"
-    file: str | None = None  # JSON written by `python -m engine.dispatch.calibration`
+    file: str | None = None  # JSON written by `python -m tickpath.engine.dispatch.calibration`
     sizes: tuple[int, ...] = (256, 4096, 65536)  # items per measured batch (element-wise kernels)
     repeats: int = 3  # best of
 

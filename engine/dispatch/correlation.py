@@ -8,7 +8,7 @@ asynchronous ticks; a symbol that did not move contributes a zero return.
 
 Every ``every_samples`` samples a `CorrJob` (coalesced under the key ``("corr",)``)
 takes a copy of the window to the milli path, which computes the covariance with
-``kernels.covariance`` on the routed backend and the correlation from it, and publishes
+``tickpath.kernels.covariance`` on the routed backend and the correlation from it, and publishes
 one ``RESULT_CORR`` record per pair ``i <= j`` in one frame on topic ``corr``.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.dispatch.chains import Sink
-from engine.dispatch.config import CorrelationConfig
-from engine.dispatch.jobs import Job, Outcome, non_finite
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
+from tickpath.engine.dispatch.chains import Sink
+from tickpath.engine.dispatch.config import CorrelationConfig
+from tickpath.engine.dispatch.jobs import Job, Outcome, non_finite
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 CORR_TOPIC = b"corr"
 
@@ -117,7 +117,7 @@ class CorrJob(Job):
 
     def compute(self, backend: Any) -> CorrValues:
         """Covariance on `backend`; correlation from it on the host."""
-        from kernels.reference.correlation import correlation_from_covariance
+        from tickpath.kernels.reference.correlation import correlation_from_covariance
 
         cov = np.asarray(backend.covariance(self.window))
         return CorrValues(covariance=cov, correlation=correlation_from_covariance(cov))

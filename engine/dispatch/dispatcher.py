@@ -37,11 +37,11 @@ from typing import Any
 
 import numba
 
-from engine.dispatch.backends import CPU, BackendRegistry
-from engine.dispatch.config import DispatchConfig, LaneConfig
-from engine.dispatch.jobs import Job, JobRejected, Outcome
-from engine.dispatch.queues import CoalescingQueue
-from engine.dispatch.routing import HealthBook, RoutingTable
+from tickpath.engine.dispatch.backends import CPU, BackendRegistry
+from tickpath.engine.dispatch.config import DispatchConfig, LaneConfig
+from tickpath.engine.dispatch.jobs import Job, JobRejected, Outcome
+from tickpath.engine.dispatch.queues import CoalescingQueue
+from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
 
 log = logging.getLogger("tickpath.dispatch")
 

@@ -72,7 +72,7 @@ class Job:
         """Decode and validate on the worker thread; raise `JobRejected` to refuse."""
 
     def compute(self, backend: Any) -> Any:
-        """Run on `backend` (an `engine.dispatch.backends.Backend`); return the result."""
+        """Run on `backend` (an `tickpath.engine.dispatch.backends.Backend`); return the result."""
         raise NotImplementedError
 
     def check(self, result: Any) -> str | None:

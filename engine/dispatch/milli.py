@@ -32,24 +32,29 @@ import numba
 import numpy as np
 import zmq
 
-from engine.config import ConfigError, EngineConfig
-from engine.dispatch import calibration
-from engine.dispatch.backends import CPU, BackendRegistry, FpgaTickBackend, default_registry
-from engine.dispatch.chains import ChainJob, ChainSpec, Provenance, build_chain
-from engine.dispatch.config import (
+from tickpath.engine.config import ConfigError, EngineConfig
+from tickpath.engine.dispatch import calibration
+from tickpath.engine.dispatch.backends import (
+    CPU,
+    BackendRegistry,
+    FpgaTickBackend,
+    default_registry,
+)
+from tickpath.engine.dispatch.chains import ChainJob, ChainSpec, Provenance, build_chain
+from tickpath.engine.dispatch.config import (
     KERNEL_OF_ANALYTIC,
     MILLI_ANALYTICS,
     ChainConfig,
     check_against_engine,
 )
-from engine.dispatch.correlation import CorrJob, ReturnSampler
-from engine.dispatch.dispatcher import Dispatcher, worker_cpu_threads
-from engine.dispatch.jobs import Job
-from engine.dispatch.pipe import ResultPipe
-from engine.dispatch.routing import HealthBook, RoutingTable
-from engine.service.engine import EngineExtension
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
+from tickpath.engine.dispatch.correlation import CorrJob, ReturnSampler
+from tickpath.engine.dispatch.dispatcher import Dispatcher, worker_cpu_threads
+from tickpath.engine.dispatch.jobs import Job
+from tickpath.engine.dispatch.pipe import ResultPipe
+from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
+from tickpath.engine.service.engine import EngineExtension
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 log = logging.getLogger("tickpath.dispatch")
 
@@ -134,7 +139,7 @@ class MilliPath(EngineExtension):
             state = _ChainState(chain)
             self._chains[chain.underlying] = state
             self._role[chain.underlying] |= _ROLE_UNDERLYING
-        from engine.dispatch.config import chain_option_symbols
+        from tickpath.engine.dispatch.config import chain_option_symbols
 
         for chain in self.config.chains:
             for symbol in chain_option_symbols(chain):

@@ -22,9 +22,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from engine.dispatch.backends import CPU, TICK_FEATURES, BackendRegistry
-from engine.dispatch.calibration import Crossover
-from engine.dispatch.config import (
+from tickpath.engine.dispatch.backends import CPU, TICK_FEATURES, BackendRegistry
+from tickpath.engine.dispatch.calibration import Crossover
+from tickpath.engine.dispatch.config import (
     KERNEL_OF_ANALYTIC,
     MILLI_ANALYTICS,
     HealthConfig,

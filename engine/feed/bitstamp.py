@@ -45,8 +45,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from engine.feed.recording import RecordingWriter
-from engine.wire import schema as s
+from tickpath.engine.feed.recording import RecordingWriter
+from tickpath.engine.wire import schema as s
 
 PACKAGE = "ob-analytics"
 VERSION = "0.1.0"

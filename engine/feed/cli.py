@@ -1,6 +1,6 @@
 """Argument glue for ``tickpath feed`` and ``tickpath import-bitstamp``.
 
-``engine.cli`` adds these to its sub-parsers::
+``tickpath.engine.cli`` adds these to its sub-parsers::
 
     feed = sub.add_parser("feed", help="publish synthetic or recorded market data")
     add_feed_arguments(feed)
@@ -14,8 +14,8 @@ import sys
 
 import msgspec
 
-from engine.feed.publisher import DEFAULT_SNDHWM, MAX_BATCH, check_feed_options, run_feed
-from engine.security.cli import add_client_arguments, client_curve
+from tickpath.engine.feed.publisher import DEFAULT_SNDHWM, MAX_BATCH, check_feed_options, run_feed
+from tickpath.engine.security.cli import add_client_arguments, client_curve
 
 
 def add_feed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,7 +167,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 def import_main(args: argparse.Namespace) -> int:
     """Run ``tickpath import-bitstamp``; return the exit status (2 bad options, 1 failure)."""
-    from engine.feed.bitstamp import BitstampImportError, import_bitstamp
+    from tickpath.engine.feed.bitstamp import BitstampImportError, import_bitstamp
 
     if not 1 <= args.batch <= MAX_BATCH:
         print(

@@ -35,10 +35,10 @@ import msgspec
 import numpy as np
 import zmq
 
-from engine.feed.recording import RecordingWriter, iter_frames
-from engine.feed.synthetic import SyntheticMarket
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.feed.recording import RecordingWriter, iter_frames
+from tickpath.engine.feed.synthetic import SyntheticMarket
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 MAX_BATCH = 65_536
 LATE_AFTER_S = 0.001  # a frame sent later than this after its intended time counts as late
@@ -240,7 +240,7 @@ def run_feed(
             sock.setsockopt(zmq.SNDHWM, sndhwm)
             sock.setsockopt(zmq.LINGER, linger_ms)
             if curve is not None:
-                from engine.security.curve import apply_curve_client
+                from tickpath.engine.security.curve import apply_curve_client
 
                 apply_curve_client(sock, curve[0], curve[1])
             if bind:

@@ -4,7 +4,7 @@ Format
 ------
 A recording is a plain sequence of frames with nothing before, between or after
 them: no file header, no padding, no index.  Each frame is the 32-byte wire
-header (:data:`engine.wire.schema.HEADER`, little-endian) followed by
+header (:data:`tickpath.engine.wire.schema.HEADER`, little-endian) followed by
 ``count`` records of the header's ``kind``, so the next frame starts at::
 
     offset + HEADER_SIZE + count * record_size(kind)
@@ -17,7 +17,7 @@ The reader maps the file read-only and yields zero-copy views into the map.  It
 is strict: a short trailing header, a bad magic/version/kind/count, a frame
 running past the end of the file, and (with ``check_sequence``) a frame whose
 ``seq`` is not the previous frame's ``seq + count`` in the same stream all raise
-:class:`RecordingError` (a :class:`~engine.wire.codec.FrameError`) naming the
+:class:`RecordingError` (a :class:`~tickpath.engine.wire.codec.FrameError`) naming the
 byte offset of the offending frame.
 """
 
@@ -31,8 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 class RecordingError(codec.FrameError):

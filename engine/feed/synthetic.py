@@ -41,7 +41,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from engine.wire import schema as s
+from tickpath.engine.wire import schema as s
 
 DEFAULT_START_NS = 1_704_205_800_000_000_000  # 2024-01-02T14:30:00Z, a fixed epoch
 KINDS = (s.KIND_TRADE, s.KIND_QUOTE, s.KIND_ORDER)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import zmq
 
-from engine.config import IngestConfig
-from engine.security.config import SecurityConfig
-from engine.security.curve import apply_curve_server
+from tickpath.engine.config import IngestConfig
+from tickpath.engine.security.config import SecurityConfig
+from tickpath.engine.security.curve import apply_curve_server
 
 
 class FrameReceiver:

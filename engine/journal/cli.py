@@ -1,6 +1,6 @@
 """Command-line glue: ``tickpath serve --journal DIR`` and ``tickpath replay``.
 
-``engine.cli`` calls :func:`add_serve_arguments` / :func:`serve_overrides` /
+``tickpath.engine.cli`` calls :func:`add_serve_arguments` / :func:`serve_overrides` /
 :func:`serve_extensions` for ``serve`` and :func:`add_replay_parser` for the
 ``replay`` command.
 
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.journal.config import SYNC_POLICIES, JournalConfig
+from tickpath.engine.journal.config import SYNC_POLICIES, JournalConfig
 
 
 def _nonnegative_int(text: str) -> int:
@@ -81,7 +81,7 @@ def serve_extensions(config: JournalConfig) -> list:
     """``[JournalExtension]`` when a journal directory is configured, else ``[]``."""
     if not config.enabled:
         return []
-    from engine.journal.extension import JournalExtension
+    from tickpath.engine.journal.extension import JournalExtension
 
     return [JournalExtension(config)]
 
@@ -151,8 +151,8 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _replay_config(args: argparse.Namespace) -> object:
-    from engine.config import load_config
-    from engine.journal.recovery import read_engine_file
+    from tickpath.engine.config import load_config
+    from tickpath.engine.journal.recovery import read_engine_file
 
     overrides: dict = {"analytics.n_symbols": args.symbols}
     if args.config is None:
@@ -173,10 +173,10 @@ def replay_main(args: argparse.Namespace) -> int:
     """Run ``tickpath replay``; print a JSON summary; return the exit status."""
     import zmq
 
-    from engine.journal.reader import JournalCorruptError, list_segments
-    from engine.journal.recovery import JournalMismatchError, replay
-    from engine.journal.snapshot import SnapshotError, load_newest, state_digest
-    from engine.service.engine import StreamProcessor
+    from tickpath.engine.journal.reader import JournalCorruptError, list_segments
+    from tickpath.engine.journal.recovery import JournalMismatchError, replay
+    from tickpath.engine.journal.snapshot import SnapshotError, load_newest, state_digest
+    from tickpath.engine.service.engine import StreamProcessor
 
     if not Path(args.journal).is_dir() or not list_segments(args.journal):
         print(f"tickpath replay: error: {args.journal} holds no journal", file=sys.stderr)
@@ -199,7 +199,7 @@ def replay_main(args: argparse.Namespace) -> int:
             snapshot = Path(manifest["path"]).name
     first = list_segments(args.journal)[0].first_index
     if base < first:
-        from engine.journal.snapshot import list_snapshots
+        from tickpath.engine.journal.snapshot import list_snapshots
 
         covered = [i.journal_next_index for i in list_snapshots(Path(args.journal) / "snapshots")]
         hint = f"; use --snapshot --from N with N >= {min(covered)}" if covered else ""
@@ -215,11 +215,11 @@ def replay_main(args: argparse.Namespace) -> int:
     try:
         prefix = replay(processor, args.journal, base, args.start)
         if args.publish:
-            from engine.service.publisher import ResultPublisher
+            from tickpath.engine.service.publisher import ResultPublisher
 
             context = zmq.Context()
             if config.security.curve:
-                from engine.security.curve import CurveAuthenticator
+                from tickpath.engine.security.curve import CurveAuthenticator
 
                 auth = CurveAuthenticator(context, config.security)
             publisher = ResultPublisher(

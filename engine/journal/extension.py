@@ -5,7 +5,7 @@
   went out before the restart, or are the in-flight frame's, which subscribers
   see as a gap in that topic's sequence), then open the journal for appending.
 * ``on_frame``: append the frame before the kernels see it (see
-  :mod:`engine.journal.writer`).  A write error propagates and stops the
+  :mod:`tickpath.engine.journal.writer`).  A write error propagates and stops the
   engine: it never processes a frame it could not journal.
 * ``on_dropped``: journal a message refused before the buffer (multipart, oversize).
 * ``on_tick``: a snapshot when ``snapshot_interval_s`` has passed.
@@ -21,15 +21,20 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from engine.journal.config import JournalConfig
-from engine.journal.reader import open_journal, prune_segments
-from engine.journal.recovery import RecoveryReport, check_engine_file, engine_parameters, recover
-from engine.journal.snapshot import Snapshotter
-from engine.journal.writer import JournalWriter
-from engine.service.engine import EngineExtension
+from tickpath.engine.journal.config import JournalConfig
+from tickpath.engine.journal.reader import open_journal, prune_segments
+from tickpath.engine.journal.recovery import (
+    RecoveryReport,
+    check_engine_file,
+    engine_parameters,
+    recover,
+)
+from tickpath.engine.journal.snapshot import Snapshotter
+from tickpath.engine.journal.writer import JournalWriter
+from tickpath.engine.service.engine import EngineExtension
 
 if TYPE_CHECKING:
-    from engine.service.engine import Engine, StreamProcessor
+    from tickpath.engine.service.engine import Engine, StreamProcessor
 
 log = logging.getLogger("tickpath.journal")
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.journal import format as fmt
+from tickpath.engine.journal import format as fmt
 
 log = logging.getLogger("tickpath.journal")
 

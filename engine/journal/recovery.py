@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from engine.config import ConfigError
-from engine.journal import format as fmt
-from engine.journal.reader import OpenedJournal, iter_entries
-from engine.journal.snapshot import load_newest, params_dict
+from tickpath.engine.config import ConfigError
+from tickpath.engine.journal import format as fmt
+from tickpath.engine.journal.reader import OpenedJournal, iter_entries
+from tickpath.engine.journal.snapshot import load_newest, params_dict
 
 if TYPE_CHECKING:
-    from engine.config import EngineConfig
-    from engine.service.engine import StreamProcessor
+    from tickpath.engine.config import EngineConfig
+    from tickpath.engine.service.engine import StreamProcessor
 
 log = logging.getLogger("tickpath.journal")
 
@@ -129,9 +129,9 @@ def recover(
 ) -> RecoveryReport:
     """Load the newest usable snapshot into ``processor`` and replay the journal after it.
 
-    ``opened`` is :func:`~engine.journal.reader.open_journal`'s view of the
+    ``opened`` is :func:`~tickpath.engine.journal.reader.open_journal`'s view of the
     directory (torn tail already cut).  Raises
-    :class:`~engine.journal.reader.JournalCorruptError` if the entries to
+    :class:`~tickpath.engine.journal.reader.JournalCorruptError` if the entries to
     replay cannot be read whole.
     """
     t0 = time.perf_counter()

@@ -1,9 +1,9 @@
 """Snapshots of the whole streaming state, written atomically, read back in place.
 
-A snapshot holds every array of :class:`kernels.cpu.streaming.StreamingState`
+A snapshot holds every array of :class:`tickpath.kernels.cpu.streaming.StreamingState`
 (the per-symbol analytics, rings, counters, per-stream sequence state, the
 result sequence numbers and scratch frames) and of its
-:class:`kernels.cpu.book.BookState`, plus the journal position it covers:
+:class:`tickpath.kernels.cpu.book.BookState`, plus the journal position it covers:
 ``journal_next_index`` is the index of the first journal entry *not* applied.
 
 File layout (``snapshot-<journal_next_index, 20 digits>.tps``)::
@@ -50,8 +50,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from engine.journal.reader import _fsync_dir
-from kernels.cpu import streaming as k
+from tickpath.engine.journal.reader import _fsync_dir
+from tickpath.kernels.cpu import streaming as k
 
 log = logging.getLogger("tickpath.journal")
 

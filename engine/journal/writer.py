@@ -28,10 +28,10 @@ import time
 import zlib
 from pathlib import Path
 
-from engine.journal import format as fmt
-from engine.journal.config import JournalConfig
-from engine.journal.reader import OpenedJournal, _fsync_dir, open_journal
-from engine.wire import schema as s
+from tickpath.engine.journal import format as fmt
+from tickpath.engine.journal.config import JournalConfig
+from tickpath.engine.journal.reader import OpenedJournal, _fsync_dir, open_journal
+from tickpath.engine.wire import schema as s
 
 log = logging.getLogger("tickpath.journal")
 

@@ -1,10 +1,10 @@
 """Security: CURVE encryption and client authentication on the engine's ZeroMQ endpoints.
 
-* :mod:`engine.security.config`: the ``[security]`` config section;
-* :mod:`engine.security.curve`: :func:`apply_curve_server` / :func:`apply_curve_client`
+* :mod:`tickpath.engine.security.config`: the ``[security]`` config section;
+* :mod:`tickpath.engine.security.curve`: :func:`apply_curve_server` / :func:`apply_curve_client`
   and :class:`CurveAuthenticator` (the allow-list of client public keys);
-* :mod:`engine.security.keys`: key pairs (``tickpath keys new|list``);
-* :mod:`engine.security.extension`: :class:`SecurityExtension` for the engine loop.
+* :mod:`tickpath.engine.security.keys`: key pairs (``tickpath keys new|list``);
+* :mod:`tickpath.engine.security.extension`: :class:`SecurityExtension` for the engine loop.
 
 Off by default (loopback); see docs/reliability.md for production.
 """

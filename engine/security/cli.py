@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from engine.security.config import SecurityConfig
+from tickpath.engine.security.config import SecurityConfig
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def serve_overrides(args: argparse.Namespace) -> dict:
 
 def serve_extensions(config: SecurityConfig) -> list:
     """``[SecurityExtension]``: the allow-list with CURVE on, a warning on open endpoints off."""
-    from engine.security.extension import SecurityExtension
+    from tickpath.engine.security.extension import SecurityExtension
 
     return [SecurityExtension(config)]
 
@@ -106,7 +106,7 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
-    from engine.security.keys import keys_dir, new_keypair
+    from tickpath.engine.security.keys import keys_dir, new_keypair
 
     directory = keys_dir(args.dir)
     try:
@@ -120,7 +120,7 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
-    from engine.security.keys import keys_dir, list_keys
+    from tickpath.engine.security.keys import keys_dir, list_keys
 
     directory = keys_dir(args.dir)
     for info in list_keys(directory):

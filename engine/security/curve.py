@@ -10,7 +10,7 @@ nothing it sends is delivered; each refusal is logged with its key and address.
 
 For another endpoint of the engine (e.g. the request ROUTER)::
 
-    from engine.security.curve import apply_curve_server
+    from tickpath.engine.security.curve import apply_curve_server
     sock = context.socket(zmq.ROUTER)
     apply_curve_server(sock, config.security)   # before bind/connect
     sock.bind(endpoint)
@@ -27,8 +27,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from engine.config import ConfigError
-from engine.security.config import SecurityConfig
+from tickpath.engine.config import ConfigError
+from tickpath.engine.security.config import SecurityConfig
 
 log = logging.getLogger("tickpath.security")
 

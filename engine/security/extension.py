@@ -8,18 +8,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from engine.security.config import SecurityConfig
-from engine.security.curve import CurveAuthenticator, is_loopback, load_secret_certificate
-from engine.service.engine import EngineExtension
+from tickpath.engine.security.config import SecurityConfig
+from tickpath.engine.security.curve import CurveAuthenticator, is_loopback, load_secret_certificate
+from tickpath.engine.service.engine import EngineExtension
 
 if TYPE_CHECKING:
-    from engine.service.engine import Engine
+    from tickpath.engine.service.engine import Engine
 
 log = logging.getLogger("tickpath.security")
 
 
 class SecurityExtension(EngineExtension):
-    """Owns the engine context's ZAP handler (see :mod:`engine.security.curve`)."""
+    """Owns the engine context's ZAP handler (see :mod:`tickpath.engine.security.curve`)."""
 
     name = "security"
 

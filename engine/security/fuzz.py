@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 
-from engine.feed.synthetic import SyntheticMarket
-from engine.wire import codec
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
+from tickpath.engine.feed.synthetic import SyntheticMarket
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 if TYPE_CHECKING:
-    from engine.service.engine import StreamProcessor
+    from tickpath.engine.service.engine import StreamProcessor
 
 MULTIPART = -2
 
@@ -510,7 +510,7 @@ class RequestFuzzer:
     )  # fmt: skip
 
     def __init__(self, seed: int) -> None:
-        from engine.service.requests import encode_request
+        from tickpath.engine.service.requests import encode_request
 
         self.rng = random.Random(seed)
         self.encode = encode_request
@@ -567,12 +567,12 @@ class RequestFuzzer:
 def check_request(body: bytes, max_items: int = 1_000_000) -> str | None:
     """Decode and validate one request body as the request lane does; the error code or None.
 
-    Anything but :class:`~engine.dispatch.jobs.JobRejected` escaping is a bug (raised).
+    Anything but :class:`~tickpath.engine.dispatch.jobs.JobRejected` escaping is a bug (raised).
     """
     from types import SimpleNamespace
 
-    from engine.dispatch.jobs import JobRejected
-    from engine.service.requests import RequestJob
+    from tickpath.engine.dispatch.jobs import JobRejected
+    from tickpath.engine.service.requests import RequestJob
 
     endpoint = SimpleNamespace(
         max_items=max_items, registry_get=lambda name: object() if name == "cpu" else None

@@ -24,8 +24,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 def free_port() -> int:
@@ -155,7 +155,7 @@ def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0)
     results = f"tcp://127.0.0.1:{publish_port}"
     # A terminal gets its own width; a pipe or a CI log gets room for the whole table.
     console = Console() if sys.stdout.isatty() else Console(width=150)
-    exe = [sys.executable, "-m", "engine"]
+    exe = [sys.executable, "-m", "tickpath"]
     children: list[subprocess.Popen] = []
     context = zmq.Context.instance()
     sub = context.socket(zmq.SUB)

@@ -20,11 +20,11 @@ import time
 import numpy as np
 import zmq
 
-from engine.config import EngineConfig
-from engine.ingest.receiver import FrameReceiver
-from engine.service.publisher import ResultPublisher
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
+from tickpath.engine.config import EngineConfig
+from tickpath.engine.ingest.receiver import FrameReceiver
+from tickpath.engine.service.publisher import ResultPublisher
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 log = logging.getLogger("tickpath.engine")
 

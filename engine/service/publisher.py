@@ -15,10 +15,10 @@ import msgspec
 import numpy as np
 import zmq
 
-from engine.config import PublishConfig
-from engine.security.config import SecurityConfig
-from engine.security.curve import apply_curve_server
-from kernels.cpu import streaming as k
+from tickpath.engine.config import PublishConfig
+from tickpath.engine.security.config import SecurityConfig
+from tickpath.engine.security.curve import apply_curve_server
+from tickpath.kernels.cpu import streaming as k
 
 STATS_TOPIC = b"stats"
 

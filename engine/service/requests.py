@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 import zmq
 
-from engine.dispatch.jobs import Job, JobRejected, Outcome, non_finite
+from tickpath.engine.dispatch.jobs import Job, JobRejected, Outcome, non_finite
 
 ROUTE_REPLY = b"R"
 
@@ -463,7 +463,7 @@ class RequestEndpoint:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
         security = getattr(engine.config, "security", None)
         if security is not None and getattr(security, "curve", False):
-            from engine.security.curve import apply_curve_server
+            from tickpath.engine.security.curve import apply_curve_server
 
             apply_curve_server(self.socket, security)  # CURVE like every other endpoint
         self.socket.bind(self.endpoint)

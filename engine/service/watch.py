@@ -8,8 +8,8 @@ import time
 import msgspec
 import zmq
 
-from engine.wire import codec
-from engine.wire.human import result_to_dict, summarize
+from tickpath.engine.wire import codec
+from tickpath.engine.wire.human import result_to_dict, summarize
 
 
 class TopicSequences:
@@ -66,7 +66,7 @@ def watch(
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     if curve is not None:
-        from engine.security.curve import apply_curve_client
+        from tickpath.engine.security.curve import apply_curve_client
 
         apply_curve_client(sub, curve[0], curve[1])
     sub.setsockopt(zmq.RCVHWM, 100_000)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from engine.wire import schema as s
+from tickpath.engine.wire import schema as s
 
 # Largest count a header may state; the engine's max_frame_bytes usually binds first.
 MAX_RECORDS_PER_FRAME = 1 << 20

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from engine.wire import schema as s
+from tickpath.engine.wire import schema as s
 
 
 def record_to_dict(record: np.void) -> dict:

@@ -15,7 +15,7 @@ HEADER_PATH = Path(__file__).resolve().parent / "rtl" / "tick_features_fields.vh
 def main() -> int:
     """Render the header and write it next to the RTL."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from kernels.fixedpoint.layout import render_verilog_header
+    from tickpath.kernels.fixedpoint.layout import render_verilog_header
 
     HEADER_PATH.write_text(render_verilog_header())
     print(f"wrote {HEADER_PATH}")

@@ -2,8 +2,8 @@
 
 numba's on-disk cache is keyed on the kernel's own file (mtime and size) and on its
 bytecode. The batch kernels inline scalar code from other files
-(`kernels.reference.*_scalar`, `kernels.philox`), so an edit there would leave a stale
-kernel in the cache. `compile_kernel` adds a hash of those sources to the cache stamp,
+(`tickpath.kernels.reference.*_scalar`, `tickpath.kernels.philox`), so an edit there would
+leave a stale kernel in the cache. `compile_kernel` adds a hash of those sources to the cache stamp,
 and gives serial and parallel variants of one body distinct cache entries (numba's
 index key does not include the ``parallel`` flag).
 """

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu._batch_jit import compile_kernel
-from kernels.reference import black_scholes_scalar
-from kernels.reference.black_scholes_scalar import build
+from tickpath.kernels.cpu._batch_jit import compile_kernel
+from tickpath.kernels.reference import black_scholes_scalar
+from tickpath.kernels.reference.black_scholes_scalar import build
 
 _scalar = build(njit(inline="always"))
 _bs_price = _scalar.bs_price

@@ -103,8 +103,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from engine.wire import schema as _schema
-from engine.wire.schema import (
+from tickpath.engine.wire import schema as _schema
+from tickpath.engine.wire.schema import (
     ACTION_ADD,
     ACTION_CANCEL,
     ACTION_EXECUTE,
@@ -115,9 +115,9 @@ from engine.wire.schema import (
     SIDE_SELL,
     TOP_N,
 )
-from kernels.cpu.cache import stamp_dependencies
-from kernels.reference import book as _reference
-from kernels.reference.book import (
+from tickpath.kernels.cpu.cache import stamp_dependencies
+from tickpath.kernels.reference import book as _reference
+from tickpath.kernels.reference.book import (
     BOOK_CODE_NAMES,
     BOOK_DUPLICATE_ID,
     BOOK_LEVEL_OVERFLOW,

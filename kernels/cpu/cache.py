@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from numba.core.registry import CPUDispatcher
 
-from kernels.cpu._batch_jit import source_digest
+from tickpath.kernels.cpu._batch_jit import source_digest
 
 
 def stamp_dependencies(namespace: dict, depends_on: Iterable[types.ModuleType]) -> int:

@@ -1,14 +1,14 @@
 """Option-chain repricing on the CPU: one nogil call fills a chain's result records.
 
 `reprice` runs, for every contract of one chain, the shared scalar source
-`kernels.reference.chain_scalar` (the same code the CUDA chain kernel runs): the implied
+`tickpath.kernels.reference.chain_scalar` (the same code the CUDA chain kernel runs): the implied
 vol of a finite option mid, the volatility of the greeks (the model vol, or the implied
 vol where the chain uses implied vols and it is finite), the Black-Scholes-Merton price
-and greeks, and every field of the chain's ``RESULT_CHAIN`` records (`engine.wire.schema`)
+and greeks, and every field of the chain's ``RESULT_CHAIN`` records (`tickpath.engine.wire.schema`)
 written into `out`, so that no per-field work is left to Python. ``done_ns`` is written
-0: it is stamped when the job is finished (`engine.dispatch.chains.ChainJob.records`).
+0: it is stamped when the job is finished (`tickpath.engine.dispatch.chains.ChainJob.records`).
 
-The static fields come from the chain's template (`engine.dispatch.chains.ChainSpec
+The static fields come from the chain's template (`tickpath.engine.dispatch.chains.ChainSpec
 .template`). The kernel copies them itself: a structured numpy copy of the template would
 hold the GIL longer than the whole computation (tens of us for a few hundred records).
 Inputs are validated by the caller (the chain's arrays once when it is built, the
@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 from numba import from_dtype, njit, prange, types
 
-from engine.wire import schema as s
-from kernels.cpu._batch_jit import compile_kernel
-from kernels.reference import black_scholes_scalar, chain_scalar, implied_vol_scalar
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu._batch_jit import compile_kernel
+from tickpath.kernels.reference import black_scholes_scalar, chain_scalar, implied_vol_scalar
 
 _fill = chain_scalar.build(njit(inline="always")).fill
 

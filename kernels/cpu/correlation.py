@@ -3,7 +3,7 @@
 * `covariance_window`: one (rows x N) window, two-pass with a BLAS product.
 * `rolling_pairs`: every window of a (T x N) block, one (i, j) pair per parallel
   iteration, from the shared scalar source (the CUDA kernel runs the same code).
-* `stream_update`: the streaming state of `kernels.batch.RollingCovariance`.
+* `stream_update`: the streaming state of `tickpath.kernels.batch.RollingCovariance`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu._batch_jit import compile_kernel
-from kernels.reference import correlation_scalar
-from kernels.reference.correlation_scalar import build
+from tickpath.kernels.cpu._batch_jit import compile_kernel
+from tickpath.kernels.reference import correlation_scalar
+from tickpath.kernels.reference.correlation_scalar import build
 
 _scalar = build(njit(inline="always"))
 _pair_rolling = _scalar.pair_rolling

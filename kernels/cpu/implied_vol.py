@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from kernels.cpu._batch_jit import compile_kernel
-from kernels.reference import implied_vol_scalar
-from kernels.reference.implied_vol_scalar import IV_INVALID, IV_OUT_OF_BOUNDS, build
+from tickpath.kernels.cpu._batch_jit import compile_kernel
+from tickpath.kernels.reference import implied_vol_scalar
+from tickpath.kernels.reference.implied_vol_scalar import IV_INVALID, IV_OUT_OF_BOUNDS, build
 
 _scalar = build(njit(inline="always"))
 _implied_vol_one = _scalar.implied_vol_one

@@ -1,7 +1,7 @@
 """Monte Carlo on the CPU: numba kernels over the shared scalar lanes.
 
 Each kernel fills per-lane arrays (count, mean, m2) or a P&L vector;
-`kernels.reference.montecarlo_scalar.combine_lanes` reduces the lanes on the host.
+`tickpath.kernels.reference.montecarlo_scalar.combine_lanes` reduces the lanes on the host.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels import philox
-from kernels.cpu._batch_jit import compile_kernel
-from kernels.reference import montecarlo_scalar
-from kernels.reference.montecarlo_scalar import SCENARIOS_PER_LANE, build
+from tickpath.kernels import philox
+from tickpath.kernels.cpu._batch_jit import compile_kernel
+from tickpath.kernels.reference import montecarlo_scalar
+from tickpath.kernels.reference.montecarlo_scalar import SCENARIOS_PER_LANE, build
 
 _scalar = build(njit(inline="always"))
 _european_lane = _scalar.european_lane

@@ -11,7 +11,7 @@ input frame*: a frame carrying 100 trades of one symbol yields one ``trade``
 result holding the state after the last of them (single-record frames yield
 one result per tick).
 
-Meaning of every analytic: see :mod:`kernels.reference.streaming`, the plain
+Meaning of every analytic: see :mod:`tickpath.kernels.reference.streaming`, the plain
 numpy reference the tests compare these kernels with.  State lives in a few
 2-D arrays indexed ``[symbol, column]`` rather than one array per field,
 because numba's dispatcher pays per argument on every call.
@@ -24,12 +24,12 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from engine.wire import schema as s
-from kernels.cpu import book as bk
-from kernels.cpu import clock as _clock_module
-from kernels.cpu.cache import stamp_dependencies
-from kernels.cpu.clock import realtime_ns
-from kernels.reference import book as _book_reference
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import book as bk
+from tickpath.kernels.cpu import clock as _clock_module
+from tickpath.kernels.cpu.cache import stamp_dependencies
+from tickpath.kernels.cpu.clock import realtime_ns
+from tickpath.kernels.reference import book as _book_reference
 
 # ---------------------------------------------------------------------------
 # Result frames: a header and one result record, contiguous.  The bytes of one

@@ -8,8 +8,14 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for, deliver, device_output, on_device
-from kernels.reference.black_scholes_scalar import build
+from tickpath.kernels.cuda._launch import (
+    THREADS_PER_BLOCK,
+    blocks_for,
+    deliver,
+    device_output,
+    on_device,
+)
+from tickpath.kernels.reference.black_scholes_scalar import build
 
 _scalar = build(cuda.jit(device=True), branch_free=True)  # no divergence on call/put
 _bs_price = _scalar.bs_price

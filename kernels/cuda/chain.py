@@ -1,7 +1,7 @@
 """Option-chain repricing on the GPU: one launch fills a chain's result records.
 
-The CUDA twin of `kernels.cpu.chain`, one thread per contract over the same scalar source
-(`kernels.reference.chain_scalar`, Black-Scholes in its branch-free layout): the chain's
+The CUDA twin of `tickpath.kernels.cpu.chain`, one thread per contract over the same scalar source
+(`tickpath.kernels.reference.chain_scalar`, Black-Scholes in its branch-free layout): the chain's
 template and buffers stay on the GPU (allocated once per chain), so a repricing moves the
 option mids in (8 bytes per contract) and the finished ``RESULT_CHAIN`` records out, in
 one launch, instead of the implied-vol and Black-Scholes calls with their 14 array copies
@@ -16,9 +16,9 @@ import weakref
 import numpy as np
 from numba import cuda
 
-from engine.wire import schema as s
-from kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for
-from kernels.reference import chain_scalar
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for
+from tickpath.kernels.reference import chain_scalar
 
 _fill = chain_scalar.build(cuda.jit(device=True), branch_free=True).fill
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for, on_device
-from kernels.reference.correlation_scalar import build
+from tickpath.kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for, on_device
+from tickpath.kernels.reference.correlation_scalar import build
 
 _scalar = build(cuda.jit(device=True))
 _pair_comoment = _scalar.pair_comoment

@@ -7,8 +7,14 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for, deliver, device_output, on_device
-from kernels.reference.implied_vol_scalar import IV_INVALID, IV_OUT_OF_BOUNDS, build
+from tickpath.kernels.cuda._launch import (
+    THREADS_PER_BLOCK,
+    blocks_for,
+    deliver,
+    device_output,
+    on_device,
+)
+from tickpath.kernels.reference.implied_vol_scalar import IV_INVALID, IV_OUT_OF_BOUNDS, build
 
 _scalar = build(cuda.jit(device=True))
 _implied_vol_one = _scalar.implied_vol_one

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float64
 
-from kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for
-from kernels.reference.montecarlo_scalar import MAX_CUDA_ASSETS, build
+from tickpath.kernels.cuda._launch import THREADS_PER_BLOCK, blocks_for
+from tickpath.kernels.reference.montecarlo_scalar import MAX_CUDA_ASSETS, build
 
 _scalar = build(cuda.jit(device=True))
 _european_lane = _scalar.european_lane

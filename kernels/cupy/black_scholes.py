@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernels.reference import black_scholes as ref
+from tickpath.kernels.reference import black_scholes as ref
 
 
 def _xp(xp: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernels.reference import implied_vol as ref
+from tickpath.kernels.reference import implied_vol as ref
 
 
 def implied_vol(values: tuple, flags: Any, xp: Any = None) -> tuple[Any, int, int]:

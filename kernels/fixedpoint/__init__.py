@@ -10,7 +10,7 @@ RTL header, the PYNQ driver and docs/fpga.md are generated from or checked
 against; ``float_reference`` is the float64 meaning of the same features.
 """
 
-from kernels.fixedpoint.layout import (
+from tickpath.kernels.fixedpoint.layout import (
     EMA_FRAC_BITS,
     FEATURE,
     FLAG_BAD_KIND,
@@ -19,7 +19,7 @@ from kernels.fixedpoint.layout import (
     FLAG_HAS_TRADE,
     IN_SLOT,
 )
-from kernels.fixedpoint.tick_features import FeatureState, process, to_slots, vwap
+from tickpath.kernels.fixedpoint.tick_features import FeatureState, process, to_slots, vwap
 
 __all__ = [
     "EMA_FRAC_BITS",

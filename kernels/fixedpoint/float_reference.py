@@ -1,6 +1,6 @@
 """Float64 numpy reference of the tick features, to compare the fixed-point core with.
 
-The same features as :mod:`kernels.fixedpoint.tick_features`, computed the way
+The same features as :mod:`tickpath.kernels.fixedpoint.tick_features`, computed the way
 float analytics compute them (the engine's CPU EMA with ``span = 2**(k+1) - 1``
 has ``alpha = 2 / (span + 1) = 2**-k``).  The fixed-point results differ from
 these in known, bounded ways:
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.wire import schema
-from kernels.fixedpoint import layout as L
+from tickpath.engine.wire import schema
+from tickpath.kernels.fixedpoint import layout as L
 
 FLOAT_FEATURES = np.dtype(
     [

@@ -5,7 +5,7 @@ driver and the docs share.  The RTL does not restate any of it: the Verilog
 header ``fpga/tick_features/rtl/tick_features_fields.vh`` is rendered from
 here by ``fpga/tick_features/gen_fields.py`` (and a test checks that the
 committed header is up to date).  Input field offsets come from
-:mod:`engine.wire.schema`.
+:mod:`tickpath.engine.wire.schema`.
 
 Input stream (``s_axis``, 512-bit ``tdata``, one record per beat)
     A 64-byte *slot*: bytes 0..47 hold one wire record exactly as it appears
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.wire import schema
+from tickpath.engine.wire import schema
 
 # ---------------------------------------------------------------------------
 # Fixed-point formats.

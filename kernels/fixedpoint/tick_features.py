@@ -1,7 +1,7 @@
 """Golden model of the tick-features FPGA core, bit-exact with the RTL.
 
 The core keeps per-symbol state (last trade, two EMAs of trade price, VWAP
-accumulators, last quote) and emits one :data:`~kernels.fixedpoint.layout.FEATURE`
+accumulators, last quote) and emits one :data:`~tickpath.kernels.fixedpoint.layout.FEATURE`
 record per input record.  All arithmetic is two's-complement integer
 arithmetic on 64-bit words (and one 128-bit accumulator), exactly as the RTL
 does it; overflow wraps.
@@ -32,8 +32,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from engine.wire import schema
-from kernels.fixedpoint import layout as L
+from tickpath.engine.wire import schema
+from tickpath.kernels.fixedpoint import layout as L
 
 # Per-symbol state: one row of N_STATE uint64 words.
 S_FLAGS = 0

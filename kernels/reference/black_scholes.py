@@ -2,7 +2,7 @@
 
 Written against an array module ``xp`` (numpy by default; the CuPy backend passes
 cupy), independently of the scalar source that the numba kernels compile, so the tests
-compare two implementations. Conventions are those of `kernels.batch.black_scholes`.
+compare two implementations. Conventions are those of `tickpath.kernels.batch.black_scholes`.
 """
 
 from __future__ import annotations

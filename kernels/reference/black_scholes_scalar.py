@@ -2,10 +2,10 @@
 
 `build(jit)` returns the functions compiled with `jit` (``numba.njit(inline="always")``
 for the CPU kernels, ``numba.cuda.jit(device=True)`` for the CUDA kernels, identity for
-plain Python). The math is written here once; `kernels.reference.black_scholes` is the
+plain Python). The math is written here once; `tickpath.kernels.reference.black_scholes` is the
 independent vectorised numpy/scipy reference the tests compare against.
 
-Conventions (see `kernels.batch.black_scholes`): continuous rate r and dividend yield q,
+Conventions (see `tickpath.kernels.batch.black_scholes`): continuous rate r and dividend yield q,
 T in years, vega per 1.00 of volatility, rho per 1.00 of rate (q held fixed), theta the
 calendar-time derivative dV/dt = -dV/dT per year. When sigma*sqrt(T) == 0 the values are
 the limits of the discounted forward intrinsic value: at the money the delta is half the

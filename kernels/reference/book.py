@@ -1,6 +1,6 @@
 """The meaning of tickpath's per-symbol L3 order book, in plain Python.
 
-This is the oracle for :mod:`kernels.cpu.book`: it is written for clarity, not
+This is the oracle for :mod:`tickpath.kernels.cpu.book`: it is written for clarity, not
 speed, and keeps nothing but a dict of live orders per symbol.  Price levels
 are recomputed from the orders whenever they are needed.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 
-from engine.wire.schema import (
+from tickpath.engine.wire.schema import (
     ACTION_ADD,
     ACTION_CANCEL,
     ACTION_EXECUTE,

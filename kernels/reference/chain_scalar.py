@@ -1,9 +1,10 @@
 """One option-chain contract repriced into its result record: the scalar source shared by
-the CPU chain kernel (`kernels.cpu.chain`) and the CUDA one (`kernels.cuda.chain`).
+the CPU chain kernel (`tickpath.kernels.cpu.chain`) and the CUDA one
+(`tickpath.kernels.cuda.chain`).
 
 `build(jit, branch_free)` returns ``fill(r, c, quote, S, use_implied, ts_ns, in_seq,
 in_send_ns, recv_ns, in_stream, backend) -> (bad, bad_implied)``: from the contract's
-template record `c` (`engine.dispatch.chains.ChainSpec.template`: symbol, option_symbol,
+template record `c` (`tickpath.engine.dispatch.chains.ChainSpec.template`: symbol, option_symbol,
 index, is_call, strike, expiry, rate, dividend, and sigma holding the model vol) and the
 option's mid `quote` (NaN: not quoted), it computes the implied vol of a finite quote, the
 volatility of the greeks (the model vol, or the implied vol where `use_implied` and it is
@@ -26,8 +27,8 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
-from engine.wire import schema as s
-from kernels.reference import black_scholes_scalar, implied_vol_scalar
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.reference import black_scholes_scalar, implied_vol_scalar
 
 QUOTED = s.RESULT_FLAG_QUOTED
 

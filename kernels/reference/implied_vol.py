@@ -3,7 +3,7 @@
 An independent method from the Halley solver of the scalar source: 160 bisections of
 ln(s) for the total volatility s = sigma sqrt(T) on the normalised out-of-the-money
 Black value, whose bracket [1e-12, 1e3] shrinks below one ulp. Same bounds and NaN rules
-as `kernels.batch.implied_vol`. Written against ``xp`` so that the CuPy backend can run it.
+as `tickpath.kernels.batch.implied_vol`. Written against ``xp`` so that the CuPy backend can run it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels.reference.black_scholes import special_module
-from kernels.reference.implied_vol_scalar import EPSILON, INTRINSIC_NOISE_ULPS
+from tickpath.kernels.reference.black_scholes import special_module
+from tickpath.kernels.reference.implied_vol_scalar import EPSILON, INTRINSIC_NOISE_ULPS
 
 BISECTIONS = 160
 LOG_S_LOW = float(np.log(1e-12))

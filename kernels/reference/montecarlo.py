@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels import philox
-from kernels.reference.montecarlo_scalar import STREAM_ASIAN, STREAM_EUROPEAN, STREAM_VAR
+from tickpath.kernels import philox
+from tickpath.kernels.reference.montecarlo_scalar import STREAM_ASIAN, STREAM_EUROPEAN, STREAM_VAR
 
 
 def _stats(payoffs: Any, discount: float, xp: Any) -> tuple[float, float]:
@@ -117,7 +117,7 @@ def geometric_asian_price(
 ) -> float:
     """Closed form of the discrete geometric-average Asian option (a lower bound for the
     arithmetic one, used as a check)."""
-    from kernels.reference.black_scholes import black_scholes_price
+    from tickpath.kernels.reference.black_scholes import black_scholes_price
 
     n = n_steps
     dt = T / n

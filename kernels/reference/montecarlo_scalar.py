@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels import philox
+from tickpath.kernels import philox
 
 PATHS_PER_LANE = 64  # even: European paths come in pairs
 SCENARIOS_PER_LANE = 16

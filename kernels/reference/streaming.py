@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.wire import schema as s
+from tickpath.engine.wire import schema as s
 
 
 def quote_features(quotes: np.ndarray) -> dict[str, np.ndarray]:

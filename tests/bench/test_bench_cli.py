@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from engine.bench.cli import main
-from engine.bench.common import SUMMARY_KEYS
+from tickpath.engine.bench.cli import main
+from tickpath.engine.bench.common import SUMMARY_KEYS
 
-BENCH = [sys.executable, "-m", "engine.bench", "bench"]
+BENCH = [sys.executable, "-m", "tickpath.engine.bench", "bench"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -203,7 +203,7 @@ def test_kernels_run(tmp_path):
 def test_tickpath_bench_is_wired_into_the_tickpath_command():
     import argparse
 
-    from engine.cli import build_parser
+    from tickpath.engine.cli import build_parser
 
     commands = next(
         a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
@@ -211,7 +211,7 @@ def test_tickpath_bench_is_wired_into_the_tickpath_command():
     if "bench" not in commands:
         pytest.skip("engine/cli.py does not call engine.bench.cli.add_bench_parser yet")
     result = subprocess.run(
-        [sys.executable, "-m", "engine", "bench", "latency", "--rate", "0"],
+        [sys.executable, "-m", "tickpath", "bench", "latency", "--rate", "0"],
         capture_output=True,
         text=True,
         timeout=60,

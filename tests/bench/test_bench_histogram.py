@@ -1,4 +1,4 @@
-"""engine.bench.common.Latency: the batched HdrHistogram recording and the summaries."""
+"""tickpath.engine.bench.common.Latency: the batched HdrHistogram recording and the summaries."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from engine.bench.common import HIGHEST_NS, PERCENTILES, Latency, ratios
+from tickpath.engine.bench.common import HIGHEST_NS, PERCENTILES, Latency, ratios
 
 
 def test_batched_recording_equals_one_record_value_per_value():

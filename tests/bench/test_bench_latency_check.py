@@ -15,12 +15,12 @@ import time
 import numpy as np
 import pytest
 
-from engine.bench import latency as lb
-from engine.bench.roles import ECHO_STAMPS, FULL_ROW_BYTES, PREFIX_BYTES
-from engine.config import load_config
-from engine.service.engine import StreamProcessor
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.bench import latency as lb
+from tickpath.engine.bench.roles import ECHO_STAMPS, FULL_ROW_BYTES, PREFIX_BYTES
+from tickpath.engine.config import load_config
+from tickpath.engine.service.engine import StreamProcessor
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 def simulate(opts: lb.LatencyOptions, plan: lb.Plan, config_dir=None) -> lb.RunData:
@@ -80,7 +80,7 @@ def simulate(opts: lb.LatencyOptions, plan: lb.Plan, config_dir=None) -> lb.RunD
 
 def simulate_chains(opts, plan, config, t0, rows, arrival, stats) -> list[int]:
     """Append the chain frames of the run to ``rows``; return their row indices."""
-    from kernels import black_scholes
+    from tickpath.kernels import black_scholes
 
     if not opts.chains:
         return []
@@ -345,7 +345,7 @@ def test_a_chain_priced_at_another_price_fails_the_check(chain_run):
     k = len(data.chain_at) // 2
     chain_full = data.chain_full.copy()
     rec = chain_full[k, s.HEADER_SIZE :].view(s.RESULT_CHAIN)
-    from kernels import black_scholes
+    from tickpath.kernels import black_scholes
 
     rec["underlying"] += 0.01  # consistent greeks, at a price the tick did not have
     bs = black_scholes(rec["underlying"], rec["strike"], rec["expiry"], rec["rate"],

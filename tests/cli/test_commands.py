@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from engine.service.demo import free_port
+from tickpath.engine.service.demo import free_port
 
-TICKPATH = [sys.executable, "-m", "engine"]
+TICKPATH = [sys.executable, "-m", "tickpath"]
 
 
 def run(*args, timeout=60, **kwargs):

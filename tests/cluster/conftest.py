@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cluster.spec import Constraint, ReplicaResources, SchedulerConfig
+from tickpath.engine.cluster.spec import Constraint, ReplicaResources, SchedulerConfig
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -64,10 +64,10 @@ def standin(tmp_path):
 @pytest.fixture
 def runner(tmp_path):
     """Factory: ``runner(config, master)`` -> a started FrameworkRunner (stopped after)."""
-    pytest.importorskip("pymesos", reason="pymesos not installed: python -m engine.cluster.install")
-    from engine.cluster.discovery import DiscoveryPublisher
-    from engine.cluster.framework import FrameworkRunner
-    from engine.cluster.store import FileStore
+    pytest.importorskip("pymesos", reason="pymesos not installed: python engine/cluster/install.py")
+    from tickpath.engine.cluster.discovery import DiscoveryPublisher
+    from tickpath.engine.cluster.framework import FrameworkRunner
+    from tickpath.engine.cluster.store import FileStore
 
     runners = []
 

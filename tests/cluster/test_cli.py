@@ -13,7 +13,7 @@ import pytest
 from conftest import STANDIN_COMMAND
 from standin_master import wait_for
 
-from engine.cluster.cli import add_mesos_parser, config_from_args
+from tickpath.engine.cluster.cli import add_mesos_parser, config_from_args
 
 pytestmark = pytest.mark.timeout(150)
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ def mesos_run(master_address, tmp_path, *extra, log_name="scheduler"):
     cmd = [
         sys.executable,
         "-m",
-        "engine.cluster",
+        "tickpath.engine.cluster",
         "mesos",
         "run",
         "--master",

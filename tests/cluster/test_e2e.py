@@ -13,13 +13,13 @@ import zmq
 from conftest import fast_config
 from standin_master import AgentSpec, wait_for
 
-from engine.cluster.discovery import follow_endpoints, read_discovery
-from engine.wire import schema as s
-from engine.wire.codec import decode_frame, encode_frame
+from tickpath.engine.cluster.discovery import follow_endpoints, read_discovery
+from tickpath.engine.wire import schema as s
+from tickpath.engine.wire.codec import decode_frame, encode_frame
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE = (
-    f"exec {sys.executable} -m engine serve --ingest tcp://127.0.0.1:{{ingest_port}} "
+    f"exec {sys.executable} -m tickpath serve --ingest tcp://127.0.0.1:{{ingest_port}} "
     "--publish tcp://127.0.0.1:{publish_port} --symbols-shard {shard}/{shards} --symbols 16"
 )
 
@@ -27,7 +27,7 @@ SERVE = (
 def _serve_available() -> bool:
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "engine", "serve", "--help"],
+            [sys.executable, "-m", "tickpath", "serve", "--help"],
             cwd=REPO,
             capture_output=True,
             timeout=60,

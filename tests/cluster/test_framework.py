@@ -8,8 +8,8 @@ import pytest
 from conftest import fast_config
 from standin_master import AgentSpec, wait_for
 
-from engine.cluster.discovery import follow_endpoints
-from engine.cluster.spec import Constraint, ReplicaResources
+from tickpath.engine.cluster.discovery import follow_endpoints
+from tickpath.engine.cluster.spec import Constraint, ReplicaResources
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cluster import replicas as rs
-from engine.cluster.spec import Constraint, ReplicaResources, SchedulerConfig
+from tickpath.engine.cluster import replicas as rs
+from tickpath.engine.cluster.spec import Constraint, ReplicaResources, SchedulerConfig
 
 
 def offer(n, hostname, cpus=4.0, mem=4096.0, ports=(31000, 31009), attributes=None, **scalars):

@@ -8,12 +8,17 @@ import time
 import msgspec
 import numpy as np
 
-from engine.dispatch.backends import BATCH_KERNELS, Backend, KernelBackend, default_registry
-from engine.dispatch.chains import ChainJob, Provenance, build_chain
-from engine.dispatch.config import ChainConfig, DispatchConfig
-from engine.dispatch.dispatcher import Dispatcher
-from engine.dispatch.jobs import Job, Outcome
-from engine.dispatch.routing import HealthBook, RoutingTable
+from tickpath.engine.dispatch.backends import (
+    BATCH_KERNELS,
+    Backend,
+    KernelBackend,
+    default_registry,
+)
+from tickpath.engine.dispatch.chains import ChainJob, Provenance, build_chain
+from tickpath.engine.dispatch.config import ChainConfig, DispatchConfig
+from tickpath.engine.dispatch.dispatcher import Dispatcher
+from tickpath.engine.dispatch.jobs import Job, Outcome
+from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
 
 
 class FaultyBackend(Backend):
@@ -127,7 +132,7 @@ def chain_job(rig: Rig, S: float = 101.5, mids: np.ndarray | None = None, spec=N
 
 def reference_greeks(records: np.ndarray):
     """kernels.black_scholes(backend="numpy") at what the records say they used."""
-    from kernels import batch
+    from tickpath.kernels import batch
 
     return batch.black_scholes(
         records["underlying"], records["strike"], records["expiry"], records["rate"],
@@ -163,9 +168,9 @@ class EngineRig:
     def __init__(self, dispatch: dict | None = None, requests: bool = False, **overrides):
         import zmq
 
-        from engine.config import load_config
-        from engine.dispatch.cli import serve_extensions
-        from engine.service.engine import Engine
+        from tickpath.engine.config import load_config
+        from tickpath.engine.dispatch.cli import serve_extensions
+        from tickpath.engine.service.engine import Engine
 
         settings = {
             "ingest.endpoints": ["tcp://127.0.0.1:*"],
@@ -205,7 +210,7 @@ class EngineRig:
         self._connect()
 
     def _connect(self) -> None:
-        from engine.wire import schema as s
+        from tickpath.engine.wire import schema as s
 
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -219,7 +224,7 @@ class EngineRig:
         raise AssertionError(f"engine never saw the probe quotes ({s.KIND_QUOTE})")
 
     def _send(self, kind: int, records: np.ndarray, stream: int = 1) -> int:
-        from engine.wire import codec
+        from tickpath.engine.wire import codec
 
         seq = self.seq if stream == 1 else 0
         self.pub.send(codec.encode_frame(kind, stream, seq, records, time.time_ns()))
@@ -229,7 +234,7 @@ class EngineRig:
 
     def quote(self, symbol: int, mid: float, half_spread: float = 0.01, stream: int = 1) -> int:
         """Send one QUOTE (bid/ask around `mid`); return its sequence number."""
-        from engine.wire import schema as s
+        from tickpath.engine.wire import schema as s
 
         q = np.zeros(1, s.QUOTE)
         q["ts_ns"] = time.time_ns()
@@ -241,7 +246,7 @@ class EngineRig:
 
     def trade(self, symbol: int, price: float) -> int:
         """Send one TRADE; return its sequence number."""
-        from engine.wire import schema as s
+        from tickpath.engine.wire import schema as s
 
         t = np.zeros(1, s.TRADE)
         t["ts_ns"] = time.time_ns()
@@ -253,7 +258,7 @@ class EngineRig:
 
     def results(self, prefix: bytes, count: int = 1, timeout: float = 10.0) -> list:
         """The next `count` result frames whose topic starts with `prefix`, decoded."""
-        from engine.wire import codec
+        from tickpath.engine.wire import codec
 
         got = []
         deadline = time.monotonic() + timeout
@@ -269,7 +274,7 @@ class EngineRig:
 
     def drain(self, prefix: bytes, quiet_s: float = 0.3, timeout: float = 20.0) -> list:
         """Every `prefix` result until none came for `quiet_s` (other topics ignored)."""
-        from engine.wire import codec
+        from tickpath.engine.wire import codec
 
         got = []
         end = time.monotonic() + timeout

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from engine.dispatch import calibration
-from engine.dispatch.backends import BATCH_KERNELS, Backend, KernelBackend
+from tickpath.engine.dispatch import calibration
+from tickpath.engine.dispatch.backends import BATCH_KERNELS, Backend, KernelBackend
 
 
 def test_crossover_of_two_lines():
@@ -109,7 +109,7 @@ def test_file_round_trip_and_errors(tmp_path):
 
 
 def test_cli_without_a_gpu_writes_an_empty_calibration(tmp_path, capsys):
-    import kernels.batch as kb
+    import tickpath.kernels.batch as kb
 
     if "cuda" in kb.available_backends() or "cupy" in kb.available_backends():
         pytest.skip("a GPU is usable here: the CLI would measure it (slow)")

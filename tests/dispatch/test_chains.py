@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.dispatch.backends import BATCH_KERNELS, REPRICE_CHAIN, Backend, KernelBackend
-from engine.dispatch.chains import (
+from tests.dispatch.helpers import Rig, SleepJob
+from tickpath.engine.dispatch.backends import BATCH_KERNELS, REPRICE_CHAIN, Backend, KernelBackend
+from tickpath.engine.dispatch.chains import (
     ChainJob,
     ChainRecords,
     ChainSpec,
@@ -21,11 +22,10 @@ from engine.dispatch.chains import (
     check_chain_values,
     generated_strikes,
 )
-from engine.dispatch.config import ChainConfig, OptionConfig
-from engine.dispatch.jobs import JobRejected, Outcome
-from engine.wire import schema as s
-from kernels import batch
-from tests.dispatch.helpers import Rig, SleepJob
+from tickpath.engine.dispatch.config import ChainConfig, OptionConfig
+from tickpath.engine.dispatch.jobs import JobRejected, Outcome
+from tickpath.engine.wire import schema as s
+from tickpath.kernels import batch
 
 CPU = KernelBackend("cpu")
 GREEKS = ("price", "delta", "gamma", "vega", "theta", "rho")
@@ -188,7 +188,7 @@ def test_check_refuses_non_finite_prices_and_negative_vols():
 def test_fast_path_counts_what_the_check_refuses():
     """The kernel itself counts non-finite values: an invalid contract that got past the
     spec's validation gives six NaNs (price and greeks), which the check refuses."""
-    from kernels.cpu import chain
+    from tickpath.kernels.cpu import chain
 
     spec = build_chain(ChainConfig(underlying=0, strikes=(90.0, 110.0), expiries=(1.0,)))
     template = spec.template.copy()
@@ -275,7 +275,7 @@ def test_the_cpu_and_cuda_have_the_fast_path_and_warmup_loads_it():
             other.reprice_chain(np.empty(2, s.RESULT_CHAIN), _spec().template,
                                 np.full(2, np.nan), 100.0, False, PROVENANCE)  # fmt: skip
     CPU.warmup()
-    from kernels.cpu import chain
+    from tickpath.kernels.cpu import chain
 
     # compiled at start-up for its one signature; a call never compiles
     kernels = (chain.reprice_serial, chain.reprice_parallel)
@@ -412,7 +412,7 @@ def test_fast_path_matches_the_numpy_reference(seed):
 
 
 def test_parallel_kernel_of_large_chains_equals_the_generic_path():
-    from kernels.cpu import chain
+    from tickpath.kernels.cpu import chain
 
     rng = np.random.default_rng(11)
     jobs = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import ConfigError, load_config, parse_setting
-from engine.dispatch.config import chain_option_symbols, check_against_engine
+from tickpath.engine.config import ConfigError, load_config, parse_setting
+from tickpath.engine.dispatch.config import chain_option_symbols, check_against_engine
 
 
 def test_defaults_work_on_a_laptop():

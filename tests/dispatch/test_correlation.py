@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.dispatch.backends import KernelBackend
-from engine.dispatch.config import CorrelationConfig
-from engine.dispatch.correlation import CorrJob, ReturnSampler
-from engine.dispatch.jobs import Outcome
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
+from tickpath.engine.dispatch.backends import KernelBackend
+from tickpath.engine.dispatch.config import CorrelationConfig
+from tickpath.engine.dispatch.correlation import CorrJob, ReturnSampler
+from tickpath.engine.dispatch.jobs import Outcome
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 
 def _state(n_symbols=8):

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from engine.wire import schema as s
 from tests.dispatch.helpers import Rig, SleepJob, chain_job, reference_greeks
+from tickpath.engine.wire import schema as s
 
 GREEKS = ("price", "delta", "gamma", "vega", "theta", "rho")
 
@@ -184,8 +184,8 @@ def test_deadlines_drop_policy_expires_and_run_policy_counts_late(policy):
 def test_micro_batch_fuses_chains_into_one_computation():
     rig = Rig(routes={"chain": "flaky"}, lanes={"stream": {"max_batch": 4, "max_wait_ms": 1000}})
     try:
-        from engine.dispatch.chains import build_chain
         from tests.dispatch.helpers import CHAIN
+        from tickpath.engine.dispatch.chains import build_chain
 
         specs = [build_chain(CHAIN.__class__(**{**_fields(CHAIN), "underlying": u,
                                                 "option_symbol_base": None}))

@@ -24,14 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _run_chains(backend_name: str, n_star: int, workdir: Path) -> dict[str, np.ndarray]:
     """Reprice a large and a small chain through a dispatcher routed by a calibration file."""
-    from engine.dispatch import calibration
-    from engine.dispatch.backends import default_registry
-    from engine.dispatch.chains import ChainJob, Provenance, build_chain
-    from engine.dispatch.config import ChainConfig
-    from engine.dispatch.dispatcher import Dispatcher
-    from engine.dispatch.routing import HealthBook, RoutingTable
-    from kernels import batch
     from tests.dispatch.helpers import dispatch_config
+    from tickpath.engine.dispatch import calibration
+    from tickpath.engine.dispatch.backends import default_registry
+    from tickpath.engine.dispatch.chains import ChainJob, Provenance, build_chain
+    from tickpath.engine.dispatch.config import ChainConfig
+    from tickpath.engine.dispatch.dispatcher import Dispatcher
+    from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
+    from tickpath.kernels import batch
 
     cal = workdir / "calibration.json"
     calibration.save(cal, {
@@ -81,8 +81,8 @@ def _run_chains(backend_name: str, n_star: int, workdir: Path) -> dict[str, np.n
 
 
 def _check(out: dict, code: int) -> None:
-    from engine.wire import schema as s
-    from kernels import batch
+    from tickpath.engine.wire import schema as s
+    from tickpath.kernels import batch
 
     assert np.all(out["big_backend"] == code)  # 12 >= N*: the GPU backend
     assert np.all(out["small_backend"] == s.BACKEND_CODES["cpu"])  # 2 < N*: the cpu
@@ -110,7 +110,7 @@ def test_cuda_routing_under_the_simulator(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = np.load(tmp_path / "routed.npz")
     out = {k: data[k] for k in data.files}
-    from engine.wire import schema as s
+    from tickpath.engine.wire import schema as s
 
     _check(out, s.BACKEND_CODES["cuda"])
     table = "\n".join(out["table"].tolist())
@@ -123,7 +123,7 @@ def test_cuda_routing_under_the_simulator(tmp_path):
 def _gpu_reason(backend: str) -> str | None:
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return "NUMBA_ENABLE_CUDASIM=1: this process runs the simulator, not a GPU"
-    from kernels import batch
+    from tickpath.kernels import batch
 
     return {"cuda": batch._cuda_status, "cupy": batch._cupy_status}[backend]()
 
@@ -132,7 +132,7 @@ def test_cupy_routing(tmp_path):
     reason = _gpu_reason("cupy")
     if reason is not None:
         pytest.skip(f"CuPy routing needs a GPU: {reason}")
-    from engine.wire import schema as s
+    from tickpath.engine.wire import schema as s
 
     _check(_run_chains("cupy", 8, tmp_path), s.BACKEND_CODES["cupy"])
 
@@ -142,8 +142,8 @@ def test_real_gpu_crossover_is_measured_at_start_up():
     reason = _gpu_reason("cuda")
     if reason is not None:
         pytest.skip(f"no real CUDA GPU: {reason}")
-    from engine.dispatch import calibration
-    from engine.dispatch.backends import default_registry
+    from tickpath.engine.dispatch import calibration
+    from tickpath.engine.dispatch.backends import default_registry
 
     registry = default_registry()
     registry.detect()
@@ -160,7 +160,7 @@ def test_real_gpu_crossover_is_measured_at_start_up():
 
 
 def _main(workdir: str) -> int:
-    from kernels import batch
+    from tickpath.kernels import batch
 
     if "cuda" not in batch.available_backends():
         print(batch._cuda_status())

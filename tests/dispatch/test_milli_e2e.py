@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from engine.wire import schema as s
-from kernels import batch
 from tests.dispatch.helpers import EngineRig, reference_greeks
+from tickpath.engine.wire import schema as s
+from tickpath.kernels import batch
 
 GREEKS = ("price", "delta", "gamma", "vega", "theta", "rho")
 CHAIN = {
@@ -123,7 +123,7 @@ def test_correlation_topic(rig):
             if topic == b"corr":
                 got.append(payload)
     assert got, "no corr frame within 10 s"
-    from engine.wire import codec
+    from tickpath.engine.wire import codec
 
     header, rec = codec.decode_frame(got[0])
     assert int(header["kind"]) == s.KIND_RESULT_CORR and int(header["count"]) == 6

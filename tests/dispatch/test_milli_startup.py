@@ -9,11 +9,11 @@ import types
 import pytest
 import zmq
 
-from engine.config import ConfigError, load_config
-from engine.dispatch import calibration
-from engine.dispatch.backends import default_registry
-from engine.dispatch.milli import MilliPath
 from tests.dispatch.test_calibration import Timed
+from tickpath.engine.config import ConfigError, load_config
+from tickpath.engine.dispatch import calibration
+from tickpath.engine.dispatch.backends import default_registry
+from tickpath.engine.dispatch.milli import MilliPath
 
 
 def fake_engine(config, extensions=()):

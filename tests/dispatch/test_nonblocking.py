@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 import zmq
 
-from engine.bench.ticker import Ticker
-from engine.service.demo import free_port
+from tickpath.engine.bench.ticker import Ticker
+from tickpath.engine.service.demo import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 N_OPTIONS = 1_000_000
@@ -39,7 +39,7 @@ N_OPTIONS = 1_000_000
 CLIENT = """
 import json, sys, time
 import numpy as np
-from engine.service.requests import encode_request, request
+from tickpath.engine.service.requests import encode_request, request
 endpoint, n, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 strike = np.random.default_rng(7).uniform(50, 150, n)
 job = {"type": "price_chain", "spot": 100.0, "strike": strike, "expiry": 0.5, "vol": 0.3,
@@ -64,7 +64,7 @@ def engine_process(tmp_path):
     # about as long on any machine (a GPU or many cores would make it too short to matter)
     config.write_text("[dispatch]\ncpu_threads = 1\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--ingest", ingest, "--publish", results,
+        [sys.executable, "-m", "tickpath", "serve", "--ingest", ingest, "--publish", results,
          "--requests", requests, "--symbols", "8", "--log-level", "INFO", "--config", str(config)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine.dispatch.queues import CoalescingQueue
+from tickpath.engine.dispatch.queues import CoalescingQueue
 
 
 def test_coalescing_replaces_in_place_and_keeps_the_wait():

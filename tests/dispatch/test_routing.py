@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.dispatch.backends import BackendRegistry, FpgaTickBackend, KernelBackend
-from engine.dispatch.calibration import Crossover
-from engine.dispatch.config import HealthConfig, RoutesConfig
-from engine.dispatch.routing import HealthBook, RoutingTable
 from tests.dispatch.helpers import FaultyBackend
+from tickpath.engine.dispatch.backends import BackendRegistry, FpgaTickBackend, KernelBackend
+from tickpath.engine.dispatch.calibration import Crossover
+from tickpath.engine.dispatch.config import HealthConfig, RoutesConfig
+from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
 
 
 class FakeClock:

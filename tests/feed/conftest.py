@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.wire import schema as s
+from tickpath.engine.wire import schema as s
 
 
 class BookViolation(AssertionError):

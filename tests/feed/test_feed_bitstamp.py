@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import zmq
 
-from engine.feed.bitstamp import BitstampImportError, import_bitstamp
-from engine.feed.publisher import run_feed
-from engine.feed.recording import iter_frames, scan
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.feed.bitstamp import BitstampImportError, import_bitstamp
+from tickpath.engine.feed.publisher import run_feed
+from tickpath.engine.feed.recording import iter_frames, scan
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 N_ORDER_ROWS = 314_057  # meta.json total_order_rows
 N_TRADES = 284
@@ -126,7 +126,7 @@ def test_feed_replays_the_import(imported):
 def test_import_cli(imported, tmp_path, capsys):
     import argparse
 
-    from engine.feed.cli import add_import_arguments, import_main
+    from tickpath.engine.feed.cli import add_import_arguments, import_main
 
     _, report = imported
     parser = argparse.ArgumentParser()

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import zmq
 
-from engine.feed.cli import add_feed_arguments, feed_main
-from engine.feed.publisher import feed_market, run_feed
-from engine.feed.recording import iter_frames, scan
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.feed.cli import add_feed_arguments, feed_main
+from tickpath.engine.feed.publisher import feed_market, run_feed
+from tickpath.engine.feed.recording import iter_frames, scan
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 @pytest.fixture

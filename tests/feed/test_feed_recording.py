@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from engine.feed.recording import RecordingError, RecordingWriter, iter_frames, scan
-from engine.feed.synthetic import SyntheticMarket
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.feed.recording import RecordingError, RecordingWriter, iter_frames, scan
+from tickpath.engine.feed.synthetic import SyntheticMarket
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 def write_sample(path, n_frames=40, batch=32, stream_id=3, first_seq=100):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from engine.feed.synthetic import DEFAULT_START_NS, SyntheticMarket
-from engine.wire import schema as s
+from tickpath.engine.feed.synthetic import DEFAULT_START_NS, SyntheticMarket
+from tickpath.engine.wire import schema as s
 
 
 def batches(market, n_frames, batch):

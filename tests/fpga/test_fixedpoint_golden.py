@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.wire import schema
-from kernels.fixedpoint import layout as L
-from kernels.fixedpoint.float_reference import float_features
-from kernels.fixedpoint.tick_features import (
+from tickpath.engine.wire import schema
+from tickpath.kernels.fixedpoint import layout as L
+from tickpath.kernels.fixedpoint.float_reference import float_features
+from tickpath.kernels.fixedpoint.tick_features import (
     FeatureState,
     mul_64x64_128,
     process,

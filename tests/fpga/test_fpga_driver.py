@@ -19,10 +19,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import engine.backends.fpga as fpga
-from engine.wire import schema
-from kernels.fixedpoint import layout as L
-from kernels.fixedpoint.tick_features import FeatureState, process, to_slots
+import tickpath.engine.backends.fpga as fpga
+from tickpath.engine.wire import schema
+from tickpath.kernels.fixedpoint import layout as L
+from tickpath.kernels.fixedpoint.tick_features import FeatureState, process, to_slots
 
 HAVE_PYNQ = importlib.util.find_spec("pynq") is not None
 needs_pynq = pytest.mark.skipif(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.wire import schema
-from kernels.fixedpoint import layout as L
+from tickpath.engine.wire import schema
+from tickpath.kernels.fixedpoint import layout as L
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = ROOT / "fpga" / "tick_features"

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import zmq
 
-from engine.config import load_config
-from engine.service.engine import Engine
-from engine.wire import codec
-from engine.wire import schema as s
 from tests.factories import make_quotes, make_trades
+from tickpath.engine.config import load_config
+from tickpath.engine.service.engine import Engine
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 class Harness:

@@ -7,13 +7,13 @@ import time
 import numpy as np
 import zmq
 
-from engine.backends.fpga import EmulatedOverlay
-from engine.backends.fpga.micro import FpgaMicroPath
-from engine.wire import codec
-from engine.wire import schema as s
-from kernels.fixedpoint.tick_features import FeatureState, process
 from tests.factories import make_quotes, make_trades
 from tests.integration.test_engine_sockets import Harness
+from tickpath.engine.backends.fpga import EmulatedOverlay
+from tickpath.engine.backends.fpga.micro import FpgaMicroPath
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.fixedpoint.tick_features import FeatureState, process
 
 FEATURES = ("ema0", "ema1", "pv_lo", "pv_hi", "volume", "last_price", "bid_price", "ask_price",
             "mid_x2", "spread", "imb_num", "imb_den", "flags")  # fmt: skip
@@ -25,7 +25,7 @@ class FpgaHarness(Harness):
         super().__init__()
 
     def _make_engine(self, config):
-        from engine.service.engine import Engine
+        from tickpath.engine.service.engine import Engine
 
         return Engine(config, zmq.Context.instance(), extensions=[self.extension])
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from kernels import batch as kb
+from tickpath.kernels import batch as kb
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_import_loads_no_gpu_library_and_no_kernel():
     code = (
-        "import sys, kernels.batch as kb; "
-        "names = ('cupy', 'numba.cuda', 'kernels.cpu.black_scholes', "
-        "'kernels.cuda.black_scholes'); "
+        "import sys, tickpath.kernels.batch as kb; "
+        "names = ('cupy', 'numba.cuda', 'tickpath.kernels.cpu.black_scholes', "
+        "'tickpath.kernels.cuda.black_scholes'); "
         "print([m for m in names if m in sys.modules])"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -50,7 +50,7 @@ def test_unknown_backend_is_a_value_error():
 
 def test_warmup_cpu_compiles_everything():
     kb.warmup(("cpu",))
-    import kernels.cpu.black_scholes as cpu_bs
+    import tickpath.kernels.cpu.black_scholes as cpu_bs
 
     # eager signatures: a call with another layout is refused rather than compiled late
     assert cpu_bs.price_parallel.signatures

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from kernels import batch as kb
-from kernels.cupy import black_scholes as cupy_bs
-from kernels.reference.black_scholes import black_scholes_greeks
+from tickpath.kernels import batch as kb
+from tickpath.kernels.cupy import black_scholes as cupy_bs
+from tickpath.kernels.reference.black_scholes import black_scholes_greeks
 
 FIELDS = ("price", "delta", "gamma", "vega", "theta", "rho")
 
@@ -200,7 +200,7 @@ def test_cupy_module_code_path_on_numpy():
 
 def test_branch_free_layout_gives_the_same_bits():
     """The GPU's call/put-without-a-branch layout of the scalar source equals the CPU's."""
-    from kernels.reference.black_scholes_scalar import build
+    from tickpath.kernels.reference.black_scholes_scalar import build
 
     branchy = build(lambda f: f)
     branch_free = build(lambda f: f, branch_free=True)

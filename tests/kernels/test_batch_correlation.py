@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import batch as kb
+from tickpath.kernels import batch as kb
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ FIELDS = ("price", "delta", "gamma", "vega", "theta", "rho")
 
 def compute(backend: str) -> dict[str, np.ndarray]:
     """Every batch kernel on small inputs with `backend`, as named arrays."""
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     rng = np.random.default_rng(12)
     n = 96
@@ -123,7 +123,7 @@ def test_cuda_simulator_matches_cpu(tmp_path):
 def _real_gpu() -> str | None:
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return "NUMBA_ENABLE_CUDASIM=1: this process runs the simulator, not a GPU"
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     return kb._cuda_status()
 
@@ -139,7 +139,7 @@ def test_real_gpu_cuda_backend_matches_cpu():
 
 @pytest.mark.gpu
 def test_real_gpu_cupy_backend_matches_cpu():
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     reason = kb._cupy_status()
     if reason is not None:
@@ -149,7 +149,7 @@ def test_real_gpu_cupy_backend_matches_cpu():
 
 def _device_resident(backend: str, to_device, n: int = 4096) -> dict[str, np.ndarray]:
     """Black-Scholes and implied vol with GPU inputs and GPU outs, read back at the end."""
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     rng = np.random.default_rng(31)
     S, K = rng.uniform(50, 150, n), rng.uniform(50, 150, n)
@@ -186,7 +186,7 @@ def test_real_gpu_device_resident_inputs_and_outputs():
     from numba import cuda
 
     _device_resident("cuda", cuda.to_device)
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     if kb._cupy_status() is None:
         import cupy
@@ -224,10 +224,10 @@ import types
 import numba.cuda.dispatcher as dispatcher
 dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
 from numba import cuda, types as nt
-import kernels.cuda.black_scholes as bs, kernels.cuda.implied_vol as iv
-import kernels.cuda.montecarlo as mc, kernels.cuda.correlation as co
-import kernels.cuda.chain as ch
-from engine.wire import schema
+import tickpath.kernels.cuda.black_scholes as bs, tickpath.kernels.cuda.implied_vol as iv
+import tickpath.kernels.cuda.montecarlo as mc, tickpath.kernels.cuda.correlation as co
+import tickpath.kernels.cuda.chain as ch
+from tickpath.engine.wire import schema
 from numba import from_dtype
 rec = nt.Array(from_dtype(schema.RESULT_CHAIN), 1, "C")
 f8, b1, i8 = nt.float64[::1], nt.boolean[::1], nt.int64[::1]
@@ -271,7 +271,7 @@ def test_cuda_kernels_compile_to_ptx():
 
 
 def _main(target: str) -> int:
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     if "cuda" not in kb.available_backends():
         print(kb._cuda_status())

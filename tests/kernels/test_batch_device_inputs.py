@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import batch as kb
+from tickpath.kernels import batch as kb
 
 
 class StandInGpuArray:

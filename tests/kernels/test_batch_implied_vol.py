@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import batch as kb
-from kernels.cupy import implied_vol as cupy_iv
+from tickpath.kernels import batch as kb
+from tickpath.kernels.cupy import implied_vol as cupy_iv
 
 EPS = np.finfo(float).eps
 R, Q, S0 = 0.03, 0.01, 100.0

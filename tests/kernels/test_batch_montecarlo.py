@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from kernels import batch as kb
-from kernels.reference import montecarlo as ref
+from tickpath.kernels import batch as kb
+from tickpath.kernels.reference import montecarlo as ref
 
 CONTRACT = (100.0, 105.0, 0.75, 0.03, 0.01, 0.25)
 

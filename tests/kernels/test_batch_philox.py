@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import philox
+from tickpath.kernels import philox
 
 # Random123 known-answer vectors for philox4x32_10: (counter, key, output)
 KAT = [

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.wire.schema import (
+from tickpath.engine.wire.schema import (
     ACTION_ADD,
     ACTION_CANCEL,
     ACTION_EXECUTE,
@@ -27,8 +27,8 @@ from engine.wire.schema import (
     SIDE_SELL,
     TOP_N,
 )
-from kernels.cpu import book as nb
-from kernels.reference.book import ReferenceBook
+from tickpath.kernels.cpu import book as nb
+from tickpath.kernels.reference.book import ReferenceBook
 
 BOOK_FIELDS = (
     "bid_price",

@@ -1,6 +1,6 @@
 """The CUDA chain kernel against the CPU one: same records, field by field.
 
-Both run the scalar source `kernels.reference.chain_scalar`; the CUDA one in its
+Both run the scalar source `tickpath.kernels.reference.chain_scalar`; the CUDA one in its
 branch-free Black-Scholes layout, which gives the same bits in plain Python. Under the
 simulator (a subprocess: the variable must be set before numba is imported) the values
 agree to rounding (the CPU uses LLVM's libm, the simulator Python's); on a real GPU the
@@ -23,11 +23,11 @@ PROVENANCE = (11, 22, 33, 44, 5)
 
 def compare(seed: int = 3, n: int = 150) -> int:
     """Reprice random chains on both and compare; returns the contracts compared."""
-    from engine.dispatch.chains import ChainSpec
-    from engine.wire import schema as s
-    from kernels import batch
-    from kernels.cpu import chain as cpu_chain
-    from kernels.cuda import chain as cuda_chain
+    from tickpath.engine.dispatch.chains import ChainSpec
+    from tickpath.engine.wire import schema as s
+    from tickpath.kernels import batch
+    from tickpath.kernels.cpu import chain as cpu_chain
+    from tickpath.kernels.cuda import chain as cuda_chain
 
     rng = np.random.default_rng(seed)
     compared = 0
@@ -73,7 +73,7 @@ def test_cuda_chain_kernel_matches_cpu_under_the_simulator():
 def test_real_gpu_chain_kernel_matches_cpu():
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         pytest.skip("NUMBA_ENABLE_CUDASIM=1: this process runs the simulator, not a GPU")
-    from kernels import batch
+    from tickpath.kernels import batch
 
     reason = batch._cuda_status()
     if reason is not None:
@@ -82,7 +82,7 @@ def test_real_gpu_chain_kernel_matches_cpu():
 
 
 if __name__ == "__main__":
-    from kernels import batch as _batch
+    from tickpath.kernels import batch as _batch
 
     if "cuda" not in _batch.available_backends():
         print(_batch._cuda_status())

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.bench import gpu_roofline as rf
+from tickpath.engine.bench import gpu_roofline as rf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,15 @@ def test_simulator_run_checks_every_path(tmp_path):
     out = tmp_path / "roofline.json"
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.bench.gpu_roofline", "--n", "96", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "tickpath.engine.bench.gpu_roofline",
+            "--n",
+            "96",
+            "--json",
+            str(out),
+        ],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -53,7 +61,7 @@ def host_inputs(n: int = 500) -> dict[str, np.ndarray]:
 
 
 def cpu_outputs(host: dict) -> dict[str, np.ndarray]:
-    from kernels import batch as kb
+    from tickpath.kernels import batch as kb
 
     res = kb.black_scholes(
         host["S"], host["K"], host["T"], rf.R, rf.Q, host["sigma"], host["is_call"]
@@ -90,7 +98,7 @@ def test_inputs_are_valid_and_never_zero():
 
 def test_bad_flags_get_one_line_errors():
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.bench.gpu_roofline", "--n", "0"],
+        [sys.executable, "-m", "tickpath.engine.bench.gpu_roofline", "--n", "0"],
         cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
         capture_output=True,

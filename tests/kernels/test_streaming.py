@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.wire import codec
-from engine.wire import schema as s
-from kernels.reference import streaming as ref
 from tests.factories import make_quotes, make_trades
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.reference import streaming as ref
 
 SMALL = dict(
     n_symbols=64,

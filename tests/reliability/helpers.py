@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.config import EngineConfig, load_config
-from engine.feed.synthetic import SyntheticMarket
-from engine.service.engine import StreamProcessor
-from engine.wire import codec
-from engine.wire import schema as s
+from tickpath.engine.config import EngineConfig, load_config
+from tickpath.engine.feed.synthetic import SyntheticMarket
+from tickpath.engine.service.engine import StreamProcessor
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 SMALL = {
     "analytics.n_symbols": 16,

@@ -1,7 +1,7 @@
 """Injected faults: a subscriber too slow for the publisher, publisher restarts, engine restarts.
 
 Loss is never silent: a subscriber counts what it missed from the per-topic
-result sequence numbers (``engine.service.watch.TopicSequences``, the code
+result sequence numbers (``tickpath.engine.service.watch.TopicSequences``, the code
 ``tickpath watch`` runs), and the engine counts ingest gaps and resets.
 """
 
@@ -14,16 +14,16 @@ import msgspec
 import pytest
 import zmq
 
-from engine.config import load_config
-from engine.journal.extension import JournalExtension
-from engine.service.demo import free_port
-from engine.service.engine import Engine
-from engine.service.watch import TopicSequences
-from engine.wire import codec
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
 from tests.factories import make_quotes
 from tests.reliability.helpers import SMALL
+from tickpath.engine.config import load_config
+from tickpath.engine.journal.extension import JournalExtension
+from tickpath.engine.service.demo import free_port
+from tickpath.engine.service.engine import Engine
+from tickpath.engine.service.watch import TopicSequences
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 
 class Running:

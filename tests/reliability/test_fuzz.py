@@ -4,7 +4,7 @@ Most cases go straight to ``StreamProcessor.process`` (the code the socket
 path runs); a smaller share goes over a real ZeroMQ socket to a running
 engine, with real multipart and oversize messages.  After every direct case
 each counter is compared with an independent model of the README's rules
-(:mod:`engine.security.fuzz`); no case may crash, hang or take long.
+(:mod:`tickpath.engine.security.fuzz`); no case may crash, hang or take long.
 
 Requests to the ROUTER endpoint are fuzzed in test_request_fuzz.py.
 """
@@ -20,12 +20,12 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.journal.snapshot import differing_arrays
-from engine.security import fuzz
-from engine.service.engine import Engine
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
 from tests.reliability.helpers import accounting_holds, drive, processor, small_config
+from tickpath.engine.journal.snapshot import differing_arrays
+from tickpath.engine.security import fuzz
+from tickpath.engine.service.engine import Engine
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 CONFIG = small_config()
 TOTAL = {"cases": 0, "tests": set()}  # cases run by this module, checked by the last test

@@ -10,19 +10,19 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.journal import format as fmt
-from engine.journal.config import JournalConfig
-from engine.journal.reader import (
+from tests.reliability.helpers import market_frames
+from tickpath.engine.journal import format as fmt
+from tickpath.engine.journal.config import JournalConfig
+from tickpath.engine.journal.reader import (
     JournalCorruptError,
     iter_entries,
     list_segments,
     open_journal,
     scan_segment,
 )
-from engine.journal.writer import JournalWriter
-from engine.wire import codec
-from engine.wire import schema as s
-from tests.reliability.helpers import market_frames
+from tickpath.engine.journal.writer import JournalWriter
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 MAX_STREAMS = 8
 MAX_RECORDS = 1600

@@ -20,8 +20,6 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from engine.journal.snapshot import differing_arrays, list_snapshots, load_snapshot
-from engine.service.demo import free_port
 from tests.reliability.helpers import (
     SMALL,
     accounting_holds,
@@ -31,6 +29,8 @@ from tests.reliability.helpers import (
     small_config,
     with_bad_input,
 )
+from tickpath.engine.journal.snapshot import differing_arrays, list_snapshots, load_snapshot
+from tickpath.engine.service.demo import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def _write_config(path, ingest, publish, journal):
 def _serve(config_path, log_path):
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the process below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--config", str(config_path)],
+        [sys.executable, "-m", "tickpath", "serve", "--config", str(config_path)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -11,17 +11,6 @@ import numpy as np
 import pytest
 import zmq
 
-from engine.cli import main
-from engine.journal import format as fmt
-from engine.journal.config import JournalConfig
-from engine.journal.extension import JournalExtension
-from engine.journal.reader import list_segments
-from engine.journal.recovery import JournalMismatchError
-from engine.journal.snapshot import differing_arrays, list_snapshots, state_digest
-from engine.service.demo import free_port
-from engine.wire import codec
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
 from tests.reliability.helpers import (
     accounting_holds,
     drive,
@@ -30,6 +19,17 @@ from tests.reliability.helpers import (
     small_config,
     with_bad_input,
 )
+from tickpath.engine.cli import main
+from tickpath.engine.journal import format as fmt
+from tickpath.engine.journal.config import JournalConfig
+from tickpath.engine.journal.extension import JournalExtension
+from tickpath.engine.journal.reader import list_segments
+from tickpath.engine.journal.recovery import JournalMismatchError
+from tickpath.engine.journal.snapshot import differing_arrays, list_snapshots, state_digest
+from tickpath.engine.service.demo import free_port
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
 
 CONFIG = small_config()
 
@@ -337,7 +337,7 @@ def test_retain_snapshots_deletes_only_segments_no_kept_snapshot_needs(tmp_path,
 
 
 def test_retain_all_keeps_every_segment_and_pruned_journals_say_what_is_missing(tmp_path, items):
-    from engine.journal.reader import JournalCorruptError, iter_entries, prune_segments
+    from tickpath.engine.journal.reader import JournalCorruptError, iter_entries, prune_segments
 
     live = processor(CONFIG)
     ext = _journal(tmp_path, segment_bytes=1 << 16, snapshot_keep=1)  # retain = "all"

@@ -16,14 +16,14 @@ import time
 import pytest
 import zmq
 
-from engine.config import load_config
-from engine.dispatch.cli import serve_extensions
-from engine.security import fuzz
-from engine.service.engine import Engine
-from engine.service.requests import decode_reply, encode_request
-from engine.wire import codec
-from engine.wire import schema as s
 from tests.factories import make_quotes
+from tickpath.engine.config import load_config
+from tickpath.engine.dispatch.cli import serve_extensions
+from tickpath.engine.security import fuzz
+from tickpath.engine.service.engine import Engine
+from tickpath.engine.service.requests import decode_reply, encode_request
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 def test_request_bodies_are_decoded_or_refused_with_a_code():

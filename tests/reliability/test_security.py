@@ -14,19 +14,19 @@ import msgspec
 import pytest
 import zmq
 
-from engine.cli import main
-from engine.config import ConfigError, load_config
-from engine.feed.publisher import run_feed
-from engine.security.config import SecurityConfig
-from engine.security.curve import apply_curve_client, is_loopback
-from engine.security.extension import SecurityExtension
-from engine.security.keys import list_keys, new_keypair
-from engine.service.engine import Engine
-from engine.service.watch import watch
-from engine.wire import codec
-from engine.wire import schema as s
 from tests.factories import make_quotes
 from tests.reliability.helpers import SMALL
+from tickpath.engine.cli import main
+from tickpath.engine.config import ConfigError, load_config
+from tickpath.engine.feed.publisher import run_feed
+from tickpath.engine.security.config import SecurityConfig
+from tickpath.engine.security.curve import apply_curve_client, is_loopback
+from tickpath.engine.security.extension import SecurityExtension
+from tickpath.engine.security.keys import list_keys, new_keypair
+from tickpath.engine.service.engine import Engine
+from tickpath.engine.service.watch import watch
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.journal.snapshot import (
+from tests.reliability.helpers import drive, market_frames, processor, small_config, with_bad_input
+from tickpath.engine.journal.snapshot import (
     SnapshotError,
     Snapshotter,
     differing_arrays,
@@ -18,8 +19,7 @@ from engine.journal.snapshot import (
     state_arrays,
     write_snapshot,
 )
-from kernels.cpu import streaming as k
-from tests.reliability.helpers import drive, market_frames, processor, small_config, with_bad_input
+from tickpath.kernels.cpu import streaming as k
 
 
 @pytest.fixture(scope="module")

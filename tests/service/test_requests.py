@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import zmq
 
-from engine.service.requests import decode_reply, encode_request, request
-from kernels import batch
 from tests.dispatch.helpers import EngineRig
+from tickpath.engine.service.requests import decode_reply, encode_request, request
+from tickpath.kernels import batch
 
 REPO = Path(__file__).resolve().parents[2]
 GREEKS = ("price", "delta", "gamma", "vega", "theta", "rho")
@@ -216,7 +216,7 @@ def test_request_cli(rig, tmp_path):
     bad.write_text('{"type": "price_chain"}')
     for path, status, ok in ((good, 0, True), (bad, 1, False)):
         proc = subprocess.run(
-            [sys.executable, "-m", "engine", "request", "--endpoint", rig.request_endpoint,
+            [sys.executable, "-m", "tickpath", "request", "--endpoint", rig.request_endpoint,
              "--file", str(path), "--msgpack"],
             cwd=REPO, capture_output=True, text=True, timeout=60,
         )  # fmt: skip

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.wire import codec
-from engine.wire import schema as s
 from tests.factories import make_quotes, make_trades
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

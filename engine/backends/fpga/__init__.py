@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from engine.backends.fpga.driver import (
+from tickpath.engine.backends.fpga.driver import (
     VLNV,
     FpgaOverlay,
     FpgaUnavailableError,
     TickFeaturesRegisters,
     driver_class,
 )
-from engine.backends.fpga.emulated import EmulatedOverlay
+from tickpath.engine.backends.fpga.emulated import EmulatedOverlay
 
 __all__ = [
     "VLNV",

@@ -16,7 +16,7 @@ Three layers:
 Anything that keeps the overlay from being used (pynq missing, no device, a
 bitstream without the core) raises :class:`FpgaUnavailableError` with a
 one-line reason, so the engine can fall back to
-:class:`~engine.backends.fpga.emulated.EmulatedOverlay`.
+:class:`~tickpath.engine.backends.fpga.emulated.EmulatedOverlay`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kernels.fixedpoint import layout as L
-from kernels.fixedpoint.tick_features import to_slots
+from tickpath.kernels.fixedpoint import layout as L
+from tickpath.kernels.fixedpoint.tick_features import to_slots
 
 VLNV = L.VLNV
 DMA_VLNV_PREFIX = "xilinx.com:ip:axi_dma:"
@@ -208,7 +208,7 @@ class FpgaOverlay:
     """A loaded tick-features overlay: batches through the DMA, single records via MMIO.
 
     ``process(records)`` has the same contract as
-    :meth:`engine.backends.fpga.emulated.EmulatedOverlay.process`.
+    :meth:`tickpath.engine.backends.fpga.emulated.EmulatedOverlay.process`.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Emulation of the tick-features overlay on the CPU, backed by the golden model.
 
 :class:`EmulatedOverlay` has the batch interface of
-:class:`~engine.backends.fpga.driver.FpgaOverlay` and returns bit-for-bit what
+:class:`~tickpath.engine.backends.fpga.driver.FpgaOverlay` and returns bit-for-bit what
 the core returns (the RTL testbench checks the core against the same model),
 so the engine runs the same code path with or without a board.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.fixedpoint import layout as L
-from kernels.fixedpoint.tick_features import FeatureState, process
+from tickpath.kernels.fixedpoint import layout as L
+from tickpath.kernels.fixedpoint.tick_features import FeatureState, process
 
 
 class EmulatedOverlay:

@@ -19,9 +19,9 @@ import time
 import numba
 import numpy as np
 
-from engine.wire import schema as s
-from kernels.cpu import streaming as k
-from kernels.cpu.cache import stamp_dependencies
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.cache import stamp_dependencies
 
 log = logging.getLogger("tickpath.fpga")
 
@@ -154,7 +154,7 @@ class FpgaMicroPath:
 
 def fpga_extension(overlay_path: str | None, emulate: bool, n_symbols: int) -> FpgaMicroPath:
     """Open the overlay at ``overlay_path`` (or the emulation when ``emulate``)."""
-    from engine.backends.fpga import EmulatedOverlay, FpgaOverlay
+    from tickpath.engine.backends.fpga import EmulatedOverlay, FpgaOverlay
 
     if overlay_path is not None:
         return FpgaMicroPath(FpgaOverlay(overlay_path), f"overlay {overlay_path}")

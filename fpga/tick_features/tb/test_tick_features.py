@@ -1,7 +1,7 @@
 """cocotb testbench of the tick-features core (Icarus Verilog, cocotbext-axi).
 
 Every output beat is compared bit for bit with the numba golden model
-(:func:`kernels.fixedpoint.process`), which is run once per test over the
+(:func:`tickpath.kernels.fixedpoint.process`), which is run once per test over the
 whole input array.  Run through ``tests/fpga/test_tick_features_rtl.py``.
 
 Environment read here (set by the pytest wrapper):
@@ -29,9 +29,9 @@ from cocotbext.axi import (
     AxiStreamSource,
 )
 
-from engine.wire import schema
-from kernels.fixedpoint import layout as L
-from kernels.fixedpoint.tick_features import FeatureState, process, to_slots
+from tickpath.engine.wire import schema
+from tickpath.kernels.fixedpoint import layout as L
+from tickpath.kernels.fixedpoint.tick_features import FeatureState, process, to_slots
 
 REG = L.REGISTER_OFFSETS
 CLOCK_NS = 4  # 250 MHz, the target clock the latency is quoted at
@@ -537,7 +537,7 @@ class SimRegisterWindow:
 @cocotb.test()
 async def test_driver_register_protocol(dut: HierarchyObject) -> None:
     """The PYNQ driver's register layer (engine.backends.fpga) against the RTL."""
-    from engine.backends.fpga.driver import TickFeaturesRegisters
+    from tickpath.engine.backends.fpga.driver import TickFeaturesRegisters
 
     tb = TB(dut, axis_models=False)
     await tb.reset()

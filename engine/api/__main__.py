@@ -1,0 +1,7 @@
+"""``python -m tickpath``: the ``tickpath`` command."""
+
+import sys
+
+from tickpath.engine.cli import main
+
+sys.exit(main())
