@@ -274,6 +274,14 @@ def status_command(args: argparse.Namespace) -> int:
             f"{e['shard']:>3}/{e['shards']:<3}  {e['slot']:>4}  {e['hostname']:<20} "
             f"{e['ingest']:<28} {e['publish']:<28} {e['task_id']}"
         )
+    for u in document.get("unplaced", []):
+        wait = f"backoff {u['backoff_s']:.1f} s" if u["waiting"] == "backoff" else u["waiting"]
+        print(f"unplaced: shard {u['shard']} slot {u['slot']}, waiting for {wait}")
+        for rule, r in u.get("declined_by_rule", {}).items():
+            print(
+                f"  declined by {rule}: {r['detail']} ({r['count']} offers, last from "
+                f"{r['last_host']} {r['seconds_ago']:.0f} s ago)"
+            )
     return 0
 
 

@@ -174,6 +174,7 @@ class FrameworkRunner:
         self._registered_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_snapshot: dict | None = snapshot
+        self._last_unplaced: dict[int, tuple] = {}  # slot -> what was last logged
         self._status_lock = threading.Lock()
         self._status: dict = {}
 
@@ -262,7 +263,7 @@ class FrameworkRunner:
                 decisions += self._resync(now)
             self._persist()
             self._execute(decisions)
-            self._publish()
+            self._publish(now)
             self._watchdog(now)
 
     def _resync(self, now: float) -> list[rs.Decision]:
@@ -352,8 +353,10 @@ class FrameworkRunner:
             self.errors += 1
             log.exception("could not persist the framework state")
 
-    def _publish(self) -> None:
+    def _publish(self, now: float) -> None:
         replicas = self.replicas
+        unplaced = replicas.unplaced(now)
+        self._log_unplaced(unplaced)
         document = {
             "framework_id": replicas.framework_id,
             "master": self.master,
@@ -363,6 +366,7 @@ class FrameworkRunner:
             "connected": self._connected,
             "suppressed": replicas.suppressed,
             "endpoints": replicas.endpoints(),
+            "unplaced": unplaced,
             "tasks": {t.task_id: t.state for t in replicas.tasks.values()},
             "counters": dict(vars(replicas.counters)),
             "errors": self.errors,
@@ -378,6 +382,29 @@ class FrameworkRunner:
                 log.exception("could not publish discovery")
         with self._status_lock:  # after discovery: what status() shows is published
             self._status = document
+
+    def _log_unplaced(self, unplaced: list[dict]) -> None:
+        """Log at INFO, once per change of a slot, why it waits and which rules declined offers."""
+        now_logged: dict[int, tuple] = {}
+        for u in unplaced:
+            summary = (u["waiting"], tuple(sorted(u["declined_by_rule"])))
+            now_logged[u["slot"]] = summary
+            if self._last_unplaced.get(u["slot"]) == summary:
+                continue
+            rules = "; ".join(
+                f"{rule}: {r['detail']} (x{r['count']}, last {r['last_host']})"
+                for rule, r in u["declined_by_rule"].items()
+            )
+            log.info(
+                "slot %d (shard %d) unplaced, waiting for %s%s",
+                u["slot"],
+                u["shard"],
+                u["waiting"],
+                f"; offers declined by {rules}" if rules else "",
+            )
+        for slot in sorted(set(self._last_unplaced) - set(now_logged)):
+            log.info("slot %d placed", slot)
+        self._last_unplaced = now_logged
 
     def _watchdog(self, now: float) -> None:
         if not self._connected or self._stopping.is_set():

@@ -236,6 +236,25 @@ class Counters:
 
 
 @dataclass
+class DeclineReason:
+    """Why offers were declined while a slot waited, by rule, since the unfilled set changed."""
+
+    count: int = 0
+    last_host: str = ""
+    detail: str = ""  # what the last declined offer lacked, in words
+    last_at: float = 0.0
+
+    def to_json(self, now: float) -> dict:
+        """The status form: how often, where last, why, and how long ago (seconds)."""
+        return {
+            "count": self.count,
+            "last_host": self.last_host,
+            "detail": self.detail,
+            "seconds_ago": round(max(0.0, now - self.last_at), 1),
+        }
+
+
+@dataclass
 class _Reconciliation:
     phase: str = "disconnected"  # disconnected -> explicit -> implicit -> ready
     pending: set[str] = field(default_factory=set)
@@ -258,6 +277,9 @@ class ReplicaSet:
         self._recon = _Reconciliation()
         self._rescinded: OrderedDict[str, None] = OrderedDict()
         self._last_offers_at = 0.0
+        # rule -> why offers were declined while slots stayed unfilled (reset when they change)
+        self.declines: dict[str, DeclineReason] = {}
+        self._declines_for: tuple[int, ...] = ()
         if snapshot:
             self._restore(snapshot)
 
@@ -336,6 +358,46 @@ class ReplicaSet:
     def _slot(self, slot: int) -> Slot:
         return self.slots.setdefault(slot, Slot())
 
+    def unplaced(self, now: float) -> list[dict]:
+        """Each slot without a live task: why it waits, and why the last offers were declined.
+
+        ``waiting`` is ``reconciling`` (no launch before reconciliation ends),
+        ``backoff`` (a relaunch delay after failures, ``backoff_s`` left) or
+        ``offers`` (wanted; every offer since the set of unfilled slots last changed
+        was declined, for the reasons in ``declined_by_rule``).
+        """
+        reasons = {rule: r.to_json(now) for rule, r in sorted(self.declines.items())}
+        out = []
+        for slot in self.unfilled_slots():
+            backoff = self._slot(slot).not_before - now
+            if self._recon.phase != "ready":
+                waiting = "reconciling"
+            elif backoff > 0:
+                waiting = "backoff"
+            else:
+                waiting = "offers"
+            out.append(
+                {
+                    "slot": slot,
+                    "shard": slot % self.config.shard_count,
+                    "waiting": waiting,
+                    "backoff_s": round(max(0.0, backoff), 1),
+                    "declined_by_rule": reasons,
+                }
+            )
+        return out
+
+    def _note_decline(self, rule: str, offer: dict, detail: str, now: float) -> None:
+        unfilled = tuple(self.unfilled_slots())
+        if unfilled != self._declines_for:  # a new situation: old reasons no longer apply
+            self.declines.clear()
+            self._declines_for = unfilled
+        reason = self.declines.setdefault(rule, DeclineReason())
+        reason.count += 1
+        reason.last_host = str(offer.get("hostname", ""))
+        reason.detail = detail
+        reason.last_at = now
+
     # -- registration and reconciliation -------------------------------------
     def registered(self, framework_id: str, now: float) -> list[Decision]:
         """(Re)registered with the master: reconcile explicitly, then implicitly."""
@@ -406,8 +468,13 @@ class ReplicaSet:
         return []
 
     def _place(self, offer: dict, wanted: list[int], now: float) -> list[dict]:
-        """Take as many wanted slots as fit on this offer; return their TaskInfos."""
-        if not self._matches(offer, self.config.constraints):
+        """Take as many wanted slots as fit on this offer; return their TaskInfos.
+
+        An offer that takes none has its reason noted by rule (:meth:`unplaced`).
+        """
+        failed = self._failed_constraint(offer, self.config.constraints)
+        if failed is not None:
+            self._note_decline(*failed, now=now)
             return []
         res = self.config.resources
         resources = offer.get("resources", [])
@@ -419,8 +486,19 @@ class ReplicaSet:
         }
         need = {"cpus": res.cpus, "mem": res.mem, "gpus": res.gpus, "fpgas": res.fpgas}
         if not res.gpus and free["gpus"] > 0:
-            return []  # keep GPU hosts for replicas (and frameworks) that need GPUs
+            # keep GPU hosts for replicas (and frameworks) that need GPUs
+            why = "offer has GPUs, replicas need none"
+            self._note_decline("gpu host reserved", offer, why, now)
+            return []
         ports = [p for lo, hi in port_ranges(resources) for p in range(lo, min(hi, lo + 64) + 1)]
+        short = [k for k in need if free[k] + 1e-9 < need[k]]
+        if short:
+            detail = ", ".join(f"{k} {free[k]:g} < {need[k]:g}" for k in short)
+            self._note_decline("resources", offer, detail, now)
+            return []
+        if len(ports) < 2:
+            self._note_decline("resources", offer, f"ports: {len(ports)} < 2", now)
+            return []
         infos: list[dict] = []
         while wanted and all(free[k] + 1e-9 >= need[k] for k in need) and len(ports) >= 2:
             slot = wanted.pop(0)
@@ -435,18 +513,22 @@ class ReplicaSet:
     def _has_unique_rule(self) -> bool:
         return any(c.unique for c in self.config.constraints)
 
-    def _matches(self, offer: dict, constraints: tuple[Constraint, ...]) -> bool:
+    def _failed_constraint(
+        self, offer: dict, constraints: tuple[Constraint, ...]
+    ) -> tuple[str, dict, str] | None:
+        """The first rule ``offer`` breaks, as ``(rule, offer, why)``; None if it meets them all."""
         for rule in constraints:
             value = attribute_value(offer, rule.attribute)
             if value is None:
-                return False
+                return str(rule), offer, f"agent has no attribute {rule.attribute!r}"
             if rule.unique:
                 for task in self.tasks.values():
                     if task.kill_sent_at is None and self._task_attr(task, rule) == value:
-                        return False
+                        why = f"{rule.attribute}={value} already runs {task.task_id}"
+                        return str(rule), offer, why
             elif value != rule.value:
-                return False
-        return True
+                return str(rule), offer, f"{rule.attribute}={value}, not {rule.value}"
+        return None
 
     @staticmethod
     def _task_attr(task: Task, rule: Constraint) -> str | None:
