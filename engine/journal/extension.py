@@ -114,13 +114,13 @@ class JournalExtension(EngineExtension):
                 oldest_snapshot_index,
             )
 
-    def on_frame(self, frame: memoryview) -> None:
-        """Journal a received frame before it is processed."""
-        self.writer.append_frame(frame)
+    def on_frame(self, frame: memoryview, recv_ns: int | None = None) -> None:
+        """Journal a received frame before it is processed (stamped ``recv_ns``)."""
+        self.writer.append_frame(frame, recv_ns)
 
-    def on_dropped(self, nbytes: int) -> None:
+    def on_dropped(self, nbytes: int, recv_ns: int | None = None) -> None:
         """Journal a message refused before the buffer (-2 multipart, else oversize length)."""
-        self.writer.append_drop(nbytes)
+        self.writer.append_drop(nbytes, recv_ns)
 
     def on_tick(self, engine: Engine, now_ns: int) -> None:
         """Take a snapshot when one is due."""

@@ -180,7 +180,7 @@ def _payload_len(item):
         ok = int(header["stream_id"]) < CONFIG.ingest.max_streams
     except codec.FrameError:
         ok = False
-    return len(item) if ok else fmt.REJECT_PREFIX.size + min(len(item), s.HEADER_SIZE)
+    return len(item) if ok else fmt.REJECT_PREFIX.size + min(len(item), s.HEADER_V2_SIZE)
 
 
 def test_a_journal_of_other_parameters_is_refused(tmp_path, items):

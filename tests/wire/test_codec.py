@@ -37,7 +37,7 @@ def test_encode_into_preallocated_buffer():
     [
         (lambda b: b[:10], s.REJECT_SHORT),
         (lambda b: b"XXXX" + b[4:], s.REJECT_BAD_MAGIC),
-        (lambda b: b[:4] + struct.pack("<H", 2) + b[6:], s.REJECT_BAD_VERSION),
+        (lambda b: b[:4] + struct.pack("<H", 3) + b[6:], s.REJECT_BAD_VERSION),
         (lambda b: b[:6] + struct.pack("<H", 99) + b[8:], s.REJECT_BAD_KIND),
         (lambda b: b[:12] + struct.pack("<I", 0) + b[16:], s.REJECT_BAD_COUNT),
         (lambda b: b[:-1], s.REJECT_BAD_LENGTH),
