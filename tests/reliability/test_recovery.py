@@ -373,3 +373,35 @@ def test_replay_of_a_pruned_journal_names_where_to_start(tmp_path, items, capsys
     assert f"entries before {first} are no longer in the journal" in err
     assert f"--snapshot --from N with N >= {oldest}" in err
     assert main(["replay", "--journal", str(tmp_path), "--snapshot", "--from", str(oldest)]) == 0
+
+
+@pytest.mark.parametrize("session", [None, 5])
+def test_the_journal_does_not_restore_a_jam(tmp_path, session):
+    """A far-ahead frame from another publisher, journaled and replayed after a restart, is
+    refused again (bad_jump / foreign_session): the real publisher's frames after the
+    restart are processed, not counted as duplicates (before: the replay restored the jam)."""
+    v2 = {} if session is None else {"session": session}
+    frames = market_frames(60, seed=9, stream=2)
+    if session is not None:  # the same market as a version 2 publisher
+        frames = [
+            codec.encode_frame(int(h["kind"]), 2, int(h["seq"]), r, 0, session)
+            for h, r in (codec.decode_frame(f) for f in frames)
+        ]
+    header, records = codec.decode_frame(frames[0])
+    attacker = {} if session is None else {"session": session + 1}
+    jam = codec.encode_frame(int(header["kind"]), 2, 1 << 40, records, 0, **attacker)
+    live = processor(CONFIG)
+    ext = _journal(tmp_path)
+    ext.open(CONFIG, live)
+    drive(live, frames[:30] + [jam], ext)
+    ext.writer.close()
+    recovered, ext2, _report = _recover(tmp_path)
+    drive(recovered, frames[30:], ext2)
+    ext2.writer.close()
+    stats = recovered.stats(0)
+    assert stats["rejected"]["duplicate"] == 0
+    assert stats["rejected"]["foreign_session" if v2 else "bad_jump"] == 1
+    next_seq = int(codec.decode_header(frames[-1])["seq"]) + int(
+        codec.decode_header(frames[-1])["count"]
+    )
+    assert stats["streams"]["2"]["next_seq"] == next_seq
