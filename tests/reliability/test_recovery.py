@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 
@@ -405,3 +406,54 @@ def test_the_journal_does_not_restore_a_jam(tmp_path, session):
         codec.decode_header(frames[-1])["count"]
     )
     assert stats["streams"]["2"]["next_seq"] == next_seq
+
+
+def test_damage_in_a_snapshot_covered_segment_is_found_in_the_background(tmp_path, items, caplog):
+    """Recovery does not read the segments a snapshot covers; a background check does and
+    reports their damage (before: a corrupted finished segment went unnoticed)."""
+    live = processor(CONFIG)
+    ext = _journal(tmp_path, segment_bytes=1 << 16, snapshot_keep=1)
+    ext.open(CONFIG, live)
+    drive(live, items, ext)
+    ext.snapshot(wait=True)
+    ext.close()
+    segments = list_segments(tmp_path)
+    assert len(segments) >= 3
+    victim = segments[1].path
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with caplog.at_level(logging.INFO, logger="tickpath.journal"):
+        _recovered, ext2, report = _recover(tmp_path)
+        verify = ext2.wait_verified(timeout=120)
+    try:
+        assert report.snapshot_index == len(items) and report.replayed_entries == 0
+        assert verify["state"] == "done" and verify["segments"] == len(segments) - 1
+        assert verify["checked"] == len(segments) - 1
+        assert len(verify["damaged"]) == 1 and victim.name in verify["damaged"][0]
+        assert ext2.stats()["verify"]["damaged"] == verify["damaged"]
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and victim.name in errors[0].getMessage()
+    finally:
+        ext2.close()
+
+
+def test_a_skipped_snapshot_is_logged_as_a_warning(tmp_path, items, caplog):
+    live = processor(CONFIG)
+    ext = _journal(tmp_path, snapshot_keep=2)
+    ext.open(CONFIG, live)
+    drive(live, items[:300], ext)
+    ext.snapshot(wait=True)
+    drive(live, items[300:600], ext)
+    ext.snapshot(wait=True)
+    ext.writer.close()
+    newest = list_snapshots(tmp_path / "snapshots")[0].path
+    newest.write_bytes(newest.read_bytes()[:100])  # torn
+    with caplog.at_level(logging.INFO, logger="tickpath.journal"):
+        _recovered, ext2, report = _recover(tmp_path)
+    ext2.close()
+    assert report.snapshot_index == 300 and report.skipped_snapshots
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(newest.name in r.getMessage() for r in warnings), [
+        (r.levelname, r.getMessage()) for r in caplog.records
+    ]
