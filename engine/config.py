@@ -48,6 +48,13 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     rcvhwm: int = 100_000  # frames queued in libzmq before it drops (then counted as gaps)
     max_frame_bytes: int = 1 << 20  # larger frames are rejected as "oversize"
     max_streams: int = 64  # stream ids 0..max_streams-1 are accepted
+    # A forward sequence jump of more than this many records is refused (bad_jump) instead of
+    # being taken as a gap: one stray frame cannot push a stream far ahead.
+    max_gap: int = 1 << 32
+    # Version 2: another session may take a stream over once its holder was silent this long.
+    failover_s: float = 2.0
+    # A record ts_ns later than the receive time + this is refused (bad_timestamp); 0: off.
+    max_clock_skew_s: float = 60.0
 
     def __post_init__(self) -> None:
         _require(len(self.endpoints) > 0, "ingest.endpoints must not be empty")
@@ -59,6 +66,11 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
             "ingest.max_frame_bytes must be between 80 and 64 MiB",
         )
         _require(1 <= self.max_streams <= 1 << 16, "ingest.max_streams must be in 1..65536")
+        _require(1 <= self.max_gap <= (1 << 63) - 1, "ingest.max_gap must be in 1..2**63-1")
+        _require(0 <= self.failover_s <= 86_400, "ingest.failover_s must be in 0..86400")
+        _require(
+            0 <= self.max_clock_skew_s <= 31_536_000, "ingest.max_clock_skew_s must be in 0..1 year"
+        )
 
 
 class AnalyticsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

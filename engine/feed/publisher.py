@@ -10,6 +10,10 @@ slow-joiner problem: a PUB drops everything sent before a subscriber's
 subscription has arrived), then sends single-part frames of ``batch`` records of
 one kind each.  Sequence numbers count records and run on across frames of all
 kinds of the stream; ``send_ns`` is ``time.time_ns()`` just before each send.
+Frames on the socket carry the version 2 header with a session id new for
+every run (the engine then refuses other sessions on the stream, and a
+restarted feed is a new session: README, "Stream integrity"); recordings keep
+the version 1 header.
 
 A subscriber that binds (the engine's SUB) attaches a connecting peer, and so
 sends it its subscription, only while its own thread calls into the socket
@@ -67,6 +71,7 @@ class FeedReport(msgspec.Struct, frozen=True, kw_only=True):
     late_frames: int  # frames sent more than LATE_AFTER_S late
     recorded_to: str | None
     interrupted: bool = False
+    session: int = 0  # the version 2 session id the frames carried; 0: version 1 frames
 
 
 def check_feed_options(
@@ -197,6 +202,7 @@ def run_feed(
     context: zmq.Context | None = None,
     stop: threading.Event | None = None,
     curve: tuple[str, str | None] | None = None,
+    session: int | None = None,
 ) -> FeedReport:
     """Publish market data frames on a PUB socket; return what was sent.
 
@@ -215,7 +221,14 @@ def run_feed(
 
     ``curve``: ``(server public key file, client secret key file or None)`` to
     connect to an engine that has CURVE on (docs/reliability.md).
+
+    ``session``: the version 2 session id of the sent frames; None: a new one
+    for this run (:func:`new_session_id`); 0: version 1 frames, no session.
     """
+    if session is None:
+        session = new_session_id()
+    if not 0 <= session < 1 << 64:
+        raise ValueError(f"session must be in 0..2**64-1, not {session}")
     if duration == 0:
         duration = None
     check_feed_options(
@@ -271,8 +284,11 @@ def run_feed(
             source = str(replay)
             target_rate = rate if paced and speed is None else None
 
-        buf = np.zeros(s.HEADER_SIZE + batch * s.QUOTE_SIZE, np.uint8)
-        header = buf[: s.HEADER_SIZE].view(s.HEADER)
+        wire_session = session or None  # None: version 1 frames
+        hsize = s.HEADER_V2_SIZE if wire_session else s.HEADER_SIZE
+        buf = np.zeros(hsize + batch * s.QUOTE_SIZE, np.uint8)
+        header = buf[:hsize].view(s.HEADER_V2 if wire_session else s.HEADER)
+        rec_buf = np.zeros(s.HEADER_SIZE + batch * s.QUOTE_SIZE, np.uint8)
         per_kind = {s.KIND_TRADE: 0, s.KIND_QUOTE: 0, s.KIND_ORDER: 0}
         seq = first_seq
         sent = 0
@@ -302,18 +318,22 @@ def run_feed(
                     sched.wait_until(offset)
                 elif replay is None and duration is not None and sent + n > rate * duration:
                     break  # record-only: what `duration` seconds at `rate` would have sent
-                nbytes = s.HEADER_SIZE + records.nbytes
+                nbytes = hsize + records.nbytes
                 if nbytes > len(buf):
                     buf = np.zeros(nbytes, np.uint8)
-                    header = buf[: s.HEADER_SIZE].view(s.HEADER)
-                length = codec.encode_frame_into(buf, kind, stream_id, seq, records, 0)
-                frame = buf[:length]
+                    header = buf[:hsize].view(s.HEADER_V2 if wire_session else s.HEADER)
                 if sock is not None:
+                    length = codec.encode_frame_into(
+                        buf, kind, stream_id, seq, records, 0, wire_session
+                    )
                     header["send_ns"] = time.time_ns()
-                    sock.send(frame, copy=True)
+                    sock.send(buf[:length], copy=True)
                     sched.sent()
-                if writer is not None:
-                    writer.write_frame(frame)
+                if writer is not None:  # recordings keep the version 1 header
+                    if s.HEADER_SIZE + records.nbytes > len(rec_buf):
+                        rec_buf = np.zeros(s.HEADER_SIZE + records.nbytes, np.uint8)
+                    length = codec.encode_frame_into(rec_buf, kind, stream_id, seq, records, 0)
+                    writer.write_frame(rec_buf[:length])
                 seq += n
                 sent += n
                 n_frames += 1
@@ -341,4 +361,14 @@ def run_feed(
         late_frames=sched.late,
         recorded_to=str(record) if record is not None else None,
         interrupted=interrupted,
+        session=session if endpoint is not None else 0,
     )
+
+
+def new_session_id() -> int:
+    """A version 2 session id for one publisher run: the start time in ns (never 0).
+
+    A restarted publisher gets a larger id, so it is a new session; the engine
+    remembers the previous holder of a stream and refuses its frames as duplicates.
+    """
+    return time.time_ns()

@@ -219,6 +219,29 @@ def scan_segment(path: str | os.PathLike[str], first_index: int | None = None) -
     return SegmentScan(first, entries, offset, size, True, None, None, False)
 
 
+def check_finished_segment(info: SegmentInfo, next_first_index: int) -> str | None:
+    """Verify every entry of a finished (not the newest) segment; describe its damage, or None.
+
+    A segment pruned meanwhile (``journal.retain``) is not damage: None.
+    """
+    try:
+        scan = scan_segment(info.path, info.first_index)
+    except FileNotFoundError:
+        return None
+    if scan.problem is not None:
+        return (
+            f"{info.path.name}: {scan.problem} at byte {scan.end_offset} "
+            f"(entry {scan.first_index + scan.entries}); "
+            f"{scan.file_size - scan.end_offset} bytes from there cannot be read"
+        )
+    if scan.first_index + scan.entries != next_first_index:
+        return (
+            f"{info.path.name}: ends at entry {scan.first_index + scan.entries}, "
+            f"the next segment starts at {next_first_index}"
+        )
+    return None
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:

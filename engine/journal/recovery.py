@@ -10,8 +10,10 @@ sequence and record rules exactly as they did live:
   frame depends on nothing else);
 * DROP: ``process`` with the receiver's code (multipart, oversize).
 
-Only ``recv_ns`` differs (the journal's timestamp of the frame, taken just
-before the engine's own); it reaches nothing but the result frames' stamps.
+``recv_ns`` is the journal's timestamp of the entry, which is the same stamp
+the live engine handed the kernels with that frame: the rules that read it
+(a record's clock skew, a session's failover after silence) decide alike in
+replay, and the per-stream ``S_LAST_NS`` it leaves in the state is identical.
 """
 
 from __future__ import annotations

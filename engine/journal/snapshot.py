@@ -114,9 +114,13 @@ def comparable_arrays(state: k.StreamingState) -> dict[str, np.ndarray]:
 
     Two engines that processed the same frames have byte-identical comparable
     arrays; the zeroed fields (a result's ``recv_ns``/``done_ns`` and its
-    header's ``send_ns``) say *when* the kernels ran, not what they computed.
+    header's ``send_ns``, a stream's last receive time) say *when* the kernels
+    ran, not what they computed.
     """
     arrays = dict(state_arrays(state))
+    streams = arrays["streams"].copy()
+    streams[:, k.S_LAST_NS] = 0  # when the stream's last frame arrived: a time, not a result
+    arrays["streams"] = streams
     for name in SCRATCH_FRAMES:
         copy = arrays[name].copy()
         for field in TIME_FIELDS:

@@ -37,6 +37,7 @@ log = logging.getLogger("tickpath.journal")
 
 _FRAME_HEADER = struct.Struct("<IHHII")  # magic, version, kind, stream_id, count
 _CRC = struct.Struct("<I")
+_SESSION = struct.Struct("<Q")  # a version 2 header's session id, at byte 32
 _RECORD_SIZE = {s.KIND_TRADE: s.TRADE_SIZE, s.KIND_QUOTE: s.QUOTE_SIZE, s.KIND_ORDER: s.ORDER_SIZE}
 
 
@@ -80,7 +81,7 @@ class JournalWriter:
         self._header = bytearray(fmt.ENTRY_SIZE)
         self._header_crc_part = memoryview(self._header)[: fmt.ENTRY_CRC_OFFSET]
         self._iov: list = [self._header, b""]
-        self._reject = bytearray(fmt.REJECT_PREFIX.size + s.HEADER_SIZE)
+        self._reject = bytearray(fmt.REJECT_PREFIX.size + s.HEADER_V2_SIZE)
         self._drop = bytearray(fmt.DROP_PAYLOAD.size)
         self._fd = -1
         if opened.segments:
@@ -125,40 +126,57 @@ class JournalWriter:
 
     # -- appending ----------------------------------------------------------
 
-    def append_frame(self, frame: memoryview) -> None:
-        """Journal one received frame (FRAME when its header passes, else REJECT)."""
+    def append_frame(self, frame: memoryview, recv_ns: int | None = None) -> None:
+        """Journal one received frame (FRAME when its header passes, else REJECT).
+
+        ``recv_ns``: the receive time the engine hands the kernels with this frame
+        (they use it for the clock-skew and failover rules), so replay decides alike.
+        """
         n = len(frame)
         if n >= s.HEADER_SIZE:
             magic, version, kind, stream, count = _FRAME_HEADER.unpack_from(frame)
             size = _RECORD_SIZE.get(kind, 0)
+            hsize = s.HEADER_V2_SIZE if version == s.VERSION_SESSION else s.HEADER_SIZE
             if (
                 magic == s.MAGIC
-                and version == s.VERSION
+                and (version == s.VERSION or (version == s.VERSION_SESSION and n >= hsize))
                 and size
                 and 0 < count <= self.max_records
-                and n - s.HEADER_SIZE == count * size
+                and n - hsize == count * size
                 and stream < self.max_streams
+                and (hsize == s.HEADER_SIZE or _SESSION.unpack_from(frame, s.HEADER_SIZE)[0])
             ):
-                self.append(fmt.ENTRY_FRAME, frame, n)
+                self.append(fmt.ENTRY_FRAME, frame, n, recv_ns)
                 self.frames += 1
                 return
-        keep = min(n, s.HEADER_SIZE)
+        keep = min(n, s.HEADER_V2_SIZE)
         buf = self._reject
         fmt.REJECT_PREFIX.pack_into(buf, 0, n)
         buf[fmt.REJECT_PREFIX.size : fmt.REJECT_PREFIX.size + keep] = frame[:keep]
-        self.append(fmt.ENTRY_REJECT, memoryview(buf)[: fmt.REJECT_PREFIX.size + keep])
+        self.append(fmt.ENTRY_REJECT, memoryview(buf)[: fmt.REJECT_PREFIX.size + keep], -1, recv_ns)
         self.rejects += 1
 
-    def append_drop(self, nbytes: int) -> None:
+    def append_drop(self, nbytes: int, recv_ns: int | None = None) -> None:
         """Journal a message refused before the buffer (multipart: -2, oversize: its length)."""
         fmt.DROP_PAYLOAD.pack_into(self._drop, 0, nbytes)
-        self.append(fmt.ENTRY_DROP, self._drop)
+        self.append(fmt.ENTRY_DROP, self._drop, -1, recv_ns)
         self.drops += 1
 
-    def append(self, entry_type: int, payload: memoryview | bytes | bytearray, n: int = -1) -> None:
-        """Write one entry (header + ``payload``) under the sync policy."""
+    def append(
+        self,
+        entry_type: int,
+        payload: memoryview | bytes | bytearray,
+        n: int = -1,
+        recv_ns: int | None = None,
+    ) -> None:
+        """Write one entry (header + ``payload``) under the sync policy.
+
+        ``recv_ns`` is the entry's timestamp (now when None).
+        """
         if n < 0:
             n = len(payload)
+        if recv_ns is None:
+            recv_ns = time.time_ns()
         if self._sync_error is not None:
             raise self._sync_error
         total = fmt.ENTRY_SIZE + n
@@ -168,7 +186,7 @@ class JournalWriter:
             self._roll()
         header = self._header
         fmt.ENTRY.pack_into(
-            header, 0, fmt.ENTRY_MAGIC, entry_type, 0, n, self.next_index, time.time_ns(), 0
+            header, 0, fmt.ENTRY_MAGIC, entry_type, 0, n, self.next_index, recv_ns, 0
         )
         _CRC.pack_into(
             header, fmt.ENTRY_CRC_OFFSET, zlib.crc32(payload, zlib.crc32(self._header_crc_part))

@@ -48,6 +48,7 @@ TRACKED = np.array(
         k.C_GAPS,
         k.C_LOST,
         k.C_RESETS,
+        k.C_TAKEOVERS,
         k.C_PROC_QUOTE,
         k.C_PROC_TRADE,
         k.C_PROC_BOOK,
@@ -61,6 +62,12 @@ _PROCESSED = {
     s.KIND_ORDER: k.C_PROC_BOOK,
 }
 _MASK64 = (1 << 64) - 1
+_MAX_I64 = (1 << 63) - 1
+RECV_BASE_NS = 1_750_000_000_000_000_000  # run(): case i is received at this + i * RECV_STEP_NS
+RECV_STEP_NS = 1_000_000
+QUIET_EVERY = 5_000
+_DEFAULTS = k.StreamingParams._field_defaults
+SESSIONS = (1, 2, 3, 0xFFFF_FFFF_FFFF_FFFF)  # the fuzzer's version 2 session ids
 
 
 def _i64(value: int) -> int:
@@ -72,16 +79,46 @@ def _i64(value: int) -> int:
 class AccountingModel:
     """Predicts the counter changes of one received message (see the module doc)."""
 
-    def __init__(self, n_symbols: int, max_streams: int, max_frame_bytes: int) -> None:
+    def __init__(
+        self,
+        n_symbols: int,
+        max_streams: int,
+        max_frame_bytes: int,
+        *,
+        max_gap: int = _DEFAULTS["max_gap"],
+        failover_ns: int = _DEFAULTS["failover_ns"],
+        max_clock_skew_ns: int = _DEFAULTS["max_clock_skew_ns"],
+    ) -> None:
         self.n_symbols = n_symbols
         self.max_streams = max_streams
         self.buffer_bytes = max_frame_bytes
         body = max_frame_bytes - s.HEADER_SIZE
         self.max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
+        self.max_gap = max_gap
+        self.failover_ns = failover_ns
+        self.max_clock_skew_ns = max_clock_skew_ns
         self.next_seq: dict[int, int] = {}
+        self.session: dict[int, int] = {}  # stream -> holder (0: version 1)
+        self.previous: dict[int, int] = {}  # stream -> the holder it was taken from
+        self.last_ns: dict[int, int] = {}  # stream -> recv_ns of the holder's last frame
+        self.gaps = 0  # the gaps and records_lost counters' values (they saturate)
+        self.lost = 0
 
-    def expect(self, case: bytes | int) -> np.ndarray:
-        """Counter deltas (aligned with :data:`TRACKED`) for receiving ``case``."""
+    @classmethod
+    def for_config(cls, config: object) -> AccountingModel:
+        """A model with the limits of an engine config."""
+        ingest = config.ingest
+        return cls(
+            config.analytics.n_symbols,
+            ingest.max_streams,
+            ingest.max_frame_bytes,
+            max_gap=ingest.max_gap,
+            failover_ns=int(ingest.failover_s * 1e9),
+            max_clock_skew_ns=int(ingest.max_clock_skew_s * 1e9),
+        )
+
+    def expect(self, case: bytes | int, recv_ns: int = 0) -> np.ndarray:
+        """Counter deltas (aligned with :data:`TRACKED`) for receiving ``case`` at ``recv_ns``."""
         delta = np.zeros(len(TRACKED), np.int64)
 
         def add(counter: int, amount: int = 1) -> None:
@@ -107,14 +144,22 @@ class AccountingModel:
             return delta
         header = np.frombuffer(case, s.HEADER, count=1)[0]
         kind, count = int(header["kind"]), int(header["count"])
-        reason = self._sequence(int(header["stream_id"]), _i64(int(header["seq"])), count, add)
+        v2 = int(header["version"]) == s.VERSION_SESSION
+        hsize = s.HEADER_V2_SIZE if v2 else s.HEADER_SIZE
+        session = int.from_bytes(case[s.HEADER_SIZE : s.HEADER_V2_SIZE], "little") if v2 else 0
+        reason = self._sequence(
+            int(header["stream_id"]), _i64(int(header["seq"])), count, session, recv_ns, add
+        )
         if reason >= 0:
             add(reason)
             return delta
         add(k.C_FRAMES_ACCEPTED)
         add(k.C_RECORDS, count)
-        records = np.frombuffer(case, _DTYPES[kind], count=count, offset=s.HEADER_SIZE)
-        reasons = self._record_reasons(kind, records)
+        records = np.frombuffer(case, _DTYPES[kind], count=count, offset=hsize)
+        ts_max = _MAX_I64
+        if self.max_clock_skew_ns > 0 and recv_ns > 0:
+            ts_max = min(recv_ns + self.max_clock_skew_ns, _MAX_I64)
+        reasons = self._record_reasons(kind, records, ts_max)
         accepted = int(np.count_nonzero(reasons < 0))
         for code in np.unique(reasons[reasons >= 0]).tolist():
             add(code, int(np.count_nonzero(reasons == code)))
@@ -128,44 +173,67 @@ class AccountingModel:
         header = np.frombuffer(case, s.HEADER, count=1)[0]
         if int(header["magic"]) != s.MAGIC:
             return s.REJECT_BAD_MAGIC
-        if int(header["version"]) != s.VERSION:
+        version = int(header["version"])
+        if version not in (s.VERSION, s.VERSION_SESSION):
             return s.REJECT_BAD_VERSION
+        hsize = s.HEADER_V2_SIZE if version == s.VERSION_SESSION else s.HEADER_SIZE
+        if n < hsize:
+            return s.REJECT_SHORT
         kind = int(header["kind"])
         if kind not in _DTYPES:  # the trade kernel takes every other kind and refuses it
             return s.REJECT_BAD_KIND
         count = int(header["count"])
         if count == 0 or count > self.max_records:
             return s.REJECT_BAD_COUNT
-        if n - s.HEADER_SIZE != count * _DTYPES[kind].itemsize:
+        if n - hsize != count * _DTYPES[kind].itemsize:
             return s.REJECT_BAD_LENGTH
         if int(header["stream_id"]) >= self.max_streams:
             return s.REJECT_UNKNOWN_STREAM
+        if hsize == s.HEADER_V2_SIZE and case[s.HEADER_SIZE : s.HEADER_V2_SIZE] == bytes(8):
+            return s.REJECT_BAD_SESSION
         return -1
 
-    def _sequence(self, stream: int, seq: int, count: int, add) -> int:  # noqa: ANN001
-        if seq < 0 or seq > np.iinfo(np.int64).max - count:
+    def _sequence(self, stream: int, seq: int, count: int, session: int, recv_ns: int, add) -> int:  # noqa: ANN001, E501
+        """The README's session and sequence rules, as plain Python."""
+        if seq < 0 or seq > _MAX_I64 - count:
             return s.REJECT_BAD_SEQUENCE
         expected = self.next_seq.get(stream, -1)
-        if expected < 0 or seq == expected:
+        if expected >= 0 and session != self.session.get(stream, 0):
+            if stream in self.previous and session == self.previous[stream]:
+                return s.REJECT_DUPLICATE
+            if _i64(recv_ns - self.last_ns.get(stream, 0)) < self.failover_ns:
+                return s.REJECT_FOREIGN_SESSION
+            self.previous[stream] = self.session.get(stream, 0)
+            add(k.C_TAKEOVERS)
+            expected = -1
+        if expected < 0:
+            self.session[stream] = session
+        elif seq == expected:
             pass
         elif seq > expected:
-            add(k.C_GAPS)
-            add(k.C_LOST, _i64(seq - expected))
-        elif seq == 0:
+            lost = seq - expected
+            if lost > self.max_gap:
+                return s.REJECT_BAD_JUMP
+            gaps, total = min(self.gaps + 1, _MAX_I64), min(self.lost + lost, _MAX_I64)
+            add(k.C_GAPS, gaps - self.gaps)
+            add(k.C_LOST, total - self.lost)
+            self.gaps, self.lost = gaps, total
+        elif seq == 0 and session == 0:
             add(k.C_RESETS)
-        elif _i64(seq + count) <= expected:
+        elif seq + count <= expected:
             return s.REJECT_DUPLICATE
         else:
             return s.REJECT_OUT_OF_ORDER
-        self.next_seq[stream] = _i64(seq + count)
+        self.next_seq[stream] = seq + count
+        self.last_ns[stream] = recv_ns
         return -1
 
-    def _record_reasons(self, kind: int, r: np.ndarray) -> np.ndarray:
+    def _record_reasons(self, kind: int, r: np.ndarray, ts_max: int = _MAX_I64) -> np.ndarray:
         """Per record: -1 accepted, else its REJECT_* code (first failing rule wins)."""
         n = self.n_symbols
         if kind == s.KIND_QUOTE:
             conditions = [
-                r["ts_ns"] < 0,
+                (r["ts_ns"] < 0) | (r["ts_ns"] > ts_max),
                 r["symbol"] >= n,
                 (r["bid_price"] < 0) | (r["ask_price"] < 0),
                 (r["bid_size"] < 0) | (r["ask_size"] < 0),
@@ -178,7 +246,7 @@ class AccountingModel:
             ]
         elif kind == s.KIND_TRADE:
             conditions = [
-                r["ts_ns"] < 0,
+                (r["ts_ns"] < 0) | (r["ts_ns"] > ts_max),
                 r["symbol"] >= n,
                 r["price"] <= 0,
                 r["size"] <= 0,
@@ -196,7 +264,7 @@ class AccountingModel:
             side = r["side"].astype(np.int64)
             adds = action == s.ACTION_ADD
             conditions = [
-                r["ts_ns"] < 0,
+                (r["ts_ns"] < 0) | (r["ts_ns"] > ts_max),
                 r["symbol"] >= n,
                 (action < s.ACTION_ADD) | (action > s.ACTION_EXECUTE) | (side < -1) | (side > 1),
                 adds & (side == 0),
@@ -231,6 +299,7 @@ STRATEGIES = (
     "replay_old",
     "random_bytes",
     "receiver_code",
+    "session",
 )
 
 
@@ -261,11 +330,14 @@ class FrameFuzzer:
         socket_codes: bool = True,
         weights: dict[str, float] | None = None,
         expected_seq: dict[int, int] | None = None,
+        expected_session: dict[int, int] | None = None,
     ) -> None:
-        """``expected_seq``: the receiver's next expected sequence per stream (a live
-        dict, e.g. the model's), so valid frames continue where the engine is."""
+        """``expected_seq`` / ``expected_session``: the receiver's next expected sequence
+        and holding session per stream (live dicts, e.g. the model's), so valid frames
+        continue where the engine is, mostly from the session that holds the stream."""
         self.rng = random.Random(seed)
         self.expected_seq = expected_seq
+        self.expected_session = expected_session
         self.market = SyntheticMarket(max(1, min(n_symbols + 2, 64)), seed)
         self.n_symbols = n_symbols
         self.max_streams = max_streams
@@ -295,7 +367,14 @@ class FrameFuzzer:
         if self.expected_seq is not None and self.expected_seq.get(stream, -1) >= 0:
             seq = self.expected_seq[stream]
         self.next_seq[stream] = seq + len(records)
-        frame = codec.encode_frame(kind, stream, seq, records, rng.getrandbits(62))
+        # the holder's session (0: version 1) mostly, another one sometimes
+        session = rng.choice((0,) + SESSIONS)
+        if self.expected_session is not None and stream in self.expected_session:
+            if rng.random() < 0.95:
+                session = self.expected_session[stream]
+        frame = codec.encode_frame(
+            kind, stream, seq, records, rng.getrandbits(62), session=session or None
+        )
         if len(self.history) < 256:
             self.history.append(frame)
         else:
@@ -329,9 +408,10 @@ class FrameFuzzer:
         elif name == "record_field":
             kind = int.from_bytes(frame[6:8], "little")
             dtype = _DTYPES[kind]
-            count = (len(frame) - s.HEADER_SIZE) // dtype.itemsize
+            hsize = s.HEADER_V2_SIZE if frame[4] == s.VERSION_SESSION else s.HEADER_SIZE
+            count = (len(frame) - hsize) // dtype.itemsize
             for _ in range(rng.randrange(1, 3)):
-                base = s.HEADER_SIZE + rng.randrange(count) * dtype.itemsize
+                base = hsize + rng.randrange(count) * dtype.itemsize
                 self._overwrite(frame, base, dtype, rng.choice(self._fields[kind]))
         elif name == "truncate":
             frame = frame[: rng.randrange(len(frame))]
@@ -353,6 +433,18 @@ class FrameFuzzer:
             else:
                 new = (1 << 64) - rng.randrange(1, 100)  # next to u64 max
             frame[16:24] = (new & _MASK64).to_bytes(8, "little")
+        elif name == "session":
+            choice = rng.randrange(4)
+            if frame[4] == s.VERSION_SESSION:
+                if choice == 0:  # the same frame as version 1
+                    frame = frame[:4] + s.VERSION.to_bytes(2, "little") + frame[6:32] + frame[40:]
+                else:  # another session id, 0 (refused) included
+                    value = rng.choice((0, rng.getrandbits(64)) + SESSIONS)
+                    frame[32:40] = value.to_bytes(8, "little")
+            else:  # the same frame as version 2, of some session
+                value = rng.choice((0,) + SESSIONS)
+                frame[4:6] = s.VERSION_SESSION.to_bytes(2, "little")
+                frame = frame[:32] + value.to_bytes(8, "little") + frame[32:]
         return name, bytes(frame)
 
     def _overwrite(self, frame: bytearray, base: int, dtype: np.dtype, field: str) -> None:
@@ -394,10 +486,9 @@ def run(
         socket_codes=socket_codes,
         weights=weights,
     )
-    model = AccountingModel(
-        config.analytics.n_symbols, config.ingest.max_streams, config.ingest.max_frame_bytes
-    )
+    model = AccountingModel.for_config(config)
     fuzzer.expected_seq = model.next_seq
+    fuzzer.expected_session = model.session
     counters = processor.state.counters
     buffer = processor.buffer
     size = len(buffer)
@@ -410,15 +501,18 @@ def run(
     for i in range(cases):
         name, case = fuzzer.next_case()
         by_strategy[name] = by_strategy.get(name, 0) + 1
-        want = model.expect(case)
+        # a clock, so the skew and failover rules apply; every QUIET_EVERY cases it jumps
+        # 3 s (a quiet market), long enough for other sessions to take streams over
+        recv_ns = RECV_BASE_NS + i * RECV_STEP_NS + (i // QUIET_EVERY) * 3_000_000_000
+        want = model.expect(case, recv_ns)
         t = time.perf_counter()
         if isinstance(case, int):
-            processor.process(case, 0)
+            processor.process(case, recv_ns)
         else:
             n = len(case)
             if n <= size:
                 buffer[:n] = np.frombuffer(case, np.uint8)
-            processor.process(n, 0)
+            processor.process(n, recv_ns)
         worst = max(worst, time.perf_counter() - t)
         after = counters[TRACKED].copy()
         got = after - before
@@ -453,6 +547,20 @@ def _resync(model: AccountingModel, processor: StreamProcessor) -> AccountingMod
     streams = processor.state.streams
     model.next_seq.clear()
     model.next_seq.update({i: int(streams[i, k.S_NEXT]) for i in range(streams.shape[0])})
+    model.session.clear()
+    model.session.update({i: int(streams[i, k.S_SESSION]) & _MASK64 for i in model.next_seq})
+    model.previous.clear()
+    model.previous.update(
+        {
+            i: int(streams[i, k.S_PREV_SESSION]) & _MASK64
+            for i in model.next_seq
+            if streams[i, k.S_TAKEOVERS] > 0
+        }
+    )
+    model.last_ns.clear()
+    model.last_ns.update({i: int(streams[i, k.S_LAST_NS]) for i in model.next_seq})
+    counters = processor.state.counters
+    model.gaps, model.lost = int(counters[k.C_GAPS]), int(counters[k.C_LOST])
     return model
 
 

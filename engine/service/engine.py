@@ -27,6 +27,7 @@ from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
 
 log = logging.getLogger("tickpath.engine")
+_U64 = (1 << 64) - 1
 
 
 def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParams:
@@ -43,6 +44,9 @@ def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParam
         book_levels=a.book_levels,
         book_orders=a.book_orders,
         max_records=max_records,
+        max_gap=config.ingest.max_gap,
+        failover_ns=int(config.ingest.failover_s * 1e9),
+        max_clock_skew_ns=int(config.ingest.max_clock_skew_s * 1e9),
     )
 
 
@@ -59,24 +63,31 @@ class StreamProcessor:
         size = config.ingest.max_frame_bytes
         body = size - s.HEADER_SIZE
         self.buffer = np.zeros(size, np.uint8)
-        self.header = self.buffer[: s.HEADER_SIZE].view(s.HEADER)
+        # Version 1 and 2 headers share their first 32 bytes; the kernels read
+        # ``session`` only from a version 2 frame long enough to hold it.
+        self.header = self.buffer[: s.HEADER_V2_SIZE].view(s.HEADER_V2)
         self.trades = self._view(s.TRADE, body)
         self.quotes = self._view(s.QUOTE, body)
         self.orders = self._view(s.ORDER, body)
+        # records after a version 2 header (40 bytes)
+        self.trades_v2 = self._view(s.TRADE, body, s.HEADER_V2_SIZE)
+        self.quotes_v2 = self._view(s.QUOTE, body, s.HEADER_V2_SIZE)
+        self.orders_v2 = self._view(s.ORDER, body, s.HEADER_V2_SIZE)
         self._kind = self.buffer[6:8].view("<u2")
+        self._version = self.buffer[4:6].view("<u2")
         max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
         self.state = k.new_state(streaming_params(config, max_records))
 
-    def _view(self, dtype: np.dtype, body: int) -> np.ndarray:
-        n = body // dtype.itemsize
-        return self.buffer[s.HEADER_SIZE : s.HEADER_SIZE + n * dtype.itemsize].view(dtype)
+    def _view(self, dtype: np.dtype, body: int, offset: int = s.HEADER_SIZE) -> np.ndarray:
+        n = (body - (offset - s.HEADER_SIZE)) // dtype.itemsize
+        return self.buffer[offset : offset + n * dtype.itemsize].view(dtype)
 
     def warm_up(self) -> float:
         """Run every kernel once on the real buffers' types, reset all state; return seconds."""
         t0 = time.perf_counter()
         saved = self.buffer.copy()
         self.buffer[:] = 0
-        self.header[0] = (s.MAGIC, s.VERSION, 0, 0, 1, 0, 0)
+        self.header[0] = (s.MAGIC, s.VERSION, 0, 0, 1, 0, 0, 0)
         self.trades[0] = (1, 0, 1, 0, 0, 100 * s.PRICE_SCALE, s.SIZE_SCALE, 1)
         self.quotes[0] = (
             1, 0, 0, 99 * s.PRICE_SCALE, s.SIZE_SCALE, 101 * s.PRICE_SCALE, s.SIZE_SCALE,
@@ -108,6 +119,15 @@ class StreamProcessor:
         """Kind field of the frame in the buffer."""
         return int(self._kind[0])
 
+    def records(self, kind: int) -> np.ndarray:
+        """The records view of ``kind`` for the frame in the buffer (after its header)."""
+        v2 = int(self._version[0]) == s.VERSION_SESSION
+        if kind == s.KIND_QUOTE:
+            return self.quotes_v2 if v2 else self.quotes
+        if kind == s.KIND_ORDER:
+            return self.orders_v2 if v2 else self.orders
+        return self.trades_v2 if v2 else self.trades
+
     def process(self, nbytes: int, recv_ns: int) -> int:
         """Run the kernels on the frame of ``nbytes`` in ``buffer``; return the results ready.
 
@@ -126,22 +146,26 @@ class StreamProcessor:
                 st.counters[s.REJECT_OVERSIZE] += 1
             return 0
         kind = int(self._kind[0]) if nbytes >= 8 else 0
+        v2 = nbytes >= 6 and self._version[0] == s.VERSION_SESSION
         if kind == s.KIND_QUOTE:
             return k.on_quote_frame(
-                self.header, self.quotes, nbytes, recv_ns, st.streams, st.counters, st.sym_i,
-                st.touched, st.touched_list, st.n_touched, st.out_seq, st.out_quote,
+                self.header, self.quotes_v2 if v2 else self.quotes, nbytes, recv_ns, st.streams,
+                st.counters, st.limits, st.sym_i, st.touched, st.touched_list, st.n_touched,
+                st.out_seq, st.out_quote,
             )  # fmt: skip
         if kind == s.KIND_ORDER:
             return k.on_order_frame(
-                self.header, self.orders, nbytes, recv_ns, st.streams, st.counters, st.sym_i,
-                st.book, st.touched, st.touched_list, st.n_touched, st.out_seq, st.out_book,
+                self.header, self.orders_v2 if v2 else self.orders, nbytes, recv_ns, st.streams,
+                st.counters, st.limits, st.sym_i, st.book, st.touched, st.touched_list,
+                st.n_touched, st.out_seq, st.out_book,
             )  # fmt: skip
         # Trades, and every other kind: the trade kernel's header check rejects those.
         p = st.params
         return k.on_trade_frame(
-            self.header, self.trades, nbytes, recv_ns, st.streams, st.counters, st.sym_i,
-            st.sym_f, st.alphas, st.ring_ts, st.ring_f, st.ret_ring, p.vwap_window_ns, p.bar_ns,
-            st.touched, st.touched_list, st.n_touched, st.out_seq, st.out_trade, st.out_bar,
+            self.header, self.trades_v2 if v2 else self.trades, nbytes, recv_ns, st.streams,
+            st.counters, st.limits, st.sym_i, st.sym_f, st.alphas, st.ring_ts, st.ring_f,
+            st.ret_ring, p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list, st.n_touched,
+            st.out_seq, st.out_trade, st.out_bar,
         )  # fmt: skip
 
     def results(self) -> list[tuple[str, np.ndarray]]:
@@ -179,6 +203,7 @@ class StreamProcessor:
             "gaps": c[k.C_GAPS],
             "records_lost": c[k.C_LOST],
             "sequence_resets": c[k.C_RESETS],
+            "session_takeovers": c[k.C_TAKEOVERS],
             "processed": {name: c[i] for name, i in k.PROCESSED_COUNTERS.items()},
             "results_published": c[k.C_RESULTS],
             "book": {
@@ -195,9 +220,29 @@ class StreamProcessor:
                     "frames": int(streams[i, k.S_FRAMES]),
                     "gaps": int(streams[i, k.S_GAPS]),
                     "records_lost": int(streams[i, k.S_LOST]),
+                    # join accounting: records before first_seq were never seen by this engine
+                    "first_seq": int(streams[i, k.S_FIRST]),
+                    "session": int(streams[i, k.S_SESSION]) & _U64,  # 0: version 1 frames
+                    "takeovers": int(streams[i, k.S_TAKEOVERS]),
                 }
                 for i in active
             },
+            "topics": self.topic_sequences(),
+        }
+
+    def topic_sequences(self) -> dict[str, int]:
+        """``{"<analytic>.<symbol>": last result seq}`` of every topic published so far.
+
+        A subscriber that received fewer results of a topic than this figure + 1
+        lost the difference (a slow subscriber's tail loss shows here).
+        """
+        out_seq = self.state.out_seq
+        analytic, symbol = np.nonzero(out_seq)
+        last = (out_seq[analytic, symbol] - 1).tolist()
+        names = k.ANALYTIC_NAMES
+        return {
+            f"{names[a]}.{sym}": seq
+            for a, sym, seq in zip(analytic.tolist(), symbol.tolist(), last, strict=True)
         }
 
 
@@ -209,10 +254,11 @@ class EngineExtension:
 
     * ``on_start(engine)``: after the kernels are ready, before the sockets open
       (recovery replays the journal here).
-    * ``on_dropped(nbytes)``: a message refused before the buffer (-2 multipart, or the
-      length of an oversize frame), before it is counted.
-    * ``on_frame(frame)``: every received frame, before it is processed; ``frame``
-      is a memoryview of the receive buffer, valid only during the call.
+    * ``on_dropped(nbytes, recv_ns)``: a message refused before the buffer (-2 multipart,
+      or the length of an oversize frame), before it is counted.
+    * ``on_frame(frame, recv_ns)``: every received frame, before it is processed; ``frame``
+      is a memoryview of the receive buffer, valid only during the call; ``recv_ns`` is
+      the receive time the kernels get with it.
     * ``on_results(engine, n)``: after a frame produced ``n`` results (already published).
     * ``sockets()``: ``[(zmq socket, handler)]`` the loop also polls; ``handler(engine)``
       runs when its socket is readable.  With none, the loop blocks in ``recv`` only.
@@ -321,13 +367,14 @@ class Engine:
                 if receiver.socket in ready:
                     nbytes = receiver.receive()
             if nbytes != -1:
+                recv_ns = clock()  # one stamp: the journal's entry and the kernels' rules
                 if frame_hooks and 0 <= nbytes <= len(view):
                     for hook in frame_hooks:
-                        hook(view[:nbytes])
+                        hook(view[:nbytes], recv_ns)
                 elif drop_hooks and (nbytes < 0 or nbytes > len(view)):
                     for hook in drop_hooks:
-                        hook(nbytes)
-                n = proc.process(nbytes, clock())
+                        hook(nbytes, recv_ns)
+                n = proc.process(nbytes, recv_ns)
                 if n:
                     publish(state, n)
                     for hook in result_hooks:

@@ -121,6 +121,8 @@ def decode_request(body: Any) -> tuple[Request, str]:
     except UnicodeDecodeError as exc:  # a msgpack str that is not UTF-8
         reason = f"{what} request: a string is not UTF-8 ({exc.reason})"
         raise JobRejected("malformed", reason) from None
+    except RecursionError:  # e.g. 200,000 nested objects before the type tag
+        raise JobRejected("malformed", f"{what} request: nested too deeply") from None
 
 
 # --------------------------------------------------------------------------- validation

@@ -10,6 +10,13 @@ model and the RTL field offsets all import this module; it imports only numpy.
 Sequence numbers count *records*, not frames: a frame's ``seq`` is the
 sequence number of its first record, so the next frame of the same stream
 must carry ``seq + count``.
+
+Two input header versions are accepted.  Version 1 is the 32-byte
+:data:`HEADER`.  Version 2 (:data:`HEADER_V2`, 40 bytes) appends a u64
+publisher ``session`` id, as MoldUDP64 does: a stream belongs to the session
+that holds it, other sessions' frames are refused until the holder has been
+silent for the failover time, and a publisher that restarts starts a new
+session.  Result frames keep the version 1 header.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 MAGIC = 0x54504B54  # b"TKPT" read as a little-endian u32
-VERSION = 1
+VERSION = 1  # the 32-byte header: inputs without a session, and every result frame
+VERSION_SESSION = 2  # the 40-byte input header with a publisher session id
 
 PRICE_SCALE = 10_000  # 4 implied decimals, as in NASDAQ ITCH
 SIZE_SCALE = 100_000_000  # 8 implied decimals: fractional crypto sizes fit
@@ -62,6 +70,9 @@ HEADER = np.dtype(
         ("send_ns", "<i8"),
     ]
 )
+
+# Version 2: the version 1 fields, then the publisher's session id (never 0).
+HEADER_V2 = np.dtype(HEADER.descr + [("session", "<u8")])
 
 TRADE = np.dtype(
     [
@@ -280,6 +291,7 @@ KIND_OF_ANALYTIC = {name: kind for kind, name in ANALYTIC_OF_KIND.items()}
 
 # Record sizes as plain ints, for numba code (dtype.itemsize is not a constant there).
 HEADER_SIZE = HEADER.itemsize
+HEADER_V2_SIZE = HEADER_V2.itemsize
 TRADE_SIZE = TRADE.itemsize
 QUOTE_SIZE = QUOTE.itemsize
 ORDER_SIZE = ORDER.itemsize
@@ -302,7 +314,7 @@ def field_offsets(dtype: np.dtype) -> dict[str, tuple[int, int]]:
 
 def _check_layout() -> None:
     # The wire layout is a contract: these sizes are documented in the README.
-    expected = {HEADER: 32, TRADE: 40, QUOTE: 48, ORDER: 40}
+    expected = {HEADER: 32, HEADER_V2: 40, TRADE: 40, QUOTE: 48, ORDER: 40}
     for dtype, size in expected.items():
         assert dtype.itemsize == size, (dtype, dtype.itemsize)
         assert dtype.itemsize % 8 == 0
@@ -332,9 +344,12 @@ REJECT_BAD_PRICE = 10  # record: NULL (NaN cast), negative, or zero where a pric
 REJECT_BAD_SIZE = 11  # record: NULL, negative, or zero where a size is required
 REJECT_UNKNOWN_SYMBOL = 12  # record: symbol >= configured n_symbols
 REJECT_BAD_ACTION = 13  # record: order action or side outside the enumeration
-REJECT_BAD_TIMESTAMP = 14  # record: ts_ns < 0 (NULL included)
+REJECT_BAD_TIMESTAMP = 14  # record: ts_ns < 0 (NULL included) or beyond recv + max_clock_skew
 REJECT_MULTIPART = 15  # a multipart ZeroMQ message (tickpath frames are single-part)
 REJECT_BAD_SEQUENCE = 16  # seq + count does not fit in 63 bits
+REJECT_FOREIGN_SESSION = 17  # another session holds the stream and has not been silent long enough
+REJECT_BAD_JUMP = 18  # a forward jump of more than ingest.max_gap records (not taken as a gap)
+REJECT_BAD_SESSION = 19  # a version 2 header with session id 0
 
 REJECT_NAMES = (
     "short",
@@ -354,6 +369,9 @@ REJECT_NAMES = (
     "bad_timestamp",
     "multipart",
     "bad_sequence",
+    "foreign_session",
+    "bad_jump",
+    "bad_session",
 )
 N_REJECT = len(REJECT_NAMES)
 RECORD_REJECTS = (

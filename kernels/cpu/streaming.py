@@ -82,7 +82,8 @@ C_BOOK_LEVEL_OVERFLOW = s.N_REJECT + 15
 C_BOOK_TABLE_FULL = s.N_REJECT + 16
 C_WINDOW_TRUNCATED = s.N_REJECT + 17  # a trade left the VWAP window early (ring full)
 C_RESULTS = s.N_REJECT + 18  # result frames emitted
-N_COUNTERS = s.N_REJECT + 19
+C_TAKEOVERS = s.N_REJECT + 19  # a session took a stream over from a silent holder
+N_COUNTERS = s.N_REJECT + 20
 
 COUNTER_NAMES = {
     "frames": C_FRAMES,
@@ -100,6 +101,7 @@ COUNTER_NAMES = {
     "book_table_full": C_BOOK_TABLE_FULL,
     "vwap_window_truncated": C_WINDOW_TRUNCATED,
     "results": C_RESULTS,
+    "session_takeovers": C_TAKEOVERS,
 }
 PROCESSED_COUNTERS = {
     "quote": C_PROC_QUOTE,
@@ -110,6 +112,7 @@ PROCESSED_COUNTERS = {
 
 # ---------------------------------------------------------------------------
 _MAX_SEQ = np.iinfo(np.int64).max
+_MAX_COUNT = np.iinfo(np.int64).max  # counters saturate here; they never wrap
 
 # Per-stream state: int64[max_streams, S_COLS]
 # ---------------------------------------------------------------------------
@@ -117,7 +120,18 @@ S_NEXT = 0  # next expected sequence, -1 before the first frame
 S_GAPS = 1
 S_LOST = 2
 S_FRAMES = 3
-S_COLS = 4
+S_SESSION = 4  # session holding the stream (u64 bits; 0: version 1 frames, no session)
+S_PREV_SESSION = 5  # the holder before the last takeover (its frames are duplicates)
+S_LAST_NS = 6  # recv_ns of the holder's last accepted frame
+S_FIRST = 7  # first sequence seen from the holding session (records before it: not seen)
+S_TAKEOVERS = 8  # times another session took the stream over
+S_COLS = 9
+
+# Ingest limits: int64[L_COLS] (StreamingState.limits), from the engine config.
+L_MAX_GAP = 0  # a forward jump beyond this many records is bad_jump
+L_FAILOVER_NS = 1  # holder silence after which another session may take a stream over
+L_MAX_SKEW_NS = 2  # a record's ts_ns beyond recv_ns + this is bad_timestamp (0: off)
+L_COLS = 3
 
 # ---------------------------------------------------------------------------
 # Per-symbol integer state: int64[n_symbols, I_COLS]
@@ -181,6 +195,9 @@ class StreamingParams(NamedTuple):
     book_levels: int = 64
     book_orders: int = 1 << 20
     max_records: int = 26_214  # per frame: bounds the output arrays
+    max_gap: int = 1 << 32  # records: a longer forward jump is refused (bad_jump)
+    failover_ns: int = 2_000_000_000  # holder silence before another session may take over
+    max_clock_skew_ns: int = 60_000_000_000  # record ts_ns beyond recv_ns + this: bad_timestamp
 
 
 class StreamingState(NamedTuple):
@@ -188,6 +205,7 @@ class StreamingState(NamedTuple):
 
     params: StreamingParams
     alphas: np.ndarray  # float64[N_EMA], NaN for unused slots
+    limits: np.ndarray  # int64[L_COLS]: the ingest limits of params
     counters: np.ndarray  # int64[N_COUNTERS]
     streams: np.ndarray  # int64[max_streams, S_COLS]
     sym_i: np.ndarray  # int64[n_symbols, I_COLS]
@@ -218,6 +236,7 @@ def new_state(params: StreamingParams) -> StreamingState:
     state = StreamingState(
         params=params,
         alphas=alphas,
+        limits=np.array([params.max_gap, params.failover_ns, params.max_clock_skew_ns], np.int64),
         counters=np.zeros(N_COUNTERS, np.int64),
         streams=np.zeros((params.max_streams, S_COLS), np.int64),
         sym_i=np.zeros((n, I_COLS), np.int64),
@@ -262,60 +281,113 @@ def reset_state(state: StreamingState) -> None:
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def _accept_sequence(streams: np.ndarray, counters: np.ndarray, stream: int, seq: int, count: int):
-    """Account a frame's sequence range; return -1 to accept or a REJECT_* code."""
+def _sat_add(a, b):
+    """``a + b`` for ``b >= 0``, saturating at the int64 maximum (counters never wrap)."""
+    if a > _MAX_COUNT - b:
+        return _MAX_COUNT
+    return a + b
+
+
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
+def _accept_sequence(streams, counters, limits, stream, seq, count, session, recv_ns):
+    """Account a frame's session and sequence range; return -1 to accept or a REJECT_* code.
+
+    ``session`` is the version 2 session id as int64 bits, 0 for a version 1 frame.
+    """
     expected = streams[stream, S_NEXT]
-    if expected < 0 or seq == expected:
+    if expected >= 0 and session != streams[stream, S_SESSION]:
+        if streams[stream, S_TAKEOVERS] > 0 and session == streams[stream, S_PREV_SESSION]:
+            return s.REJECT_DUPLICATE  # the session this stream was taken from: old sequences
+        if recv_ns - streams[stream, S_LAST_NS] < limits[L_FAILOVER_NS]:
+            return s.REJECT_FOREIGN_SESSION
+        streams[stream, S_PREV_SESSION] = streams[stream, S_SESSION]
+        streams[stream, S_TAKEOVERS] += 1
+        counters[C_TAKEOVERS] += 1
+        expected = -1  # the new session sets its own baseline
+    if expected < 0:
+        streams[stream, S_SESSION] = session
+        streams[stream, S_FIRST] = seq
+    elif seq == expected:
         pass
     elif seq > expected:
         lost = seq - expected
-        streams[stream, S_GAPS] += 1
-        streams[stream, S_LOST] += lost
-        counters[C_GAPS] += 1
-        counters[C_LOST] += lost
-    elif seq == 0:
-        counters[C_RESETS] += 1  # the publisher restarted its sequence
+        if lost > limits[L_MAX_GAP]:
+            return s.REJECT_BAD_JUMP
+        streams[stream, S_GAPS] = _sat_add(streams[stream, S_GAPS], 1)
+        streams[stream, S_LOST] = _sat_add(streams[stream, S_LOST], lost)
+        counters[C_GAPS] = _sat_add(counters[C_GAPS], 1)
+        counters[C_LOST] = _sat_add(counters[C_LOST], lost)
+    elif seq == 0 and session == 0:
+        counters[C_RESETS] += 1  # version 1: the publisher restarted its sequence
     elif seq + count <= expected:
         return s.REJECT_DUPLICATE
     else:
         return s.REJECT_OUT_OF_ORDER
     streams[stream, S_NEXT] = seq + count
     streams[stream, S_FRAMES] += 1
+    streams[stream, S_LAST_NS] = recv_ns
     return -1
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def _check_frame(header, nbytes, expect_kind, record_size, max_records, streams, counters):
-    """Header checks and sequence accounting; return the record count or -1 (rejected)."""
+def _check_frame(
+    header, nbytes, expect_kind, record_size, max_records, streams, counters, limits, recv_ns
+):  # fmt: skip
+    """Header checks and sequence accounting; return the record count or -1 (rejected).
+
+    ``header`` is a HEADER_V2 view of the buffer; its ``session`` is read only
+    for a version 2 frame long enough to hold it.
+    """
     counters[C_FRAMES] += 1
-    counters[C_BYTES] += nbytes
+    counters[C_BYTES] = _sat_add(counters[C_BYTES], nbytes)
     h = header[0]
     count = np.int64(h.count)
+    hsize = s.HEADER_SIZE
+    if h.version == s.VERSION_SESSION:
+        hsize = s.HEADER_V2_SIZE
     reason = -1
     if nbytes < s.HEADER_SIZE:
         reason = s.REJECT_SHORT
     elif h.magic != s.MAGIC:
         reason = s.REJECT_BAD_MAGIC
-    elif h.version != s.VERSION:
+    elif h.version != s.VERSION and h.version != s.VERSION_SESSION:
         reason = s.REJECT_BAD_VERSION
+    elif nbytes < hsize:
+        reason = s.REJECT_SHORT
     elif h.kind != expect_kind:
         reason = s.REJECT_BAD_KIND
     elif count == 0 or count > max_records:
         reason = s.REJECT_BAD_COUNT
-    elif nbytes - s.HEADER_SIZE != count * record_size:
+    elif nbytes - hsize != count * record_size:
         reason = s.REJECT_BAD_LENGTH
     elif h.stream_id >= streams.shape[0]:
         reason = s.REJECT_UNKNOWN_STREAM
+    elif hsize == s.HEADER_V2_SIZE and h.session == 0:
+        reason = s.REJECT_BAD_SESSION
     elif np.int64(h.seq) < 0 or np.int64(h.seq) > _MAX_SEQ - count:
         reason = s.REJECT_BAD_SEQUENCE  # sequences live in 63 bits: never wrap negative
     else:
-        reason = _accept_sequence(streams, counters, h.stream_id, np.int64(h.seq), count)
+        session = np.int64(0)
+        if hsize == s.HEADER_V2_SIZE:
+            session = np.int64(h.session)  # the u64's bits
+        reason = _accept_sequence(
+            streams, counters, limits, h.stream_id, np.int64(h.seq), count, session, recv_ns
+        )
     if reason >= 0:
         counters[reason] += 1
         return -1
     counters[C_FRAMES_ACCEPTED] += 1
     counters[C_RECORDS] += count
     return count
+
+
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
+def _ts_limit(limits, recv_ns):
+    """Largest acceptable record ts_ns for a frame received at ``recv_ns`` (skew check off: max)."""
+    skew = limits[L_MAX_SKEW_NS]
+    if skew <= 0 or recv_ns <= 0:
+        return _MAX_COUNT
+    return _sat_add(recv_ns, skew)
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
@@ -335,15 +407,23 @@ def _provenance(sym_i, symbol, analytic, ts, seq, stream, send_ns):
     sym_i[symbol, base + 3] = send_ns
 
 
+def record_ts_limit(limits: np.ndarray, recv_ns: int) -> int:
+    """The ``ts_max`` the record checks use for a frame received at ``recv_ns`` (for tools)."""
+    skew = int(limits[L_MAX_SKEW_NS])
+    if skew <= 0 or recv_ns <= 0:
+        return int(_MAX_COUNT)
+    return min(int(recv_ns) + skew, int(_MAX_COUNT))
+
+
 # ---------------------------------------------------------------------------
 # Quotes
 # ---------------------------------------------------------------------------
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def quote_reject_reason(q, n_symbols):
+def quote_reject_reason(q, n_symbols, ts_max):
     """-1 if a QUOTE record is acceptable, else its REJECT_* code (the README's rules)."""
-    if q.ts_ns < 0:
+    if q.ts_ns < 0 or q.ts_ns > ts_max:
         return s.REJECT_BAD_TIMESTAMP
     if q.symbol >= n_symbols:
         return s.REJECT_UNKNOWN_SYMBOL
@@ -355,9 +435,9 @@ def quote_reject_reason(q, n_symbols):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def trade_reject_reason(t, n_symbols):
+def trade_reject_reason(t, n_symbols, ts_max):
     """-1 if a TRADE record is acceptable, else its REJECT_* code."""
-    if t.ts_ns < 0:
+    if t.ts_ns < 0 or t.ts_ns > ts_max:
         return s.REJECT_BAD_TIMESTAMP
     if t.symbol >= n_symbols:
         return s.REJECT_UNKNOWN_SYMBOL
@@ -371,10 +451,10 @@ def trade_reject_reason(t, n_symbols):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def order_reject_reason(o, n_symbols):
+def order_reject_reason(o, n_symbols, ts_max):
     """-1 if an ORDER record is acceptable, else its REJECT_* code."""
     action = o.action
-    if o.ts_ns < 0:
+    if o.ts_ns < 0 or o.ts_ns > ts_max:
         return s.REJECT_BAD_TIMESTAMP
     if o.symbol >= n_symbols:
         return s.REJECT_UNKNOWN_SYMBOL
@@ -391,13 +471,17 @@ def order_reject_reason(o, n_symbols):
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_quotes(
-    header, quotes, nbytes, streams, counters, sym_i, touched, touched_list, n_touched
+    header, quotes, nbytes, recv_ns, streams, counters, limits, sym_i, touched, touched_list,
+    n_touched,
 ):  # fmt: skip
     """Update the state with one QUOTE frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
-    n = _check_frame(header, nbytes, s.KIND_QUOTE, s.QUOTE_SIZE, max_records, streams, counters)
+    n = _check_frame(
+        header, nbytes, s.KIND_QUOTE, s.QUOTE_SIZE, max_records, streams, counters, limits, recv_ns
+    )
     if n < 0:
         return 0
+    ts_max = _ts_limit(limits, recv_ns)
     frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
     h = header[0]
     seq0 = np.int64(h.seq)
@@ -405,7 +489,7 @@ def _ingest_quotes(
     accepted = 0
     for i in range(n):
         q = quotes[i]
-        reason = quote_reject_reason(q, n_symbols)
+        reason = quote_reject_reason(q, n_symbols, ts_max)
         if reason >= 0:
             counters[reason] += 1
             continue
@@ -526,14 +610,17 @@ def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_trades(
-    header, trades, nbytes, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f, ret_ring,
-    vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
+    header, trades, nbytes, recv_ns, streams, counters, limits, sym_i, sym_f, alphas, ring_ts,
+    ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
 ):  # fmt: skip
     """Update the state with one TRADE frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
-    n = _check_frame(header, nbytes, s.KIND_TRADE, s.TRADE_SIZE, max_records, streams, counters)
+    n = _check_frame(
+        header, nbytes, s.KIND_TRADE, s.TRADE_SIZE, max_records, streams, counters, limits, recv_ns
+    )
     if n < 0:
         return 0
+    ts_max = _ts_limit(limits, recv_ns)
     frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
     h = header[0]
     seq0 = np.int64(h.seq)
@@ -544,7 +631,7 @@ def _ingest_trades(
     bars = 0
     for i in range(n):
         t = trades[i]
-        reason = trade_reject_reason(t, n_symbols)
+        reason = trade_reject_reason(t, n_symbols, ts_max)
         if reason >= 0:
             counters[reason] += 1
             continue
@@ -637,13 +724,17 @@ def _ingest_trades(
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_orders(
-    header, orders, nbytes, streams, counters, sym_i, book, touched, touched_list, n_touched
+    header, orders, nbytes, recv_ns, streams, counters, limits, sym_i, book, touched,
+    touched_list, n_touched,
 ):  # fmt: skip
     """Update the state (the books) with one ORDER frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
-    n = _check_frame(header, nbytes, s.KIND_ORDER, s.ORDER_SIZE, max_records, streams, counters)
+    n = _check_frame(
+        header, nbytes, s.KIND_ORDER, s.ORDER_SIZE, max_records, streams, counters, limits, recv_ns
+    )
     if n < 0:
         return 0
+    ts_max = _ts_limit(limits, recv_ns)
     frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
     h = header[0]
     seq0 = np.int64(h.seq)
@@ -651,7 +742,7 @@ def _ingest_orders(
     accepted = 0
     for i in range(n):
         o = orders[i]
-        reason = order_reject_reason(o, n_symbols)
+        reason = order_reject_reason(o, n_symbols, ts_max)
         if reason >= 0:
             counters[reason] += 1
             continue
@@ -814,29 +905,35 @@ def _results(counters, n_touched):
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_quote_frame(
-    header, quotes, nbytes, recv_ns, streams, counters, sym_i, touched, touched_list, n_touched,
-    out_seq, out_quote,
+    header, quotes, nbytes, recv_ns, streams, counters, limits, sym_i, touched, touched_list,
+    n_touched, out_seq, out_quote,
 ):  # fmt: skip
-    """Process a QUOTE frame and fill its result frames; return the number of results."""
+    """Process a QUOTE frame and fill its result frames; return the number of results.
+
+    ``header`` is a HEADER_V2 view of the receive buffer and ``quotes`` the
+    records view after the frame's header (32 bytes for version 1, 40 for 2).
+    """
     _start_frame(n_touched)
     if _ingest_quotes(
-        header, quotes, nbytes, streams, counters, sym_i, touched, touched_list, n_touched
-    ):
+        header, quotes, nbytes, recv_ns, streams, counters, limits, sym_i, touched, touched_list,
+        n_touched,
+    ):  # fmt: skip
         _emit_quotes(recv_ns, realtime_ns(), sym_i, touched_list, n_touched, out_seq, out_quote)
     return _results(counters, n_touched)
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_trade_frame(
-    header, trades, nbytes, recv_ns, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f,
-    ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_seq, out_trade,
-    out_bar,
+    header, trades, nbytes, recv_ns, streams, counters, limits, sym_i, sym_f, alphas, ring_ts,
+    ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_seq,
+    out_trade, out_bar,
 ):  # fmt: skip
     """Process a TRADE frame (or reject a frame of any other kind); return the number of results."""
     _start_frame(n_touched)
     if _ingest_trades(
-        header, trades, nbytes, streams, counters, sym_i, sym_f, alphas, ring_ts, ring_f,
-        ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
+        header, trades, nbytes, recv_ns, streams, counters, limits, sym_i, sym_f, alphas,
+        ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched,
+        out_bar,
     ):  # fmt: skip
         _emit_trades(
             recv_ns, realtime_ns(), sym_i, sym_f, ret_ring, touched_list, n_touched, out_seq,
@@ -847,14 +944,15 @@ def on_trade_frame(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_order_frame(
-    header, orders, nbytes, recv_ns, streams, counters, sym_i, book, touched, touched_list,
-    n_touched, out_seq, out_book,
+    header, orders, nbytes, recv_ns, streams, counters, limits, sym_i, book, touched,
+    touched_list, n_touched, out_seq, out_book,
 ):  # fmt: skip
     """Process an ORDER frame and fill its book result frames; return the number of results."""
     _start_frame(n_touched)
     if _ingest_orders(
-        header, orders, nbytes, streams, counters, sym_i, book, touched, touched_list, n_touched
-    ):
+        header, orders, nbytes, recv_ns, streams, counters, limits, sym_i, book, touched,
+        touched_list, n_touched,
+    ):  # fmt: skip
         _emit_book(recv_ns, realtime_ns(), sym_i, book, touched_list, n_touched, out_seq, out_book)
     return _results(counters, n_touched)
 

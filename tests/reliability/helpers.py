@@ -90,8 +90,9 @@ def with_bad_input(frames: list[bytes], *, seed: int = 2, every: int = 7) -> lis
 def drive(proc: StreamProcessor, items: list[bytes | int], journal: object = None) -> int:
     """Run ``items`` through ``proc`` exactly as ``Engine.run`` does; return the results made.
 
-    ``journal``: an object with ``on_frame(memoryview)`` / ``on_dropped(int)``
-    (a JournalExtension), called first, as the engine's hooks are.
+    ``journal``: an object with ``on_frame(memoryview, recv_ns)`` / ``on_dropped(int,
+    recv_ns)`` (a JournalExtension), called first, as the engine's hooks are, with the
+    same ``recv_ns`` the processor gets (0 here: the clock-dependent rules stay off).
     """
     view = memoryview(proc.buffer)
     size = len(proc.buffer)
@@ -99,16 +100,16 @@ def drive(proc: StreamProcessor, items: list[bytes | int], journal: object = Non
     for item in items:
         if isinstance(item, int):
             if journal is not None:
-                journal.on_dropped(item)
+                journal.on_dropped(item, 0)
             results += proc.process(item, 0)
             continue
         n = len(item)
         if n <= size:
             proc.buffer[:n] = np.frombuffer(item, np.uint8)
             if journal is not None:
-                journal.on_frame(view[:n])
+                journal.on_frame(view[:n], 0)
         elif journal is not None:
-            journal.on_dropped(n)
+            journal.on_dropped(n, 0)
         results += proc.process(n, 0)
     return results
 

@@ -170,6 +170,10 @@ def test_fuzz_over_a_real_socket_matches_direct_processing():
             "ingest.endpoints": ["tcp://127.0.0.1:*"],
             "publish.endpoint": "tcp://127.0.0.1:*",
             "publish.stats_interval_s": 0.2,
+            # the direct replay below runs with recv_ns 0: the rules that read the clock
+            # (record skew, session failover) must decide alike without it
+            "ingest.max_clock_skew_s": 0,
+            "ingest.failover_s": 86_400,
         }
     )
     context = zmq.Context()

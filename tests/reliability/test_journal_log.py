@@ -94,7 +94,31 @@ def test_frame_or_reject_follows_the_kernels_header_rules(tmp_path, case):
     (entry,) = list(iter_entries(tmp_path))
     assert entry.type == expected
     if expected == fmt.ENTRY_REJECT:
-        assert bytes(entry.payload) == struct.pack("<I", len(frame)) + bytes(frame[:32])
+        # the first 40 bytes: a version 2 header, whose session the kernels may read
+        assert bytes(entry.payload) == struct.pack("<I", len(frame)) + bytes(frame[:40])
+
+
+@pytest.mark.parametrize(
+    "session, expected", [(7, fmt.ENTRY_FRAME), (2**64 - 1, fmt.ENTRY_FRAME), (0, None)]
+)
+def test_version_2_frames_are_journaled_whole_unless_their_session_is_0(
+    tmp_path, session, expected
+):
+    v1 = market_frames(1)[0]
+    header = np.frombuffer(v1, s.HEADER, count=1)[0]
+    frame = bytearray(v1[:32] + struct.pack("<Q", session) + v1[32:])
+    frame[4:6] = struct.pack("<H", s.VERSION_SESSION)
+    assert int(header["count"]) > 0
+    w = _writer(tmp_path, sync="os")
+    w.append_frame(memoryview(frame), 12345)
+    w.close()
+    (entry,) = list(iter_entries(tmp_path))
+    assert entry.recv_ns == 12345  # the stamp the engine gave the kernels
+    if expected == fmt.ENTRY_FRAME:
+        assert entry.type == fmt.ENTRY_FRAME and bytes(entry.payload) == bytes(frame)
+    else:  # bad_session: a REJECT that keeps the whole 40-byte header (session included)
+        assert entry.type == fmt.ENTRY_REJECT
+        assert bytes(entry.payload) == struct.pack("<I", len(frame)) + bytes(frame[:40])
 
 
 def test_segments_roll_and_iteration_crosses_them_from_any_start(tmp_path):

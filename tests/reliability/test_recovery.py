@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 
@@ -180,7 +181,7 @@ def _payload_len(item):
         ok = int(header["stream_id"]) < CONFIG.ingest.max_streams
     except codec.FrameError:
         ok = False
-    return len(item) if ok else fmt.REJECT_PREFIX.size + min(len(item), s.HEADER_SIZE)
+    return len(item) if ok else fmt.REJECT_PREFIX.size + min(len(item), s.HEADER_V2_SIZE)
 
 
 def test_a_journal_of_other_parameters_is_refused(tmp_path, items):
@@ -373,3 +374,86 @@ def test_replay_of_a_pruned_journal_names_where_to_start(tmp_path, items, capsys
     assert f"entries before {first} are no longer in the journal" in err
     assert f"--snapshot --from N with N >= {oldest}" in err
     assert main(["replay", "--journal", str(tmp_path), "--snapshot", "--from", str(oldest)]) == 0
+
+
+@pytest.mark.parametrize("session", [None, 5])
+def test_the_journal_does_not_restore_a_jam(tmp_path, session):
+    """A far-ahead frame from another publisher, journaled and replayed after a restart, is
+    refused again (bad_jump / foreign_session): the real publisher's frames after the
+    restart are processed, not counted as duplicates (before: the replay restored the jam)."""
+    v2 = {} if session is None else {"session": session}
+    frames = market_frames(60, seed=9, stream=2)
+    if session is not None:  # the same market as a version 2 publisher
+        frames = [
+            codec.encode_frame(int(h["kind"]), 2, int(h["seq"]), r, 0, session)
+            for h, r in (codec.decode_frame(f) for f in frames)
+        ]
+    header, records = codec.decode_frame(frames[0])
+    attacker = {} if session is None else {"session": session + 1}
+    jam = codec.encode_frame(int(header["kind"]), 2, 1 << 40, records, 0, **attacker)
+    live = processor(CONFIG)
+    ext = _journal(tmp_path)
+    ext.open(CONFIG, live)
+    drive(live, frames[:30] + [jam], ext)
+    ext.writer.close()
+    recovered, ext2, _report = _recover(tmp_path)
+    drive(recovered, frames[30:], ext2)
+    ext2.writer.close()
+    stats = recovered.stats(0)
+    assert stats["rejected"]["duplicate"] == 0
+    assert stats["rejected"]["foreign_session" if v2 else "bad_jump"] == 1
+    next_seq = int(codec.decode_header(frames[-1])["seq"]) + int(
+        codec.decode_header(frames[-1])["count"]
+    )
+    assert stats["streams"]["2"]["next_seq"] == next_seq
+
+
+def test_damage_in_a_snapshot_covered_segment_is_found_in_the_background(tmp_path, items, caplog):
+    """Recovery does not read the segments a snapshot covers; a background check does and
+    reports their damage (before: a corrupted finished segment went unnoticed)."""
+    live = processor(CONFIG)
+    ext = _journal(tmp_path, segment_bytes=1 << 16, snapshot_keep=1)
+    ext.open(CONFIG, live)
+    drive(live, items, ext)
+    ext.snapshot(wait=True)
+    ext.close()
+    segments = list_segments(tmp_path)
+    assert len(segments) >= 3
+    victim = segments[1].path
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with caplog.at_level(logging.INFO, logger="tickpath.journal"):
+        _recovered, ext2, report = _recover(tmp_path)
+        verify = ext2.wait_verified(timeout=120)
+    try:
+        assert report.snapshot_index == len(items) and report.replayed_entries == 0
+        assert verify["state"] == "done" and verify["segments"] == len(segments) - 1
+        assert verify["checked"] == len(segments) - 1
+        assert len(verify["damaged"]) == 1 and victim.name in verify["damaged"][0]
+        assert ext2.stats()["verify"]["damaged"] == verify["damaged"]
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and victim.name in errors[0].getMessage()
+    finally:
+        ext2.close()
+
+
+def test_a_skipped_snapshot_is_logged_as_a_warning(tmp_path, items, caplog):
+    live = processor(CONFIG)
+    ext = _journal(tmp_path, snapshot_keep=2)
+    ext.open(CONFIG, live)
+    drive(live, items[:300], ext)
+    ext.snapshot(wait=True)
+    drive(live, items[300:600], ext)
+    ext.snapshot(wait=True)
+    ext.writer.close()
+    newest = list_snapshots(tmp_path / "snapshots")[0].path
+    newest.write_bytes(newest.read_bytes()[:100])  # torn
+    with caplog.at_level(logging.INFO, logger="tickpath.journal"):
+        _recovered, ext2, report = _recover(tmp_path)
+    ext2.close()
+    assert report.snapshot_index == 300 and report.skipped_snapshots
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(newest.name in r.getMessage() for r in warnings), [
+        (r.levelname, r.getMessage()) for r in caplog.records
+    ]

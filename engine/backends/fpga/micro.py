@@ -36,22 +36,22 @@ _FEATURE_FIELDS = [
 
 
 @numba.njit(cache=True, nogil=True)
-def select_valid_trades(trades, n, n_symbols, out_index):  # noqa: ANN001, ANN201 (numba)
+def select_valid_trades(trades, n, n_symbols, ts_max, out_index):  # noqa: ANN001, ANN201 (numba)
     """Indices of the records the CPU kernel accepts (its own rule); returns how many."""
     m = 0
     for i in range(n):
-        if k.trade_reject_reason(trades[i], n_symbols) < 0:
+        if k.trade_reject_reason(trades[i], n_symbols, ts_max) < 0:
             out_index[m] = i
             m += 1
     return m
 
 
 @numba.njit(cache=True, nogil=True)
-def select_valid_quotes(quotes, n, n_symbols, out_index):  # noqa: ANN001, ANN201 (numba)
+def select_valid_quotes(quotes, n, n_symbols, ts_max, out_index):  # noqa: ANN001, ANN201 (numba)
     """Indices of the records the CPU kernel accepts (its own rule); returns how many."""
     m = 0
     for i in range(n):
-        if k.quote_reject_reason(quotes[i], n_symbols) < 0:
+        if k.quote_reject_reason(quotes[i], n_symbols, ts_max) < 0:
             out_index[m] = i
             m += 1
     return m
@@ -83,8 +83,8 @@ class FpgaMicroPath:
         self._index = np.zeros(proc.state.params.max_records, np.int64)
         self._out_seq = np.zeros(n_symbols, np.uint64)
         self._frames = np.zeros(n_symbols, FRAME_FPGA)
-        select_valid_trades(proc.trades, 0, n_symbols, self._index)
-        select_valid_quotes(proc.quotes, 0, n_symbols, self._index)
+        select_valid_trades(proc.trades, 0, n_symbols, 0, self._index)
+        select_valid_quotes(proc.quotes, 0, n_symbols, 0, self._index)
         log.info(
             "routing: micro path tick features (ema, vwap sums, bbo, mid, spread, L1 "
             "imbalance) -> fpga (%s); all other analytics -> cpu",
@@ -96,14 +96,16 @@ class FpgaMicroPath:
         proc = engine.processor
         kind = proc.kind
         if kind == s.KIND_TRADE:
-            records, select, out = proc.trades, select_valid_trades, proc.state.out_trade
+            select, out = select_valid_trades, proc.state.out_trade
         elif kind == s.KIND_QUOTE:
-            records, select, out = proc.quotes, select_valid_quotes, proc.state.out_quote
+            select, out = select_valid_quotes, proc.state.out_quote
         else:
             return
+        records = proc.records(kind)  # after a 32- or 40-byte header
         header = proc.header[0]
         count = int(header["count"])
-        m = select(records, count, proc.state.params.n_symbols, self._index)
+        ts_max = k.record_ts_limit(proc.state.limits, int(out[0]["recv_ns"]))
+        m = select(records, count, proc.state.params.n_symbols, ts_max, self._index)
         if m == 0:
             return
         index = self._index[:m]
