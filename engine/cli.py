@@ -70,8 +70,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    "(default tcp://127.0.0.1:5556)")  # fmt: skip
     p.add_argument("--config", metavar="FILE", help="TOML config file (flags override it)")
     p.add_argument("--symbols", type=_positive_int, metavar="N", help="symbol ids 0..N-1")
-    p.add_argument("--symbols-shard", metavar="I/N", help="label of the symbol shard this "
-                   "replica serves (informational; set by the cluster scheduler)")  # fmt: skip
+    p.add_argument("--symbols-shard", metavar="I/N", help="serve only symbol shard I of N "
+                   "(symbol %% N == I; records of other shards are refused as foreign_shard; "
+                   "set by the cluster scheduler); same as --set ingest.shard='I/N'")  # fmt: skip
     p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
@@ -95,6 +96,7 @@ def _serve_main(args: argparse.Namespace) -> int:
         "ingest.endpoints": args.ingest,
         "publish.endpoint": args.publish,
         "analytics.n_symbols": args.symbols,
+        "ingest.shard": args.symbols_shard,
         "log_level": args.log_level,
         **dispatch_cli.serve_overrides(args),
         **journal_cli.serve_overrides(args),

@@ -55,9 +55,26 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     failover_s: float = 2.0
     # A record ts_ns later than the receive time + this is refused (bad_timestamp); 0: off.
     max_clock_skew_s: float = 60.0
+    # Serve one symbol shard: "I/N" (symbol s belongs to shard s % N, or to what shard_map
+    # says); records of other shards are refused (foreign_shard). "": every symbol.
+    shard: str = ""
+    shard_map: str = ""  # a JSON shard map file (docs/mesos.md); "" : symbol % N
 
     def __post_init__(self) -> None:
         _require(len(self.endpoints) > 0, "ingest.endpoints must not be empty")
+        if self.shard:
+            from tickpath.engine.cluster.shards import ShardMap, ShardMapError, parse_shard
+
+            try:
+                _, count = parse_shard(self.shard)
+                if self.shard_map:
+                    shards = ShardMap.from_file(self.shard_map).shards
+                    _require(shards == count, f"ingest.shard_map has {shards} shards, "
+                             f"ingest.shard says {count}")  # fmt: skip
+            except ShardMapError as exc:
+                raise ConfigError(f"ingest.shard: {exc}") from None
+        else:
+            _require(not self.shard_map, "ingest.shard_map needs ingest.shard (I/N)")
         for endpoint in self.endpoints:
             _require("://" in endpoint, f"ingest endpoint {endpoint!r} is not a ZeroMQ endpoint")
         _require(self.rcvhwm >= 0, "ingest.rcvhwm must be >= 0")

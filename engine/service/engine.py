@@ -47,7 +47,17 @@ def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParam
         max_gap=config.ingest.max_gap,
         failover_ns=int(config.ingest.failover_s * 1e9),
         max_clock_skew_ns=int(config.ingest.max_clock_skew_s * 1e9),
+        **_shard_params(config),
     )
+
+
+def _shard_params(config: EngineConfig) -> dict[str, int]:
+    if not config.ingest.shard:
+        return {}
+    from tickpath.engine.cluster.shards import parse_shard
+
+    index, count = parse_shard(config.ingest.shard)
+    return {"shard_index": index, "shard_count": count}
 
 
 class StreamProcessor:
@@ -77,6 +87,13 @@ class StreamProcessor:
         self._version = self.buffer[4:6].view("<u2")
         max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
         self.state = k.new_state(streaming_params(config, max_records))
+        if config.ingest.shard_map:  # uneven shards: ownership from the map, not symbol % N
+            from tickpath.engine.cluster.shards import ShardMap
+
+            shard_map = ShardMap.from_file(config.ingest.shard_map)
+            symbols = np.arange(config.analytics.n_symbols)
+            index = self.state.params.shard_index
+            self.state.owned[:] = shard_map.shard_of(symbols) == index
 
     def _view(self, dtype: np.dtype, body: int, offset: int = s.HEADER_SIZE) -> np.ndarray:
         n = (body - (offset - s.HEADER_SIZE)) // dtype.itemsize
@@ -150,22 +167,22 @@ class StreamProcessor:
         if kind == s.KIND_QUOTE:
             return k.on_quote_frame(
                 self.header, self.quotes_v2 if v2 else self.quotes, nbytes, recv_ns, st.streams,
-                st.counters, st.limits, st.sym_i, st.touched, st.touched_list, st.n_touched,
-                st.out_seq, st.out_quote,
+                st.counters, st.limits, st.owned, st.sym_i, st.touched, st.touched_list,
+                st.n_touched, st.out_seq, st.out_quote,
             )  # fmt: skip
         if kind == s.KIND_ORDER:
             return k.on_order_frame(
                 self.header, self.orders_v2 if v2 else self.orders, nbytes, recv_ns, st.streams,
-                st.counters, st.limits, st.sym_i, st.book, st.touched, st.touched_list,
-                st.n_touched, st.out_seq, st.out_book,
+                st.counters, st.limits, st.owned, st.sym_i, st.book, st.touched,
+                st.touched_list, st.n_touched, st.out_seq, st.out_book,
             )  # fmt: skip
         # Trades, and every other kind: the trade kernel's header check rejects those.
         p = st.params
         return k.on_trade_frame(
             self.header, self.trades_v2 if v2 else self.trades, nbytes, recv_ns, st.streams,
-            st.counters, st.limits, st.sym_i, st.sym_f, st.alphas, st.ring_ts, st.ring_f,
-            st.ret_ring, p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list, st.n_touched,
-            st.out_seq, st.out_trade, st.out_bar,
+            st.counters, st.limits, st.owned, st.sym_i, st.sym_f, st.alphas, st.ring_ts,
+            st.ring_f, st.ret_ring, p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list,
+            st.n_touched, st.out_seq, st.out_trade, st.out_bar,
         )  # fmt: skip
 
     def results(self) -> list[tuple[str, np.ndarray]]:

@@ -350,6 +350,7 @@ REJECT_BAD_SEQUENCE = 16  # seq + count does not fit in 63 bits
 REJECT_FOREIGN_SESSION = 17  # another session holds the stream and has not been silent long enough
 REJECT_BAD_JUMP = 18  # a forward jump of more than ingest.max_gap records (not taken as a gap)
 REJECT_BAD_SESSION = 19  # a version 2 header with session id 0
+REJECT_FOREIGN_SHARD = 20  # record: its symbol belongs to another replica's shard
 
 REJECT_NAMES = (
     "short",
@@ -372,6 +373,7 @@ REJECT_NAMES = (
     "foreign_session",
     "bad_jump",
     "bad_session",
+    "foreign_shard",
 )
 N_REJECT = len(REJECT_NAMES)
 RECORD_REJECTS = (
@@ -380,5 +382,6 @@ RECORD_REJECTS = (
     REJECT_UNKNOWN_SYMBOL,
     REJECT_BAD_ACTION,
     REJECT_BAD_TIMESTAMP,
+    REJECT_FOREIGN_SHARD,
 )
 FRAME_REJECTS = tuple(r for r in range(N_REJECT) if r not in RECORD_REJECTS)

@@ -198,6 +198,8 @@ class StreamingParams(NamedTuple):
     max_gap: int = 1 << 32  # records: a longer forward jump is refused (bad_jump)
     failover_ns: int = 2_000_000_000  # holder silence before another session may take over
     max_clock_skew_ns: int = 60_000_000_000  # record ts_ns beyond recv_ns + this: bad_timestamp
+    shard_index: int = 0  # this engine serves shard shard_index of shard_count ...
+    shard_count: int = 1  # ... symbol s belongs to shard s % shard_count (1: every symbol)
 
 
 class StreamingState(NamedTuple):
@@ -206,6 +208,7 @@ class StreamingState(NamedTuple):
     params: StreamingParams
     alphas: np.ndarray  # float64[N_EMA], NaN for unused slots
     limits: np.ndarray  # int64[L_COLS]: the ingest limits of params
+    owned: np.ndarray  # uint8[n_symbols]: 1 if this engine's shard owns the symbol (foreign_shard)
     counters: np.ndarray  # int64[N_COUNTERS]
     streams: np.ndarray  # int64[max_streams, S_COLS]
     sym_i: np.ndarray  # int64[n_symbols, I_COLS]
@@ -237,6 +240,7 @@ def new_state(params: StreamingParams) -> StreamingState:
         params=params,
         alphas=alphas,
         limits=np.array([params.max_gap, params.failover_ns, params.max_clock_skew_ns], np.int64),
+        owned=(np.arange(n) % params.shard_count == params.shard_index).astype(np.uint8),
         counters=np.zeros(N_COUNTERS, np.int64),
         streams=np.zeros((params.max_streams, S_COLS), np.int64),
         sym_i=np.zeros((n, I_COLS), np.int64),
@@ -471,8 +475,8 @@ def order_reject_reason(o, n_symbols, ts_max):
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_quotes(
-    header, quotes, nbytes, recv_ns, streams, counters, limits, sym_i, touched, touched_list,
-    n_touched,
+    header, quotes, nbytes, recv_ns, streams, counters, limits, owned, sym_i, touched,
+    touched_list, n_touched,
 ):  # fmt: skip
     """Update the state with one QUOTE frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
@@ -490,6 +494,8 @@ def _ingest_quotes(
     for i in range(n):
         q = quotes[i]
         reason = quote_reject_reason(q, n_symbols, ts_max)
+        if reason < 0 and owned[q.symbol] == 0:
+            reason = s.REJECT_FOREIGN_SHARD
         if reason >= 0:
             counters[reason] += 1
             continue
@@ -610,8 +616,8 @@ def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_trades(
-    header, trades, nbytes, recv_ns, streams, counters, limits, sym_i, sym_f, alphas, ring_ts,
-    ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
+    header, trades, nbytes, recv_ns, streams, counters, limits, owned, sym_i, sym_f, alphas,
+    ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
 ):  # fmt: skip
     """Update the state with one TRADE frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
@@ -632,6 +638,8 @@ def _ingest_trades(
     for i in range(n):
         t = trades[i]
         reason = trade_reject_reason(t, n_symbols, ts_max)
+        if reason < 0 and owned[t.symbol] == 0:
+            reason = s.REJECT_FOREIGN_SHARD
         if reason >= 0:
             counters[reason] += 1
             continue
@@ -724,7 +732,7 @@ def _ingest_trades(
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_orders(
-    header, orders, nbytes, recv_ns, streams, counters, limits, sym_i, book, touched,
+    header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book, touched,
     touched_list, n_touched,
 ):  # fmt: skip
     """Update the state (the books) with one ORDER frame; return the number of records accepted."""
@@ -743,6 +751,8 @@ def _ingest_orders(
     for i in range(n):
         o = orders[i]
         reason = order_reject_reason(o, n_symbols, ts_max)
+        if reason < 0 and owned[o.symbol] == 0:
+            reason = s.REJECT_FOREIGN_SHARD
         if reason >= 0:
             counters[reason] += 1
             continue
@@ -905,7 +915,7 @@ def _results(counters, n_touched):
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_quote_frame(
-    header, quotes, nbytes, recv_ns, streams, counters, limits, sym_i, touched, touched_list,
+    header, quotes, nbytes, recv_ns, streams, counters, limits, owned, sym_i, touched, touched_list,
     n_touched, out_seq, out_quote,
 ):  # fmt: skip
     """Process a QUOTE frame and fill its result frames; return the number of results.
@@ -915,8 +925,8 @@ def on_quote_frame(
     """
     _start_frame(n_touched)
     if _ingest_quotes(
-        header, quotes, nbytes, recv_ns, streams, counters, limits, sym_i, touched, touched_list,
-        n_touched,
+        header, quotes, nbytes, recv_ns, streams, counters, limits, owned, sym_i, touched,
+        touched_list, n_touched,
     ):  # fmt: skip
         _emit_quotes(recv_ns, realtime_ns(), sym_i, touched_list, n_touched, out_seq, out_quote)
     return _results(counters, n_touched)
@@ -924,14 +934,14 @@ def on_quote_frame(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_trade_frame(
-    header, trades, nbytes, recv_ns, streams, counters, limits, sym_i, sym_f, alphas, ring_ts,
-    ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_seq,
+    header, trades, nbytes, recv_ns, streams, counters, limits, owned, sym_i, sym_f, alphas,
+    ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_seq,
     out_trade, out_bar,
 ):  # fmt: skip
     """Process a TRADE frame (or reject a frame of any other kind); return the number of results."""
     _start_frame(n_touched)
     if _ingest_trades(
-        header, trades, nbytes, recv_ns, streams, counters, limits, sym_i, sym_f, alphas,
+        header, trades, nbytes, recv_ns, streams, counters, limits, owned, sym_i, sym_f, alphas,
         ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched,
         out_bar,
     ):  # fmt: skip
@@ -944,13 +954,13 @@ def on_trade_frame(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_order_frame(
-    header, orders, nbytes, recv_ns, streams, counters, limits, sym_i, book, touched,
+    header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book, touched,
     touched_list, n_touched, out_seq, out_book,
 ):  # fmt: skip
     """Process an ORDER frame and fill its book result frames; return the number of results."""
     _start_frame(n_touched)
     if _ingest_orders(
-        header, orders, nbytes, recv_ns, streams, counters, limits, sym_i, book, touched,
+        header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book, touched,
         touched_list, n_touched,
     ):  # fmt: skip
         _emit_book(recv_ns, realtime_ns(), sym_i, book, touched_list, n_touched, out_seq, out_book)

@@ -80,7 +80,8 @@ def test_ticks_into_scheduled_replicas_come_out_of_their_publish_ports(standin, 
             pub = ctx.socket(zmq.PUB)
             pub.setsockopt(zmq.LINGER, 0)
             pub.connect(ingest_ep)
-            symbol, price = 3 + shard, 1_000_000 + shard * 10_000
+            # a symbol of this replica's shard (symbol % 2 == shard): others are foreign_shard
+            symbol, price = 4 + shard, 1_000_000 + shard * 10_000
             deadline = time.monotonic() + 120  # the replica may still be compiling its kernels
             seq, got = 0, None
             while got is None and time.monotonic() < deadline:
