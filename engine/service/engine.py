@@ -28,6 +28,8 @@ from tickpath.kernels.cpu import streaming as k
 
 log = logging.getLogger("tickpath.engine")
 
+STATS_VERSION = 1  # the ``stats`` message's schema version (README "The stats message")
+
 
 def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParams:
     """Map the validated config onto the kernels' parameters."""
@@ -167,6 +169,8 @@ class StreamProcessor:
         streams = self.state.streams
         active = np.flatnonzero(streams[:, k.S_NEXT] >= 0)
         return {
+            "version": STATS_VERSION,
+            "state": "running",
             "uptime_s": round((time.time_ns() - started_ns) / 1e9, 3),
             "frames_received": c[k.C_FRAMES],
             "frames_accepted": c[k.C_FRAMES_ACCEPTED],
@@ -287,6 +291,8 @@ class Engine:
         """Receive, process and publish until :meth:`stop` is called (or ``duration_s``)."""
         interval_ns = int(self.config.publish.stats_interval_s * 1e9)
         next_stats = time.monotonic_ns() + interval_ns
+        log.info("ready: receiving on %s", ", ".join(self.receiver.endpoints))
+        self.publisher.publish_stats(self.stats("ready"))
         deadline = None if duration_s is None else time.monotonic_ns() + int(duration_s * 1e9)
         receiver = self.receiver
         proc = self.processor
@@ -340,15 +346,20 @@ class Engine:
                 next_stats = now + interval_ns
             if deadline is not None and now >= deadline:
                 break
-        self.publisher.publish_stats(self.stats())
+        self.publisher.publish_stats(self.stats("stopped"))
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (thread-safe)."""
         self.stop_event.set()
 
-    def stats(self) -> dict:
-        """The ``stats`` message (see :meth:`StreamProcessor.stats`)."""
+    def stats(self, state: str = "running") -> dict:
+        """The ``stats`` message (see :meth:`StreamProcessor.stats`) with ``state`` set.
+
+        ``state`` is ``"ready"`` in the message sent as the loop starts, ``"stopped"``
+        in the last one, ``"running"`` in between.
+        """
         stats = self.processor.stats(self.started_ns)
+        stats["state"] = state
         for ext in self._having("stats"):
             stats[ext.name] = ext.stats()
         return stats
