@@ -100,7 +100,6 @@ def test_feed_replays_the_import(imported):
                 speed=0.0,
                 max_records=20_000,
                 stream_id=2,
-                join_wait=0.3,
             )
         ),
         daemon=True,
