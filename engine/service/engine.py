@@ -29,6 +29,14 @@ from tickpath.kernels.cpu import streaming as k
 log = logging.getLogger("tickpath.engine")
 
 STATS_VERSION = 1  # the ``stats`` message's schema version (README "The stats message")
+COMPILE_NOTICE_S = 2.0  # a start-up longer than this is compiling: say so
+
+
+def _compile_notice() -> None:
+    log.warning(
+        "compiling kernels, first run only (about 30 s of CPU; later starts load them "
+        "from numba's cache)"
+    )
 
 
 def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParams:
@@ -170,7 +178,7 @@ class StreamProcessor:
         active = np.flatnonzero(streams[:, k.S_NEXT] >= 0)
         return {
             "version": STATS_VERSION,
-            "state": "running",
+            "state": "running" if c[k.C_FRAMES] else "ready",
             "uptime_s": round((time.time_ns() - started_ns) / 1e9, 3),
             "frames_received": c[k.C_FRAMES],
             "frames_accepted": c[k.C_FRAMES_ACCEPTED],
@@ -247,11 +255,21 @@ class Engine:
         self.stop_event = threading.Event()
 
     def start(self) -> None:
-        """Compile the kernels (or load them from cache), then open the sockets."""
-        seconds = self.processor.warm_up()
-        log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
-        for ext in self._having("on_start"):
-            ext.on_start(self)
+        """Compile the kernels (or load them from cache), then open the sockets.
+
+        When that takes longer than :data:`COMPILE_NOTICE_S` (a cold numba cache:
+        the first run after an install), a log line says so while it lasts.
+        """
+        notice = threading.Timer(COMPILE_NOTICE_S, _compile_notice)
+        notice.daemon = True
+        notice.start()
+        try:
+            seconds = self.processor.warm_up()
+            log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
+            for ext in self._having("on_start"):
+                ext.on_start(self)
+        finally:
+            notice.cancel()
         self.receiver = FrameReceiver(
             self.context, self.config.ingest, self.processor.buffer, security=self.config.security
         )
@@ -292,7 +310,7 @@ class Engine:
         interval_ns = int(self.config.publish.stats_interval_s * 1e9)
         next_stats = time.monotonic_ns() + interval_ns
         log.info("ready: receiving on %s", ", ".join(self.receiver.endpoints))
-        self.publisher.publish_stats(self.stats("ready"))
+        self.publisher.publish_stats(self.stats())
         deadline = None if duration_s is None else time.monotonic_ns() + int(duration_s * 1e9)
         receiver = self.receiver
         proc = self.processor
@@ -352,14 +370,15 @@ class Engine:
         """Ask :meth:`run` to return (thread-safe)."""
         self.stop_event.set()
 
-    def stats(self, state: str = "running") -> dict:
-        """The ``stats`` message (see :meth:`StreamProcessor.stats`) with ``state`` set.
+    def stats(self, state: str | None = None) -> dict:
+        """The ``stats`` message (see :meth:`StreamProcessor.stats`) with its ``state``.
 
-        ``state`` is ``"ready"`` in the message sent as the loop starts, ``"stopped"``
-        in the last one, ``"running"`` in between.
+        ``state``: ``"ready"`` while no frame has arrived yet (also in the message
+        sent as the loop starts), ``"running"`` after, ``"stopped"`` in the last one.
         """
         stats = self.processor.stats(self.started_ns)
-        stats["state"] = state
+        if state is not None:
+            stats["state"] = state
         for ext in self._having("stats"):
             stats[ext.name] = ext.stats()
         return stats
