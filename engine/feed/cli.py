@@ -257,6 +257,20 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch", type=int, default=64, metavar="N", help="most records per frame (64)"
     )
+    parser.add_argument(
+        "--stale",
+        choices=["drop", "keep"],
+        default="drop",
+        help="orders that trades print through without filling them: drop them (default) "
+        "or keep them (the book is then crossed most of the time)",
+    )
+    parser.add_argument(
+        "--stale-after",
+        type=int,
+        default=3,
+        metavar="N",
+        help="an order is stale once N trades printed through it (default 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -281,7 +295,12 @@ def import_main(args: argparse.Namespace) -> int:
             symbol=args.symbol,
             stream_id=args.stream_id,
             batch=args.batch,
+            stale_policy=args.stale,
+            stale_after=args.stale_after,
         )
+    except ValueError as exc:
+        print(f"tickpath import-bitstamp: error: {exc}", file=sys.stderr)
+        return 2
     except BitstampImportError as exc:
         print(f"tickpath import-bitstamp: error: {exc}", file=sys.stderr)
         return 1
