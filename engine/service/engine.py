@@ -32,11 +32,27 @@ STATS_VERSION = 1  # the ``stats`` message's schema version (README "The stats m
 COMPILE_NOTICE_S = 2.0  # a start-up longer than this is compiling: say so
 
 
-def _compile_notice() -> None:
-    log.warning(
-        "compiling kernels, first run only (about 30 s of CPU; later starts load them "
-        "from numba's cache)"
-    )
+def _compile_notice(done: threading.Event) -> None:
+    """After COMPILE_NOTICE_S of start-up, say whether the kernels compile or load slowly."""
+    # The frame kernels are warmed first: a cache miss (counted before numba compiles)
+    # tells a compile from a slow load.
+    kernels = (k.on_quote_frame, k.on_trade_frame, k.on_order_frame)
+    if done.wait(COMPILE_NOTICE_S):
+        return
+    while True:
+        hits = sum(sum(d.stats.cache_hits.values()) for d in kernels)
+        misses = sum(sum(d.stats.cache_misses.values()) for d in kernels)
+        if misses:
+            log.warning(
+                "compiling kernels, first run only (about 30 s of CPU; later starts load "
+                "them from numba's cache)"
+            )
+            return
+        if hits:
+            log.warning("loading kernels from numba's cache, slowly (a busy machine?)")
+            return
+        if done.wait(0.2):
+            return
 
 
 def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParams:
@@ -260,8 +276,8 @@ class Engine:
         When that takes longer than :data:`COMPILE_NOTICE_S` (a cold numba cache:
         the first run after an install), a log line says so while it lasts.
         """
-        notice = threading.Timer(COMPILE_NOTICE_S, _compile_notice)
-        notice.daemon = True
+        done = threading.Event()
+        notice = threading.Thread(target=_compile_notice, args=(done,), daemon=True)
         notice.start()
         try:
             seconds = self.processor.warm_up()
@@ -269,7 +285,7 @@ class Engine:
             for ext in self._having("on_start"):
                 ext.on_start(self)
         finally:
-            notice.cancel()
+            done.set()
         self.receiver = FrameReceiver(
             self.context, self.config.ingest, self.processor.buffer, security=self.config.security
         )
