@@ -83,6 +83,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                       "the FPGA overlay PATH.bit (needs pynq and a board)")  # fmt: skip
     fpga.add_argument("--fpga-emulate", action="store_true", help="run the FPGA tick-features "
                       "path on the bit-exact golden model (no board)")  # fmt: skip
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics on "
+                   "http://HOST:PORT/metrics (the 'metrics' extra)")  # fmt: skip
     journal_cli.add_serve_arguments(p)
     security_cli.add_serve_arguments(p)
     dispatch_cli.add_serve_arguments(p)
@@ -122,6 +124,8 @@ def _serve_main(args: argparse.Namespace) -> int:
         except FpgaUnavailableError as exc:
             raise UsageError(f"FPGA overlay: {exc}") from None
     extensions += dispatch_cli.serve_extensions(config)  # milli path, request endpoint
+    if args.metrics:
+        extensions.append(_metrics_extension(args.metrics))
     engine = Engine(config, extensions=extensions)
     engine.start()
     if args.symbols_shard:
@@ -146,6 +150,22 @@ def _serve_main(args: argparse.Namespace) -> int:
             stats["frames_rejected"],
         )
     return 0
+
+
+def _metrics_extension(address: str) -> object:
+    from tickpath.engine.service.metrics import MetricsExtension, parse_address
+
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--metrics needs prometheus_client: pip install 'tickpath[metrics]'"
+        ) from None
+    return MetricsExtension(host, port)
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,18 @@ a create of an id already live, or a change/delete of an order that is not live
 (never created, or created with a zero price and so dropped).  Maker fills show
 up in this capture as ``changed``/``deleted`` messages, so they are imported as
 MODIFY/CANCEL, not EXECUTE.
+
+Stale orders.  A trade at price P "prints through" a resting ask below P or a
+resting bid above P: had that order been live, it would have filled first.  The
+capture's starting snapshot holds such orders (two asks that later trades print
+through 138 and 109 times without ever filling them), and kept, they leave the
+book crossed for most of the replay.  An order that trades print through at
+least ``stale_after`` times (default 3, so a same-millisecond race is not
+counted) is stale; policy ``"drop"`` (the default) removes all its events from
+the recording and counts them as dropped (reason ``stale: printed through by
+trades``); ``"keep"`` leaves them in.  Either way the report lists the stale
+orders and how often the book was crossed (best bid >= best ask) after an order
+event, as written and as it would be with the stale orders kept.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import heapq
 import io
 import os
 import subprocess
@@ -95,6 +108,10 @@ class ImportReport(msgspec.Struct, frozen=True, kw_only=True):
     first_ts_ns: int
     last_ts_ns: int
     resting_at_end: int  # orders still live after the last event
+    stale_policy: str = "drop"  # what was done with stale orders: "drop" or "keep"
+    stale_orders: dict[str, int] = {}  # order id -> trades that printed through it
+    crossed_share: float = 0.0  # order events after which the written book is crossed
+    crossed_share_with_stale: float = 0.0  # the same with the stale orders kept
 
     @property
     def imported(self) -> int:
@@ -113,7 +130,10 @@ class ImportReport(msgspec.Struct, frozen=True, kw_only=True):
             f"imported {self.records} records into {self.out_path} ({self.frames} frames): "
             f"{self.adds} add, {self.modifies} modify, {self.cancels} cancel, {self.trades} trade; "
             f"read {self.order_events_read} order events and {self.trades_read} trades; "
-            f"dropped {self.dropped_total} ({why}); {self.resting_at_end} resting at the end"
+            f"dropped {self.dropped_total} ({why}); {self.resting_at_end} resting at the end; "
+            f"{len(self.stale_orders)} stale orders ({self.stale_policy}); book crossed after "
+            f"{self.crossed_share:.1%} of order events ({self.crossed_share_with_stale:.1%} "
+            "with the stale orders)"
         )
 
 
@@ -192,10 +212,16 @@ def import_bitstamp(
     symbol: int = 0,
     stream_id: int = 1,
     batch: int = 64,
+    stale_policy: str = "drop",
+    stale_after: int = 3,
 ) -> ImportReport:
     """Convert the Bitstamp sample into the recording ``out_path``; see the module docstring."""
     if not 1 <= batch <= 65_536:
         raise ValueError(f"batch must be in 1..65536, got {batch}")
+    if stale_policy not in ("drop", "keep"):
+        raise ValueError(f"stale policy must be 'drop' or 'keep', got {stale_policy!r}")
+    if stale_after < 1:
+        raise ValueError(f"stale_after must be >= 1, got {stale_after}")
     wheel = fetch_wheel(cache_dir)
     try:
         with zipfile.ZipFile(wheel) as zf:
@@ -205,10 +231,33 @@ def import_bitstamp(
         raise BitstampImportError(f"cannot read the sample out of {wheel}: {exc}") from exc
     order_rows = _read_csv(orders_text, ORDER_COLUMNS, ORDERS_MEMBER)
     trade_rows = _read_csv(trades_text, TRADE_COLUMNS, TRADES_MEMBER)
+    return convert(
+        order_rows, trade_rows, out_path, wheel=str(wheel), symbol=symbol, stream_id=stream_id,
+        batch=batch, stale_policy=stale_policy, stale_after=stale_after,
+    )  # fmt: skip
+
+
+def convert(
+    order_rows: list[list[str]],
+    trade_rows: list[list[str]],
+    out_path: str | os.PathLike[str],
+    *,
+    wheel: str = "",
+    symbol: int = 0,
+    stream_id: int = 1,
+    batch: int = 64,
+    stale_policy: str = "drop",
+    stale_after: int = 3,
+) -> ImportReport:
+    """Convert rows of the sample's two CSV files (no header line) into a recording."""
+    if stale_policy not in ("drop", "keep"):
+        raise ValueError(f"stale policy must be 'drop' or 'keep', got {stale_policy!r}")
 
     sides = {"bid": s.SIDE_BUY, "ask": s.SIDE_SELL}
     aggressor = {"buy": s.SIDE_BUY, "sell": s.SIDE_SELL}
     live: dict[int, int] = {}  # order id -> side
+    price_of: dict[int, int] = {}  # live order id -> its price, ticks
+    through: dict[int, int] = {}  # order id -> trades that printed through it
     dropped_ids: set[int] = set()  # creates dropped: their later events are dropped too
     zero_changes = 0
     dropped: dict[str, int] = {}
@@ -242,6 +291,7 @@ def import_bitstamp(
                 dropped_ids.add(oid)
             else:
                 live[oid] = side
+                price_of[oid] = price
                 out.append((False, (ts, symbol, s.ACTION_ADD, side, 0, oid, price, size)))
                 counts[s.ACTION_ADD] += 1
             return
@@ -259,10 +309,12 @@ def import_bitstamp(
             return
         if action == "changed" and size > 0 and price > 0:
             out.append((False, (ts, symbol, s.ACTION_MODIFY, side, 0, oid, price, size)))
+            price_of[oid] = price
             counts[s.ACTION_MODIFY] += 1
         else:  # deleted, or changed to nothing left
             zero_changes += action == "changed"
             del live[oid]
+            del price_of[oid]
             rec = (ts, symbol, s.ACTION_CANCEL, side, 0, oid, max(price, 0), max(size, 0))
             out.append((False, rec))
             counts[s.ACTION_CANCEL] += 1
@@ -280,7 +332,11 @@ def import_bitstamp(
             else:
                 unknown_side += 1
         ts = int(row[2]) * _NS_PER_MS
-        out.append((True, (ts, symbol, side, 0, 0, _ticks(row[3]), _lots(row[4]), int(row[0]))))
+        price = _ticks(row[3])
+        for oid, resting in price_of.items():  # resting orders this trade printed through
+            if (resting < price) if live[oid] == s.SIDE_SELL else (resting > price):
+                through[oid] = through.get(oid, 0) + 1
+        out.append((True, (ts, symbol, side, 0, 0, price, _lots(row[4]), int(row[0]))))
 
     i = j = 0
     while i < len(order_rows) or j < len(trade_rows):
@@ -292,6 +348,17 @@ def import_bitstamp(
         else:
             trade_event(trade_rows[j])
             j += 1
+
+    stale = {oid: n for oid, n in through.items() if n >= stale_after}
+    crossed_with_stale = _crossed_share(out)
+    if stale and stale_policy == "drop":
+        kept = [item for item in out if item[0] or item[1][5] not in stale]
+        removed = [item[1][2] for item in out if not item[0] and item[1][5] in stale]
+        for action in removed:
+            counts[action] -= 1
+        dropped["stale: printed through by trades"] = len(removed)
+        out = kept
+    crossed = _crossed_share(out)
 
     seq = 0
     frames = 0
@@ -327,4 +394,51 @@ def import_bitstamp(
         first_ts_ns=min(times, default=0),
         last_ts_ns=max(times, default=0),
         resting_at_end=len(live),
+        stale_policy=stale_policy,
+        stale_orders={str(oid): n for oid, n in sorted(stale.items())},
+        crossed_share=crossed,
+        crossed_share_with_stale=crossed_with_stale,
     )
+
+
+def _crossed_share(out: list[tuple[bool, tuple]]) -> float:
+    """Share of order events after which best bid >= best ask (both sides present)."""
+    size_at: list[dict[int, int]] = [{}, {}]  # side index (0 bid, 1 ask) -> price -> orders
+    heaps: list[list[int]] = [[], []]  # bids as -price, asks as price (lazy deletion)
+    resting: dict[int, tuple[int, int]] = {}  # order id -> (side index, price)
+
+    def best(i: int) -> int | None:
+        heap = heaps[i]
+        while heap and not size_at[i].get(-heap[0] if i == 0 else heap[0]):
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        return -heap[0] if i == 0 else heap[0]
+
+    def rest(oid: int, i: int, price: int) -> None:
+        resting[oid] = (i, price)
+        level = size_at[i]
+        level[price] = level.get(price, 0) + 1
+        if level[price] == 1:
+            heapq.heappush(heaps[i], -price if i == 0 else price)
+
+    def leave(oid: int) -> None:
+        i, price = resting.pop(oid)
+        size_at[i][price] -= 1
+
+    events = crossed = 0
+    for is_trade, rec in out:
+        if is_trade:
+            continue
+        _, _, action, side, _, oid, price, _ = rec
+        if action == s.ACTION_ADD:
+            rest(oid, 0 if side == s.SIDE_BUY else 1, price)
+        elif oid in resting:
+            i = resting[oid][0]
+            leave(oid)
+            if action == s.ACTION_MODIFY:
+                rest(oid, i, price)
+        events += 1
+        bid, ask = best(0), best(1)
+        crossed += bid is not None and ask is not None and bid >= ask
+    return crossed / events if events else 0.0

@@ -14,7 +14,16 @@ import sys
 
 import msgspec
 
-from tickpath.engine.feed.publisher import DEFAULT_SNDHWM, MAX_BATCH, check_feed_options, run_feed
+from tickpath.engine.feed.join import JoinTimeout
+from tickpath.engine.feed.publisher import (
+    DEFAULT_JOIN_TIMEOUT_S,
+    DEFAULT_SNDHWM,
+    MAX_BATCH,
+    SYNTHETIC_DURATION_S,
+    FeedReport,
+    check_feed_options,
+    run_feed,
+)
 from tickpath.engine.security.cli import add_client_arguments, client_curve
 
 
@@ -42,9 +51,21 @@ def add_feed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration",
         type=float,
-        default=10.0,
+        default=None,
         metavar="S",
-        help="seconds of schedule to send (default 10; 0: no limit)",
+        help="seconds of schedule to send (default: 10 for a synthetic feed, the whole "
+        "recording for --replay; 0: no limit)",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=DEFAULT_JOIN_TIMEOUT_S,
+        metavar="S",
+        help="wait up to S seconds for the engine's subscription before the first frame, "
+        f"so none is lost (default {DEFAULT_JOIN_TIMEOUT_S:g}; 0: send at once)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no replay progress bar on stderr"
     )
     parser.add_argument("--seed", type=int, default=1, metavar="N", help="generator seed")
     parser.add_argument("--replay", metavar="FILE", help="replay a recording instead of generating")
@@ -97,7 +118,12 @@ def feed_main(args: argparse.Namespace) -> int:
         ratios = (args.trade_ratio, args.quote_ratio, args.order_ratio)
         if min(ratios) < 0 or sum(ratios) <= 0:
             raise ValueError("--trade/quote/order-ratio must be >= 0 and not all 0")
-        duration = args.duration if args.duration != 0 else None
+        if args.duration is None:
+            duration: float | None = SYNTHETIC_DURATION_S if args.replay is None else None
+        else:
+            duration = args.duration if args.duration != 0 else None
+        if not args.join_timeout >= 0:
+            raise ValueError(f"--join-timeout must be >= 0 seconds, got {args.join_timeout}")
         curve = client_curve(args)
         check_feed_options(
             endpoint=endpoint,
@@ -115,7 +141,87 @@ def feed_main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tickpath feed: error: {exc}", file=sys.stderr)
         return 2
-    report = run_feed(
+    bar = None
+    if args.replay is not None and not args.no_progress and not args.json:
+        bar = _ProgressBar(args.replay)
+    try:
+        report = _run(args, endpoint, duration, curve, bar)
+    except JoinTimeout as exc:
+        print(f"tickpath feed: error: {exc} (is `tickpath serve` running there?)", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    else:
+        print(summary(report))
+    return 130 if report.interrupted else 0
+
+
+def summary(report: FeedReport) -> str:
+    """The one-line report ``tickpath feed`` prints."""
+    whole = ""
+    if report.recording_records is not None:
+        share = report.records / report.recording_records if report.recording_records else 1.0
+        whole = f" of {report.recording_records} in the recording ({share:.1%})"
+    return (
+        f"feed {report.source} -> {report.endpoint or report.recorded_to}: "
+        f"{report.records} records{whole} in {report.frames} frames "
+        f"(trade {report.trades}, quote {report.quotes}, order {report.orders}), "
+        f"{report.achieved_rate:,.0f} records/s over {report.elapsed_s:.2f} s, "
+        f"seq {report.first_seq}..{report.next_seq}, max lag {report.max_lag_s * 1e3:.2f} ms, "
+        f"final lag {report.final_lag_s * 1e3:.2f} ms, {report.late_frames} late frames"
+        + (f", engine joined after {report.join_s:.2f} s" if report.endpoint else "")
+        + (" (interrupted)" if report.interrupted else "")
+    )
+
+
+class _ProgressBar:
+    """Replay progress on stderr: a rich bar on a terminal, a line per 10 % elsewhere."""
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        self._name = Path(path).name
+        self._progress = None
+        self._next_tenth = 0
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._progress = Progress(
+                f"replay {self._name}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self._task = self._progress.add_task("replay", total=None)
+            self._progress.start()
+
+    def __call__(self, sent: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=sent, total=total)
+            return
+        tenth = 10 * sent // total if total else 10
+        if tenth >= self._next_tenth:
+            print(f"replay {self._name}: {sent}/{total} records", file=sys.stderr, flush=True)
+            self._next_tenth = tenth + 1
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _run(
+    args: argparse.Namespace,
+    endpoint: str | None,
+    duration: float | None,
+    curve: tuple[str, str | None] | None,
+    progress: _ProgressBar | None,
+) -> FeedReport:
+    return run_feed(
         endpoint,
         symbols=args.symbols,
         rate=args.rate,
@@ -133,20 +239,9 @@ def feed_main(args: argparse.Namespace) -> int:
         quote_ratio=args.quote_ratio,
         order_ratio=args.order_ratio,
         curve=curve,
+        join_timeout=args.join_timeout,
+        progress=progress,
     )
-    if args.json:
-        print(msgspec.json.encode(report).decode())
-    else:
-        print(
-            f"feed {report.source} -> {report.endpoint or report.recorded_to}: "
-            f"{report.records} records in {report.frames} frames "
-            f"(trade {report.trades}, quote {report.quotes}, order {report.orders}), "
-            f"{report.achieved_rate:,.0f} records/s over {report.elapsed_s:.2f} s, "
-            f"seq {report.first_seq}..{report.next_seq}, max lag {report.max_lag_s * 1e3:.2f} ms, "
-            f"final lag {report.final_lag_s * 1e3:.2f} ms, {report.late_frames} late frames"
-            + (" (interrupted)" if report.interrupted else "")
-        )
-    return 130 if report.interrupted else 0
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +256,20 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-id", type=int, default=1, metavar="N", help="stream id (1)")
     parser.add_argument(
         "--batch", type=int, default=64, metavar="N", help="most records per frame (64)"
+    )
+    parser.add_argument(
+        "--stale",
+        choices=["drop", "keep"],
+        default="drop",
+        help="orders that trades print through without filling them: drop them (default) "
+        "or keep them (the book is then crossed most of the time)",
+    )
+    parser.add_argument(
+        "--stale-after",
+        type=int,
+        default=3,
+        metavar="N",
+        help="an order is stale once N trades printed through it (default 3)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -186,7 +295,12 @@ def import_main(args: argparse.Namespace) -> int:
             symbol=args.symbol,
             stream_id=args.stream_id,
             batch=args.batch,
+            stale_policy=args.stale,
+            stale_after=args.stale_after,
         )
+    except ValueError as exc:
+        print(f"tickpath import-bitstamp: error: {exc}", file=sys.stderr)
+        return 2
     except BitstampImportError as exc:
         print(f"tickpath import-bitstamp: error: {exc}", file=sys.stderr)
         return 1

@@ -2,14 +2,15 @@
 
 Topology (default)::
 
-    feed PUB --connect--> tcp://host:port <--bind-- engine ingest SUB
+    feed XPUB --connect--> tcp://host:port <--bind-- engine ingest SUB
 
-The feed connects (``bind=True`` makes it bind instead), sets an explicit
-SNDHWM, waits ``join_wait`` seconds for the subscription to propagate (the
-slow-joiner problem: a PUB drops everything sent before a subscriber's
-subscription has arrived), then sends single-part frames of ``batch`` records of
-one kind each.  Sequence numbers count records and run on across frames of all
-kinds of the stream; ``send_ns`` is ``time.time_ns()`` just before each send.
+The feed connects (``bind=True`` makes it bind instead) an XPUB with an
+explicit SNDHWM and waits until the engine's subscription has arrived on it
+(:mod:`tickpath.engine.feed.join`; a PUB drops everything sent before a
+subscriber's subscription has arrived, silently), up to ``join_timeout``
+seconds, then sends single-part frames of ``batch`` records of one kind each.
+Sequence numbers count records and run on across frames of all kinds of the
+stream; ``send_ns`` is ``time.time_ns()`` just before each send.
 Frames on the socket carry the version 2 header with a session id new for
 every run (the engine then refuses other sessions on the stream, and a
 restarted feed is a new session: README, "Stream integrity"); recordings keep
@@ -32,14 +33,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import msgspec
 import numpy as np
 import zmq
 
-from tickpath.engine.feed.recording import RecordingWriter, iter_frames
+from tickpath.engine.feed.join import publishing_socket, wait_for_subscribers
+from tickpath.engine.feed.recording import RecordingWriter, iter_frames, scan
 from tickpath.engine.feed.synthetic import SyntheticMarket
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
@@ -47,6 +49,9 @@ from tickpath.engine.wire import schema as s
 MAX_BATCH = 65_536
 LATE_AFTER_S = 0.001  # a frame sent later than this after its intended time counts as late
 DEFAULT_SNDHWM = 100_000  # frames
+SYNTHETIC_DURATION_S = 10.0  # duration="auto" for a synthetic feed (a replay plays it all)
+DEFAULT_JOIN_TIMEOUT_S = 60.0  # how long the feed waits for the engine's subscription
+PROGRESS_EVERY_S = 0.25  # the replay progress callback's period
 
 
 class FeedReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +75,8 @@ class FeedReport(msgspec.Struct, frozen=True, kw_only=True):
     final_lag_s: float  # delay of the last frame: how far behind the run ended
     late_frames: int  # frames sent more than LATE_AFTER_S late
     recorded_to: str | None
+    recording_records: int | None = None  # replay: records in the whole recording
+    join_s: float = 0.0  # seconds spent waiting for the engine's subscription
     interrupted: bool = False
     session: int = 0  # the version 2 session id the frames carried; 0: version 1 frames
 
@@ -183,7 +190,7 @@ def run_feed(
     symbols: int = 8,
     rate: float = 100_000,
     batch: int = 64,
-    duration: float | None = 10.0,
+    duration: float | str | None = "auto",
     seed: int = 1,
     replay: str | None = None,
     stream_id: int = 1,
@@ -193,7 +200,7 @@ def run_feed(
     speed: float | None = None,
     first_seq: int = 0,
     sndhwm: int = DEFAULT_SNDHWM,
-    join_wait: float = 0.3,
+    join_timeout: float = DEFAULT_JOIN_TIMEOUT_S,
     linger_ms: int = 2_000,
     max_records: int | None = None,
     trade_ratio: float = 0.1,
@@ -203,13 +210,14 @@ def run_feed(
     stop: threading.Event | None = None,
     curve: tuple[str, str | None] | None = None,
     session: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FeedReport:
-    """Publish market data frames on a PUB socket; return what was sent.
+    """Publish market data frames on an XPUB socket; return what was sent.
 
     Synthetic mode (``replay=None``): ``symbols`` symbols from
     :func:`feed_market`, ``batch`` records per frame, paced at ``rate``
-    records/s for ``duration`` seconds of schedule (``None`` or 0: until
-    ``max_records``, ``stop`` or Ctrl-C), optionally also written to the
+    records/s for ``duration`` seconds of schedule (``"auto"``: 10 s; ``None`` or
+    0: until ``max_records``, ``stop`` or Ctrl-C), optionally also written to the
     recording ``record``.  ``endpoint=None`` with ``record`` set writes the
     recording only, unpaced.
 
@@ -217,7 +225,16 @@ def run_feed(
     ``batch`` does not apply), re-stamped with ``stream_id``, contiguous
     sequence numbers from ``first_seq`` and the send time; paced by the
     recording's own timestamps divided by ``speed`` (0: as fast as possible) or,
-    if ``speed`` is None, at ``rate`` records/s.
+    if ``speed`` is None, at ``rate`` records/s.  The whole recording is sent
+    unless ``duration`` (seconds of schedule) or ``max_records`` is given
+    (``"auto"``: the whole recording).  ``progress(records sent, records in the
+    recording)`` is called every :data:`PROGRESS_EVERY_S` and once at the end.
+
+    Before the first frame the feed waits up to ``join_timeout`` seconds for the
+    engine's subscription on its XPUB (raising
+    :class:`~tickpath.engine.feed.join.JoinTimeout` without one), so no frame is
+    lost at the join; ``join_timeout=0`` sends at once (to nobody, if nobody has
+    joined yet).
 
     ``curve``: ``(server public key file, client secret key file or None)`` to
     connect to an engine that has CURVE on (docs/reliability.md).
@@ -229,8 +246,12 @@ def run_feed(
         session = new_session_id()
     if not 0 <= session < 1 << 64:
         raise ValueError(f"session must be in 0..2**64-1, not {session}")
+    if duration == "auto":
+        duration = SYNTHETIC_DURATION_S if replay is None else None
     if duration == 0:
         duration = None
+    if isinstance(duration, str):
+        raise ValueError(f"duration must be seconds, 0, None or 'auto', got {duration!r}")
     check_feed_options(
         endpoint=endpoint,
         symbols=symbols,
@@ -244,14 +265,14 @@ def run_feed(
         sndhwm=sndhwm,
         max_records=max_records,
     )
+    total = sum(scan(replay).records_by_kind.values()) if replay is not None else None
+    join_s = 0.0
     with ExitStack() as stack:
         sock = None
         if endpoint is not None:
             ctx = context if context is not None else stack.enter_context(zmq.Context())
-            sock = ctx.socket(zmq.PUB)
+            sock = publishing_socket(ctx, sndhwm=sndhwm, linger_ms=linger_ms)
             stack.callback(sock.close)
-            sock.setsockopt(zmq.SNDHWM, sndhwm)
-            sock.setsockopt(zmq.LINGER, linger_ms)
             if curve is not None:
                 from tickpath.engine.security.curve import apply_curve_client
 
@@ -260,7 +281,10 @@ def run_feed(
                 sock.bind(endpoint)
             else:
                 sock.connect(endpoint)
-            time.sleep(join_wait)  # let the subscription reach us (slow joiner)
+            if join_timeout > 0:
+                t_join = time.perf_counter()
+                wait_for_subscribers([sock], join_timeout, [f"engine at {endpoint}"])
+                join_s = time.perf_counter() - t_join
         writer = stack.enter_context(RecordingWriter(record)) if record is not None else None
         # replay at speed 0 is unpaced: as fast as the socket takes it
         paced = sock is not None and not (replay is not None and speed == 0)
@@ -296,6 +320,7 @@ def run_feed(
         ts_first: int | None = None
         ts_ref = 0
         interrupted = False
+        next_progress = 0.0
         sched = _Schedule()
         try:
             for kind, records in frames:
@@ -338,8 +363,15 @@ def run_feed(
                 sent += n
                 n_frames += 1
                 per_kind[kind] = per_kind.get(kind, 0) + n
+                if progress is not None and total is not None:
+                    now = time.perf_counter()
+                    if now >= next_progress:
+                        progress(sent, total)
+                        next_progress = now + PROGRESS_EVERY_S
         except KeyboardInterrupt:
             interrupted = True
+        if progress is not None and total is not None:
+            progress(sent, total)
         elapsed = sched.t_last - sched.t0 if paced else time.perf_counter() - sched.t0
     return FeedReport(
         source=source,
@@ -362,6 +394,8 @@ def run_feed(
         recorded_to=str(record) if record is not None else None,
         interrupted=interrupted,
         session=session if endpoint is not None else 0,
+        recording_records=total,
+        join_s=join_s,
     )
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import msgspec
 import zmq
@@ -54,12 +55,14 @@ class _View:
         self.chains = 0
         self.stats: dict = {}
         self.messages = 0
+        self.results = 0  # result messages (all but stats)
 
     def update(self, topic: bytes, payload: bytes) -> None:
         self.messages += 1
         if topic == b"stats":
             self.stats = msgspec.json.decode(payload)
             return
+        self.results += 1
         header, records = codec.decode_frame(payload)
         if int(header["kind"]) == s.KIND_RESULT_CHAIN:
             self.chain = records.copy()
@@ -148,15 +151,83 @@ class _View:
         )
 
 
+START_TIMEOUT_S = 600.0  # engine start-up and feed start-up: a cold cache on a busy machine
+
+
+def _tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return " | ".join(f.read().strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class _Children:
+    """The demo's child processes, each with its stderr in a temporary file."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[subprocess.Popen, str]] = []
+
+    def start(self, args: list[str], stdout: int | None = None) -> tuple[subprocess.Popen, str]:
+        fd, err_path = tempfile.mkstemp(prefix="tickpath-demo-", suffix=".log")
+        with os.fdopen(fd, "w") as err:
+            proc = subprocess.Popen(args, stdout=stdout, stderr=err)
+        self.procs.append((proc, err_path))
+        return proc, err_path
+
+    def stop(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, err_path in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            os.unlink(err_path)
+
+
+def _wait(
+    console: Console,
+    what: str,
+    done: Callable[[], bool],
+    child: tuple[subprocess.Popen, str],
+    pump: Callable[[], None],
+    timeout_s: float,
+) -> str | None:
+    """Pump results until ``done()``; None, or a one-line reason why not."""
+    t0 = time.monotonic()
+    if not console.is_terminal:  # a pipe or a CI log: no spinner, one line
+        console.print(f"demo: {what} ...")
+    with console.status(f"{what} ...") as status:
+        while not done():
+            proc, err_path = child
+            if proc.poll() is not None:
+                return f"{what}: it exited with status {proc.returncode}: {_tail(err_path)}"
+            waited = time.monotonic() - t0
+            if waited > timeout_s:
+                return f"{what}: nothing after {timeout_s:g} s"
+            status.update(f"{what} ... {waited:.0f} s")
+            pump()
+    return None
+
+
 def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0) -> int:
-    """Run feed + engine + live view for ``duration`` seconds; return the exit status."""
+    """Run feed + engine + live view for ``duration`` seconds of results; return the status.
+
+    The engine and the feed start first (on a fresh install they compile their
+    kernels: tens of seconds, said on the screen while it lasts); ``duration``
+    counts from the first result.  When something does not come, the demo says
+    what and exits 1.
+    """
     ingest_port, publish_port = free_port(), free_port()
     ingest = f"tcp://127.0.0.1:{ingest_port}"
     results = f"tcp://127.0.0.1:{publish_port}"
     # A terminal gets its own width; a pipe or a CI log gets room for the whole table.
     console = Console() if sys.stdout.isatty() else Console(width=150)
     exe = [sys.executable, "-m", "tickpath"]
-    children: list[subprocess.Popen] = []
+    children = _Children()
     context = zmq.Context.instance()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -169,33 +240,52 @@ def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0)
         "[[dispatch.chains]]\nunderlying = 0\nexpiries = [0.1, 0.5]\nstrike_count = 5\n"
     )
     chain_config.close()
+
+    def pump() -> None:
+        if sub.poll(200):
+            view.update(*sub.recv_multipart())
+
     try:
-        serve = subprocess.Popen(
+        t_start = time.monotonic()
+        serve = children.start(
             exe + ["serve", "--ingest", ingest, "--publish", results, "--symbols", str(n_symbols),
                    "--log-level", "WARNING", "--config", chain_config.name],
         )  # fmt: skip
-        children.append(serve)
-        # Wait for the engine: its first stats message says it is up.
-        deadline = time.monotonic() + 60
-        while not view.stats:
-            if serve.poll() is not None:
-                console.print("[red]demo: the engine exited during start-up[/red]")
-                return 1
-            if time.monotonic() > deadline:
-                console.print("[red]demo: the engine did not start within 60 s[/red]")
-                return 1
-            if sub.poll(200):
-                view.update(*sub.recv_multipart())
-        feed = subprocess.Popen(
+        # The feed starts at once: it compiles its generator while the engine compiles
+        # its kernels (two cores), then waits on its XPUB until the engine subscribes.
+        feed = children.start(
             exe + ["feed", "--endpoint", ingest, "--symbols", str(n_symbols), "--rate", str(rate),
-                   "--batch", "16", "--duration", str(duration)],
+                   "--batch", "16", "--duration", "0", "--join-timeout", str(START_TIMEOUT_S)],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        children.append(feed)
+        # The engine is up when its first stats message arrives.
+        problem = _wait(
+            console, "starting the engine (compiling kernels, first run only)",
+            lambda: bool(view.stats), serve, pump, START_TIMEOUT_S,
+        )  # fmt: skip
+        if problem:
+            console.print(f"[red]demo: {problem}[/red]")
+            return 1
+        t_ready = time.monotonic()
+        problem = _wait(
+            console, "starting the feed, waiting for the first result",
+            lambda: view.results > 0, feed, pump, START_TIMEOUT_S,
+        )  # fmt: skip
+        if problem:
+            received = view.stats.get("records_received", 0)
+            console.print(
+                f"[red]demo: {problem} (the engine has received {received} records on "
+                f"{ingest})[/red]"
+            )
+            return 1
         start = time.monotonic()
+        console.print(
+            f"demo: engine ready after {t_ready - t_start:.1f} s, first result after "
+            f"{start - t_start:.1f} s; showing {duration:g} s"
+        )
         with Live(view.render(0, duration), console=console, refresh_per_second=4) as live:
             next_draw = start
-            while time.monotonic() - start < duration + 1.0:
+            while time.monotonic() - start < duration:
                 while sub.poll(50):
                     view.update(*sub.recv_multipart())
                     if time.monotonic() >= next_draw:
@@ -204,17 +294,14 @@ def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0)
                 if now >= next_draw:
                     live.update(view.render(now - start, duration))
                     next_draw = now + 0.25
-        return 0 if view.stats.get("records_accepted", 0) > 0 else 1
+            live.update(view.render(time.monotonic() - start, duration))
+        if not (view.quote or view.trade):
+            console.print("[red]demo: no quote or trade result arrived[/red]")
+            return 1
+        return 0
     except KeyboardInterrupt:
         return 130
     finally:
         os.unlink(chain_config.name)
         sub.close(linger=0)
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        children.stop()

@@ -29,6 +29,32 @@ from tickpath.kernels.cpu import streaming as k
 log = logging.getLogger("tickpath.engine")
 _U64 = (1 << 64) - 1
 
+STATS_VERSION = 1  # the ``stats`` message's schema version (README "The stats message")
+COMPILE_NOTICE_S = 2.0  # a start-up longer than this is compiling: say so
+
+
+def _compile_notice(done: threading.Event) -> None:
+    """After COMPILE_NOTICE_S of start-up, say whether the kernels compile or load slowly."""
+    # The frame kernels are warmed first: a cache miss (counted before numba compiles)
+    # tells a compile from a slow load.
+    kernels = (k.on_quote_frame, k.on_trade_frame, k.on_order_frame)
+    if done.wait(COMPILE_NOTICE_S):
+        return
+    while True:
+        hits = sum(sum(d.stats.cache_hits.values()) for d in kernels)
+        misses = sum(sum(d.stats.cache_misses.values()) for d in kernels)
+        if misses:
+            log.warning(
+                "compiling kernels, first run only (about 30 s of CPU; later starts load "
+                "them from numba's cache)"
+            )
+            return
+        if hits:
+            log.warning("loading kernels from numba's cache, slowly (a busy machine?)")
+            return
+        if done.wait(0.2):
+            return
+
 
 def streaming_params(config: EngineConfig, max_records: int) -> k.StreamingParams:
     """Map the validated config onto the kernels' parameters."""
@@ -208,6 +234,8 @@ class StreamProcessor:
         streams = self.state.streams
         active = np.flatnonzero(streams[:, k.S_NEXT] >= 0)
         return {
+            "version": STATS_VERSION,
+            "state": "running" if c[k.C_FRAMES] else "ready",
             "uptime_s": round((time.time_ns() - started_ns) / 1e9, 3),
             "frames_received": c[k.C_FRAMES],
             "frames_accepted": c[k.C_FRAMES_ACCEPTED],
@@ -306,11 +334,21 @@ class Engine:
         self.stop_event = threading.Event()
 
     def start(self) -> None:
-        """Compile the kernels (or load them from cache), then open the sockets."""
-        seconds = self.processor.warm_up()
-        log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
-        for ext in self._having("on_start"):
-            ext.on_start(self)
+        """Compile the kernels (or load them from cache), then open the sockets.
+
+        When that takes longer than :data:`COMPILE_NOTICE_S` (a cold numba cache:
+        the first run after an install), a log line says so while it lasts.
+        """
+        done = threading.Event()
+        notice = threading.Thread(target=_compile_notice, args=(done,), daemon=True)
+        notice.start()
+        try:
+            seconds = self.processor.warm_up()
+            log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
+            for ext in self._having("on_start"):
+                ext.on_start(self)
+        finally:
+            done.set()
         self.receiver = FrameReceiver(
             self.context, self.config.ingest, self.processor.buffer, security=self.config.security
         )
@@ -350,6 +388,8 @@ class Engine:
         """Receive, process and publish until :meth:`stop` is called (or ``duration_s``)."""
         interval_ns = int(self.config.publish.stats_interval_s * 1e9)
         next_stats = time.monotonic_ns() + interval_ns
+        log.info("ready: receiving on %s", ", ".join(self.receiver.endpoints))
+        self.publisher.publish_stats(self.stats())
         deadline = None if duration_s is None else time.monotonic_ns() + int(duration_s * 1e9)
         receiver = self.receiver
         proc = self.processor
@@ -404,15 +444,21 @@ class Engine:
                 next_stats = now + interval_ns
             if deadline is not None and now >= deadline:
                 break
-        self.publisher.publish_stats(self.stats())
+        self.publisher.publish_stats(self.stats("stopped"))
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (thread-safe)."""
         self.stop_event.set()
 
-    def stats(self) -> dict:
-        """The ``stats`` message (see :meth:`StreamProcessor.stats`)."""
+    def stats(self, state: str | None = None) -> dict:
+        """The ``stats`` message (see :meth:`StreamProcessor.stats`) with its ``state``.
+
+        ``state``: ``"ready"`` while no frame has arrived yet (also in the message
+        sent as the loop starts), ``"running"`` after, ``"stopped"`` in the last one.
+        """
         stats = self.processor.stats(self.started_ns)
+        if state is not None:
+            stats["state"] = state
         for ext in self._having("stats"):
             stats[ext.name] = ext.stats()
         return stats

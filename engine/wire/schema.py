@@ -179,7 +179,7 @@ RESULT_BOOK = np.dtype(
         ("ask_price", "<i8", (TOP_N,)),
         ("ask_size", "<i8", (TOP_N,)),
         ("ask_orders", "<u4", (TOP_N,)),
-        ("bid_levels", "<u4"),  # levels on each side (all, not only TOP_N)
+        ("bid_levels", "<u4"),  # levels tracked per side: min(levels, book_levels)
         ("ask_levels", "<u4"),
         ("depth_imbalance", "<f8"),  # over the TOP_N levels; NaN if both empty
     ]

@@ -100,7 +100,6 @@ def test_feed_replays_the_import(imported):
                 speed=0.0,
                 max_records=20_000,
                 stream_id=2,
-                join_wait=0.3,
             )
         ),
         daemon=True,
@@ -138,3 +137,19 @@ def test_import_cli(imported, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"imported {report.records} records" in printed
     assert sum(scan(out).records_by_kind.values()) == report.records
+
+
+def test_stale_snapshot_asks_are_dropped_and_the_crossing_reported(imported):
+    out, report = imported
+    # trades print through the two stale asks of the starting snapshot over and over
+    assert report.stale_policy == "drop"
+    counts = sorted(report.stale_orders.values(), reverse=True)
+    assert len(counts) >= 2 and counts[1] >= 100
+    stale = {int(oid) for oid in report.stale_orders}
+    orders, _, _ = load(out)
+    assert not stale & set(np.unique(orders["order_id"]).tolist())  # none of their events
+    assert report.dropped["stale: printed through by trades"] >= len(stale)
+    # kept, they cross the book most of the time; dropped, far less often
+    assert report.crossed_share_with_stale > 0.8
+    assert report.crossed_share < report.crossed_share_with_stale / 2
+    assert f"{len(stale)} stale orders (drop)" in report.summary()

@@ -66,7 +66,6 @@ def test_feed_over_a_real_socket_is_contiguous_and_matches_the_generator(sub):
         stream_id=9,
         max_records=n,
         first_seq=1000,
-        join_wait=0.3,
     )
     frames = receive(sock, n)
     thread.join(20)
@@ -100,7 +99,7 @@ def test_rate_schedule_is_honoured_per_report():
         batch=100,
         duration=0.5,
         seed=2,
-        join_wait=0.0,
+        join_timeout=0,
         linger_ms=0,
     )
     assert report.records == 10_000  # exactly rate x duration: the schedule decides
@@ -121,7 +120,7 @@ def test_falling_behind_is_reported():
         batch=1,
         duration=None,
         max_records=3_000,
-        join_wait=0.0,
+        join_timeout=0,
         linger_ms=0,
     )
     assert report.records == 3_000
@@ -145,7 +144,7 @@ def test_record_then_replay_restamps_sequences(tmp_path, sub):
         assert kind == expected_kind and records.tobytes() == expected.tobytes()
 
     thread, result = feed_in_thread(
-        endpoint=endpoint, replay=str(path), speed=0.0, stream_id=4, first_seq=7, join_wait=0.3
+        endpoint=endpoint, replay=str(path), speed=0.0, stream_id=4, first_seq=7
     )
     frames = receive(sock, 10_000)
     thread.join(20)
@@ -165,7 +164,7 @@ def test_replay_follows_recorded_pacing_scaled_by_speed(tmp_path):
     first = int(next(iter(iter_frames(path))).records["ts_ns"][-1])
     span_s = (last - first) / 1e9
     assert 0.1 < span_s < 0.3  # market time runs at the feed rate
-    report = run_feed("tcp://127.0.0.1:1", replay=str(path), speed=2.0, join_wait=0.0, linger_ms=0)
+    report = run_feed("tcp://127.0.0.1:1", replay=str(path), speed=2.0, join_timeout=0, linger_ms=0)
     assert report.records == 8_000
     assert report.elapsed_s >= span_s / 2 - 1e-6
     assert report.target_rate is None

@@ -212,7 +212,6 @@ def test_allow_any_accepts_throwaway_keys_and_the_feed_and_watch_commands(keys, 
             batch=8,
             duration=None,
             max_records=400,
-            join_wait=0.5,
             curve=(str(keys.server_public), None),  # a throwaway client key
         )
         deadline = time.monotonic() + 10
