@@ -53,7 +53,7 @@ import tickpath.analytics as ta
 # Bounds of the value checks (relative differences; the reference is two-pass numpy).
 EMA_RTOL = 1e-12  # the same recurrence in another order of operations
 STD_RTOL = 1e-6  # tickpath vs numpy two-pass
-PEER_STD_RTOL = 1e-4  # TA-Lib's and pandas' one-pass sums lose digits on a 100-unit offset
+PEER_STD_RTOL = 1e-3  # pandas differs by 5e-5 at 10 M (one-pass sums on a 100-unit offset)
 
 
 def _timed(call, repeat: int) -> dict:
