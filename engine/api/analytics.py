@@ -100,6 +100,11 @@ def _vector(name: str, value: npt.ArrayLike, dtype: type = np.float64) -> np.nda
     return a
 
 
+def _length(name: str, value: npt.ArrayLike) -> int:
+    """Length of a 1-D input (checked, as :func:`_vector` does)."""
+    return _vector(name, value).shape[0]
+
+
 def _same_length(n: int, **arrays: np.ndarray) -> None:
     for name, a in arrays.items():
         if a.shape[0] != n:
@@ -349,7 +354,7 @@ class TradeWindow:
     ) -> WindowResult:
         """Window VWAP and trade-flow imbalance after each trade (NaN imbalance without
         ``sides`` or without aggressor volume in the window)."""
-        n = np.shape(prices)[0]
+        n = _length("prices", prices)
         res = WindowResult(
             _out("out_vwap", out_vwap, n), _out("out_flow_imbalance", out_flow_imbalance, n)
         )
@@ -378,7 +383,7 @@ def rolling_vwap(
     """VWAP over the trades of the last ``window_ns`` nanoseconds, after each trade
     (price units); see :class:`TradeWindow`."""
     window = TradeWindow(window_ns, max_trades=max_trades, n_symbols=_n_symbols(symbols))
-    res = _out("out", out, np.shape(prices)[0])
+    res = _out("out", out, _length("prices", prices))
     window._run(prices, sizes, timestamps, None, symbols, res, _NONE_F)
     return res
 
@@ -454,7 +459,7 @@ class RollingMoments:
         out_std: np.ndarray | None = None,
     ) -> RollingResult:
         """Rolling mean, variance and standard deviation after each value."""
-        n = np.shape(values)[0]
+        n = _length("values", values)
         res = RollingResult(
             _out("out_mean", out_mean, n), _out("out_var", out_var, n), _out("out_std", out_std, n)
         )
@@ -477,7 +482,7 @@ def _rolling_one(
     out: np.ndarray | None,
 ) -> np.ndarray:
     moments = RollingMoments(window, ddof=ddof, min_periods=min_periods)
-    res = _out("out", out, np.shape(values)[0])
+    res = _out("out", out, _length("values", values))
     outs = [_NONE_F, _NONE_F, _NONE_F]
     outs[which] = res
     moments._run(values, *outs)
@@ -578,7 +583,7 @@ class Returns:
         out_n_returns: np.ndarray | None = None,
     ) -> ReturnsResult:
         """The rolling return statistics after each price."""
-        n = np.shape(prices)[0]
+        n = _length("prices", prices)
         res = ReturnsResult(
             _out("out_mean", out_mean, n),
             _out("out_var", out_var, n),
@@ -613,7 +618,7 @@ def realized_volatility(
     """``sqrt(sum r^2)`` of the last ``window`` log returns, after each price (unitless,
     per ``window`` trades; NaN before the first return)."""
     returns = Returns(window, n_symbols=_n_symbols(symbols))
-    res = _out("out", out, np.shape(prices)[0])
+    res = _out("out", out, _length("prices", prices))
     returns._run(prices, symbols, _NONE_F, _NONE_F, res, _NONE_I)
     return res
 
