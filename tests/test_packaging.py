@@ -91,7 +91,7 @@ def test_tickpath_and_pypi_kernels_in_one_venv(tmp_path):
     """PyPI's ``kernels`` (Hugging Face; installed by the dev extra) and tickpath coexist."""
     code = (
         "import tickpath, kernels; "
-        "from tickpath.kernels import black_scholes; "
+        "from tickpath.options import black_scholes; "
         "from kernels import get_kernel; "
         "import tickpath.kernels as ours, pathlib; "
         "print(pathlib.Path(kernels.__file__).parent); print(pathlib.Path(ours.__file__).parent)"

@@ -24,6 +24,7 @@ from tickpath.engine.dispatch.config import CorrelationConfig
 from tickpath.engine.dispatch.jobs import Job, Outcome, non_finite
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.streaming_view import SymbolView
 
 CORR_TOPIC = b"corr"
 
@@ -47,19 +48,15 @@ class ReturnSampler:
 
     def prices(self, sym_i: np.ndarray) -> np.ndarray:
         """Current price of each symbol (NaN where it has none yet)."""
-        rows = sym_i[self.symbols]
+        view = SymbolView(sym_i)
         if self.config.source == "trade":
-            px = rows[:, k.I_LAST_PX].astype(np.float64)
-            return np.where(px > 0, px / s.PRICE_SCALE, np.nan)
-        bid = rows[:, k.I_BID_PX]
-        ask = rows[:, k.I_ASK_PX]
-        mid = (bid + ask) / (2.0 * s.PRICE_SCALE)
-        return np.where((bid > 0) & (ask > 0), mid, np.nan)
+            return view.last_price(self.symbols)
+        return view.mid(self.symbols)
 
     def newest_ts(self, sym_i: np.ndarray) -> int:
         """Exchange time of the newest input among the symbols (quote or trade)."""
         analytic = k.A_TRADE if self.config.source == "trade" else k.A_QUOTE
-        return int(sym_i[self.symbols, k.I_PROV + 4 * analytic].max())
+        return SymbolView(sym_i).newest_ts(self.symbols, analytic)
 
     def maybe_sample(self, sym_i: np.ndarray, now_ns: int) -> bool:
         """Take a sample if the interval has passed; True when a job is due."""

@@ -55,6 +55,7 @@ from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
 from tickpath.engine.service.engine import EngineExtension
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.streaming_view import SymbolView, Tick
 
 log = logging.getLogger("tickpath.dispatch")
 
@@ -198,7 +199,7 @@ class MilliPath(EngineExtension):
         state = engine.processor.state
         self._n_touched = state.n_touched
         self._touched_list = state.touched_list
-        self._sym_i = state.sym_i
+        self._symbols = SymbolView(state.sym_i)
         self._outputs = {k.A_QUOTE: state.out_quote, k.A_TRADE: state.out_trade}
         if self._watch or self._sampler is not None:
             self.on_results = self._after_frame
@@ -316,14 +317,10 @@ class MilliPath(EngineExtension):
             if index.size == 0:
                 return
             hits = zip(index.tolist(), symbols[index].tolist())
-        base = k.I_PROV + 4 * analytic
+        view = self._symbols
         for j, symbol in hits:
-            row = self._sym_i[symbol].tolist()
-            if analytic == k.A_QUOTE:  # the same mid as the quote result's
-                bid, ask = row[k.I_BID_PX], row[k.I_ASK_PX]
-                price = (bid + ask) / (2.0 * s.PRICE_SCALE) if bid > 0 and ask > 0 else 0.0
-            else:
-                price = row[k.I_LAST_PX] / s.PRICE_SCALE
+            tick = view.tick(symbol, analytic)
+            price = tick.price
             role = self._role_list[symbol]
             provenance = None
             if role & _ROLE_UNDERLYING and price > 0:  # a one-sided quote has no mid
@@ -331,7 +328,7 @@ class MilliPath(EngineExtension):
                 chain.last_price = price
                 if chain.spec is None:
                     chain.build(price)
-                provenance = self._provenance(row, base, analytic, j)
+                provenance = self._provenance(tick, analytic, j)
                 self._reprice(chain, provenance)
             if role & _ROLE_OPTION and analytic == k.A_QUOTE:
                 chain = self._option_of[symbol]
@@ -344,11 +341,11 @@ class MilliPath(EngineExtension):
                     continue  # reserved symbol of a generated chain with fewer strikes
                 chain.option_mid[i] = mid
                 if chain.config.reprice_on_option_quote and chain.last_price > 0:
-                    self._reprice(chain, provenance or self._provenance(row, base, analytic, j))
+                    self._reprice(chain, provenance or self._provenance(tick, analytic, j))
 
-    def _provenance(self, row: list, base: int, analytic: int, j: int) -> Provenance:
+    def _provenance(self, tick: Tick, analytic: int, j: int) -> Provenance:
         recv_ns = int(self._outputs[analytic]["recv_ns"][j])
-        return Provenance(row[base], row[base + 1], row[base + 3], recv_ns, row[base + 2])
+        return Provenance(tick.ts_ns, tick.seq, tick.send_ns, recv_ns, tick.stream)
 
     def _reprice(self, chain: _ChainState, provenance: Provenance) -> None:
         job = ChainJob(

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import zmq
@@ -292,27 +294,93 @@ class StreamProcessor:
 
 
 class EngineExtension:
-    """What a component plugged into the engine loop may implement (every method optional).
+    """Base of a component plugged into the engine loop: a ``name`` and any of the hooks.
 
     Extensions (the journal, the snapshotter, the dispatcher, the FPGA backend)
-    run on the engine thread, so they never race the kernels or the sockets.
+    run on the engine thread, so they never race the kernels or the sockets.  Each
+    hook is a typed protocol below; the engine calls a hook of the extensions that
+    implement it (``isinstance(ext, FrameHook)``), and no other:
 
-    * ``on_start(engine)``: after the kernels are ready, before the sockets open
-      (recovery replays the journal here).
-    * ``on_dropped(nbytes, recv_ns)``: a message refused before the buffer (-2 multipart,
-      or the length of an oversize frame), before it is counted.
-    * ``on_frame(frame, recv_ns)``: every received frame, before it is processed; ``frame``
-      is a memoryview of the receive buffer, valid only during the call; ``recv_ns`` is
-      the receive time the kernels get with it.
-    * ``on_results(engine, n)``: after a frame produced ``n`` results (already published).
-    * ``sockets()``: ``[(zmq socket, handler)]`` the loop also polls; ``handler(engine)``
-      runs when its socket is readable.  With none, the loop blocks in ``recv`` only.
-    * ``on_tick(engine, now_ns)``: once per stats interval.
-    * ``stats()``: a dict merged into the ``stats`` message under the extension's ``name``.
-    * ``close()``: at shutdown.
+    * :class:`StartHook` ``on_start(engine)``: after the kernels are ready, before the
+      sockets open (recovery replays the journal here).
+    * :class:`DropHook` ``on_dropped(nbytes, recv_ns)``: a message refused before the buffer
+      (-2 multipart, or the length of an oversize frame), before it is counted.
+    * :class:`FrameHook` ``on_frame(frame, recv_ns)``: every received frame, before it
+      is processed; ``frame`` is a memoryview of the receive buffer, valid only during the
+      call; ``recv_ns`` is the receive time the kernels get with it.
+    * :class:`ResultsHook` ``on_results(engine, n)``: after a frame produced ``n`` results
+      (already published).
+    * :class:`SocketsHook` ``sockets()``: ``[(zmq socket, handler)]`` the loop also polls;
+      ``handler(engine)`` runs when its socket is readable.  With none, the loop blocks
+      in ``recv`` only.
+    * :class:`TickHook` ``on_tick(engine, now_ns)``: once per stats interval.
+    * :class:`StatsHook` ``stats()``: a dict merged into the ``stats`` message under the
+      extension's ``name``.
+    * :class:`CloseHook` ``close()``: at shutdown.
     """
 
     name = "extension"
+
+
+@runtime_checkable
+class StartHook(Protocol):
+    """An extension that prepares itself once the kernels are ready."""
+
+    def on_start(self, engine: Engine) -> None: ...
+
+
+@runtime_checkable
+class DropHook(Protocol):
+    """An extension told of each message refused before the receive buffer."""
+
+    def on_dropped(self, nbytes: int, recv_ns: int) -> None: ...
+
+
+@runtime_checkable
+class FrameHook(Protocol):
+    """An extension that sees every received frame before it is processed."""
+
+    def on_frame(self, frame: memoryview, recv_ns: int) -> None: ...
+
+
+@runtime_checkable
+class ResultsHook(Protocol):
+    """An extension called after a frame produced results."""
+
+    def on_results(self, engine: Engine, n_results: int) -> None: ...
+
+
+@runtime_checkable
+class SocketsHook(Protocol):
+    """An extension with sockets of its own for the engine loop to poll."""
+
+    def sockets(self) -> list[tuple[zmq.Socket, Callable[[Engine], None]]]: ...
+
+
+@runtime_checkable
+class TickHook(Protocol):
+    """An extension called once per stats interval."""
+
+    def on_tick(self, engine: Engine, now_ns: int) -> None: ...
+
+
+@runtime_checkable
+class StatsHook(Protocol):
+    """An extension that adds its figures to the ``stats`` message."""
+
+    name: str
+
+    def stats(self) -> dict: ...
+
+
+@runtime_checkable
+class CloseHook(Protocol):
+    """An extension with something to release at shutdown."""
+
+    def close(self) -> None: ...
+
+
+_Hook = TypeVar("_Hook")
 
 
 class Engine:
@@ -345,7 +413,7 @@ class Engine:
         try:
             seconds = self.processor.warm_up()
             log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
-            for ext in self._having("on_start"):
+            for ext in self._having(StartHook):
                 ext.on_start(self)
         finally:
             done.set()
@@ -366,12 +434,13 @@ class Engine:
             self.config.analytics.n_symbols,
         )
 
-    def _having(self, method: str) -> list[EngineExtension]:
-        return [ext for ext in self.extensions if hasattr(ext, method)]
+    def _having(self, hook: type[_Hook]) -> list[_Hook]:
+        """The extensions that implement ``hook``, in order."""
+        return [ext for ext in self.extensions if isinstance(ext, hook)]
 
     def close(self) -> None:
         """Close the extensions and the sockets (idempotent)."""
-        for ext in self._having("close"):
+        for ext in self._having(CloseHook):
             try:
                 ext.close()
             except Exception:  # shutting down: report, keep closing the rest
@@ -397,11 +466,11 @@ class Engine:
         state = proc.state
         clock = time.time_ns
         stop = self.stop_event
-        frame_hooks = [ext.on_frame for ext in self._having("on_frame")]
-        drop_hooks = [ext.on_dropped for ext in self._having("on_dropped")]
-        result_hooks = [ext.on_results for ext in self._having("on_results")]
-        tick_hooks = [ext.on_tick for ext in self._having("on_tick")]
-        extra = [pair for ext in self._having("sockets") for pair in ext.sockets()]
+        frame_hooks = [ext.on_frame for ext in self._having(FrameHook)]
+        drop_hooks = [ext.on_dropped for ext in self._having(DropHook)]
+        result_hooks = [ext.on_results for ext in self._having(ResultsHook)]
+        tick_hooks = [ext.on_tick for ext in self._having(TickHook)]
+        extra = [pair for ext in self._having(SocketsHook) for pair in ext.sockets()]
         poller = None
         if extra:
             poller = zmq.Poller()
@@ -459,6 +528,6 @@ class Engine:
         stats = self.processor.stats(self.started_ns)
         if state is not None:
             stats["state"] = state
-        for ext in self._having("stats"):
+        for ext in self._having(StatsHook):
             stats[ext.name] = ext.stats()
         return stats

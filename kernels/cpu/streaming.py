@@ -27,6 +27,7 @@ import numpy as np
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import book as bk
 from tickpath.kernels.cpu import clock as _clock_module
+from tickpath.kernels.cpu import steps
 from tickpath.kernels.cpu.cache import stamp_dependencies
 from tickpath.kernels.cpu.clock import realtime_ns
 from tickpath.kernels.reference import book as _book_reference
@@ -517,80 +518,13 @@ def _ingest_quotes(
 # ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def _add_compensated(sym_f, sym, col, x):
-    """sym_f[sym, col] += x, keeping the rounding error in sym_f[sym, col + 1] (TwoSum)."""
-    a = sym_f[sym, col]
-    total = a + x
-    bp = total - a
-    sym_f[sym, col + 1] += (a - (total - bp)) + (x - bp)
-    sym_f[sym, col] = total
-
-
-@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def _window_sum(sym_f, sym, col):
-    return sym_f[sym, col] + sym_f[sym, col + 1]
-
-
-@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def _recompute_window(sym_f, ring_f, sym, tail, head, mask):
-    """Window sums rebuilt from the ring (compensated): drops accumulated rounding."""
-    for col in (F_PV_WIN, F_V_WIN, F_BUY_WIN, F_SELL_WIN):
-        sym_f[sym, col] = 0.0
-        sym_f[sym, col + 1] = 0.0
-    for j in range(tail, head):
-        k = j & mask
-        _add_compensated(sym_f, sym, F_PV_WIN, ring_f[sym, k, R_PV])
-        _add_compensated(sym_f, sym, F_V_WIN, ring_f[sym, k, R_V])
-        _add_compensated(sym_f, sym, F_BUY_WIN, ring_f[sym, k, R_BUY])
-        _add_compensated(sym_f, sym, F_SELL_WIN, ring_f[sym, k, R_SELL])
-
-
-@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def _push_return(sym_i, sym_f, ret_ring, sym, r):
-    """Rolling mean / M2 / sum of squares over the last ``window`` returns (Welford form)."""
-    window = ret_ring.shape[1]
-    count = sym_i[sym, I_RET_COUNT]
-    slot = sym_i[sym, I_RET_SLOT]
-    if count < window:
-        n = count + 1
-        delta = r - sym_f[sym, F_RET_MEAN]
-        mean = sym_f[sym, F_RET_MEAN] + delta / n
-        sym_f[sym, F_RET_M2] += delta * (r - mean)
-        sym_f[sym, F_RET_MEAN] = mean
-        _add_compensated(sym_f, sym, F_RET_SUMSQ, r * r)
-    else:
-        old = ret_ring[sym, slot]
-        old_mean = sym_f[sym, F_RET_MEAN]
-        mean = old_mean + (r - old) / window
-        sym_f[sym, F_RET_M2] += (r - old) * (r - mean + old - old_mean)
-        sym_f[sym, F_RET_MEAN] = mean
-        _add_compensated(sym_f, sym, F_RET_SUMSQ, r * r)
-        _add_compensated(sym_f, sym, F_RET_SUMSQ, -(old * old))
-    ret_ring[sym, slot] = r
-    sym_i[sym, I_RET_COUNT] = count + 1
-    slot += 1
-    if slot == window:
-        slot = 0
-    sym_i[sym, I_RET_SLOT] = slot
-    if slot == 0:
-        # Once per full turn of the ring, replace the running sums by exact
-        # two-pass values so rounding errors cannot accumulate without bound.
-        mean = 0.0
-        for j in range(window):
-            mean += ret_ring[sym, j]
-        mean /= window
-        m2 = 0.0
-        sym_f[sym, F_RET_SUMSQ] = 0.0
-        sym_f[sym, F_RET_SUMSQ + 1] = 0.0
-        for j in range(window):
-            d = ret_ring[sym, j] - mean
-            m2 += d * d
-            # compensated, like the running sum: the squares that later leave the
-            # window must cancel exactly, or sqrt turns a residue into a volatility
-            _add_compensated(sym_f, sym, F_RET_SUMSQ, ret_ring[sym, j] * ret_ring[sym, j])
-        sym_f[sym, F_RET_MEAN] = mean
-        sym_f[sym, F_RET_M2] = m2
+# The update formulas are kernels/cpu/steps.py's (shared with tickpath.analytics); the
+# column blocks below are laid out as those functions expect.
+assert F_RET_M2 == F_RET_MEAN + steps.MOM_M2 and F_RET_SUMSQ == F_RET_MEAN + steps.MOM_SUMSQ
+assert F_V_WIN == F_PV_WIN + steps.WIN_V and F_SELL_WIN == F_PV_WIN + steps.WIN_SELL
+assert F_BUY_WIN == F_PV_WIN + steps.WIN_BUY and F_V_SESSION == F_PV_SESSION + 1
+assert (R_PV, R_V, R_BUY, R_SELL) == (steps.RING_PV, steps.RING_V, steps.RING_BUY, steps.RING_SELL)
+assert I_BAR_CLOSE == I_BAR_OPEN + steps.BAR_CLOSE and I_BAR_TRADES == I_BAR_OPEN + steps.BAR_TRADES
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
@@ -631,8 +565,6 @@ def _ingest_trades(
     h = header[0]
     seq0 = np.int64(h.seq)
     n_symbols = sym_i.shape[0]
-    cap = ring_ts.shape[1]
-    mask = cap - 1
     accepted = 0
     bars = 0
     for i in range(n):
@@ -651,70 +583,44 @@ def _ingest_trades(
         n_prev = sym_i[sym, I_N_TRADES]
         # log return against the previous trade of the symbol
         if n_prev > 0:
-            _push_return(sym_i, sym_f, ret_ring, sym, np.log(t.price / sym_i[sym, I_LAST_PX]))
+            r = steps.log_return(t.price, sym_i[sym, I_LAST_PX])
+            (
+                sym_i[sym, I_RET_COUNT], sym_i[sym, I_RET_SLOT], sym_f[sym, F_RET_MEAN],
+                sym_f[sym, F_RET_M2], sym_f[sym, F_RET_SUMSQ], sym_f[sym, F_RET_SUMSQ + 1],
+            ) = steps.moments_push(
+                ret_ring, sym, sym_i[sym, I_RET_COUNT], sym_i[sym, I_RET_SLOT],
+                sym_f[sym, F_RET_MEAN], sym_f[sym, F_RET_M2], sym_f[sym, F_RET_SUMSQ],
+                sym_f[sym, F_RET_SUMSQ + 1], r, True,
+            )  # fmt: skip
         # EMAs, seeded with the first price
         for k in range(s.N_EMA):
             a = alphas[k]
             if n_prev == 0:
                 sym_f[sym, F_EMA + k] = px
             else:
-                e = sym_f[sym, F_EMA + k]
-                sym_f[sym, F_EMA + k] = e + a * (px - e)
+                sym_f[sym, F_EMA + k] = steps.ema_update(sym_f[sym, F_EMA + k], a, px)
         sym_i[sym, I_LAST_PX] = t.price
         sym_i[sym, I_LAST_SZ] = t.size
         sym_i[sym, I_N_TRADES] = n_prev + 1
-        sym_f[sym, F_PV_SESSION] += pv
-        sym_f[sym, F_V_SESSION] += sz
+        steps.session_add(sym_f, sym, F_PV_SESSION, pv, sz)
         # rolling time window: evict trades at or before ts - window
-        head = sym_i[sym, I_RING_HEAD]
-        tail = sym_i[sym, I_RING_TAIL]
-        cutoff = ts - vwap_window_ns
-        evicted = False
-        while tail < head and (ring_ts[sym, tail & mask] <= cutoff or head - tail >= cap):
-            if head - tail >= cap and ring_ts[sym, tail & mask] > cutoff:
-                counters[C_WINDOW_TRUNCATED] += 1
-            k = tail & mask
-            _add_compensated(sym_f, sym, F_PV_WIN, -ring_f[sym, k, R_PV])
-            _add_compensated(sym_f, sym, F_V_WIN, -ring_f[sym, k, R_V])
-            _add_compensated(sym_f, sym, F_BUY_WIN, -ring_f[sym, k, R_BUY])
-            _add_compensated(sym_f, sym, F_SELL_WIN, -ring_f[sym, k, R_SELL])
-            tail += 1
-            evicted = True
-        k = head & mask
-        ring_ts[sym, k] = ts
-        ring_f[sym, k, R_PV] = pv
-        ring_f[sym, k, R_V] = sz
-        ring_f[sym, k, R_BUY] = sz if t.side == s.SIDE_BUY else 0.0
-        ring_f[sym, k, R_SELL] = sz if t.side == s.SIDE_SELL else 0.0
-        head += 1
-        _add_compensated(sym_f, sym, F_PV_WIN, pv)
-        _add_compensated(sym_f, sym, F_V_WIN, sz)
-        _add_compensated(sym_f, sym, F_BUY_WIN, ring_f[sym, k, R_BUY])
-        _add_compensated(sym_f, sym, F_SELL_WIN, ring_f[sym, k, R_SELL])
-        if (evicted and tail == head - 1) or (head & mask) == 0:
-            # exact sums when the window restarts, and once per turn of the
-            # ring, so the running sums' rounding errors stay bounded
-            _recompute_window(sym_f, ring_f, sym, tail, head, mask)
+        head, tail, truncated = steps.window_push(
+            ring_ts, ring_f, sym_f, sym, F_PV_WIN, sym_i[sym, I_RING_HEAD],
+            sym_i[sym, I_RING_TAIL], ts, pv, sz, sz if t.side == s.SIDE_BUY else 0.0,
+            sz if t.side == s.SIDE_SELL else 0.0, vwap_window_ns,
+        )  # fmt: skip
+        counters[C_WINDOW_TRUNCATED] += truncated
         sym_i[sym, I_RING_HEAD] = head
         sym_i[sym, I_RING_TAIL] = tail
         # OHLCV bars: a trade in a later bucket closes the open bar
-        if sym_i[sym, I_BAR_START] < 0 or ts >= sym_i[sym, I_BAR_END]:
-            start = ts - ts % bar_ns
+        if steps.bar_is_past(sym_i, sym, I_BAR_START, I_BAR_END, ts):
             if sym_i[sym, I_BAR_START] >= 0:  # ts is past the open bar: close it
                 _close_bar(sym_i, out_bar, n_touched, sym, frame_no)
                 bars += 1
-            sym_i[sym, I_BAR_START] = start
-            sym_i[sym, I_BAR_END] = start + bar_ns
-            sym_i[sym, I_BAR_OPEN] = t.price
-            sym_i[sym, I_BAR_HIGH] = t.price
-            sym_i[sym, I_BAR_LOW] = t.price
-            sym_i[sym, I_BAR_VOLUME] = 0
-            sym_i[sym, I_BAR_TRADES] = 0
-        sym_i[sym, I_BAR_HIGH] = max(sym_i[sym, I_BAR_HIGH], t.price)
-        sym_i[sym, I_BAR_LOW] = min(sym_i[sym, I_BAR_LOW], t.price)
-        sym_i[sym, I_BAR_CLOSE] = t.price
-        sym_i[sym, I_BAR_VOLUME] += t.size
-        sym_i[sym, I_BAR_TRADES] += 1
+            steps.bar_open(
+                sym_i, sym, I_BAR_START, I_BAR_END, sym_i, I_BAR_OPEN, ts, t.price, bar_ns
+            )
+        steps.bar_add(sym_i, sym, I_BAR_OPEN, t.price, t.size)
         _provenance(sym_i, sym, A_TRADE, ts, seq0 + i, h.stream_id, h.send_ns)
         _provenance(sym_i, sym, A_BAR, ts, seq0 + i, h.stream_id, h.send_ns)
         _touch(touched, touched_list, n_touched, A_TRADE, sym, frame_no)
@@ -805,14 +711,6 @@ def _common(frame, sym_i, sym, analytic, recv_ns, done_ns):
     frame.symbol = sym
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
-def _ratio(a, b):
-    d = a + b
-    if d == 0.0:
-        return np.nan
-    return (a - b) / d
-
-
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _emit_quotes(recv_ns, done_ns, sym_i, touched_list, n_touched, out_seq, out_quote):
     for j in range(n_touched[A_QUOTE]):
@@ -829,18 +727,9 @@ def _emit_quotes(recv_ns, done_ns, sym_i, touched_list, n_touched, out_seq, out_
         f.bid_size = bs
         f.ask_price = ap
         f.ask_size = az
-        if bp > 0 and ap > 0:
-            f.mid = (bp + ap) / (2.0 * s.PRICE_SCALE)
-            f.spread = (ap - bp) / s.PRICE_SCALE
-        else:
-            f.mid = np.nan
-            f.spread = np.nan
-        if bp > 0 and ap > 0 and bs + az > 0:
-            f.microprice = (bp * float(az) + ap * float(bs)) / (float(bs + az) * s.PRICE_SCALE)
-            f.imbalance = (bs - az) / float(bs + az)
-        else:
-            f.microprice = np.nan
-            f.imbalance = np.nan
+        f.mid, f.spread, f.microprice, f.imbalance = steps.l1_features(
+            bp, bs, ap, az, s.PRICE_SCALE
+        )
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
@@ -858,8 +747,8 @@ def _emit_trades(
         f.size = sym_i[sym, I_LAST_SZ]
         for k in range(s.N_EMA):
             f.ema[k] = sym_f[sym, F_EMA + k]
-        f.vwap_session = sym_f[sym, F_PV_SESSION] / sym_f[sym, F_V_SESSION]
-        f.vwap_window = _window_sum(sym_f, sym, F_PV_WIN) / _window_sum(sym_f, sym, F_V_WIN)
+        f.vwap_session = steps.session_vwap(sym_f, sym, F_PV_SESSION)
+        f.vwap_window = steps.window_vwap(sym_f, sym, F_PV_WIN)
         n_ret = min(sym_i[sym, I_RET_COUNT], vol_window)
         f.n_returns = n_ret
         if n_ret == 0:
@@ -867,14 +756,12 @@ def _emit_trades(
             f.realized_vol = np.nan
         else:
             f.ret_mean = sym_f[sym, F_RET_MEAN]
-            f.realized_vol = np.sqrt(max(_window_sum(sym_f, sym, F_RET_SUMSQ), 0.0))
+            f.realized_vol = steps.root_sum_squares(steps.compensated_sum(sym_f, sym, F_RET_SUMSQ))
         if n_ret < 2:
             f.ret_var = np.nan
         else:
-            f.ret_var = max(sym_f[sym, F_RET_M2], 0.0) / (n_ret - 1)
-        f.trade_flow_imbalance = _ratio(
-            _window_sum(sym_f, sym, F_BUY_WIN), _window_sum(sym_f, sym, F_SELL_WIN)
-        )
+            f.ret_var = steps.sample_variance(sym_f[sym, F_RET_M2], n_ret, 1)
+        f.trade_flow_imbalance = steps.window_flow_imbalance(sym_f, sym, F_PV_WIN)
     for j in range(n_touched[A_BAR]):
         f = out_bar[j]
         sym = f.symbol
@@ -969,4 +856,4 @@ def on_order_frame(
 
 # The frame kernels inline the book and the clock and freeze the schema's
 # constants: their cache entries must change when those files do.
-stamp_dependencies(globals(), [s, bk, _clock_module, _book_reference])
+stamp_dependencies(globals(), [s, bk, _clock_module, _book_reference, steps])
