@@ -279,3 +279,35 @@ def test_stats_report_first_seq_and_per_topic_last_seq(rig):
     # six one-record frames over symbols 0 and 1: one trade result each, numbered from 0
     trade_topics = {t: seq for t, seq in topics.items() if t.startswith("trade.")}
     assert sum(seq + 1 for seq in trade_topics.values()) == 6
+
+
+def _until(r: Rig, predicate) -> dict:  # noqa: ANN001
+    """The engine's stats once ``predicate(stats)`` holds (deadline DEADLINE_S)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        stats = r.engine.stats()
+        if predicate(stats):
+            return stats
+        time.sleep(0.02)
+    raise AssertionError(f"condition never held; last stats {r.engine.stats()}")
+
+
+def test_a_restarted_feed_takes_its_stream_over_at_once_after_its_end_of_session(rig):
+    """tickpath feed sends an end of session when it stops, so its restart (a new session) is
+    accepted at once (without it, the new session's frames are foreign_session for
+    ingest.failover_s)."""
+    from tickpath.engine.feed.publisher import run_feed
+
+    r = rig(**{"ingest.failover_s": 3600})  # only an end of session can release the stream
+    endpoint = r.engine.receiver.endpoints[0]
+    opts = dict(symbols=2, rate=4000, batch=10, duration=0.5, stream_id=3, join_wait=0.5)
+    first = run_feed(endpoint, **opts)
+    _until(r, lambda st: st["session_ends"] == 1)
+    second = run_feed(endpoint, **opts)
+    assert second.session > first.session > 0
+    stats = _until(r, lambda st: st["session_ends"] == 2)
+    assert stats["rejected"]["foreign_session"] == 0
+    assert stats["session_takeovers"] == 1
+    assert stats["streams"]["3"]["session"] == second.session
+    assert stats["streams"]["3"]["next_seq"] == second.next_seq
+    assert stats["frames_rejected"] == 0
