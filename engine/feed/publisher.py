@@ -373,6 +373,11 @@ def run_feed(
         if progress is not None and total is not None:
             progress(sent, total)
         elapsed = sched.t_last - sched.t0 if paced else time.perf_counter() - sched.t0
+        if sock is not None and wire_session:
+            # release the stream: a restarted feed (a new session) is accepted at once
+            sock.send(
+                codec.encode_end_of_session(s.KIND_TRADE, stream_id, seq, session, time.time_ns())
+            )
     return FeedReport(
         source=source,
         endpoint=endpoint,

@@ -141,7 +141,8 @@ class JournalWriter:
                 magic == s.MAGIC
                 and (version == s.VERSION or (version == s.VERSION_SESSION and n >= hsize))
                 and size
-                and 0 < count <= self.max_records
+                and (0 < count or hsize == s.HEADER_V2_SIZE)  # v2 count 0: end of session
+                and count <= self.max_records
                 and n - hsize == count * size
                 and stream < self.max_streams
                 and (hsize == s.HEADER_SIZE or _SESSION.unpack_from(frame, s.HEADER_SIZE)[0])

@@ -49,6 +49,7 @@ TRACKED = np.array(
         k.C_LOST,
         k.C_RESETS,
         k.C_TAKEOVERS,
+        k.C_SESSION_ENDS,
         k.C_PROC_QUOTE,
         k.C_PROC_TRADE,
         k.C_PROC_BOOK,
@@ -101,6 +102,7 @@ class AccountingModel:
         self.session: dict[int, int] = {}  # stream -> holder (0: version 1)
         self.previous: dict[int, int] = {}  # stream -> the holder it was taken from
         self.last_ns: dict[int, int] = {}  # stream -> recv_ns of the holder's last frame
+        self.ended: set[int] = set()  # streams whose holder sent its end of session
         self.gaps = 0  # the gaps and records_lost counters' values (they saturate)
         self.lost = 0
 
@@ -147,9 +149,16 @@ class AccountingModel:
         v2 = int(header["version"]) == s.VERSION_SESSION
         hsize = s.HEADER_V2_SIZE if v2 else s.HEADER_SIZE
         session = int.from_bytes(case[s.HEADER_SIZE : s.HEADER_V2_SIZE], "little") if v2 else 0
-        reason = self._sequence(
-            int(header["stream_id"]), _i64(int(header["seq"])), count, session, recv_ns, add
-        )
+        stream = int(header["stream_id"])
+        if count == 0:  # a version 2 end of session
+            reason = self._end_session(stream, session)
+            if reason >= 0:
+                add(reason)
+            else:
+                add(k.C_SESSION_ENDS)
+                add(k.C_FRAMES_ACCEPTED)
+            return delta
+        reason = self._sequence(stream, _i64(int(header["seq"])), count, session, recv_ns, add)
         if reason >= 0:
             add(reason)
             return delta
@@ -183,7 +192,7 @@ class AccountingModel:
         if kind not in _DTYPES:  # the trade kernel takes every other kind and refuses it
             return s.REJECT_BAD_KIND
         count = int(header["count"])
-        if count == 0 or count > self.max_records:
+        if (count == 0 and version != s.VERSION_SESSION) or count > self.max_records:
             return s.REJECT_BAD_COUNT
         if n - hsize != count * _DTYPES[kind].itemsize:
             return s.REJECT_BAD_LENGTH
@@ -201,7 +210,8 @@ class AccountingModel:
         if expected >= 0 and session != self.session.get(stream, 0):
             if stream in self.previous and session == self.previous[stream]:
                 return s.REJECT_DUPLICATE
-            if _i64(recv_ns - self.last_ns.get(stream, 0)) < self.failover_ns:
+            silent = _i64(recv_ns - self.last_ns.get(stream, 0)) >= self.failover_ns
+            if not silent and stream not in self.ended:
                 return s.REJECT_FOREIGN_SESSION
             self.previous[stream] = self.session.get(stream, 0)
             add(k.C_TAKEOVERS)
@@ -226,6 +236,18 @@ class AccountingModel:
             return s.REJECT_OUT_OF_ORDER
         self.next_seq[stream] = seq + count
         self.last_ns[stream] = recv_ns
+        self.ended.discard(stream)
+        return -1
+
+    def _end_session(self, stream: int, session: int) -> int:
+        """The end-of-session rule, as plain Python."""
+        held = self.next_seq.get(stream, -1) >= 0
+        if held and session != self.session.get(stream, 0):
+            if stream in self.previous and session == self.previous[stream]:
+                return s.REJECT_DUPLICATE
+            return s.REJECT_FOREIGN_SESSION
+        if held:
+            self.ended.add(stream)
         return -1
 
     def _record_reasons(self, kind: int, r: np.ndarray, ts_max: int = _MAX_I64) -> np.ndarray:
@@ -434,8 +456,14 @@ class FrameFuzzer:
                 new = (1 << 64) - rng.randrange(1, 100)  # next to u64 max
             frame[16:24] = (new & _MASK64).to_bytes(8, "little")
         elif name == "session":
-            choice = rng.randrange(4)
-            if frame[4] == s.VERSION_SESSION:
+            choice = rng.randrange(5)
+            if choice == 4:  # an end of session: the header alone, count 0, v2 only
+                if frame[4] != s.VERSION_SESSION:
+                    frame[4:6] = s.VERSION_SESSION.to_bytes(2, "little")
+                    frame = frame[:32] + rng.choice(SESSIONS).to_bytes(8, "little")
+                frame = frame[:40]
+                frame[12:16] = bytes(4)
+            elif frame[4] == s.VERSION_SESSION:
                 if choice == 0:  # the same frame as version 1
                     frame = frame[:4] + s.VERSION.to_bytes(2, "little") + frame[6:32] + frame[40:]
                 else:  # another session id, 0 (refused) included
@@ -559,6 +587,8 @@ def _resync(model: AccountingModel, processor: StreamProcessor) -> AccountingMod
     )
     model.last_ns.clear()
     model.last_ns.update({i: int(streams[i, k.S_LAST_NS]) for i in model.next_seq})
+    model.ended.clear()
+    model.ended.update(i for i in model.next_seq if streams[i, k.S_ENDED])
     counters = processor.state.counters
     model.gaps, model.lost = int(counters[k.C_GAPS]), int(counters[k.C_LOST])
     return model

@@ -251,6 +251,7 @@ class StreamProcessor:
             "records_lost": c[k.C_LOST],
             "sequence_resets": c[k.C_RESETS],
             "session_takeovers": c[k.C_TAKEOVERS],
+            "session_ends": c[k.C_SESSION_ENDS],
             "processed": {name: c[i] for name, i in k.PROCESSED_COUNTERS.items()},
             "results_published": c[k.C_RESULTS],
             "book": {

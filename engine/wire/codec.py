@@ -71,8 +71,8 @@ def header_reject_reason(
     size = record_size_of_kind(kind)
     if size == 0 or ((inputs_only or version == s.VERSION_SESSION) and kind >= 16):
         return s.REJECT_BAD_KIND
-    if count == 0 or count > MAX_RECORDS_PER_FRAME:
-        return s.REJECT_BAD_COUNT
+    if (count == 0 and version != s.VERSION_SESSION) or count > MAX_RECORDS_PER_FRAME:
+        return s.REJECT_BAD_COUNT  # count 0: a version 2 end of session
     if nbytes - hsize != count * size:
         return s.REJECT_BAD_LENGTH
     return -1
@@ -149,6 +149,16 @@ def encode_frame_into(
     length = hsize + n * records.dtype.itemsize
     out[hsize:length] = records.view(np.uint8).reshape(-1)
     return length
+
+
+def encode_end_of_session(kind: int, stream_id: int, seq: int, session: int, send_ns: int) -> bytes:
+    """A version 2 end-of-session frame: the header alone, ``count`` 0.
+
+    The holder of ``stream_id`` releases it: another session may take it over at
+    once instead of after the failover time.  ``seq`` is the session's next sequence.
+    """
+    records = np.zeros(0, s.RECORD_DTYPES[kind])
+    return encode_frame(kind, stream_id, seq, records, send_ns, session)
 
 
 def decode_header(buf: bytes | memoryview | np.ndarray) -> np.void:

@@ -84,7 +84,8 @@ C_BOOK_TABLE_FULL = s.N_REJECT + 16
 C_WINDOW_TRUNCATED = s.N_REJECT + 17  # a trade left the VWAP window early (ring full)
 C_RESULTS = s.N_REJECT + 18  # result frames emitted
 C_TAKEOVERS = s.N_REJECT + 19  # a session took a stream over from a silent holder
-N_COUNTERS = s.N_REJECT + 20
+C_SESSION_ENDS = s.N_REJECT + 20  # end-of-session frames accepted (v2, count 0)
+N_COUNTERS = s.N_REJECT + 21
 
 COUNTER_NAMES = {
     "frames": C_FRAMES,
@@ -103,6 +104,7 @@ COUNTER_NAMES = {
     "vwap_window_truncated": C_WINDOW_TRUNCATED,
     "results": C_RESULTS,
     "session_takeovers": C_TAKEOVERS,
+    "session_ends": C_SESSION_ENDS,
 }
 PROCESSED_COUNTERS = {
     "quote": C_PROC_QUOTE,
@@ -126,7 +128,8 @@ S_PREV_SESSION = 5  # the holder before the last takeover (its frames are duplic
 S_LAST_NS = 6  # recv_ns of the holder's last accepted frame
 S_FIRST = 7  # first sequence seen from the holding session (records before it: not seen)
 S_TAKEOVERS = 8  # times another session took the stream over
-S_COLS = 9
+S_ENDED = 9  # 1: the holder sent its end of session (another may take over at once)
+S_COLS = 10
 
 # Ingest limits: int64[L_COLS] (StreamingState.limits), from the engine config.
 L_MAX_GAP = 0  # a forward jump beyond this many records is bad_jump
@@ -303,7 +306,8 @@ def _accept_sequence(streams, counters, limits, stream, seq, count, session, rec
     if expected >= 0 and session != streams[stream, S_SESSION]:
         if streams[stream, S_TAKEOVERS] > 0 and session == streams[stream, S_PREV_SESSION]:
             return s.REJECT_DUPLICATE  # the session this stream was taken from: old sequences
-        if recv_ns - streams[stream, S_LAST_NS] < limits[L_FAILOVER_NS]:
+        ended = streams[stream, S_ENDED] != 0
+        if not ended and recv_ns - streams[stream, S_LAST_NS] < limits[L_FAILOVER_NS]:
             return s.REJECT_FOREIGN_SESSION
         streams[stream, S_PREV_SESSION] = streams[stream, S_SESSION]
         streams[stream, S_TAKEOVERS] += 1
@@ -331,6 +335,20 @@ def _accept_sequence(streams, counters, limits, stream, seq, count, session, rec
     streams[stream, S_NEXT] = seq + count
     streams[stream, S_FRAMES] += 1
     streams[stream, S_LAST_NS] = recv_ns
+    streams[stream, S_ENDED] = 0
+    return -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
+def _end_session(streams, counters, stream, session):
+    """A version 2 end-of-session frame (count 0): the holder releases its stream."""
+    if streams[stream, S_NEXT] >= 0 and session != streams[stream, S_SESSION]:
+        if streams[stream, S_TAKEOVERS] > 0 and session == streams[stream, S_PREV_SESSION]:
+            return s.REJECT_DUPLICATE
+        return s.REJECT_FOREIGN_SESSION
+    if streams[stream, S_NEXT] >= 0:
+        streams[stream, S_ENDED] = 1
+    counters[C_SESSION_ENDS] += 1
     return -1
 
 
@@ -361,14 +379,16 @@ def _check_frame(
         reason = s.REJECT_SHORT
     elif h.kind != expect_kind:
         reason = s.REJECT_BAD_KIND
-    elif count == 0 or count > max_records:
-        reason = s.REJECT_BAD_COUNT
+    elif (count == 0 and hsize != s.HEADER_V2_SIZE) or count > max_records:
+        reason = s.REJECT_BAD_COUNT  # count 0: only a version 2 end of session
     elif nbytes - hsize != count * record_size:
         reason = s.REJECT_BAD_LENGTH
     elif h.stream_id >= streams.shape[0]:
         reason = s.REJECT_UNKNOWN_STREAM
     elif hsize == s.HEADER_V2_SIZE and h.session == 0:
         reason = s.REJECT_BAD_SESSION
+    elif count == 0:
+        reason = _end_session(streams, counters, h.stream_id, np.int64(h.session))
     elif np.int64(h.seq) < 0 or np.int64(h.seq) > _MAX_SEQ - count:
         reason = s.REJECT_BAD_SEQUENCE  # sequences live in 63 bits: never wrap negative
     else:

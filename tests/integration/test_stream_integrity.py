@@ -279,3 +279,104 @@ def test_stats_report_first_seq_and_per_topic_last_seq(rig):
     # six one-record frames over symbols 0 and 1: one trade result each, numbered from 0
     trade_topics = {t: seq for t, seq in topics.items() if t.startswith("trade.")}
     assert sum(seq + 1 for seq in trade_topics.values()) == 6
+
+
+def _until(r: Rig, predicate) -> dict:  # noqa: ANN001
+    """The engine's stats once ``predicate(stats)`` holds (deadline DEADLINE_S)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        stats = r.engine.stats()
+        if predicate(stats):
+            return stats
+        time.sleep(0.02)
+    raise AssertionError(f"condition never held; last stats {r.engine.stats()}")
+
+
+def test_a_restarted_feed_takes_its_stream_over_at_once_after_its_end_of_session(rig):
+    """tickpath feed sends an end of session when it stops, so its restart (a new session) is
+    accepted at once (without it, the new session's frames are foreign_session for
+    ingest.failover_s)."""
+    from tickpath.engine.feed.publisher import run_feed
+
+    r = rig(**{"ingest.failover_s": 3600})  # only an end of session can release the stream
+    endpoint = r.engine.receiver.endpoints[0]
+    opts = dict(symbols=2, rate=4000, batch=10, duration=0.5, stream_id=3, join_wait=0.5)
+    first = run_feed(endpoint, **opts)
+    _until(r, lambda st: st["session_ends"] == 1)
+    second = run_feed(endpoint, **opts)
+    assert second.session > first.session > 0
+    stats = _until(r, lambda st: st["session_ends"] == 2)
+    assert stats["rejected"]["foreign_session"] == 0
+    assert stats["session_takeovers"] == 1
+    assert stats["streams"]["3"]["session"] == second.session
+    assert stats["streams"]["3"]["next_seq"] == second.next_seq
+    assert stats["frames_rejected"] == 0
+
+
+def _quote(symbol: int) -> np.ndarray:
+    q = np.zeros(1, s.QUOTE)
+    q["ts_ns"], q["symbol"] = 1_000, symbol
+    q["bid_price"], q["ask_price"] = 1_000_000, 1_000_100
+    q["bid_size"], q["ask_size"] = s.SIZE_SCALE, s.SIZE_SCALE
+    return q
+
+
+def test_a_slow_subscriber_detects_tail_loss_from_the_stats_topics(rig):
+    """Results lost at the end of a topic leave no later result to reveal the gap; the stats
+    message's per-topic last seq does (before: no per-topic sequence anywhere)."""
+    import json
+
+    from tickpath.engine.service.watch import TopicSequences
+
+    r = rig(**{"publish.sndhwm": 10})
+    sub = r.context.socket(zmq.SUB)
+    r.sockets.append(sub)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 10)
+    sub.setsockopt(zmq.RCVBUF, 4096)
+    sub.setsockopt(zmq.SUBSCRIBE, b"quote.")
+    sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+    sub.connect(r.engine.publisher.endpoint)
+    pub = r.connect()
+    sequences = TopicSequences()
+    topics = [f"quote.{i}".encode() for i in range(4)]
+    seq = 0
+
+    def read(seconds: float) -> dict | None:
+        """Results into ``sequences``; the first stats covering every frame sent, if any."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if not sub.poll(50):
+                continue
+            topic, payload = sub.recv_multipart()
+            if topic == b"stats":
+                stats = json.loads(payload)
+                if stats["frames_received"] >= r.sent:
+                    return stats
+            else:
+                header, _ = codec.decode_frame(payload)
+                sequences.observe(topic, int(header["seq"]))
+        return None
+
+    deadline = time.monotonic() + DEADLINE_S
+    while not all(t in sequences.expected for t in topics):  # every topic's first result
+        assert time.monotonic() < deadline, "the subscriber never got a result of each topic"
+        for sym in range(4):
+            r.send(pub, codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(sym), session=3))
+            seq += 1
+        read(0.2)
+    for i in range(20_000):  # the subscriber does not read meanwhile
+        r.send(pub, codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(i % 4), session=3))
+        seq += 1
+    r.stats()
+    final = None
+    while final is None:  # reading again: what was queued, then a stats message after it all
+        assert time.monotonic() < deadline, "no stats message covering every frame arrived"
+        final = read(1.0)
+    last = {t: final["topics"][t.decode()] for t in topics}
+    tail = {t: last[t] + 1 - sequences.expected[t] for t in topics}
+    assert all(n >= 0 for n in tail.values())
+    assert sum(tail.values()) > 0  # lost at the end of the topics: only the stats show it
+    published = sum(last[t] + 1 - sequences.first[t] for t in topics)
+    received = sum(sequences.received[t] for t in topics)
+    assert received + sequences.lost + sum(tail.values()) == published

@@ -283,3 +283,14 @@ def test_the_append_path_keeps_no_memory_per_frame(tmp_path):
     tracemalloc.stop()
     w.close()
     assert after - before < 4096  # 10,000 frames written
+
+
+def test_an_end_of_session_is_journaled_as_a_frame(tmp_path):
+    from tickpath.engine.wire import codec
+
+    frame = codec.encode_end_of_session(s.KIND_QUOTE, 1, 500, 7, 0)
+    w = _writer(tmp_path, sync="os")
+    w.append_frame(memoryview(frame), 1)
+    w.close()
+    (entry,) = list(iter_entries(tmp_path))
+    assert entry.type == fmt.ENTRY_FRAME and bytes(entry.payload) == frame

@@ -115,3 +115,14 @@ def test_readme_wire_tables_match_schema(title, dtype):
     documented = {name: (int(off), np.dtype(_TYPES[typ])) for off, name, typ in rows}
     actual = {name: (off, dt) for name, (dt, off, *_) in dtype.fields.items()}
     assert documented == actual
+
+
+def test_end_of_session_is_a_version_2_header_alone():
+    frame = codec.encode_end_of_session(s.KIND_TRADE, 4, 99, 12, 5)
+    assert len(frame) == s.HEADER_V2_SIZE
+    header, records = codec.decode_frame(frame, inputs_only=True)
+    assert int(header["count"]) == 0 and len(records) == 0 and codec.session_of(header) == 12
+    v1 = frame[:4] + struct.pack("<H", s.VERSION) + frame[6:32]  # count 0 stays bad in v1
+    with pytest.raises(codec.FrameError) as info:
+        codec.decode_frame(v1)
+    assert info.value.reason == s.REJECT_BAD_COUNT
