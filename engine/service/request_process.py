@@ -378,6 +378,11 @@ def _serve(start: dict) -> int:
             "lane": lanes["lanes"]["requests"],
             "backends": lanes["backends"],
         }
+        if auth is not None:  # the request socket's CURVE handshakes, all in this process
+            snap["requests"]["curve"] = {
+                "allowed": getattr(auth, "allowed", 0),
+                "denied": getattr(auth, "denied", 0),
+            }
         slot.write(msgspec.msgpack.encode(snap))
 
     endpoint.on_count = publish
