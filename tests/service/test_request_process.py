@@ -19,8 +19,8 @@ import zmq
 from tests.dispatch.helpers import EngineRig
 from tickpath.engine.bench.ticker import Ticker
 from tickpath.engine.service.demo import free_port
-from tickpath.engine.service.request_process import StatsSlot
 from tickpath.engine.service.requests import decode_reply, encode_request, request
+from tickpath.engine.service.stats_slot import StatsSlot
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120.0
