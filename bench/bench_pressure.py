@@ -246,6 +246,16 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` so far (threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 def _keys(workdir: Path) -> dict:
     keys = workdir / "keys"
     allow = workdir / "allow"
@@ -294,6 +304,7 @@ def _measure(
     interval = 1.0 / rate
     start = time.monotonic()
     end = start + seconds
+    cpu0 = [_cpu_s(p) for p in pids]
     next_t = start
     next_rss = 0.0
     while True:
@@ -322,6 +333,10 @@ def _measure(
         "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
         "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
         "max_ms": float(ms.max()) if len(ms) else None,
+        "engine_cpu_ms": round((_cpu_s(pids[0]) - cpu0[0]) * 1e3),
+        "request_process_cpu_ms": round((_cpu_s(pids[1]) - cpu0[1]) * 1e3)
+        if len(pids) > 1
+        else None,
         "engine_rss_mib": round(rss[0], 1),
         "request_process_rss_mib": round(rss[1], 1) if len(rss) > 1 else None,
         "load_average": round(os.getloadavg()[0], 2),
@@ -445,6 +460,7 @@ def _row_text(phase: str, row: dict, idle: dict | None) -> str:
         applied += f" ({row['pressure_says'].replace('done', 'refused')}, {row['seconds']} s)"
     return (f"| {phase}{applied} | {row['pings']} | {row['lost']} | {f(row['p50_ms'])} | "
             f"{f(row['p99_ms'])} | {f(row['max_ms'])} | {ratio} | {goal} | "
+            f"{row['engine_cpu_ms']} | {row['request_process_cpu_ms']} | "
             f"{row['engine_rss_mib']} | {row['request_process_rss_mib']} | "
             f"{row['load_average']} |")  # fmt: skip
 
@@ -481,8 +497,10 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     print("| phase | pings | lost | p50 ms | p99 ms | max ms | p99 / idle | goal | "
-          "engine RSS MiB | request process RSS MiB | load |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+          "engine CPU ms | request process CPU ms | engine RSS MiB | request process RSS MiB | "
+          "load |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: "
+          "| ---: |")  # fmt: skip
     report = run(args)
     print(f"engine VmHWM {report['engine_vm_hwm_mib']} MiB; log {report['log']}")
     if args.json:
