@@ -33,7 +33,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -43,8 +43,16 @@ from tickpath.engine.dispatch.jobs import Job, JobRejected, Outcome, non_finite
 
 ROUTE_REPLY = b"R"
 
-FloatArray = list[float] | bytes  # bytes: little-endian float64
-BoolArray = list[bool] | bytes  # bytes: one byte per value, 0 or 1
+# Arrays as lists are for small requests: a longer list is refused while decoding (msgpack
+# gives the length first, so it is refused before its items are read); large arrays travel
+# as msgpack bin (raw bytes that np.frombuffer wraps without a copy).
+MAX_LIST_ITEMS = 100_000
+MAX_MATRIX_SIDE = 1024  # a correlation matrix as a list of lists: at most this many rows/cols
+_List = Annotated[list[float], msgspec.Meta(max_length=MAX_LIST_ITEMS)]
+_Row = Annotated[list[float], msgspec.Meta(max_length=MAX_MATRIX_SIDE)]
+FloatArray = _List | bytes  # bytes: little-endian float64
+BoolArray = Annotated[list[bool], msgspec.Meta(max_length=MAX_LIST_ITEMS)] | bytes  # or 1 B each
+Matrix = Annotated[list[_Row], msgspec.Meta(max_length=MAX_MATRIX_SIDE)] | bytes
 
 
 class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
@@ -84,7 +92,7 @@ class VaRRequest(_Request, tag="var"):
     spot: FloatArray
     position: FloatArray  # units held (negative: short)
     vol: FloatArray
-    correlation: list[list[float]] | bytes  # N x N (bytes: row-major float64)
+    correlation: Matrix  # N x N (bytes: row-major float64)
     horizon: float  # years
     confidence: float = 0.99
     n_scenarios: int = 100_000
@@ -119,7 +127,8 @@ def decode_request(body: Any) -> tuple[Request, str]:
     try:
         return decoder.decode(body), fmt
     except msgspec.ValidationError as exc:
-        raise JobRejected("malformed", f"{what} request: {exc}") from None
+        hint = " (send large arrays as msgpack bin)" if "of length <=" in str(exc) else ""
+        raise JobRejected("malformed", f"{what} request: {exc}{hint}") from None
     except msgspec.DecodeError as exc:
         raise JobRejected("malformed", f"not a valid {what} message: {exc}") from None
     except UnicodeDecodeError as exc:  # a msgpack str that is not UTF-8

@@ -113,6 +113,20 @@ def test_a_json_body_over_the_cap_is_refused_before_decoding(rig):
     assert after == before + 2
 
 
+def test_long_lists_are_refused_while_decoding_bin_is_the_way(rig):
+    n = 200_000  # over MAX_LIST_ITEMS: refused from the msgpack array's length
+    job = {"type": "price_chain", "spot": 100.0, "strike": [100.0] * n, "expiry": 0.5,
+           "vol": 0.2, "call": True, "greeks": False}  # fmt: skip
+    body = msgspec.msgpack.encode(job)
+    reply = request(rig.request_endpoint, body, timeout_s=60)
+    assert not reply["ok"] and reply["error"]["code"] == "malformed"
+    assert "length <= 100000" in reply["error"]["message"]
+    assert "msgpack bin" in reply["error"]["message"]
+    job["strike"] = np.full(n, 100.0)  # the same as bin
+    reply = request(rig.request_endpoint, job, timeout_s=60, use_msgpack=True)
+    assert reply["ok"] and reply["result"]["price"].shape == (n,)
+
+
 def test_the_request_process_is_restarted_after_it_dies(rig):
     first = rig.engine.stats()["requests"]["process"]
     os.kill(first["pid"], signal.SIGKILL)
