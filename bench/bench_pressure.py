@@ -63,13 +63,29 @@ PHASES = ("idle", "json_chain", "json_190mib", "var_3000", "handshakes_req",
 READY_TIMEOUT_S = 600.0  # a cold numba cache on a loaded VM
 PING_TIMEOUT_S = 5.0
 # `tickpath serve`, with the engine's ZeroMQ context made first with argv[1] I/O threads
-# (an experiment knob: the engine's default context has one)
+# (an experiment knob: the engine's default context has one); argv[2] "before" puts the
+# request endpoint and the CURVE allow-list check back into the engine's process, as they
+# were before the request and ZAP processes (for an A/B comparison in one sitting)
 ENGINE_BOOT = """
 import sys
 import zmq
 zmq.Context.instance(io_threads=int(sys.argv[1]))
+if sys.argv[2] == "before":
+    from tickpath.engine.dispatch import cli as dispatch_cli
+    from tickpath.engine.security import extension
+    from tickpath.engine.security.curve import CurveAuthenticator
+    from tickpath.engine.service.requests import RequestEndpoint
+    serve_extensions = dispatch_cli.serve_extensions
+    def in_process(config):
+        found = serve_extensions(config)
+        if len(found) == 2:
+            found[0].request_process = None
+            found[1] = RequestEndpoint(found[0])
+        return found
+    dispatch_cli.serve_extensions = in_process
+    extension.ZapProcess = CurveAuthenticator
 from tickpath.engine.cli import main
-sys.exit(main(sys.argv[2:]))
+sys.exit(main(sys.argv[3:]))
 """
 
 
@@ -283,8 +299,8 @@ def _applied(phase: str, before: dict, after: dict) -> bool:
     delta = {k: after[k] - before[k] for k in before}
     if phase.startswith(("json", "var")):
         return delta["requests_received"] > 0
-    if phase == "handshakes_req":
-        return delta["request_handshakes_denied"] > 0
+    if phase == "handshakes_req":  # counted by the request process, or ("before") the engine
+        return delta["request_handshakes_denied"] + delta["ingest_handshakes_denied"] > 0
     if phase == "handshakes_ingest":
         return delta["ingest_handshakes_denied"] > 0
     if phase == "stalled_subs":
@@ -349,6 +365,9 @@ def run(args: argparse.Namespace) -> dict:
     keys = _keys(workdir)
     ingest, results, requests = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
     config = workdir / "serve.toml"
+    engine_set = list(args.engine_set)
+    if args.design == "before":  # no JSON cap then: bodies were decoded whatever their size
+        engine_set.append("dispatch.requests.max_json_bytes=268435456")
     config.write_text(
         f'[security]\ncurve = true\nsecret_key = "{keys["server_secret"]}"\n'
         f'allow = "{keys["allow"]}"\n[publish]\nstats_interval_s = 0.25\n'
@@ -356,10 +375,11 @@ def run(args: argparse.Namespace) -> dict:
     )
     log = open(workdir / "serve.log", "w")
     engine = subprocess.Popen(
-        [sys.executable, "-c", ENGINE_BOOT, str(args.io_threads), "serve", "--ingest", ingest,
+        [sys.executable, "-c", ENGINE_BOOT, str(args.io_threads), args.design, "serve",
+         "--ingest", ingest,
          "--publish", results,
          "--requests", requests, "--symbols", "8", "--config", str(config),
-         *[a for kv in args.engine_set for a in ("--set", kv)]],
+         *[a for kv in engine_set for a in ("--set", kv)]],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     server_key = zmq.auth.load_certificate(keys["server_public"])[0]
@@ -374,11 +394,14 @@ def run(args: argparse.Namespace) -> dict:
             if engine.poll() is not None:
                 raise RuntimeError((workdir / "serve.log").read_text()[-3000:])
             stats = ticker.stats(timeout_s=1.0)
-            if stats.get("requests", {}).get("process", {}).get("ready"):
+            requests_stats = stats.get("requests", {})
+            if requests_stats.get("process", {}).get("ready") or (
+                args.design == "before" and "received" in requests_stats
+            ):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("the engine never became ready")
-        child = stats["requests"]["process"]["pid"]
+        child = stats["requests"].get("process", {}).get("pid", 0)  # 0: none ("before")
         while ticker.tick(PING_TIMEOUT_S) is None:  # the probe's subscription is up
             if time.monotonic() > deadline:
                 raise RuntimeError("no answer to the probe")
@@ -473,6 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="pings per second (at most)")
     p.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
     p.add_argument("--json", metavar="PATH")
+    p.add_argument(
+        "--design",
+        choices=["after", "before"],
+        default="after",
+        help="before: the request endpoint and the ZAP handler in the engine's process, as "
+        "before the request and ZAP processes (an A/B comparison)",
+    )
     p.add_argument(
         "--io-threads",
         type=int,
