@@ -11,6 +11,7 @@ tests/dispatch/test_nonblocking.py); `tickpath bench latency` is the open-loop b
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -24,12 +25,25 @@ class Ticker:
     """Round trips of single-record quotes of `symbol` on `stream`."""
 
     def __init__(
-        self, ctx: zmq.Context, ingest: str, results: str, symbol: int = 1, stream: int = 1
+        self,
+        ctx: zmq.Context,
+        ingest: str,
+        results: str,
+        symbol: int = 1,
+        stream: int = 1,
+        curve: tuple[Any, Any] | None = None,
     ) -> None:
+        """``curve``: ``(server_key, client_key)`` of `apply_curve_client` for an engine
+        with CURVE on; None for a plain one."""
         self.pub = ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.connect(ingest)
         self.sub = ctx.socket(zmq.SUB)
+        if curve is not None:
+            from tickpath.engine.security.curve import apply_curve_client
+
+            apply_curve_client(self.pub, *curve)
+            apply_curve_client(self.sub, *curve)
+        self.pub.connect(ingest)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"quote.%d" % symbol)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"stats")

@@ -23,7 +23,8 @@ def serve_overrides(args: argparse.Namespace) -> dict:
 
 
 def serve_extensions(config: EngineConfig) -> list:
-    """``[MilliPath]`` plus ``RequestEndpoint`` when an endpoint is configured; [] if off."""
+    """``[MilliPath]`` plus ``RequestProcess`` (the request endpoint in its own process)
+    when an endpoint is configured; [] if off."""
     if not config.dispatch.enabled:
         return []
     from tickpath.engine.dispatch.milli import MilliPath
@@ -31,9 +32,9 @@ def serve_extensions(config: EngineConfig) -> list:
     milli = MilliPath(config)
     extensions: list = [milli]
     if config.dispatch.requests.endpoint is not None:
-        from tickpath.engine.service.requests import RequestEndpoint
+        from tickpath.engine.service.request_process import RequestProcess
 
-        extensions.append(RequestEndpoint(milli))
+        extensions.append(RequestProcess(milli))
     return extensions
 
 

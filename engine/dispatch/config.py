@@ -262,9 +262,15 @@ class CorrelationConfig(_Struct):
 class RequestsConfig(_Struct):
     """The request/reply endpoint (``tickpath serve --requests ENDPOINT``)."""
 
-    endpoint: str | None = None  # a ROUTER the engine binds; None: no endpoint
+    endpoint: str | None = None  # a ROUTER the request process binds; None: no endpoint
     max_message_bytes: int = 256 << 20  # larger requests are dropped by libzmq (MAXMSGSIZE)
     max_items: int = 20_000_000  # options, grid points or scenarios in one request
+    # A JSON body longer than this is answered too_large before anything is decoded: large
+    # arrays travel as msgpack ``bin`` (raw little-endian float64), never as JSON lists.
+    max_json_bytes: int = 1 << 20
+    # The request process's scheduling niceness (added to the engine's): on a busy machine
+    # the kernel's scheduler gives the tick process the CPU first.
+    nice: int = 10
 
     def __post_init__(self) -> None:
         _require(
@@ -276,6 +282,11 @@ class RequestsConfig(_Struct):
             "dispatch.requests.max_message_bytes must be in 1024..2147483648",
         )
         _require(1 <= self.max_items <= 1 << 31, "dispatch.requests.max_items must be >= 1")
+        _require(
+            256 <= self.max_json_bytes <= self.max_message_bytes,
+            "dispatch.requests.max_json_bytes must be in 256..max_message_bytes",
+        )
+        _require(0 <= self.nice <= 19, "dispatch.requests.nice must be in 0..19")
 
 
 class RequestLaneConfig(LaneConfig):

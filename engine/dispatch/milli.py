@@ -123,7 +123,11 @@ class MilliPath(EngineExtension):
             raise ConfigError(f"config: {exc}") from None
         self.registry = registry or default_registry()
         self.health = HealthBook(self.config.health)
-        self.serve_requests = serve_requests or self.config.requests.endpoint is not None
+        # True only for the in-process `RequestEndpoint` (tests, tools): `tickpath serve`
+        # runs the request endpoint in its own process (`RequestProcess`), which sets
+        # `request_process` instead and starts no worker here.
+        self.serve_requests = serve_requests
+        self.request_process: Any = None
         self.routing: RoutingTable | None = None
         self.dispatcher: Dispatcher | None = None
         self.pipe: ResultPipe | None = None
@@ -405,6 +409,10 @@ class MilliPath(EngineExtension):
             out.update(self.dispatcher.stats())
         if self.pipe is not None:
             out["pipe"] = self.pipe.stats()
+        if self.request_process is not None:  # the request lane lives in that process
+            lane = self.request_process.lane_stats()
+            if lane is not None:
+                out.setdefault("lanes", {})["requests"] = lane
         out["published"] = dict(self._published)
         out["chains"] = {
             str(u): {

@@ -9,7 +9,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from tickpath.engine.security.config import SecurityConfig
-from tickpath.engine.security.curve import CurveAuthenticator, is_loopback, load_secret_certificate
+from tickpath.engine.security.curve import is_loopback, load_secret_certificate
+from tickpath.engine.security.zap_process import ZapProcess
 from tickpath.engine.service.engine import EngineExtension
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ class SecurityExtension(EngineExtension):
 
     def __init__(self, config: SecurityConfig) -> None:
         self.config = config
-        self.authenticator: CurveAuthenticator | None = None
+        self.authenticator: ZapProcess | None = None
 
     def on_start(self, engine: Engine) -> None:
         """Start the allow-list handler (CURVE on), or warn about plain non-loopback endpoints."""
@@ -35,7 +36,9 @@ class SecurityExtension(EngineExtension):
             endpoints.append(requests.endpoint)  # the request (ROUTER) endpoint
         if self.config.curve:
             load_secret_certificate(self.config.secret_key)  # fail before any thread starts
-            self.authenticator = CurveAuthenticator(engine.context, self.config)
+            # the allow-list check runs in a process of its own (a C proxy here): a flood
+            # of handshakes never takes the engine's GIL (engine/security/zap_process.py)
+            self.authenticator = ZapProcess(engine.context, self.config)
             log.info(
                 "CURVE on every endpoint (domain %s), clients: %s",
                 self.config.domain,

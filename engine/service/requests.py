@@ -1,8 +1,11 @@
 """The request/reply endpoint: batch jobs from clients over a ZeroMQ ROUTER socket.
 
-``tickpath serve --requests ENDPOINT`` binds a ROUTER socket. A client (REQ, or DEALER
-sending an empty delimiter frame first) sends one request per message, JSON or msgpack,
-and gets one reply in the same encoding. Formats and examples: docs/dispatch.md.
+``tickpath serve --requests ENDPOINT`` binds a ROUTER socket, in a process of its own
+(engine.service.request_process: nothing here runs in the engine's process). A client (REQ,
+or DEALER sending an empty delimiter frame first) sends one request per message, JSON or
+msgpack, and gets one reply in the same encoding. Formats and examples: docs/dispatch.md.
+A JSON body longer than ``max_json_bytes`` is answered ``too_large`` before any decoding
+(large arrays go as msgpack ``bin``); libzmq drops a message over ``max_message_bytes``.
 
 Request types (field ``type``): ``price_chain`` (Black-Scholes prices and greeks of a
 list of contracts), ``iv_surface`` (implied vols of a strikes x expiries grid of option
@@ -10,8 +13,9 @@ prices), ``var`` (Monte Carlo VaR and expected shortfall of a portfolio). Decodi
 strict (msgspec structs: unknown fields, missing fields and wrong types are errors) and
 runs on the request lane's worker thread, not the engine thread; so does validation.
 
-What the engine thread does per request: receive it, check the envelope, queue it (a
-full queue is answered ``busy`` at once), and later send the reply the worker made. A
+What the endpoint's thread does per request: receive it, check the envelope and the JSON
+length, queue it (a full queue is answered ``busy`` at once), and later send the reply the
+worker made. A
 malformed request costs one error reply and a counter; it never reaches a kernel.
 
 Error codes: ``malformed`` (not JSON/msgpack, not a known request, wrong types, unknown
@@ -29,7 +33,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -39,8 +43,16 @@ from tickpath.engine.dispatch.jobs import Job, JobRejected, Outcome, non_finite
 
 ROUTE_REPLY = b"R"
 
-FloatArray = list[float] | bytes  # bytes: little-endian float64
-BoolArray = list[bool] | bytes  # bytes: one byte per value, 0 or 1
+# Arrays as lists are for small requests: a longer list is refused while decoding (msgpack
+# gives the length first, so it is refused before its items are read); large arrays travel
+# as msgpack bin (raw bytes that np.frombuffer wraps without a copy).
+MAX_LIST_ITEMS = 100_000
+MAX_MATRIX_SIDE = 1024  # a correlation matrix as a list of lists: at most this many rows/cols
+_List = Annotated[list[float], msgspec.Meta(max_length=MAX_LIST_ITEMS)]
+_Row = Annotated[list[float], msgspec.Meta(max_length=MAX_MATRIX_SIDE)]
+FloatArray = _List | bytes  # bytes: little-endian float64
+BoolArray = Annotated[list[bool], msgspec.Meta(max_length=MAX_LIST_ITEMS)] | bytes  # or 1 B each
+Matrix = Annotated[list[_Row], msgspec.Meta(max_length=MAX_MATRIX_SIDE)] | bytes
 
 
 class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
@@ -80,7 +92,7 @@ class VaRRequest(_Request, tag="var"):
     spot: FloatArray
     position: FloatArray  # units held (negative: short)
     vol: FloatArray
-    correlation: list[list[float]] | bytes  # N x N (bytes: row-major float64)
+    correlation: Matrix  # N x N (bytes: row-major float64)
     horizon: float  # years
     confidence: float = 0.99
     n_scenarios: int = 100_000
@@ -115,7 +127,8 @@ def decode_request(body: Any) -> tuple[Request, str]:
     try:
         return decoder.decode(body), fmt
     except msgspec.ValidationError as exc:
-        raise JobRejected("malformed", f"{what} request: {exc}") from None
+        hint = " (send large arrays as msgpack bin)" if "of length <=" in str(exc) else ""
+        raise JobRejected("malformed", f"{what} request: {exc}{hint}") from None
     except msgspec.DecodeError as exc:
         raise JobRejected("malformed", f"not a valid {what} message: {exc}") from None
     except UnicodeDecodeError as exc:  # a msgpack str that is not UTF-8
@@ -444,7 +457,9 @@ class RequestEndpoint:
             raise ValueError("RequestEndpoint needs an endpoint (dispatch.requests.endpoint)")
         self.max_items = cfg.max_items
         self.max_message_bytes = cfg.max_message_bytes
+        self.max_json_bytes = cfg.max_json_bytes
         milli.serve_requests = True
+        self.on_count: Any = None  # called after each counted reply (the request process)
         self.socket: zmq.Socket | None = None
         self.bound = ""
         self._lock = threading.Lock()
@@ -488,6 +503,8 @@ class RequestEndpoint:
                 code = reply["error"]["code"]
                 self.counters["replied_error"] += 1
                 self.errors[code] = self.errors.get(code, 0) + 1
+        if self.on_count is not None:
+            self.on_count()
 
     def send_from_worker(self, parts: list[Any]) -> None:
         """A worker's finished reply, to be sent by the engine thread."""
@@ -529,7 +546,15 @@ class RequestEndpoint:
                     f"got {len(rest)}",
                 ))  # fmt: skip
                 continue
-            job = RequestJob(self, envelope, rest[0].buffer)
+            body = rest[0].buffer
+            fmt = body_format(body)
+            if fmt == "json" and len(body) > self.max_json_bytes:  # refused before decoding
+                self._reply_now(envelope, "json", error_reply(
+                    None, "too_large", f"JSON body of {len(body):,} bytes > max_json_bytes "
+                    f"{self.max_json_bytes:,}: send large arrays as msgpack bin",
+                ))  # fmt: skip
+                continue
+            job = RequestJob(self, envelope, body)
             if not self.milli.submit(job, "requests"):
                 lane = self.milli.config.lanes.requests
                 self._reply_now(envelope, job.fmt, error_reply(
