@@ -31,7 +31,15 @@ def add_feed_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``tickpath feed`` options to ``parser``."""
     parser.add_argument(
         "--endpoint",
-        help="engine ingest endpoint, e.g. tcp://127.0.0.1:5555 (required unless --record-only)",
+        help="engine ingest endpoint, e.g. tcp://127.0.0.1:5555 (required unless --record-only "
+        "or --discovery)",
+    )
+    parser.add_argument(
+        "--discovery",
+        metavar="FILE_OR_URL",
+        help="a sharded cluster's discovery file or http://host:port (tickpath mesos run): "
+        "each record goes to every replica of its symbol's shard, one stream per shard "
+        "(docs/mesos.md)",
     )
     parser.add_argument("--symbols", type=int, default=8, metavar="N", help="symbols (default 8)")
     parser.add_argument(
@@ -111,6 +119,10 @@ def feed_main(args: argparse.Namespace) -> int:
     """Run ``tickpath feed``; return the process exit status (2 for bad options)."""
     endpoint = None if args.record_only else args.endpoint
     try:
+        if args.discovery and (args.endpoint or args.record_only or args.bind):
+            raise ValueError(
+                "--discovery cannot be combined with --endpoint, --bind or --record-only"
+            )
         if args.record_only and args.record is None:
             raise ValueError("--record-only needs --record FILE")
         if args.record_only and args.replay is not None:
@@ -137,6 +149,7 @@ def feed_main(args: argparse.Namespace) -> int:
             speed=args.speed,
             sndhwm=args.sndhwm,
             max_records=args.max_records,
+            discovery=args.discovery,
         )
     except ValueError as exc:
         print(f"tickpath feed: error: {exc}", file=sys.stderr)
@@ -165,8 +178,14 @@ def summary(report: FeedReport) -> str:
     if report.recording_records is not None:
         share = report.records / report.recording_records if report.recording_records else 1.0
         whole = f" of {report.recording_records} in the recording ({share:.1%})"
+    if report.sharding is not None:
+        shards = report.sharding["shards"]
+        undelivered = sum(sh["undelivered"] for sh in shards)
+        target = f"{len(shards)} shards ({undelivered} records heard by no replica)"
+    else:
+        target = report.endpoint or report.recorded_to
     return (
-        f"feed {report.source} -> {report.endpoint or report.recorded_to}: "
+        f"feed {report.source} -> {target}: "
         f"{report.records} records{whole} in {report.frames} frames "
         f"(trade {report.trades}, quote {report.quotes}, order {report.orders}), "
         f"{report.achieved_rate:,.0f} records/s over {report.elapsed_s:.2f} s, "
@@ -241,6 +260,7 @@ def _run(
         curve=curve,
         join_timeout=args.join_timeout,
         progress=progress,
+        discovery=args.discovery,
     )
 
 

@@ -79,6 +79,7 @@ class FeedReport(msgspec.Struct, frozen=True, kw_only=True):
     join_s: float = 0.0  # seconds spent waiting for the engine's subscription
     interrupted: bool = False
     session: int = 0  # the version 2 session id the frames carried; 0: version 1 frames
+    sharding: dict | None = None  # --discovery: per shard endpoints, records, undelivered
 
 
 def check_feed_options(
@@ -94,10 +95,13 @@ def check_feed_options(
     speed: float | None,
     sndhwm: int,
     max_records: int | None,
+    discovery: str | None = None,
 ) -> None:
     """Raise ``ValueError`` with a one-line message for the first invalid option."""
-    if endpoint is None and record is None:
-        raise ValueError("--endpoint is required (or --record-only with --record FILE)")
+    if endpoint is None and record is None and not discovery:
+        raise ValueError(
+            "--endpoint or --discovery is required (or --record-only with --record FILE)"
+        )
     if endpoint is not None and "://" not in endpoint:
         raise ValueError(f"--endpoint must look like tcp://HOST:PORT, got {endpoint!r}")
     if not 1 <= symbols <= 1 << 20:
@@ -210,6 +214,7 @@ def run_feed(
     stop: threading.Event | None = None,
     curve: tuple[str, str | None] | None = None,
     session: int | None = None,
+    discovery: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FeedReport:
     """Publish market data frames on an XPUB socket; return what was sent.
@@ -241,6 +246,11 @@ def run_feed(
 
     ``session``: the version 2 session id of the sent frames; None: a new one
     for this run (:func:`new_session_id`); 0: version 1 frames, no session.
+
+    ``discovery`` (instead of ``endpoint``): the cluster's discovery file or URL;
+    each record goes to the replicas of its symbol's shard, one stream and sequence
+    per shard (:class:`~tickpath.engine.feed.sharding.ShardingPublisher`); the
+    report's ``sharding`` says per shard what was sent and what no replica heard.
     """
     if session is None:
         session = new_session_id()
@@ -264,11 +274,28 @@ def run_feed(
         speed=speed,
         sndhwm=sndhwm,
         max_records=max_records,
+        discovery=discovery,
     )
     total = sum(scan(replay).records_by_kind.values()) if replay is not None else None
     join_s = 0.0
+    if discovery is not None and endpoint is not None:
+        raise ValueError("give --endpoint or --discovery, not both")
     with ExitStack() as stack:
         sock = None
+        sharder = None
+        if discovery is not None:
+            from tickpath.engine.feed.sharding import ShardingPublisher
+
+            ctx = context if context is not None else stack.enter_context(zmq.Context())
+            sharder = ShardingPublisher(
+                discovery, stream_id=stream_id, context=ctx, sndhwm=sndhwm,
+                linger_ms=linger_ms, session=session,
+            )  # fmt: skip
+            stack.callback(sharder.close)
+            if join_timeout > 0:
+                t_join = time.perf_counter()
+                sharder.wait_for_replicas(join_timeout)
+                join_s = time.perf_counter() - t_join
         if endpoint is not None:
             ctx = context if context is not None else stack.enter_context(zmq.Context())
             sock = publishing_socket(ctx, sndhwm=sndhwm, linger_ms=linger_ms)
@@ -287,7 +314,9 @@ def run_feed(
                 join_s = time.perf_counter() - t_join
         writer = stack.enter_context(RecordingWriter(record)) if record is not None else None
         # replay at speed 0 is unpaced: as fast as the socket takes it
-        paced = sock is not None and not (replay is not None and speed == 0)
+        paced = (sock is not None or sharder is not None) and not (
+            replay is not None and speed == 0
+        )
 
         if replay is None:
             market = feed_market(
@@ -347,6 +376,9 @@ def run_feed(
                 if nbytes > len(buf):
                     buf = np.zeros(nbytes, np.uint8)
                     header = buf[:hsize].view(s.HEADER_V2 if wire_session else s.HEADER)
+                if sharder is not None:
+                    sharder.send(kind, records)
+                    sched.sent()
                 if sock is not None:
                     length = codec.encode_frame_into(
                         buf, kind, stream_id, seq, records, 0, wire_session
@@ -373,6 +405,7 @@ def run_feed(
         if progress is not None and total is not None:
             progress(sent, total)
         elapsed = sched.t_last - sched.t0 if paced else time.perf_counter() - sched.t0
+        sharding = sharder.report() if sharder is not None else None
         if sock is not None and wire_session:
             # release the stream: a restarted feed (a new session) is accepted at once
             sock.send(
@@ -398,7 +431,8 @@ def run_feed(
         late_frames=sched.late,
         recorded_to=str(record) if record is not None else None,
         interrupted=interrupted,
-        session=session if endpoint is not None else 0,
+        session=session if endpoint is not None or discovery is not None else 0,
+        sharding=sharding,
         recording_records=total,
         join_s=join_s,
     )

@@ -64,9 +64,11 @@ class ShardingPublisher:
         linger_ms: int = 2_000,
         refresh_s: float = 1.0,
         max_frame_records: int = 65_536,
+        session: int | None = None,
     ) -> None:
         self.discovery = discovery
         self.stream_id = stream_id
+        self.session = session or None  # version 2 frames with this session id; None: version 1
         self.refresh_s = refresh_s
         self._own_ctx = context is None
         self.ctx = context if context is not None else zmq.Context()
@@ -95,7 +97,7 @@ class ShardingPublisher:
             sock.setsockopt(zmq.IMMEDIATE, 1)
             self._socks.append(sock)
         self._connected: list[set[str]] = [set() for _ in self._socks]
-        self._buf = np.zeros(s.HEADER_SIZE + max_frame_records * s.QUOTE_SIZE, np.uint8)
+        self._buf = np.zeros(s.HEADER_V2_SIZE + max_frame_records * s.QUOTE_SIZE, np.uint8)
         self._next_refresh = 0.0
         self.refreshes = 0
         self.refresh_errors = 0
@@ -137,19 +139,26 @@ class ShardingPublisher:
                 elif event[:1] == b"\x00":
                     self.stats[shard].listeners = max(0, self.stats[shard].listeners - 1)
 
-    def wait_for_replicas(self, timeout_s: float, per_shard: int = 1) -> None:
-        """Block until every shard has ``per_shard`` replicas subscribed (JoinTimeout if not)."""
+    def wait_for_replicas(self, timeout_s: float, per_shard: int | None = None) -> None:
+        """Block until every shard has ``per_shard`` replicas subscribed (JoinTimeout if not).
+
+        ``per_shard=None``: as many as discovery lists for the shard (at least one).
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             if time.monotonic() >= self._next_refresh:
                 self.refresh()
             self._drain_membership()
-            short = [i for i, st in enumerate(self.stats) if st.listeners < per_shard]
+            short = [
+                i
+                for i, st in enumerate(self.stats)
+                if st.listeners < (per_shard or max(1, len(st.endpoints)))
+            ]
             if not short:
                 return
             if time.monotonic() > deadline:
                 raise JoinTimeout(
-                    f"shards without {per_shard} subscribed replica(s) after {timeout_s:g} s: "
+                    f"shards without their subscribed replicas after {timeout_s:g} s: "
                     + ", ".join(map(str, short))
                 )
             time.sleep(0.01)
@@ -169,11 +178,11 @@ class ShardingPublisher:
                 continue
             part = records[order[lo:hi]]
             st = self.stats[shard]
-            nbytes = s.HEADER_SIZE + part.nbytes
+            nbytes = s.HEADER_V2_SIZE + part.nbytes
             if nbytes > len(self._buf):
                 self._buf = np.zeros(nbytes, np.uint8)
             length = codec.encode_frame_into(
-                self._buf, kind, self.stream_id, st.next_seq, part, time.time_ns()
+                self._buf, kind, self.stream_id, st.next_seq, part, time.time_ns(), self.session
             )
             if st.listeners == 0:
                 st.undelivered += hi - lo
@@ -205,6 +214,14 @@ class ShardingPublisher:
 
     def close(self) -> None:
         """Close the sockets (lingering up to ``linger_ms`` to deliver what is queued)."""
+        if self.session:  # end of session: the replicas release the shard streams at once
+            for shard, sock in enumerate(self._socks):
+                seq = self.stats[shard].next_seq
+                sock.send(
+                    codec.encode_end_of_session(
+                        s.KIND_TRADE, self.stream_id, seq, self.session, time.time_ns()
+                    )
+                )
         for sock in self._socks:
             sock.close()
         if self._own_ctx:

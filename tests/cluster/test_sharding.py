@@ -199,3 +199,52 @@ def test_eviction_delivers_again_never_loses():
         assert dedup.first_copy(topic, result_frame(1, 5))
     assert dedup.evicted == 1
     assert dedup.first_copy(b"a", result_frame(1, 5))  # evicted key: delivered again
+
+
+def test_tickpath_feed_discovery_sends_each_shard_its_own_stream(tmp_path):
+    """``tickpath feed --discovery``: every record reaches its shard's replicas, v2 frames."""
+    import subprocess
+    import sys
+
+    ctx = zmq.Context()
+    replicas = Replicas(ctx, tmp_path / "endpoints.json", shards=2, copies=1)
+    cmd = [
+        sys.executable, "-m", "tickpath", "feed", "--discovery", str(replicas.path),
+        "--symbols", "6", "--batch", "16", "--max-records", "320", "--rate", "20000",
+        "--duration", "0", "--json",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = {0: [], 1: []}
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            replicas.pump()
+            for shard in (0, 1):
+                sub = replicas.socks[(shard, 0)]
+                while sub.poll(0):
+                    got[shard].append(sub.recv())
+        out, err = proc.communicate(timeout=60)
+        for shard in (0, 1):  # what is still queued after the feed exited
+            sub = replicas.socks[(shard, 0)]
+            while sub.poll(500):
+                got[shard].append(sub.recv())
+    finally:
+        for sub in replicas.socks.values():
+            sub.close()
+        ctx.term()
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert [sh["records"] for sh in report["sharding"]["shards"]] == [
+        len([r for f in got[i] if len(f) > s.HEADER_V2_SIZE for r in codec.decode_frame(f)[1]])
+        for i in (0, 1)
+    ]
+    assert sum(sh["records"] for sh in report["sharding"]["shards"]) == 320
+    for shard in (0, 1):
+        seq = 0
+        for frame in got[shard]:
+            header, records = codec.decode_frame(frame)
+            assert int(header["version"]) == s.VERSION_SESSION
+            if len(records) == 0:
+                continue  # the end-of-session header
+            assert int(header["seq"]) == seq and set(records["symbol"] % 2) == {shard}
+            seq += len(records)
