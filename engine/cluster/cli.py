@@ -274,6 +274,14 @@ def status_command(args: argparse.Namespace) -> int:
             f"{e['shard']:>3}/{e['shards']:<3}  {e['slot']:>4}  {e['hostname']:<20} "
             f"{e['ingest']:<28} {e['publish']:<28} {e['task_id']}"
         )
+    unplaced = document.get("unplaced", [])
+    if unplaced:
+        print(f"unplaced slots: {', '.join(map(str, unplaced))}")
+        why = document.get("declined_because", {})
+        if not why:
+            print("  no offer declined for them yet (waiting for offers, or in backoff)")
+        for reason, n in sorted(why.items(), key=lambda item: -item[1]):
+            print(f"  declined {n} offers: {reason}")
     return 0
 
 

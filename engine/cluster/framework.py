@@ -176,6 +176,7 @@ class FrameworkRunner:
         self._last_snapshot: dict | None = snapshot
         self._status_lock = threading.Lock()
         self._status: dict = {}
+        self._last_unplaced: tuple = ((), ())
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -354,6 +355,18 @@ class FrameworkRunner:
 
     def _publish(self) -> None:
         replicas = self.replicas
+        unplaced = tuple(replicas.unfilled_slots())
+        why = tuple(sorted(replicas.declined_because))
+        if (unplaced, why) != self._last_unplaced and (why or not unplaced):
+            self._last_unplaced = (unplaced, why)
+            if unplaced:
+                log.info(
+                    "slots %s unplaced; the last offers were declined: %s",
+                    ", ".join(map(str, unplaced)),
+                    "; ".join(f"{r} ({n} offers)" for r, n in replicas.declined_because.items()),
+                )
+            else:
+                log.info("every slot placed")
         document = {
             "framework_id": replicas.framework_id,
             "master": self.master,
@@ -365,6 +378,8 @@ class FrameworkRunner:
             "endpoints": replicas.endpoints(),
             "tasks": {t.task_id: t.state for t in replicas.tasks.values()},
             "counters": dict(vars(replicas.counters)),
+            "unplaced": replicas.unfilled_slots(),
+            "declined_because": dict(replicas.declined_because),
             "errors": self.errors,
             "reconnects": self.reconnects,
             "registrations": self.registrations,

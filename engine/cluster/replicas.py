@@ -258,6 +258,9 @@ class ReplicaSet:
         self._recon = _Reconciliation()
         self._rescinded: OrderedDict[str, None] = OrderedDict()
         self._last_offers_at = 0.0
+        # why the offers of the last round that left slots unplaced were declined:
+        # reason -> offers (empty once every slot is placed)
+        self.declined_because: dict[str, int] = {}
         if snapshot:
             self._restore(snapshot)
 
@@ -377,6 +380,7 @@ class ReplicaSet:
         """Place wanted replicas on matching offers; decline the rest."""
         decisions: list[Decision] = []
         declined: list[dict] = []
+        reasons: dict[str, int] = {}
         self._last_offers_at = now
         wanted = self.wanted_slots(now) if self._recon.phase == "ready" else []
         for offer in offers:
@@ -384,12 +388,21 @@ class ReplicaSet:
             if offer_id["value"] in self._rescinded:
                 self.counters.rescinded += 1
                 continue  # rescinded while queued: it is gone, nothing to answer
+            had_wanted = bool(wanted)
             tasks = self._place(offer, wanted, now) if wanted else []
             if tasks:
                 refuse = self.config.refuse_seconds
                 decisions.append(Launch(offer_id, tasks, refuse))
             else:
                 declined.append(offer_id)
+                if had_wanted:
+                    reason = self.decline_reason(offer)
+                    reasons[reason] = reasons.get(reason, 0) + 1
+        if self._recon.phase == "ready":
+            if not self.unfilled_slots():
+                self.declined_because = {}
+            elif reasons:
+                self.declined_because = reasons
         if declined:
             self.counters.declined += len(declined)
             still_wanted = bool(self.unfilled_slots()) or self._recon.phase != "ready"
@@ -431,6 +444,33 @@ class ReplicaSet:
             if self._has_unique_rule():
                 break  # one replica per distinct value of a UNIQUE attribute: one per offer
         return infos
+
+    def decline_reason(self, offer: dict) -> str:
+        """Why ``offer`` cannot take a replica: the first rule it fails, in words."""
+        for rule in self.config.constraints:
+            value = attribute_value(offer, rule.attribute)
+            if value is None:
+                return f"constraint {rule.attribute}:{rule.value}: no {rule.attribute} attribute"
+            if rule.unique:
+                for task in self.tasks.values():
+                    if task.kill_sent_at is None and self._task_attr(task, rule) == value:
+                        return (
+                            f"constraint {rule.attribute}:UNIQUE: a replica already runs on "
+                            f"{rule.attribute} {value}"
+                        )
+            elif value != rule.value:
+                return f"constraint {rule.attribute}:{rule.value}: the agent has {value}"
+        res = self.config.resources
+        resources = offer.get("resources", [])
+        if not res.gpus and scalar(resources, "gpus") > 0:
+            return "GPU agent: kept for replicas that need GPUs"
+        need = {"cpus": res.cpus, "mem": res.mem, "gpus": res.gpus, "fpgas": res.fpgas}
+        for name, amount in need.items():
+            if scalar(resources, name) + 1e-9 < amount:
+                return f"resources: {name} {scalar(resources, name):g} < {amount:g} needed"
+        if sum(min(hi, lo + 64) - lo + 1 for lo, hi in port_ranges(resources)) < 2:
+            return "resources: fewer than 2 ports"
+        return "other"
 
     def _has_unique_rule(self) -> bool:
         return any(c.unique for c in self.config.constraints)
