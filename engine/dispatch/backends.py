@@ -21,6 +21,7 @@ implied-vol and Black-Scholes calls.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,11 @@ class Backend:
             return REPRICE_CHAIN in self.capabilities or _CHAIN_KERNELS <= self.capabilities
         return kernel in self.capabilities
 
-    def warmup(self) -> None:
-        """Compile or load what the first job would otherwise wait for."""
+    def warmup(self, kernels: Collection[str] | None = None) -> None:
+        """Compile or load what the first job would otherwise wait for.
+
+        ``kernels``: only these batch kernels (and ``"chain"``), None: all.
+        """
 
     def black_scholes(
         self, S: Any, K: Any, T: Any, r: Any, q: Any, sigma: Any, is_call: Any
@@ -145,16 +149,28 @@ class KernelBackend(Backend):
             return shape.get("assets", 0) <= MAX_CUDA_ASSETS
         return True
 
-    def warmup(self) -> None:
-        """`kernels.batch.warmup` for this backend (the CPU also starts its thread pool)."""
+    def warmup(self, kernels: Collection[str] | None = None) -> None:
+        """`kernels.batch.warmup` for this backend (the CPU also starts its thread pool).
+
+        On the CPU, ``kernels`` limits it to those batch kernels (``"chain"``: the chain
+        job); None warms everything.
+        """
         from tickpath.kernels import batch
 
         if self.name == "numpy":
             return
-        batch.warmup((self.name,))
+        if self.name != "cpu":
+            kernels = None
+        # black_scholes always: the CPU's warm-up call below starts numba's thread pool with it
+        batch_kernels = None
+        if kernels is not None:
+            batch_kernels = (set(kernels) - {CHAIN_JOB}) | {"black_scholes"}
+        batch.warmup((self.name,), batch_kernels)
         if self.name == "cpu":
             from tickpath.kernels.cpu import black_scholes as cpu_bs
-            from tickpath.kernels.cpu import chain  # noqa: F401  (compiled or loaded on import)
+
+            if kernels is None or CHAIN_JOB in kernels:
+                from tickpath.kernels.cpu import chain  # noqa: F401  (compiled or loaded on import)
 
             n = cpu_bs.PARALLEL_THRESHOLD  # one parallel call starts numba's threading layer
             batch.black_scholes_price(

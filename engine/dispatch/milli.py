@@ -35,6 +35,7 @@ import zmq
 from tickpath.engine.config import ConfigError, EngineConfig
 from tickpath.engine.dispatch import calibration
 from tickpath.engine.dispatch.backends import (
+    CHAIN_JOB,
     CPU,
     BackendRegistry,
     FpgaTickBackend,
@@ -189,10 +190,17 @@ class MilliPath(EngineExtension):
             log.info("milli path idle: no chains, no correlation, no request endpoint")
             return
         t0 = time.perf_counter()
-        self.registry.get(CPU).warmup()
+        # Only what the configuration can run: a cold cache compiles each kernel module
+        # for seconds to tens of seconds (requests may ask for anything: all of them).
+        needed: set[str] | None = None
+        if not self.serve_requests:
+            needed = {CHAIN_JOB, "black_scholes"} if self._chains else set()
+            if self._sampler is not None:
+                needed.add("covariance")
+        self.registry.get(CPU).warmup(needed)
         for name in self._routed_backends():
             try:
-                self.registry.get(name).warmup()
+                self.registry.get(name).warmup(needed)
             except Exception as exc:  # it fails again on its first job and falls back
                 log.warning("warm-up of backend %s failed: %s", name, exc)
         log.info("milli-path kernels ready in %.2f s", time.perf_counter() - t0)
