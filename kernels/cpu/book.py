@@ -291,8 +291,9 @@ def new_book_state(
             as needed; ``max_orders`` never rehashes and faults every page in now.
         spare_levels: level rows per side beyond ``max_levels`` (default
             ``max(64, min(max_levels, 1024))``): one walk of a side's orders
-            refills them all, so walks happen at most once per ``spare_levels``
-            emptied levels (see the module's overflow policy).
+            refills them all, so walks happen at most once per ``spare_levels + 1``
+            emptied levels (see the module's overflow policy); 0 is the policy
+            before: one walk per emptied level while levels are untracked.
     """
     if n_symbols < 1:
         raise ValueError("n_symbols must be >= 1")
@@ -306,8 +307,8 @@ def new_book_state(
         raise ValueError("reserve_orders must be in 1..max_orders")
     if spare_levels is None:
         spare_levels = default_spare_levels(max_levels)
-    if spare_levels < 1:
-        raise ValueError("spare_levels must be >= 1")
+    if spare_levels < 0:
+        raise ValueError("spare_levels must be >= 0")
     window = max_levels + spare_levels
     state = BookState(
         levels=_zeroed((n_symbols, 2, window, V_WIDTH), np.int64),
