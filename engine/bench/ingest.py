@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import zmq
 
@@ -357,6 +358,18 @@ def reference_check(frames: list[bytes], config: EngineConfig, processors: list[
     }
 
 
+def _per_record(profile: dict, batch: int) -> dict:
+    """p50 ns per record of ``process`` and ``publish`` by frame kind, from a profile."""
+    return {
+        kind: {
+            step: round(entry[step]["p50"] * 1e3 / batch, 1)
+            for step in ("process", "publish")
+            if entry[step]["p50"] is not None
+        }
+        for kind, entry in profile["by_kind"].items()
+    }
+
+
 def print_ingest(report: dict, console: Any) -> None:
     """The rich table of one run."""
     from rich.table import Table
@@ -385,6 +398,11 @@ def print_ingest(report: dict, console: Any) -> None:
         for kind, v in report["ns_per_record_by_kind"].items()
     )
     console.print(f"ns per record, in-process p50 (process + publish), by kind: {per_record}")
+    per_record = ", ".join(
+        f"{kind} {v.get('process')} + {v.get('publish')}"
+        for kind, v in report["ns_per_record_by_kind_batch"].items()
+    )
+    console.print(f"... publishing in batches: {per_record}")
     for name in PUBLISH_MODE:
         full = report["results"][name]
         console.print(
@@ -460,6 +478,10 @@ def run_ingest(
         check = reference_check(frames, config, list(last_proc.values()))
         # where a frame's time goes, by kind: in-process, no socket (engine.bench.profile)
         profile = profile_engine_loop(config, frames[:PROFILE_FRAMES])
+        batch_config = msgspec.structs.replace(
+            config, publish=msgspec.structs.replace(config.publish, mode="batch")
+        )
+        profile_batch = profile_engine_loop(batch_config, frames[:PROFILE_FRAMES])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     check["all_records_accounted"] = all(r["ok"] for r in best.values())
@@ -500,14 +522,9 @@ def run_ingest(
             },
         },
         "engine_time_per_frame": profile,
-        "ns_per_record_by_kind": {
-            kind: {
-                step: round(entry[step]["p50"] * 1e3 / opts.batch, 1)
-                for step in ("process", "publish")
-                if entry[step]["p50"] is not None
-            }
-            for kind, entry in profile["by_kind"].items()
-        },
+        "engine_time_per_frame_batch": profile_batch,
+        "ns_per_record_by_kind": _per_record(profile, opts.batch),
+        "ns_per_record_by_kind_batch": _per_record(profile_batch, opts.batch),
         "self_check": check,
     }
     print_ingest(report, console)

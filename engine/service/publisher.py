@@ -40,6 +40,7 @@ BATCH_STREAM_ID = 0xFFFFFFFF  # stream_id of a batched result frame: all symbols
 _COUNT_AT = s.HEADER.fields["count"][1]  # byte offsets in the header
 _STREAM_AT = s.HEADER.fields["stream_id"][1]
 _SEQ_AT = s.HEADER.fields["seq"][1]
+_SEND_NS_AT = s.HEADER.fields["send_ns"][1]
 
 
 class ResultPublisher:
@@ -189,17 +190,22 @@ class _Batch:
         self.header = self.buffer[:header]
         self.records = self.buffer[header:].reshape(len(frames), record)
         self.count = self.buffer[_COUNT_AT : _COUNT_AT + 4].view("<u4")
-        self.stream = self.buffer[_STREAM_AT : _STREAM_AT + 4].view("<u4")
         self.seq_field = self.buffer[_SEQ_AT : _SEQ_AT + 8].view("<u8")
+        self.send_ns = self.buffer[_SEND_NS_AT : _SEND_NS_AT + 8].view("<i8")
+        self.source_send_ns = frames["send_ns"]  # a view: the kernel's send_ns of each frame
+        self.filled = False  # magic, version, kind and stream_id written (once)
         self.raw = memoryview(self.buffer)
 
     def send(self, send: Any, n: int) -> None:
         """Send the first ``n`` result frames of the source array as one frame."""
         rows = self.rows
         np.copyto(self.records[:n], rows[:n, s.HEADER_SIZE :])
-        self.header[:] = rows[0, : s.HEADER_SIZE]  # magic, version, kind, send_ns
+        if not self.filled:  # the same for every frame of the source array
+            self.header[:] = rows[0, : s.HEADER_SIZE]
+            self.buffer[_STREAM_AT : _STREAM_AT + 4].view("<u4")[0] = BATCH_STREAM_ID
+            self.filled = True
+        self.send_ns[0] = self.source_send_ns[0]
         self.count[0] = n
-        self.stream[0] = BATCH_STREAM_ID
         self.seq_field[0] = self.seq
         self.seq += n
         send(self.topic, zmq.SNDMORE)
