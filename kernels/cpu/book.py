@@ -228,8 +228,8 @@ class BookState(NamedTuple):
         index: int64 ``[capacity]``, the hash index (see the module doc).
         pool: int64 ``[max_orders, 4]``, the order rows.
         links: int32 ``[max_orders, 2]``, list links of the order rows.
+        scratch: int64 ``[max_levels + spare_levels, 3]``, the refill's candidate levels.
         counters: int64 ``[N_COUNTERS]``, live orders, limits, allocator and statistics.
-        scratch: int64 ``[spare_levels + max_levels, 3]``, the refill's candidate levels.
     """
 
     levels: np.ndarray
@@ -237,8 +237,8 @@ class BookState(NamedTuple):
     index: np.ndarray
     pool: np.ndarray
     links: np.ndarray
-    counters: np.ndarray
     scratch: np.ndarray
+    counters: np.ndarray
 
 
 def _capacity_bits(n_orders: int) -> int:
