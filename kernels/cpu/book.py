@@ -46,7 +46,7 @@ degrade under churn.  Pool rows never move; an index entry does.
 Memory: ``capacity`` is the next power of two >= ``2 * max_orders``; the
 index takes ``8 * capacity`` bytes, the pool ``32 * max_orders`` and the links
 ``8 * max_orders`` (56 MiB for ``max_orders = 2**20``); ``levels`` takes
-``48 * max_levels`` bytes per symbol.  Arrays of 2 MiB or more are anonymous
+``48 * (max_levels + spare_levels)`` bytes per symbol.  Arrays of 2 MiB or more are anonymous
 mmaps that use transparent huge pages where allowed; their pages become
 resident only when first written, i.e. as the live orders reach them (the
 index prefix in use, the pool rows up to the most orders ever live at once),
