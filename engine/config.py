@@ -120,6 +120,9 @@ class AnalyticsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
         _require(self.book_orders >= 16, "analytics.book_orders must be >= 16")
 
 
+PUBLISH_MODES = ("symbol", "batch", "both")
+
+
 class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Where results go out."""
 
@@ -127,9 +130,17 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     bind: bool = True
     sndhwm: int = 100_000  # result frames queued per subscriber before libzmq drops them
     stats_interval_s: float = 1.0
+    # "symbol": one message per (analytic, symbol) per input frame, topics <analytic>.<sym>;
+    # "batch": one message per analytic per input frame, topics batch.<analytic>, holding
+    # the results of every symbol the frame touched; "both": both sets of topics
+    mode: str = "symbol"
 
     def __post_init__(self) -> None:
         _require("://" in self.endpoint, f"publish endpoint {self.endpoint!r} is not an endpoint")
+        _require(
+            self.mode in PUBLISH_MODES,
+            f"publish.mode must be one of {', '.join(PUBLISH_MODES)}, got {self.mode!r}",
+        )
         _require(self.sndhwm >= 0, "publish.sndhwm must be >= 0")
         _require(self.stats_interval_s > 0, "publish.stats_interval_s must be > 0")
 

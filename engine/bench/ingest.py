@@ -6,14 +6,18 @@ Topology (tcp loopback)::
       frames of BATCH       raw:             recv_into, read the count
       records (trades,      engine_kernels:  recv_into + StreamProcessor.process
       quotes, L3 orders)    engine_publish:  ... + ResultPublisher.publish_results  (results)
+                            engine_publish_batch: the same, publish.mode = "batch"
 
-The same pre-encoded frames are sent, as fast as the sender can, to three
+The same pre-encoded frames are sent, as fast as the sender can, to four
 receivers in turn: a raw pyzmq receiver (the baseline: the frame rate ZeroMQ
 itself sustains from Python), the engine's processor (decode, checks,
 sequence accounting, every analytic and the result frames), and the full
 engine loop, which also publishes every result to a subscriber process that
-reads them all.  Each receiver runs ``repeat`` times and keeps its best run;
-the engine figures are reported as ratios to the baseline of the same run.
+reads them all and checks every topic's sequence numbers: once with one
+message per (analytic, symbol) per frame (``publish.mode = "symbol"``, the
+default) and once with one message per analytic per frame carrying every symbol
+it touched (``"batch"``).  Each receiver runs ``repeat`` times and keeps its best
+run; the engine figures are reported as ratios to the baseline of the same run.
 
 Self-checking: every receiver accounts for every record sent (no gaps, no
 rejects); each benchmarked processor ends in the per-symbol state of a
@@ -33,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import zmq
 
@@ -51,8 +56,10 @@ from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
 
 BENCHMARK = "OneToOneBatchedIngestThroughput"
-RECEIVERS = ("raw_pyzmq", "engine_kernels", "engine_publish")
+RECEIVERS = ("raw_pyzmq", "engine_kernels", "engine_publish", "engine_publish_batch")
+PUBLISH_MODE = {"engine_publish": "symbol", "engine_publish_batch": "batch"}
 GOAL_RATIO = 0.5  # engine_kernels at least half the raw frame rate, in records/s
+GOAL_BATCH_RATIO = 0.5  # engine_publish_batch too (issue 15), results received and checked
 MAX_BATCH = 16_384
 PROFILE_FRAMES = 300  # frames timed one by one in-process, for the per-kind breakdown
 
@@ -194,9 +201,14 @@ def bench_raw(receiver: _Receiver, frames: list[bytes], max_bytes: int) -> dict:
 
 
 def bench_engine(
-    receiver: _Receiver, frames: list[bytes], config: EngineConfig, publish: bool, workdir: Path
+    receiver: _Receiver,
+    frames: list[bytes],
+    config: EngineConfig,
+    mode: str | None,
+    workdir: Path,
 ) -> tuple[dict, Any]:
-    """The engine loop's work per frame: process (and publish), as ``Engine.run`` does."""
+    """The engine loop's work per frame: process (and publish in ``publish.mode`` ``mode``
+    unless None), as ``Engine.run`` does."""
     from tickpath.engine.service.engine import StreamProcessor
     from tickpath.engine.service.publisher import ResultPublisher
 
@@ -207,9 +219,11 @@ def bench_engine(
     publisher = None
     clock = time.time_ns
     with Children(workdir) as sink:
+        publish = mode is not None
         if publish:
             ctx = zmq.Context.instance()
-            pub_config = config.publish.__class__(endpoint="tcp://127.0.0.1:*")
+            # SNDHWM 0: nothing is dropped, so the subscriber's sequence check is exact
+            pub_config = config.publish.__class__(endpoint="tcp://127.0.0.1:*", sndhwm=0, mode=mode)
             publisher = ResultPublisher(ctx, pub_config, config.analytics.n_symbols)
             sink_out = workdir / "sink.txt"
             sink.start(
@@ -232,15 +246,17 @@ def bench_engine(
             def on_frame(sub: zmq.Socket) -> None:
                 proc.process(sub.recv_into(buf), clock())
 
-        name = "engine_publish" if publish else "engine_kernels"
-        results_received = None
+        name = {None: "engine_kernels", "symbol": "engine_publish"}.get(
+            mode, f"engine_publish_{mode}"
+        )
+        received = None
         try:
             elapsed = receiver.run(name, on_frame)
             if publish:
                 # the sink exits once nothing came for a while: every result queued
                 # in the sockets has then been read (or dropped at a high-water mark)
                 sink.procs["sink"].wait(120)
-                results_received = int(sink_out.read_text().split()[0])
+                received = [int(x) for x in sink_out.read_text().split()]
         except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
             raise BenchError(f"{name}: the result sink did not report: {exc}") from None
         finally:
@@ -259,9 +275,15 @@ def bench_engine(
         "records_per_s": (accepted - first) / elapsed,
         "frames_per_s": (len(frames) - 1) / elapsed,
     }
-    if publish:
-        result["results_received_by_subscriber"] = results_received
     result["ok"] = accepted == total and result["gaps"] == 0 and result["rejected"] == 0
+    if received is not None:
+        records, messages, gaps, lost = received
+        result["publish_mode"] = mode
+        result["results_received_by_subscriber"] = records
+        result["messages_received_by_subscriber"] = messages
+        result["subscriber_sequence_gaps"] = gaps
+        result["subscriber_results_lost"] = lost
+        result["ok"] &= records == result["results"] and gaps == 0
     return result, proc
 
 
@@ -336,6 +358,18 @@ def reference_check(frames: list[bytes], config: EngineConfig, processors: list[
     }
 
 
+def _per_record(profile: dict, batch: int) -> dict:
+    """p50 ns per record of ``process`` and ``publish`` by frame kind, from a profile."""
+    return {
+        kind: {
+            step: round(entry[step]["p50"] * 1e3 / batch, 1)
+            for step in ("process", "publish")
+            if entry[step]["p50"] is not None
+        }
+        for kind, entry in profile["by_kind"].items()
+    }
+
+
 def print_ingest(report: dict, console: Any) -> None:
     """The rich table of one run."""
     from rich.table import Table
@@ -364,17 +398,24 @@ def print_ingest(report: dict, console: Any) -> None:
         for kind, v in report["ns_per_record_by_kind"].items()
     )
     console.print(f"ns per record, in-process p50 (process + publish), by kind: {per_record}")
-    full = report["results"]["engine_publish"]
-    console.print(
-        f"engine_publish: {full['results']} results published, "
-        f"{full['results_received_by_subscriber']} read by the subscriber process"
+    per_record = ", ".join(
+        f"{kind} {v.get('process')} + {v.get('publish')}"
+        for kind, v in report["ns_per_record_by_kind_batch"].items()
     )
-    goal = report["goals"]["engine_kernels_ratio_to_raw"]
-    verdict = "[green]met[/]" if goal["met"] else "[red]missed[/]"
-    console.print(
-        f"goal engine_kernels_ratio_to_raw: {goal['measured']:.2f} "
-        f"(target >= {goal['target_min']:g}) {verdict}"
-    )
+    console.print(f"... publishing in batches: {per_record}")
+    for name in PUBLISH_MODE:
+        full = report["results"][name]
+        console.print(
+            f"{name}: {full['results']} results published, "
+            f"{full['results_received_by_subscriber']} read by the subscriber process in "
+            f"{full['messages_received_by_subscriber']} messages, "
+            f"{full['subscriber_sequence_gaps']} sequence gaps"
+        )
+    for name, goal in report["goals"].items():
+        verdict = "[green]met[/]" if goal["met"] else "[red]missed[/]"
+        console.print(
+            f"goal {name}: {goal['measured']:.2f} (target >= {goal['target_min']:g}) {verdict}"
+        )
     check = report["self_check"]
     verdicts = (
         ("every record accounted, no gap, no reject", check["all_records_accounted"]),
@@ -426,7 +467,7 @@ def run_ingest(
                     r = bench_raw(receiver, frames, config.ingest.max_frame_bytes)
                 else:
                     r, last_proc[name] = bench_engine(
-                        receiver, frames, config, name == "engine_publish", workdir
+                        receiver, frames, config, PUBLISH_MODE.get(name), workdir
                     )
                 console.print(
                     f"  run {attempt + 1}/{opts.repeat} {name:<16} "
@@ -437,6 +478,10 @@ def run_ingest(
         check = reference_check(frames, config, list(last_proc.values()))
         # where a frame's time goes, by kind: in-process, no socket (engine.bench.profile)
         profile = profile_engine_loop(config, frames[:PROFILE_FRAMES])
+        batch_config = msgspec.structs.replace(
+            config, publish=msgspec.structs.replace(config.publish, mode="batch")
+        )
+        profile_batch = profile_engine_loop(batch_config, frames[:PROFILE_FRAMES])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     check["all_records_accounted"] = all(r["ok"] for r in best.values())
@@ -447,6 +492,7 @@ def run_ingest(
     )
     raw = best["raw_pyzmq"]["records_per_s"]
     ratio = best["engine_kernels"]["records_per_s"] / raw
+    batch_ratio = best["engine_publish_batch"]["records_per_s"] / raw
     report = {
         "benchmark": BENCHMARK,
         "config": {
@@ -462,22 +508,23 @@ def run_ingest(
         "results": best,
         "ratio_engine_kernels_to_raw": round(ratio, 4),
         "ratio_engine_publish_to_raw": round(best["engine_publish"]["records_per_s"] / raw, 4),
+        "ratio_engine_publish_batch_to_raw": round(batch_ratio, 4),
         "goals": {
             "engine_kernels_ratio_to_raw": {
                 "target_min": GOAL_RATIO,
                 "measured": round(ratio, 4),
                 "met": ratio >= GOAL_RATIO,
-            }
+            },
+            "engine_publish_batch_ratio_to_raw": {
+                "target_min": GOAL_BATCH_RATIO,
+                "measured": round(batch_ratio, 4),
+                "met": batch_ratio >= GOAL_BATCH_RATIO,
+            },
         },
         "engine_time_per_frame": profile,
-        "ns_per_record_by_kind": {
-            kind: {
-                step: round(entry[step]["p50"] * 1e3 / opts.batch, 1)
-                for step in ("process", "publish")
-                if entry[step]["p50"] is not None
-            }
-            for kind, entry in profile["by_kind"].items()
-        },
+        "engine_time_per_frame_batch": profile_batch,
+        "ns_per_record_by_kind": _per_record(profile, opts.batch),
+        "ns_per_record_by_kind_batch": _per_record(profile_batch, opts.batch),
         "self_check": check,
     }
     print_ingest(report, console)

@@ -45,7 +45,8 @@ def profile_engine_loop(config: EngineConfig, frames: Sequence[bytes]) -> dict:
     """Time ``process`` and ``publish_results`` per frame; return summaries in microseconds.
 
     ``frames`` are input frames with contiguous sequence numbers per stream (as
-    the engine would receive them); every one must be accepted.
+    the engine would receive them); every one must be accepted.  Results are
+    published in ``config.publish.mode``.
     """
     from tickpath.engine.service.engine import StreamProcessor
     from tickpath.engine.service.publisher import ResultPublisher
@@ -53,7 +54,7 @@ def profile_engine_loop(config: EngineConfig, frames: Sequence[bytes]) -> dict:
     proc = StreamProcessor(config)
     proc.warm_up()
     ctx = zmq.Context()
-    pub_config = config.publish.__class__(endpoint="tcp://127.0.0.1:*")
+    pub_config = config.publish.__class__(endpoint="tcp://127.0.0.1:*", mode=config.publish.mode)
     publisher = ResultPublisher(ctx, pub_config, config.analytics.n_symbols)
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)

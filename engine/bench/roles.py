@@ -34,8 +34,9 @@ all processes of one host share).
   else happens after the run, in the parent.
 
 ``bench ingest`` uses two more: **sender** (every frame of a file, as fast as
-the socket takes them, SNDHWM 0) and **sink** (reads and counts every result
-until none came for ``idle_s`` or SIGINT/SIGTERM, then writes the count).
+the socket takes them, SNDHWM 0) and **sink** (reads every result message,
+checks each topic's sequence numbers and counts messages and records, until
+none came for ``idle_s`` or SIGINT/SIGTERM, then writes what it counted).
 """
 
 from __future__ import annotations
@@ -328,10 +329,15 @@ def run_sender(args: argparse.Namespace) -> int:
 
 
 def run_sink(args: argparse.Namespace) -> int:
-    """``bench ingest``: read and count every result; exit ``idle_s`` after the last one.
+    """``bench ingest``: read every result message; exit ``idle_s`` after the last one.
 
-    Also exits on SIGINT/SIGTERM; writes the count either way.
+    Checks each topic's sequence numbers as a subscriber does (the next ``seq``
+    of a topic is ``seq + count``: per-symbol and batched topics alike) and writes
+    ``records messages gaps lost`` (results received, messages, sequence gaps and
+    the results they lost).  Also exits on SIGINT/SIGTERM; writes the counts either way.
     """
+    import struct
+
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
@@ -339,25 +345,41 @@ def run_sink(args: argparse.Namespace) -> int:
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(args.connect)
     print("ready", flush=True)
-    buf = bytearray(FULL_ROW_BYTES)
-    count = 0
+    topic_buf = bytearray(256)
+    buf = bytearray(1 << 20)  # header reads only: a longer message is truncated here
+    count_seq = struct.Struct("<IQ")  # the header's count and seq
+    at = s.HEADER.fields["count"][1]
+    expected: dict[bytes, int] = {}
+    records = messages = gaps = lost = 0
     idle_ns = int(args.idle_s * 1e9)
     idle_since = None
     while not _stop:
         try:
-            sub.recv_into(buf)
+            n = sub.recv_into(topic_buf)
+            topic = bytes(topic_buf[:n])
+            size = 0
             while sub.getsockopt(zmq.RCVMORE):
-                sub.recv_into(buf)
-            count += 1
+                size = sub.recv_into(buf)
             idle_since = None
         except zmq.Again:
             now = time.monotonic_ns()
             if idle_since is None:
                 idle_since = now
-            elif count and now - idle_since >= idle_ns:
+            elif messages and now - idle_since >= idle_ns:
                 break
+            continue
+        messages += 1
+        if topic == HEARTBEAT_TOPIC or size < s.HEADER_SIZE:
+            continue
+        count, seq = count_seq.unpack_from(buf, at)
+        want = expected.get(topic)
+        if want is not None and seq != want:
+            gaps += 1
+            lost += max(0, seq - want)
+        expected[topic] = seq + count
+        records += count
     with open(args.out, "w") as f:
-        f.write(f"{count}\n")
+        f.write(f"{records} {messages} {gaps} {lost}\n")
     sub.close(linger=0)
     ctx.term()
     return 0

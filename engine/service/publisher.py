@@ -1,15 +1,28 @@
-"""Result publisher: a PUB socket, one topic per analytic and symbol, plus ``stats``.
+"""Result publisher: a PUB socket, per-symbol and batched result topics, plus ``stats``.
 
-Topics are ``b"<analytic>.<symbol id>"`` (``quote.7``, ``trade.7``, ``bar.7``,
-``book.7``) and ``b"stats"``.  Each message has two parts: the topic and one
-wire frame (header + one result record, ``count == 1``), whose ``stream_id``
-is the symbol and whose ``seq`` counts the results of that topic, so a
-subscriber detects its own losses.  ZeroMQ subscriptions match prefixes:
-``trade.1`` also matches ``trade.12``; subscribe to ``trade.`` for every
-symbol, and filter exact topics on the subscriber where that matters.
+``publish.mode`` chooses the result topics (``symbol``, ``batch`` or ``both``):
+
+* per symbol (``symbol``): ``b"<analytic>.<symbol id>"`` (``quote.7``,
+  ``trade.7``, ``bar.7``, ``book.7``).  Each message has two parts: the topic
+  and one wire frame (header + one result record, ``count == 1``), whose
+  ``stream_id`` is the symbol and whose ``seq`` counts the results of that topic.
+* batched (``batch``): ``b"batch.<analytic>"`` (``batch.quote`` ...).  Each
+  input frame yields one message per analytic it produced results for: the
+  topic and one wire frame in the same format whose ``count`` records are the
+  results of every symbol the frame touched (each record names its ``symbol``),
+  in the order the per-symbol topics would have carried them; ``stream_id`` is
+  ``BATCH_STREAM_ID`` and ``seq`` counts the results (records) of that topic, so
+  ``seq`` of the next message is ``seq + count``.
+
+Both kinds of ``seq`` let a subscriber detect its own losses.  ZeroMQ
+subscriptions match prefixes: ``trade.1`` also matches ``trade.12``; subscribe
+to ``trade.`` for every symbol, to ``batch.`` for every batched analytic, and
+filter exact topics on the subscriber where that matters.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -18,9 +31,16 @@ import zmq
 from tickpath.engine.config import PublishConfig
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.curve import apply_curve_server
+from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
 
 STATS_TOPIC = b"stats"
+BATCH_PREFIX = "batch."
+BATCH_STREAM_ID = 0xFFFFFFFF  # stream_id of a batched result frame: all symbols
+_COUNT_AT = s.HEADER.fields["count"][1]  # byte offsets in the header
+_STREAM_AT = s.HEADER.fields["stream_id"][1]
+_SEQ_AT = s.HEADER.fields["seq"][1]
+_SEND_NS_AT = s.HEADER.fields["send_ns"][1]
 
 
 class ResultPublisher:
@@ -52,6 +72,10 @@ class ResultPublisher:
         self._extra_topics: dict[str, list[bytes]] = {}
         self._views: tuple | None = None
         self._encoder = msgspec.json.Encoder()
+        self.per_symbol = config.mode in ("symbol", "both")
+        self.batched = config.mode in ("batch", "both")
+        self.batch_topics = [f"{BATCH_PREFIX}{name}".encode() for name in k.ANALYTIC_NAMES]
+        self._batches: dict[str, _Batch] = {}  # per analytic: frame buffer and result seq
 
     def publish_results(self, state: k.StreamingState, total: int = 0) -> int:
         """Send every result frame of the last input frame; return how many were sent.
@@ -62,9 +86,15 @@ class ResultPublisher:
         views = self._views
         if views is None or views[0] is not state:
             views = self._views = self._bind(state)
-        _, outputs, touched, firsts = views
+        _, outputs, touched, firsts, batches = views
         counts = state.n_touched.tolist()
         send = self.socket.send
+        if self.batched:
+            for analytic in range(k.N_ANALYTICS):
+                if counts[analytic]:
+                    batches[analytic].send(send, counts[analytic])
+            if not self.per_symbol:
+                return sum(counts)
         if total == 1 and k.A_BAR != (analytic := counts.index(1)):
             send(self.topics[analytic][int(touched[analytic, 0])], zmq.SNDMORE)
             send(firsts[analytic])
@@ -88,18 +118,29 @@ class ResultPublisher:
             sent += n
         return sent
 
-    @staticmethod
-    def _bind(state: k.StreamingState) -> tuple:
+    def _bind(self, state: k.StreamingState) -> tuple:
         # memoryviews of the output arrays, made once per state, not per frame
-        outputs = [
-            (memoryview(out.view(np.uint8)), out.dtype.itemsize)
-            for out in (state.out_quote, state.out_trade, state.out_bar, state.out_book)
-        ]
+        arrays = (state.out_quote, state.out_trade, state.out_bar, state.out_book)
+        outputs = [(memoryview(out.view(np.uint8)), out.dtype.itemsize) for out in arrays]
         firsts = [raw[:size] for raw, size in outputs]  # the first result frame of each
-        return state, outputs, state.touched_list, firsts
+        batches = [
+            self._batch(name, out) for name, out in zip(k.ANALYTIC_NAMES, arrays, strict=True)
+        ]
+        return state, outputs, state.touched_list, firsts, batches
+
+    def _batch(self, analytic: str, frames: np.ndarray) -> _Batch:
+        """The batch of ``analytic`` over the output array ``frames`` (its seq carries over
+        when the array changes, e.g. a new state of the same engine)."""
+        batch = self._batches.get(analytic)
+        seq = batch.seq if batch is not None else 0
+        batch = self._batches[analytic] = _Batch(f"{BATCH_PREFIX}{analytic}".encode(), frames)
+        batch.seq = seq
+        return batch
 
     def publish_frames(self, analytic: str, frames: np.ndarray, symbols: list[int]) -> int:
-        """Send an extension's result frames: ``frames[j]`` under ``<analytic>.<symbols[j]>``.
+        """Send an extension's result frames: ``frames[j]`` under ``<analytic>.<symbols[j]>``
+        (per-symbol mode), the first ``len(symbols)`` of them as one ``batch.<analytic>``
+        message (batch mode), or both.
 
         ``frames`` is an array whose elements are whole wire frames (header + one record).
         """
@@ -108,9 +149,16 @@ class ResultPublisher:
             topics = self._extra_topics[analytic] = [
                 f"{analytic}.{symbol}".encode() for symbol in range(len(self.topics[0]))
             ]
+        send = self.socket.send
+        if self.batched and symbols:
+            batch = self._batches.get(analytic)
+            if batch is None or batch.source is not frames:
+                batch = self._batch(analytic, frames)
+            batch.send(send, len(symbols))
+            if not self.per_symbol:
+                return len(symbols)
         size = frames.dtype.itemsize
         raw = memoryview(frames.view(np.uint8))
-        send = self.socket.send
         for j, symbol in enumerate(symbols):
             send(topics[symbol], zmq.SNDMORE)
             send(raw[j * size : (j + 1) * size])
@@ -123,3 +171,42 @@ class ResultPublisher:
     def close(self) -> None:
         """Close the socket."""
         self.socket.close(linger=0)
+
+
+class _Batch:
+    """One analytic's batched result frame: a buffer for a header and every record of an
+    input frame's results, filled by one copy out of the kernel's output array."""
+
+    def __init__(self, topic: bytes, frames: np.ndarray) -> None:
+        self.topic = topic
+        self.source = frames
+        self.seq = 0  # results (records) sent under this topic
+        size = frames.dtype.itemsize
+        header = s.HEADER_SIZE
+        self.record_size = record = size - header
+        # every element of ``frames`` is a whole wire frame: header + one record
+        self.rows = frames.view(np.uint8).reshape(len(frames), size)
+        self.buffer = np.zeros(header + len(frames) * record, np.uint8)
+        self.header = self.buffer[:header]
+        self.records = self.buffer[header:].reshape(len(frames), record)
+        self.count = self.buffer[_COUNT_AT : _COUNT_AT + 4].view("<u4")
+        self.seq_field = self.buffer[_SEQ_AT : _SEQ_AT + 8].view("<u8")
+        self.send_ns = self.buffer[_SEND_NS_AT : _SEND_NS_AT + 8].view("<i8")
+        self.source_send_ns = frames["send_ns"]  # a view: the kernel's send_ns of each frame
+        self.filled = False  # magic, version, kind and stream_id written (once)
+        self.raw = memoryview(self.buffer)
+
+    def send(self, send: Any, n: int) -> None:
+        """Send the first ``n`` result frames of the source array as one frame."""
+        rows = self.rows
+        np.copyto(self.records[:n], rows[:n, s.HEADER_SIZE :])
+        if not self.filled:  # the same for every frame of the source array
+            self.header[:] = rows[0, : s.HEADER_SIZE]
+            self.buffer[_STREAM_AT : _STREAM_AT + 4].view("<u4")[0] = BATCH_STREAM_ID
+            self.filled = True
+        self.send_ns[0] = self.source_send_ns[0]
+        self.count[0] = n
+        self.seq_field[0] = self.seq
+        self.seq += n
+        send(self.topic, zmq.SNDMORE)
+        send(self.raw[: s.HEADER_SIZE + n * self.record_size])

@@ -11,6 +11,8 @@ import zmq
 from tickpath.engine.wire import codec
 from tickpath.engine.wire.human import result_to_dict, summarize
 
+BATCH_TOPIC_PREFIX = b"batch."  # topics of batched result frames (engine/service/publisher.py)
+
 
 class TopicSequences:
     """Per-topic result sequence accounting: gaps, results lost, publisher restarts.
@@ -106,11 +108,20 @@ def watch(
                 malformed += 1
                 print(f"watch: malformed message on {topic!r}: {exc}", file=sys.stderr)
                 continue
-            sequences.observe(topic, int(header["seq"]), int(header["count"]))
+            seq = int(header["seq"])
+            sequences.observe(topic, seq, int(header["count"]))
             name = topic.decode(errors="replace")
-            for record in records:
+            # a batched frame (publish.mode batch): one record per symbol, numbered from seq
+            batched = topic.startswith(BATCH_TOPIC_PREFIX)
+            for i, record in enumerate(records):
                 if as_json:
-                    out.write(encoder.encode(result_to_dict(name, header, record)).decode() + "\n")
+                    line = result_to_dict(name, header, record)
+                    if batched:
+                        line["seq"] = seq + i
+                    out.write(encoder.encode(line).decode() + "\n")
+                elif batched:
+                    label = f"{name}[{int(record['symbol'])}]"
+                    out.write(summarize(label, header, record) + "\n")
                 else:
                     out.write(summarize(name, header, record) + "\n")
             out.flush()

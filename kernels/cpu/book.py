@@ -46,7 +46,7 @@ degrade under churn.  Pool rows never move; an index entry does.
 Memory: ``capacity`` is the next power of two >= ``2 * max_orders``; the
 index takes ``8 * capacity`` bytes, the pool ``32 * max_orders`` and the links
 ``8 * max_orders`` (56 MiB for ``max_orders = 2**20``); ``levels`` takes
-``48 * max_levels`` bytes per symbol.  Arrays of 2 MiB or more are anonymous
+``48 * (max_levels + spare_levels)`` bytes per symbol.  Arrays of 2 MiB or more are anonymous
 mmaps that use transparent huge pages where allowed; their pages become
 resident only when first written, i.e. as the live orders reach them (the
 index prefix in use, the pool rows up to the most orders ever live at once),
@@ -60,20 +60,27 @@ make every page resident up front.  The prefix never shrinks, except by
 
 Level overflow policy
 ---------------------
-The level rows track the best ``max_levels`` levels of a side exactly; the
-orders of worse levels stay in the pool ("untracked", counted in
-``sides[..., S_UNTRACKED]``).  Invariant: the tracked levels are always
-exactly the best ``min(levels, max_levels)`` levels of the side.  A new level
-better than the worst tracked one on a full side evicts the worst level (its
-orders become untracked); when a tracked level empties while untracked orders
-exist, the best untracked level is rebuilt from the side's order list (a walk
-over that symbol-side's orders only, not over the pool).  So the TOP_N
-snapshot is exact at all times, overflow or not; ``bid_levels``/``ask_levels``
-report ``min(levels, max_levels)``; only the cost changes in overflow (one
-walk of the side's orders per tracked level that empties).
-``BOOK_LEVEL_OVERFLOW`` is returned by an ADD or a price-changing MODIFY after
-which the order rests beyond the tracked levels, or which evicted a tracked
-level.
+``max_levels`` is what a book *reports*: ``bid_levels``/``ask_levels`` are
+``min(levels, max_levels)``, the TOP_N snapshot shows at most ``max_levels``
+levels, and ``BOOK_LEVEL_OVERFLOW`` is returned by an ADD or a price-changing
+MODIFY after which the side has more than ``max_levels`` levels and the order
+rests beyond the best ``max_levels`` of them or opened a new level (exactly the
+reference's rule).  The level rows of a side are a window of ``max_levels +
+spare_levels`` rows that holds the side's best ``n`` levels exactly, with
+``n >= min(levels, max_levels)`` at all times; the orders of worse levels stay
+in the pool ("untracked", counted in ``sides[..., S_UNTRACKED]``).  A new level
+better than the worst tracked one on a full window evicts the worst (its orders
+become untracked); a level worse than every tracked one joins the untracked
+orders when some exist or the window is full.  Only when fewer than
+``max_levels`` levels stay tracked while untracked orders exist does one walk
+over that symbol-side's order list (not the pool) rebuild the best untracked
+levels, as many as the window has free rows (at least ``spare_levels + 1``).
+So between two walks of a side at least ``spare_levels + 1`` of its tracked
+levels have emptied: the walk's cost is spread over them, whatever
+``max_levels`` is.  (With a window of exactly ``max_levels`` rows, as before,
+every emptied level of a side in overflow cost a walk of all its orders: on the
+real Bitstamp capture 5-9 us per order event at 8 to 1024 levels.)  The TOP_N
+snapshot is exact at all times, overflow or not.
 
 Performance notes
 -----------------
@@ -192,7 +199,8 @@ C_RESERVE_BITS = 8  # ... and 2**reserve_bits after reset_book
 C_INDEX_GROWS = 9  # doublings of the index prefix since the last reset
 C_FREE_HEAD = 10  # first free pool row below the high-water mark, NIL if none
 C_HIGH_WATER = 11  # pool rows ever handed out since the last reset
-C_EVENTS = 12  # C_EVENTS + code: events returned with that code
+C_MAX_LEVELS = 12  # configured max_levels: the levels reported and the overflow codes' bound
+C_EVENTS = 13  # C_EVENTS + code: events returned with that code
 N_COUNTERS = C_EVENTS + N_BOOK_CODES
 
 _HASH_SYMBOL = np.uint64(0x9E3779B97F4A7C15)
@@ -213,13 +221,14 @@ class BookState(NamedTuple):
     """All state of the L3 books of ``n_symbols`` symbols: preallocated arrays only.
 
     Attributes:
-        levels: int64 ``[n_symbols, 2, max_levels, 3]``, tracked levels
-            ``(key, size, orders)`` worst first (see the module doc).
+        levels: int64 ``[n_symbols, 2, max_levels + spare_levels, 3]``, tracked
+            levels ``(key, size, orders)`` worst first (see the module doc).
         sides: int64 ``[n_symbols, 2, 4]``, per side: tracked levels in use,
             untracked orders, first pool row of the side's order list.
         index: int64 ``[capacity]``, the hash index (see the module doc).
         pool: int64 ``[max_orders, 4]``, the order rows.
         links: int32 ``[max_orders, 2]``, list links of the order rows.
+        scratch: int64 ``[max_levels + spare_levels, 3]``, the refill's candidate levels.
         counters: int64 ``[N_COUNTERS]``, live orders, limits, allocator and statistics.
     """
 
@@ -228,6 +237,7 @@ class BookState(NamedTuple):
     index: np.ndarray
     pool: np.ndarray
     links: np.ndarray
+    scratch: np.ndarray
     counters: np.ndarray
 
 
@@ -264,6 +274,7 @@ def new_book_state(
     max_levels: int = 64,
     max_orders: int = 1 << 20,
     reserve_orders: int | None = None,
+    spare_levels: int | None = None,
 ) -> BookState:
     """Allocate empty books for ``n_symbols`` symbols.
 
@@ -278,6 +289,11 @@ def new_book_state(
             index starts sized for them and their pool rows are made resident
             (default ``min(max_orders, 4096)``).  Beyond them the index doubles
             as needed; ``max_orders`` never rehashes and faults every page in now.
+        spare_levels: level rows per side beyond ``max_levels`` (default
+            ``max(64, min(max_levels, 1024))``): one walk of a side's orders
+            refills them all, so walks happen at most once per ``spare_levels + 1``
+            emptied levels (see the module's overflow policy); 0 is the policy
+            before: one walk per emptied level while levels are untracked.
     """
     if n_symbols < 1:
         raise ValueError("n_symbols must be >= 1")
@@ -289,21 +305,33 @@ def new_book_state(
         reserve_orders = min(max_orders, _DEFAULT_RESERVE)
     if not 1 <= reserve_orders <= max_orders:
         raise ValueError("reserve_orders must be in 1..max_orders")
+    if spare_levels is None:
+        spare_levels = default_spare_levels(max_levels)
+    if spare_levels < 0:
+        raise ValueError("spare_levels must be >= 0")
+    window = max_levels + spare_levels
     state = BookState(
-        levels=_zeroed((n_symbols, 2, max_levels, V_WIDTH), np.int64),
+        levels=_zeroed((n_symbols, 2, window, V_WIDTH), np.int64),
         sides=_zeroed((n_symbols, 2, S_WIDTH), np.int64),
         index=_zeroed((1 << _capacity_bits(max_orders),), np.int64),
         pool=_zeroed((max_orders, P_WIDTH), np.int64),
         links=_zeroed((max_orders, 2), np.int32),
         counters=np.zeros(N_COUNTERS, dtype=np.int64),
+        scratch=np.zeros((window, V_WIDTH), dtype=np.int64),
     )
     state.sides[:, :, S_HEAD] = NIL
     c = state.counters
     c[C_MAX_ORDERS] = max_orders
+    c[C_MAX_LEVELS] = max_levels
     c[C_RESERVE_BITS] = c[C_INDEX_BITS] = _capacity_bits(reserve_orders)
     c[C_FREE_HEAD] = NIL
     _make_resident(state)
     return state
+
+
+def default_spare_levels(max_levels: int) -> int:
+    """The level rows per side kept beyond ``max_levels`` by default."""
+    return max(64, min(max_levels, 1024))
 
 
 def _make_resident(state: BookState) -> None:
@@ -332,8 +360,11 @@ def reset_book(state: BookState) -> None:
     state.pool[:used] = 0
     state.links[:used] = 0
     max_orders, reserve_bits = int(c[C_MAX_ORDERS]), int(c[C_RESERVE_BITS])
+    max_levels = int(c[C_MAX_LEVELS])
     c.fill(0)
+    state.scratch.fill(0)
     c[C_MAX_ORDERS] = max_orders
+    c[C_MAX_LEVELS] = max_levels
     c[C_RESERVE_BITS] = c[C_INDEX_BITS] = reserve_bits
     c[C_FREE_HEAD] = NIL
 
@@ -561,60 +592,90 @@ def _evict_insert(levels, sides, counters, symbol, sidx, j, key, size):  # noqa:
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _level_add(levels, sides, counters, symbol, sidx, key, size):  # noqa: ANN001, ANN202
-    """Add one order of ``size`` lots at ``key``; BOOK_LEVEL_OVERFLOW if it is untracked
-    or pushed a tracked level out, else BOOK_OK."""
+    """Add one order of ``size`` lots at ``key``; BOOK_LEVEL_OVERFLOW if, afterwards, the
+    side has more than ``max_levels`` levels and the order rests beyond the best
+    ``max_levels`` of them or opened a new level, else BOOK_OK."""
     n = sides[symbol, sidx, S_COUNT]
+    max_levels = counters[C_MAX_LEVELS]
     j = _level_find(levels, symbol, sidx, n, key)
     if j >= 0 and levels[symbol, sidx, j, V_KEY] == key:
         levels[symbol, sidx, j, V_SIZE] += size
         levels[symbol, sidx, j, V_ORDERS] += 1
-        return BOOK_OK
+        # rank n - 1 - j from the best; a rank >= max_levels implies n > max_levels
+        return BOOK_LEVEL_OVERFLOW if n - 1 - j >= max_levels else BOOK_OK
     # A new level, between row j (worse) and row j + 1 (better).
-    if n == levels.shape[2]:
-        if j < 0:  # worse than every tracked level of a full side
-            sides[symbol, sidx, S_UNTRACKED] += 1
-        else:
-            _evict_insert(levels, sides, counters, symbol, sidx, j, key, size)
+    untracked = sides[symbol, sidx, S_UNTRACKED]
+    if j < 0 and (untracked > 0 or n == levels.shape[2]):
+        # Worse than every tracked level while untracked orders exist (so n >= max_levels)
+        # or the window is full: it joins the untracked orders.
+        sides[symbol, sidx, S_UNTRACKED] = untracked + 1
+        return BOOK_LEVEL_OVERFLOW
+    if n == levels.shape[2]:  # a full window (n > max_levels): the worst level leaves it
+        _evict_insert(levels, sides, counters, symbol, sidx, j, key, size)
         return BOOK_LEVEL_OVERFLOW
     for k in range(n, j + 1, -1):
         _level_copy(levels, symbol, sidx, k, k - 1)
     _level_set(levels, symbol, sidx, j + 1, key, size, 1)
     sides[symbol, sidx, S_COUNT] = n + 1
-    return BOOK_OK
+    # untracked orders exist only while n >= max_levels: the side now has > max_levels levels
+    return BOOK_LEVEL_OVERFLOW if n + 1 > max_levels or untracked > 0 else BOOK_OK
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
-def _refill(levels, sides, pool, links, counters, symbol, sidx):  # noqa: ANN001, ANN202
-    """Insert the best untracked level of a side as its new worst tracked level,
-    rebuilt from the side's order list."""
+def _refill(levels, sides, pool, links, counters, scratch, symbol, sidx):  # noqa: ANN001, ANN202
+    """Fill the window's free rows with the best untracked levels of a side, rebuilt in
+    one walk of the side's order list; they become its worst tracked levels."""
     n = sides[symbol, sidx, S_COUNT]
+    room = levels.shape[2] - n
     worst = levels[symbol, sidx, 0, V_KEY] if n > 0 else -_INT64_MAX - 1
-    best = _INT64_MAX
-    best_size = 0
-    best_count = 0
+    # scratch[:c]: the best c distinct untracked keys seen so far, best first
+    c = 0
     row = sides[symbol, sidx, S_HEAD]
     while row != NIL:
         k = _side_key(sidx, pool[row, P_PRICE])
-        if k > worst:
-            if k < best:
-                best = k
-                best_size = pool[row, P_SIZE]
-                best_count = 1
-            elif k == best:
-                best_size += pool[row, P_SIZE]
-                best_count += 1
+        row_size = pool[row, P_SIZE]
         row = links[row, L_NEXT]
-    if best_count > 0:
-        for k in range(n, 0, -1):
-            _level_copy(levels, symbol, sidx, k, k - 1)
-        _level_set(levels, symbol, sidx, 0, best, best_size, best_count)
-        sides[symbol, sidx, S_COUNT] = n + 1
-        sides[symbol, sidx, S_UNTRACKED] -= best_count
-        counters[C_REFILLS] += 1
+        if k <= worst or (c == room and k > scratch[c - 1, V_KEY]):
+            continue  # tracked, or worse than the room holds
+        lo = 0
+        hi = c
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if scratch[mid, V_KEY] < k:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < c and scratch[lo, V_KEY] == k:
+            scratch[lo, V_SIZE] += row_size
+            scratch[lo, V_ORDERS] += 1
+            continue
+        if c < room:
+            c += 1
+        for t in range(c - 1, lo, -1):  # the worst falls off when the room was full
+            scratch[t, V_KEY] = scratch[t - 1, V_KEY]
+            scratch[t, V_SIZE] = scratch[t - 1, V_SIZE]
+            scratch[t, V_ORDERS] = scratch[t - 1, V_ORDERS]
+        scratch[lo, V_KEY] = k
+        scratch[lo, V_SIZE] = row_size
+        scratch[lo, V_ORDERS] = 1
+    if c == 0:
+        return
+    for k in range(n - 1, -1, -1):
+        _level_copy(levels, symbol, sidx, k + c, k)
+    taken = 0
+    for i in range(c):
+        _level_set(
+            levels, symbol, sidx, c - 1 - i, scratch[i, V_KEY], scratch[i, V_SIZE],
+            scratch[i, V_ORDERS],
+        )  # fmt: skip
+        taken += scratch[i, V_ORDERS]
+    sides[symbol, sidx, S_COUNT] = n + c
+    sides[symbol, sidx, S_UNTRACKED] -= taken
+    counters[C_REFILLS] += 1
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _level_remove(levels, sides, pool, links, counters, symbol, sidx, key, size):  # noqa: ANN001, ANN202
+def _level_remove(levels, sides, pool, links, counters, scratch, symbol, sidx, key, size):  # noqa: ANN001, ANN202
     """Remove one order of ``size`` lots at ``key`` (the order must be unlinked)."""
     n = sides[symbol, sidx, S_COUNT]
     if n == 0 or key > levels[symbol, sidx, 0, V_KEY]:  # beyond the worst tracked level
@@ -628,8 +689,8 @@ def _level_remove(levels, sides, pool, links, counters, symbol, sidx, key, size)
     for k in range(j, n - 1):
         _level_copy(levels, symbol, sidx, k, k + 1)
     sides[symbol, sidx, S_COUNT] = n - 1
-    if sides[symbol, sidx, S_UNTRACKED] > 0:
-        _refill(levels, sides, pool, links, counters, symbol, sidx)
+    if n - 1 < counters[C_MAX_LEVELS] and sides[symbol, sidx, S_UNTRACKED] > 0:
+        _refill(levels, sides, pool, links, counters, scratch, symbol, sidx)
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -647,7 +708,19 @@ def _level_resize(levels, sides, symbol, sidx, key, delta):  # noqa: ANN001, ANN
 
 @numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _apply(
-    levels, sides, index, pool, links, counters, symbol, action, side, order_id, price, size
+    levels,
+    sides,
+    index,
+    pool,
+    links,
+    counters,
+    scratch,
+    symbol,
+    action,
+    side,
+    order_id,
+    price,
+    size,
 ):  # noqa: ANN001, ANN202
     # Each helper has a single call site here: numba copies an inlined body per site.
     tag = _hash_tag(symbol, order_id)
@@ -682,7 +755,9 @@ def _apply(
             return BOOK_OK
         # Out of the side's list while the levels change, so a refill cannot see it.
         _unlink(links, sides, row, symbol, sidx)
-        _level_remove(levels, sides, pool, links, counters, symbol, sidx, old_key, remaining)
+        _level_remove(
+            levels, sides, pool, links, counters, scratch, symbol, sidx, old_key, remaining
+        )
         if action != ACTION_MODIFY:  # CANCEL, or EXECUTE of all that remains (or more)
             _delete_slot(index, counters, slot)
             _free_row(pool, links, counters, row)
@@ -721,7 +796,7 @@ def book_apply(state, symbol, action, side, order_id, price, size):  # noqa: ANN
     """
     counters = state.counters
     code = _apply(
-        state.levels, state.sides, state.index, state.pool, state.links, counters,
+        state.levels, state.sides, state.index, state.pool, state.links, counters, state.scratch,
         np.int64(symbol), np.int64(action), np.int64(side), np.uint64(order_id),
         np.int64(price), np.int64(size),
     )  # fmt: skip
@@ -762,12 +837,15 @@ def book_fill_top(state, symbol, out, i):  # noqa: ANN001, ANN201
     ask_size = rec.ask_size
     ask_orders = rec.ask_orders
     levels = state.levels
-    n_bid = state.sides[symbol, 0, S_COUNT]
-    n_ask = state.sides[symbol, 1, S_COUNT]
+    max_levels = state.counters[C_MAX_LEVELS]
+    n_bid = min(state.sides[symbol, 0, S_COUNT], max_levels)  # the levels reported
+    n_ask = min(state.sides[symbol, 1, S_COUNT], max_levels)
+    top_bid = state.sides[symbol, 0, S_COUNT] - 1  # levels are stored worst first
+    top_ask = state.sides[symbol, 1, S_COUNT] - 1
     bid_total = 0
     ask_total = 0
     for j in range(TOP_N):
-        b = n_bid - 1 - j  # levels are stored worst first
+        b = top_bid - j if j < n_bid else -1
         if b >= 0:
             bid_price[j] = -levels[symbol, 0, b, V_KEY]
             bid_size[j] = levels[symbol, 0, b, V_SIZE]
@@ -777,7 +855,7 @@ def book_fill_top(state, symbol, out, i):  # noqa: ANN001, ANN201
             bid_price[j] = 0
             bid_size[j] = 0
             bid_orders[j] = 0
-        a = n_ask - 1 - j
+        a = top_ask - j if j < n_ask else -1
         if a >= 0:
             ask_price[j] = levels[symbol, 1, a, V_KEY]
             ask_size[j] = levels[symbol, 1, a, V_SIZE]

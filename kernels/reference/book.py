@@ -1,8 +1,11 @@
 """The meaning of tickpath's per-symbol L3 order book, in plain Python.
 
 This is the oracle for :mod:`tickpath.kernels.cpu.book`: it is written for clarity, not
-speed, and keeps nothing but a dict of live orders per symbol.  Price levels
-are recomputed from the orders whenever they are needed.
+speed.  It keeps a dict of live orders per symbol and, per side, every price
+level's total size and order count in a dict with the level prices in a sorted
+list (so a replay of a real capture with thousands of levels takes seconds, not
+hours); :meth:`ReferenceBook.levels_recomputed` rebuilds the levels from the
+orders alone, and the tests check that both always agree.
 
 Semantics (shared with the numba book, which must agree event for event):
 
@@ -28,6 +31,7 @@ Semantics (shared with the numba book, which must agree event for event):
 
 from __future__ import annotations
 
+import bisect
 import math
 
 from tickpath.engine.wire.schema import (
@@ -72,9 +76,49 @@ class ReferenceBook:
         self.max_orders = max_orders
         self.orders: list[dict[int, list[int]]] = [{} for _ in range(n_symbols)]
         self.live = 0
+        # per symbol and side (SIDE_BUY, SIDE_SELL): price -> [total size, order count],
+        # and the sorted keys (-price for bids, price for asks: best first)
+        self._agg: list[dict[int, dict[int, list[int]]]] = [
+            {SIDE_BUY: {}, SIDE_SELL: {}} for _ in range(n_symbols)
+        ]
+        self._keys: list[dict[int, list[int]]] = [
+            {SIDE_BUY: [], SIDE_SELL: []} for _ in range(n_symbols)
+        ]
 
-    def levels(self, symbol: int, side: int) -> list[tuple[int, int, int]]:
-        """All levels of one side as ``(price, total size, order count)``, best first."""
+    @staticmethod
+    def _key(side: int, price: int) -> int:
+        return -price if side == SIDE_BUY else price
+
+    def _level_add(self, symbol: int, side: int, price: int, size: int) -> None:
+        level = self._agg[symbol][side].get(price)
+        if level is None:
+            self._agg[symbol][side][price] = [size, 1]
+            bisect.insort(self._keys[symbol][side], self._key(side, price))
+        else:
+            level[0] += size
+            level[1] += 1
+
+    def _level_remove(self, symbol: int, side: int, price: int, size: int) -> None:
+        level = self._agg[symbol][side][price]
+        level[0] -= size
+        level[1] -= 1
+        if level[1] == 0:
+            del self._agg[symbol][side][price]
+            keys = self._keys[symbol][side]
+            del keys[bisect.bisect_left(keys, self._key(side, price))]
+
+    def levels(
+        self, symbol: int, side: int, limit: int | None = None
+    ) -> list[tuple[int, int, int]]:
+        """The levels of one side as ``(price, total size, order count)``, best first
+        (the best ``limit`` of them if given)."""
+        agg = self._agg[symbol][side]
+        sign = -1 if side == SIDE_BUY else 1
+        keys = self._keys[symbol][side] if limit is None else self._keys[symbol][side][:limit]
+        return [(sign * k, *agg[sign * k]) for k in keys]
+
+    def levels_recomputed(self, symbol: int, side: int) -> list[tuple[int, int, int]]:
+        """:meth:`levels`, recomputed from the live orders alone (for the tests)."""
         agg: dict[int, list[int]] = {}
         for s, price, remaining in self.orders[symbol].values():
             if s == side:
@@ -85,16 +129,16 @@ class ReferenceBook:
         return [(p, agg[p][0], agg[p][1]) for p in prices]
 
     def _overflow_code(self, symbol: int, side: int, price: int, was_level: bool) -> int:
-        prices = [p for p, _, _ in self.levels(symbol, side)]
-        if len(prices) <= self.max_levels:
+        keys = self._keys[symbol][side]
+        if len(keys) <= self.max_levels:
             return BOOK_OK
-        rank = prices.index(price)
+        rank = bisect.bisect_left(keys, self._key(side, price))  # levels better than price
         if rank >= self.max_levels or not was_level:
             return BOOK_LEVEL_OVERFLOW
         return BOOK_OK
 
     def _is_level(self, symbol: int, side: int, price: int) -> bool:
-        return any(s == side and p == price for s, p, _ in self.orders[symbol].values())
+        return price in self._agg[symbol][side]
 
     def apply(
         self, symbol: int, action: int, side: int, order_id: int, price: int, size: int
@@ -111,6 +155,7 @@ class ReferenceBook:
                 raise ValueError(f"ADD with side {side}")
             was_level = self._is_level(symbol, side, price)
             book[order_id] = [side, price, size]
+            self._level_add(symbol, side, price, size)
             self.live += 1
             return self._overflow_code(symbol, side, price, was_level)
         if order is None:
@@ -118,22 +163,28 @@ class ReferenceBook:
         stored_side, old_price, remaining = order
         if action == ACTION_CANCEL:
             del book[order_id]
+            self._level_remove(symbol, stored_side, old_price, remaining)
             self.live -= 1
             return BOOK_OK
         if action == ACTION_EXECUTE:
             if size >= remaining:
                 del book[order_id]
+                self._level_remove(symbol, stored_side, old_price, remaining)
                 self.live -= 1
                 return BOOK_OVERFILL if size > remaining else BOOK_OK
             order[2] = remaining - size
+            self._agg[symbol][stored_side][old_price][0] -= size
             return BOOK_OK
         if action == ACTION_MODIFY:
             if price == old_price:
                 order[2] = size
+                self._agg[symbol][stored_side][old_price][0] += size - remaining
                 return BOOK_OK
             del book[order_id]
+            self._level_remove(symbol, stored_side, old_price, remaining)
             was_level = self._is_level(symbol, stored_side, price)
             book[order_id] = [stored_side, price, size]
+            self._level_add(symbol, stored_side, price, size)
             return self._overflow_code(symbol, stored_side, price, was_level)
         raise ValueError(f"unknown action {action}")
 
@@ -148,13 +199,12 @@ class ReferenceBook:
         snap: dict[str, object] = {}
         totals = {}
         for name, side in (("bid", SIDE_BUY), ("ask", SIDE_SELL)):
-            levels = self.levels(symbol, side)
-            top = levels[: min(TOP_N, self.max_levels)]
+            top = self.levels(symbol, side, min(TOP_N, self.max_levels))
             top += [(0, 0, 0)] * (TOP_N - len(top))
             snap[f"{name}_price"] = [p for p, _, _ in top]
             snap[f"{name}_size"] = [s for _, s, _ in top]
             snap[f"{name}_orders"] = [n for _, _, n in top]
-            snap[f"{name}_levels"] = min(len(levels), self.max_levels)
+            snap[f"{name}_levels"] = min(len(self._keys[symbol][side]), self.max_levels)
             totals[name] = sum(s for _, s, _ in top)
         depth = totals["bid"] + totals["ask"]
         snap["depth_imbalance"] = (
@@ -164,8 +214,8 @@ class ReferenceBook:
 
     def best_bid_ask(self, symbol: int) -> tuple[int, int, int, int]:
         """``(bid_price, bid_size, ask_price, ask_size)``; 0 where a side is empty."""
-        bids = self.levels(symbol, SIDE_BUY)
-        asks = self.levels(symbol, SIDE_SELL)
+        bids = self.levels(symbol, SIDE_BUY, 1)
+        asks = self.levels(symbol, SIDE_SELL, 1)
         bid = bids[0][:2] if bids else (0, 0)
         ask = asks[0][:2] if asks else (0, 0)
         return (bid[0], bid[1], ask[0], ask[1])

@@ -163,12 +163,26 @@ def test_ingest_run(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["benchmark"] == "OneToOneBatchedIngestThroughput"
-    assert set(report["results"]) == {"raw_pyzmq", "engine_kernels", "engine_publish"}
+    assert set(report["results"]) == {
+        "raw_pyzmq",
+        "engine_kernels",
+        "engine_publish",
+        "engine_publish_batch",
+    }
     records = report["config"]["records"]
     for name, r in report["results"].items():
         assert r["ok"] and r["records_per_s"] > 0, name
     assert report["results"]["engine_kernels"]["records"] == records
-    assert report["results"]["engine_publish"]["results"] > 0
+    per_symbol = report["results"]["engine_publish"]
+    batched = report["results"]["engine_publish_batch"]
+    for r in (per_symbol, batched):
+        # every result reached the subscriber process, whose sequence check saw no gap
+        assert r["results"] > 0 and r["results_received_by_subscriber"] == r["results"]
+        assert r["subscriber_sequence_gaps"] == 0
+    assert per_symbol["messages_received_by_subscriber"] == per_symbol["results"]
+    # one message per analytic per frame: 512-record frames over 16 symbols batch many
+    assert batched["messages_received_by_subscriber"] < batched["results"] / 4
+    assert report["goals"]["engine_publish_batch_ratio_to_raw"]["target_min"] == 0.5
     ratio = report["ratio_engine_kernels_to_raw"]
     assert ratio == pytest.approx(
         report["results"]["engine_kernels"]["records_per_s"]

@@ -115,7 +115,8 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
         price, size = int(pool[row, nb.P_PRICE]), int(pool[row, nb.P_SIZE])
         orders_by_side.setdefault((sym, side), {})[oid] = (price, size)
         assert ref.orders[sym][oid] == [side, price, size]
-    max_levels = state.levels.shape[2]
+    max_levels = int(state.counters[nb.C_MAX_LEVELS])
+    window = state.levels.shape[2]
     for sym in range(state.sides.shape[0]):
         for sidx, side in ((0, SIDE_BUY), (1, SIDE_SELL)):
             orders = orders_by_side.get((sym, side), {})
@@ -129,8 +130,12 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
                 prev, row = row, int(links[row, nb.L_NEXT])
             assert len(seen) == len(orders)
             levels = ref.levels(sym, side)
+            # the reference's incremental levels are those of its orders
+            assert levels == ref.levels_recomputed(sym, side)
             n = state.sides[sym, sidx, nb.S_COUNT]
-            assert n == min(len(levels), max_levels)
+            # the tracked window holds the best n levels: at least max_levels of them when
+            # the side has that many (what is reported), at most the window's rows
+            assert min(len(levels), max_levels) <= n <= min(len(levels), window)
             # Level rows are stored worst first: row n - 1 is the best level.
             sign = -1 if side == SIDE_BUY else 1
             for j in range(n):
@@ -145,10 +150,15 @@ def check_invariants(state: nb.BookState, ref: ReferenceBook) -> None:
 
 
 def replay_and_compare(
-    events, n_symbols: int, max_levels: int, max_orders: int, reserve_orders: int | None = None
+    events,
+    n_symbols: int,
+    max_levels: int,
+    max_orders: int,
+    reserve_orders: int | None = None,
+    spare_levels: int | None = None,
 ) -> nb.BookState:
     """Replay through book_replay (one njit call) and the reference; compare every event."""
-    state = nb.new_book_state(n_symbols, max_levels, max_orders, reserve_orders)
+    state = nb.new_book_state(n_symbols, max_levels, max_orders, reserve_orders, spare_levels)
     ref = ReferenceBook(n_symbols, max_levels=max_levels, max_orders=max_orders)
     orders = make_orders(events)
     codes = np.full(len(events), -1, dtype=np.int64)
@@ -232,6 +242,19 @@ def test_one_symbol_matches_reference(events):
 )
 def test_level_overflow_matches_reference(events, max_levels):
     replay_and_compare(events, n_symbols=1, max_levels=max_levels, max_orders=1 << 10)
+
+
+@PROPERTY
+@given(
+    events=event_streams(n_symbols=2, n_ids=60, n_prices=24, max_events=400),
+    max_levels=st.integers(1, 8),
+    spare_levels=st.integers(0, 4),
+)
+def test_levels_leaving_a_small_window_match_reference(events, max_levels, spare_levels):
+    """A window of few spare rows (none: one walk per emptied level): levels leave it
+    (evictions) and come back (refills of several levels in one walk) all the time;
+    every event still matches the reference."""
+    replay_and_compare(events, 2, max_levels, max_orders=1 << 10, spare_levels=spare_levels)
 
 
 @PROPERTY
@@ -362,11 +385,14 @@ def test_modify_cancel_execute_semantics():
 
 
 def test_level_overflow_policy():
-    """Beyond max_levels: worse orders stay untracked, a better level evicts the worst,
-    an emptied tracked level is refilled exactly from the untracked orders."""
-    state = nb.new_book_state(1, max_levels=3, max_orders=64)
+    """Beyond max_levels: a window of max_levels + spare rows tracks the best levels, worse
+    orders stay untracked, a better level on a full window evicts the worst, and when
+    fewer than max_levels stay tracked one walk refills the window from the untracked
+    orders; what is reported (top levels, level counts, codes) is the reference's."""
+    state = nb.new_book_state(1, max_levels=3, max_orders=64, spare_levels=1)
     ref = ReferenceBook(1, max_levels=3, max_orders=64)
     out = np.zeros(1, dtype=RESULT_BOOK)
+    assert state.levels.shape[2] == 4
 
     def step(action, order_id, price=0, size=0, side=SIDE_BUY):
         code = nb.book_apply(state, 0, action, side, order_id, price, size)
@@ -375,28 +401,38 @@ def test_level_overflow_policy():
         assert_same_snapshot(record_snapshot(out[0]), ref.snapshot(0), f"order {order_id}")
         return code
 
+    def counts():
+        return int(state.sides[0, 0, nb.S_COUNT]), int(state.sides[0, 0, nb.S_UNTRACKED])
+
     for oid, price in enumerate((100, 99, 98), start=1):
         assert step(ACTION_ADD, oid, price, 10) == nb.BOOK_OK
-    assert step(ACTION_ADD, 4, 97, 1) == nb.BOOK_LEVEL_OVERFLOW  # untracked
-    assert step(ACTION_ADD, 5, 97, 2) == nb.BOOK_LEVEL_OVERFLOW  # joins the untracked 97
-    assert step(ACTION_ADD, 6, 99, 5) == nb.BOOK_OK  # tracked level, even in overflow
-    assert state.sides[0, 0, nb.S_UNTRACKED] == 2 and out[0]["bid_levels"] == 3
-    assert step(ACTION_ADD, 7, 101, 1) == nb.BOOK_LEVEL_OVERFLOW  # evicts 98
-    assert state.counters[nb.C_EVICTIONS] == 1 and state.sides[0, 0, nb.S_UNTRACKED] == 3
+    assert step(ACTION_ADD, 4, 97, 1) == nb.BOOK_LEVEL_OVERFLOW  # 4th level: the spare row
+    assert step(ACTION_ADD, 5, 97, 2) == nb.BOOK_LEVEL_OVERFLOW  # joins 97, rank 3 >= 3
+    assert step(ACTION_ADD, 6, 99, 5) == nb.BOOK_OK  # a reported level, even in overflow
+    assert counts() == (4, 0) and out[0]["bid_levels"] == 3
+    assert step(ACTION_ADD, 9, 96, 1) == nb.BOOK_LEVEL_OVERFLOW  # full window: untracked
+    assert counts() == (4, 1)
+    assert step(ACTION_ADD, 7, 101, 1) == nb.BOOK_LEVEL_OVERFLOW  # evicts 97 (2 orders)
+    assert state.counters[nb.C_EVICTIONS] == 1 and counts() == (4, 3)
     assert list(out[0]["bid_price"]) == [101, 100, 99, 0, 0]
-    assert step(ACTION_CANCEL, 7) == nb.BOOK_OK  # refill brings 98 back
+    assert step(ACTION_CANCEL, 7) == nb.BOOK_OK  # 3 tracked levels left: no walk yet
+    assert counts() == (3, 3) and state.counters[nb.C_REFILLS] == 0
     assert list(out[0]["bid_price"]) == [100, 99, 98, 0, 0]
-    assert step(ACTION_MODIFY, 3, 96, 4) == nb.BOOK_LEVEL_OVERFLOW  # 98 -> 96, untracked
+    assert step(ACTION_MODIFY, 3, 95, 4) == nb.BOOK_LEVEL_OVERFLOW  # 98 -> 95, untracked
+    # 98 emptied, 2 tracked < 3: one walk brought back 97 and 96 (the room was 2 levels)
+    assert state.counters[nb.C_REFILLS] == 1 and counts() == (4, 1)
     assert list(out[0]["bid_price"]) == [100, 99, 97, 0, 0]
     assert list(out[0]["bid_size"]) == [10, 15, 3, 0, 0]
     assert step(ACTION_CANCEL, 1) == nb.BOOK_OK
     assert step(ACTION_EXECUTE, 2, size=10) == nb.BOOK_OK
     assert list(out[0]["bid_price"]) == [99, 97, 96, 0, 0]
-    assert state.sides[0, 0, nb.S_UNTRACKED] == 0
-    assert state.counters[nb.C_REFILLS] == 3
-    assert step(ACTION_ADD, 8, 95, 1) == nb.BOOK_LEVEL_OVERFLOW
+    assert counts() == (3, 1) and state.counters[nb.C_REFILLS] == 1
+    assert step(ACTION_CANCEL, 6) == nb.BOOK_OK  # 99 empties: 2 tracked, walk for 95
+    assert counts() == (3, 0) and state.counters[nb.C_REFILLS] == 2
+    assert list(out[0]["bid_price"]) == [97, 96, 95, 0, 0]
+    assert step(ACTION_ADD, 8, 94, 1) == nb.BOOK_LEVEL_OVERFLOW  # into the spare row
     assert step(ACTION_CANCEL, 8) == nb.BOOK_OK
-    assert step(ACTION_ADD, 8, 98, 1) == nb.BOOK_LEVEL_OVERFLOW  # new level 98 evicts 96
+    assert step(ACTION_ADD, 8, 98, 1) == nb.BOOK_LEVEL_OVERFLOW  # new level, 4 levels
     check_invariants(state, ref)
 
 
