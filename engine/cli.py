@@ -182,7 +182,8 @@ def _add_watch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", metavar="ENDPOINT", action="append",
                    help="result endpoint to connect to (repeatable)")  # fmt: skip
     p.add_argument("--discovery", metavar="FILE_OR_URL", help="follow every shard listed by "
-                   "a Mesos scheduler's discovery file or http:// endpoint")  # fmt: skip
+                   "a Mesos scheduler's discovery file or http:// endpoint; with redundant "
+                   "replicas, the first copy of each result is shown")  # fmt: skip
     p.add_argument("--topic", metavar="PREFIX", action="append", help="topic prefix, e.g. "
                    "trade. or book.3 or stats (repeatable; default: everything)")  # fmt: skip
     p.add_argument("--count", type=_positive_int, metavar="N", help="exit after N messages")
@@ -212,7 +213,11 @@ def _watch_main(args: argparse.Namespace) -> int:
         curve = security_cli.client_curve(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return watch(endpoints, args.topic or [""], args.count, args.json, args.timeout, curve)
+    # replicas of one shard publish the same results: show the first copy of each
+    return watch(
+        endpoints, args.topic or [""], args.count, args.json, args.timeout, curve,
+        first_copy_only=bool(args.discovery),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 import msgspec
 import zmq
 
+from tickpath.engine.service.dedup import ResultDeduplicator
 from tickpath.engine.wire import codec
 from tickpath.engine.wire.human import result_to_dict, summarize
 
@@ -56,37 +57,48 @@ def watch(
     as_json: bool = False,
     timeout_s: float | None = None,
     curve: tuple[str, str | None] | None = None,
+    first_copy_only: bool = False,
 ) -> int:
     """Print result (and stats) messages until ``count`` or ``timeout_s``; return exit status.
 
-    Per-topic result sequence numbers are checked (:class:`TopicSequences`);
-    gaps and resets are reported on stderr at exit.  Malformed messages are
-    counted and reported, never fatal.  ``curve``: ``(server public key file,
-    client secret key file or None)`` to connect with CURVE.
+    One SUB socket per endpoint, so each publisher's per-topic result sequence
+    numbers are checked on their own (:class:`TopicSequences`); gaps and resets
+    are reported on stderr at exit.  ``first_copy_only`` (``watch --discovery``:
+    redundant replicas publish every result twice) prints the first copy of each
+    result and drops the other (:class:`~tickpath.engine.service.dedup.ResultDeduplicator`).
+    Malformed messages are counted and reported, never fatal.  ``curve``:
+    ``(server public key file, client secret key file or None)`` to connect with CURVE.
     """
     context = zmq.Context.instance()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        from tickpath.engine.security.curve import apply_curve_client
-
-        apply_curve_client(sub, curve[0], curve[1])
-    sub.setsockopt(zmq.RCVHWM, 100_000)
+    socks = []
+    poller = zmq.Poller()
     for endpoint in endpoints:
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            from tickpath.engine.security.curve import apply_curve_client
+
+            apply_curve_client(sub, curve[0], curve[1])
+        sub.setsockopt(zmq.RCVHWM, 100_000)
         sub.connect(endpoint)
-    for topic in topics:
-        sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        for topic in topics:
+            sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        poller.register(sub, zmq.POLLIN)
+        socks.append(sub)
     encoder = msgspec.json.Encoder()
     out = sys.stdout
-    sequences = TopicSequences()
+    per_source = {sub: TopicSequences() for sub in socks}
+    dedup = ResultDeduplicator() if first_copy_only else None
     malformed = received = 0
     last = time.monotonic()
     try:
         while count is None or received < count:
-            if not sub.poll(100):
+            ready = poller.poll(100)
+            if not ready:
                 if timeout_s is not None and time.monotonic() - last > timeout_s:
                     break
                 continue
+            sub = ready[0][0]
             parts = sub.recv_multipart()
             last = time.monotonic()
             if len(parts) != 2:
@@ -109,7 +121,10 @@ def watch(
                 print(f"watch: malformed message on {topic!r}: {exc}", file=sys.stderr)
                 continue
             seq = int(header["seq"])
-            sequences.observe(topic, seq, int(header["count"]))
+            per_source[sub].observe(topic, seq, int(header["count"]))
+            if dedup is not None and not dedup.first_copy(topic, payload):
+                received -= 1  # the other replica's copy of a result already shown
+                continue
             name = topic.decode(errors="replace")
             # a batched frame (publish.mode batch): one record per symbol, numbered from seq
             batched = topic.startswith(BATCH_TOPIC_PREFIX)
@@ -129,11 +144,17 @@ def watch(
         pass
     finally:
         out.flush()
-        sub.close(linger=0)
-    if sequences.gaps or sequences.resets or malformed:
+        for sub in socks:
+            sub.close(linger=0)
+    gaps = sum(seqs.gaps for seqs in per_source.values())
+    lost = sum(seqs.lost for seqs in per_source.values())
+    resets = sum(seqs.resets for seqs in per_source.values())
+    duplicates = dedup.duplicates if dedup is not None else 0
+    if gaps or resets or malformed or duplicates:
         print(
-            f"watch: {received} messages, {sequences.gaps} gaps ({sequences.lost} results lost), "
-            f"{sequences.resets} sequence resets, {malformed} malformed",
+            f"watch: {received} messages, {gaps} gaps ({lost} results lost), "
+            f"{resets} sequence resets, {malformed} malformed"
+            + (f", {duplicates} second copies dropped" if dedup is not None else ""),
             file=sys.stderr,
         )
     return 0

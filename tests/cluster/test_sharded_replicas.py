@@ -9,6 +9,9 @@ streams number their records per shard).
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -114,10 +117,24 @@ def test_one_replica_of_a_pair_dies_and_subscribers_miss_nothing(standin, runner
     endpoints = read_discovery(discovery)["endpoints"]
     collector = Collector([e["publish"] for e in endpoints])
     collector.start()
+    # and `tickpath watch --discovery`, as a user would follow the cluster
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "tickpath", "watch", "--discovery", discovery, "--json",
+         "--topic", "stats", "--topic", "quote.", "--topic", "trade.", "--topic", "bar.",
+         "--topic", "book."],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[dict] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(json.loads(line) for line in watcher.stdout), daemon=True
+    )
+    reader.start()
     plan = batches(400)
     try:
         # every replica has compiled its kernels and published stats: subscriptions are up
         wait_for(lambda: len(collector.stats_seen) == 2 * SHARDS, 300, "stats from every replica")
+        wait_for(lambda: sum(x["topic"] == "stats" for x in lines) >= 4 * SHARDS, 120,
+                 "stats reaching tickpath watch")  # fmt: skip
         with ShardingPublisher(discovery, stream_id=1) as pub:
             pub.wait_for_replicas(120, per_shard=2)
             victim = next(e for e in endpoints if e["shard"] == 1)
@@ -137,8 +154,15 @@ def test_one_replica_of_a_pair_dies_and_subscribers_miss_nothing(standin, runner
             return sum(len(v) for v in collector.results.values()) >= total
 
         wait_for(complete, 120, f"{total} results")
+        wait_for(lambda: sum(x["topic"] != "stats" for x in lines) >= total, 120,
+                 f"{total} results in tickpath watch")  # fmt: skip
     finally:
         collector.close()
+        watcher.send_signal(signal.SIGINT)
+        _, err = watcher.communicate(timeout=60)
+    shown = [(x["topic"], x["seq"]) for x in lines if x["topic"] != "stats"]
+    assert len(shown) == len(set(shown)) == total  # each result once: second copies dropped
+    assert "second copies dropped" in err
     assert set(collector.results) == set(expected)
     for topic, want in expected.items():
         got = collector.results[topic]
