@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import STANDIN_COMMAND
 from standin_master import wait_for
 
+from tests.cluster.scheduler import STANDIN_COMMAND
 from tickpath.engine.cluster.cli import add_mesos_parser, config_from_args
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import collections
 
-from conftest import fast_config
 from standin_master import AgentSpec, wait_for
 
+from tests.cluster.scheduler import fast_config
 from tickpath.engine.cluster.discovery import follow_endpoints
 from tickpath.engine.cluster.spec import Constraint, ReplicaResources
 
