@@ -44,6 +44,7 @@ underlying is the triggering tick's price, and price and greeks equal
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -448,14 +449,35 @@ class RunData:
     chain_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their rows
 
 
+_ENGINE_BOUND = re.compile(r"ingest (\S+) \(rcvhwm \d+\), publish (\S+) \(sndhwm")
+
+
+def _engine_endpoints(children: Children, timeout_s: float) -> tuple[str, str]:
+    """The ingest and publish endpoints ``serve`` bound, from its log (after its kernels
+    are ready); BenchError if it exits or has not logged them within ``timeout_s``."""
+    path = children.workdir / "serve.log"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        match = _ENGINE_BOUND.search(text)
+        if match:
+            return match[1], match[2]
+        children.check(expect_running=["serve"])
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"serve logged no bound endpoints within {timeout_s:.0f} s (it must log at "
+                f"INFO): {children.log_tail('serve')}"
+            )
+        time.sleep(0.05)  # polling its log file
+
+
 def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any = None) -> RunData:
     """Start serve, echo, subscriber and publisher; run the plan; stop them all; load their data."""
-    from tickpath.engine.service.demo import free_port
-
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    publish = f"tcp://127.0.0.1:{free_port()}"
+    # the engine binds ports the OS picks (no port chosen first and bound later, which
+    # another process can take in between); its INFO log line says which
+    any_port = "tcp://127.0.0.1:*"
     config_path = workdir / "engine.toml"
-    config_path.write_text(_engine_config_toml(opts, plan, ingest, publish))
+    config_path.write_text(_engine_config_toml(opts, plan, any_port, any_port))
     engine_config = load_config(config_path, dict(map(parse_setting, opts.engine_set)))
     plan_path = workdir / "plan.npz"
     np.savez(
@@ -482,6 +504,8 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
                 "serve",
                 "--config",
                 str(config_path),
+                "--log-level",
+                "INFO",  # its bound endpoints are logged at INFO
                 *fpga,
                 *(arg for setting in opts.engine_set for arg in ("--set", setting)),
             ),  # fmt: skip
@@ -494,6 +518,7 @@ def run_children(opts: LatencyOptions, plan: Plan, workdir: Path, progress: Any 
             ),
         )  # fmt: skip
         _, echo_ingest, echo_publish = children.wait_for_line("echo", "ready ", 60).split()
+        ingest, publish = _engine_endpoints(children, READY_TIMEOUT_S)
         children.start(
             "subscriber",
             python_module(

@@ -187,6 +187,7 @@ class Dispatcher:
         self._cpu_lock: threading.Lock | None = None
         self.cpu_threads = worker_cpu_threads(config)
         self.started = False
+        self._saved_switch_interval: float | None = None  # restored by close()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -200,6 +201,7 @@ class Dispatcher:
             layer = "not started"
         workers = sum(lane.config.workers for lane in self.lanes.values())
         if self.config.gil_switch_interval_us:
+            self._saved_switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(self.config.gil_switch_interval_us / 1e6)
             log.info("GIL switch interval %g us", self.config.gil_switch_interval_us)
         if layer == "workqueue" and workers > 1:
@@ -216,7 +218,8 @@ class Dispatcher:
         self.started = True
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop taking jobs, let the workers finish their current batch, stop the runners."""
+        """Stop taking jobs, let the workers finish their current batch, stop the runners,
+        and give the interpreter back the GIL switch interval it had before `start`."""
         self._stop.set()
         for lane in self.lanes.values():
             for job in lane.queue.close():
@@ -229,6 +232,9 @@ class Dispatcher:
         with self._runners_lock:
             for runner in self._runners.values():
                 runner.close()
+        if self._saved_switch_interval is not None:
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
 
     # ------------------------------------------------------------------ submission
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tickpath.engine.service.demo import free_port
+from tests.serving import ANY_PORT, bound_endpoints
+from tests.waiting import DEADLINE_S, wait_until
 
 TICKPATH = [sys.executable, "-m", "tickpath"]
 
@@ -73,44 +74,67 @@ def test_bad_config_gets_one_line_error(tmp_path, text, expect):
 
 
 def test_endpoint_in_use_is_one_line_error():
-    port = free_port()
     import zmq
 
     sock = zmq.Context.instance().socket(zmq.PUB)
-    sock.bind(f"tcp://127.0.0.1:{port}")
+    sock.bind(ANY_PORT)  # a port the OS picked, held by this socket
+    taken = sock.getsockopt_string(zmq.LAST_ENDPOINT)
     try:
-        result = run("serve", "--ingest", f"tcp://127.0.0.1:{port}", "--publish",
-                     f"tcp://127.0.0.1:{free_port()}", "--log-level", "ERROR")  # fmt: skip
+        result = run("serve", "--ingest", taken, "--publish", ANY_PORT, "--log-level", "ERROR")
     finally:
         sock.close(linger=0)
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def _stats_until(endpoint, predicate, timeout=DEADLINE_S):
+    """The first stats message from `endpoint` for which `predicate(stats)` holds."""
+    import zmq
+
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+    sub.connect(endpoint)
+    seen = []
+    try:
+
+        def matching():
+            if sub.poll(100):
+                seen[:] = [json.loads(sub.recv_multipart()[1])]
+                return predicate(seen[0]) and seen[0]
+            return None
+
+        return wait_until(matching, timeout, lambda: f"stats to match; last: {seen}")
+    finally:
+        sub.close()
+
+
 def test_feed_serve_watch_end_to_end(tmp_path):
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    results = f"tcp://127.0.0.1:{free_port()}"
-    serve = subprocess.Popen(
-        TICKPATH + ["serve", "--ingest", ingest, "--publish", results, "--symbols", "4",
-                    "--log-level", "WARNING"],
-    )  # fmt: skip
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        serve = subprocess.Popen(
+            TICKPATH + ["serve", "--ingest", ANY_PORT, "--publish", ANY_PORT, "--symbols", "4",
+                        "--log-level", "INFO"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     watch_out = tmp_path / "watch.jsonl"
     try:
-        time.sleep(0.5)
+        # the engine compiles or loads its kernels before it binds and logs its endpoints
+        bound = bound_endpoints(log_path, serve)
+        ingest, results = bound["ingest"][0], bound["publish"]
         with open(watch_out, "w") as out:
             watch = subprocess.Popen(
                 TICKPATH + ["watch", "--endpoint", results, "--json", "--count", "400",
-                            "--timeout", "30"],
-                stdout=out,
+                            "--timeout", "120"],
+                stdout=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},  # a line as it comes
             )  # fmt: skip
-            # the engine compiles or loads its kernels before it binds: wait for the stats
-            stats_seen = run("watch", "--endpoint", results, "--topic", "stats", "--count", "1",
-                             "--timeout", "60", "--json")  # fmt: skip
-            assert stats_seen.returncode == 0 and '"stats"' in stats_seen.stdout
+            # the watcher has joined once it prints: it counts the stats messages too
+            wait_until(lambda: watch_out.stat().st_size > 0, what="the watcher's first line")
             feed = run("feed", "--endpoint", ingest, "--symbols", "4", "--rate", "20000",
-                       "--batch", "8", "--duration", "1.5", "--seed", "7", "--json")  # fmt: skip
+                       "--batch", "8", "--duration", "1.5", "--seed", "7", "--json",
+                       timeout=DEADLINE_S)  # fmt: skip
             assert feed.returncode == 0, feed.stderr
-            watch.wait(timeout=60)
+            watch.wait(timeout=DEADLINE_S)
         lines = [json.loads(line) for line in watch_out.read_text().splitlines()]
         assert len(lines) == 400
         analytics = {line["analytic"] for line in lines if line["topic"] != "stats"}
@@ -120,22 +144,20 @@ def test_feed_serve_watch_end_to_end(tmp_path):
                 continue
             assert line["topic"] == f"{line['analytic']}.{line['symbol']}"
             assert 0 <= line["symbol"] < 4
-        time.sleep(1.5)  # let the engine publish stats covering the whole feed
-        final = run("watch", "--endpoint", results, "--topic", "stats", "--count", "1",
-                    "--timeout", "10", "--json")  # fmt: skip
-        stats = json.loads(final.stdout.splitlines()[-1])
         report = json.loads(feed.stdout.strip().splitlines()[-1])
+        # the engine's stats once they cover the whole feed
+        stats = _stats_until(results, lambda s: s["records_received"] >= report["records"])
         assert stats["gaps"] == 0 and stats["records_lost"] == 0
         assert stats["records_accepted"] == report["records"]
         assert stats["frames_rejected"] == 0 and stats["records_rejected"] == 0
     finally:
         serve.terminate()
-        serve.wait(timeout=20)
+        serve.wait(timeout=DEADLINE_S)
     assert serve.returncode == 0
 
 
 def test_demo_runs_and_shows_live_analytics():
-    result = run("demo", "--duration", "3", "--symbols", "3", timeout=120)
+    result = run("demo", "--duration", "3", "--symbols", "3", timeout=DEADLINE_S)
     assert result.returncode == 0, result.stderr
     assert "tickpath demo" in result.stdout
     assert "records" in result.stdout and "0 gaps" in result.stdout

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from conftest import fast_config
 from standin_master import AgentSpec, wait_for
 
+from tests.cluster.scheduler import fast_config
 from tickpath.engine.cluster.discovery import follow_endpoints, read_discovery
 from tickpath.engine.wire import schema as s
 from tickpath.engine.wire.codec import decode_frame, encode_frame

@@ -25,7 +25,8 @@ class FaultyBackend(Backend):
     """The CPU kernels behind a backend that fails on demand.
 
     ``mode``: "ok", "raise" (RuntimeError), "nan" (poisons the prices with NaN),
-    "hang" (sleeps ``hang_s`` before answering, longer than the lane's timeout).
+    "hang" (blocks until the test sets ``release``, or ``hang_s`` at most: longer than
+    the lane's timeout).
     """
 
     kind = "gpu"
@@ -36,6 +37,7 @@ class FaultyBackend(Backend):
         self.mode = mode
         self.hang_s = hang_s
         self.calls = 0
+        self.release = threading.Event()
         self._cpu = KernelBackend("cpu")
         self._lock = threading.Lock()
 
@@ -45,7 +47,7 @@ class FaultyBackend(Backend):
         if self.mode == "raise":
             raise RuntimeError("injected failure (device lost)")
         if self.mode == "hang":
-            time.sleep(self.hang_s)
+            self.release.wait(self.hang_s)
 
     def black_scholes(self, *args):
         self._enter()
@@ -71,6 +73,21 @@ class FaultyBackend(Backend):
         return self._cpu.portfolio_var(**kwargs)
 
 
+class ManualClock:
+    """A monotonic clock in ns for the HealthBook that moves only when the test says so:
+    retry pauses then expire at a point the test chooses, never by how slow a run is."""
+
+    def __init__(self) -> None:
+        self.now_ns = time.monotonic_ns()
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds`."""
+        self.now_ns += int(seconds * 1e9)
+
+
 def dispatch_config(**overrides) -> DispatchConfig:
     """A DispatchConfig from nested dict overrides (as TOML would give them)."""
     return msgspec.convert(overrides, DispatchConfig)
@@ -88,7 +105,8 @@ class Rig:
         self.flaky = FaultyBackend()
         self.registry.register(self.flaky)
         self.registry.detect()
-        self.health = HealthBook(self.config.health)
+        self.clock = ManualClock()  # health retries: rig.clock.advance(s) expires a pause
+        self.health = HealthBook(self.config.health, clock_ns=self.clock)
         self.routing = RoutingTable(
             self.config.routes, self.registry, self.health, crossovers or {},
             self.config.gpu_preference,
@@ -105,7 +123,7 @@ class Rig:
             self.published.append((topic, kind, stream_id, records.copy()))
             self._cond.notify_all()
 
-    def wait_published(self, n: int, timeout: float = 10.0) -> list:
+    def wait_published(self, n: int, timeout: float = 120.0) -> list:
         deadline = time.monotonic() + timeout
         with self._cond:
             while len(self.published) < n:
@@ -114,7 +132,14 @@ class Rig:
                 self._cond.wait(left)
             return list(self.published)
 
+    def runners_idle(self) -> bool:
+        """No backend runner is still inside a call (one that timed out keeps running;
+        until it returns, the runner refuses calls). Reads the dispatcher's runners."""
+        with self.dispatcher._runners_lock:
+            return not any(r._busy for r in self.dispatcher._runners.values())
+
     def close(self) -> None:
+        self.flaky.release.set()  # a hanging call ends with the rig
         self.dispatcher.close()
 
 
@@ -141,20 +166,29 @@ def reference_greeks(records: np.ndarray):
 
 
 class SleepJob(Job):
-    """Occupies a worker for `seconds` (on whichever backend); records its outcome."""
+    """Occupies a worker (on whichever backend) until the test sets ``release`` (or for
+    `seconds`, when given); records its outcome.
+
+    ``started`` is set when a worker runs it: from then on the worker is known to be busy
+    for as long as the test keeps ``release`` clear, however slow the machine is.
+    """
 
     analytic = "chain"
 
-    def __init__(self, seconds: float, results: list, key=None) -> None:
+    def __init__(self, seconds: float | None, results: list, key=None) -> None:
         self.seconds = seconds
         self.results = results
         self.key = key
         self.deadline_ns = 0
         self.started = threading.Event()
+        self.release = threading.Event()
 
     def compute(self, backend):
         self.started.set()
-        time.sleep(self.seconds)
+        if self.seconds is None:
+            assert self.release.wait(120), "the test never released the job"
+        else:
+            time.sleep(self.seconds)  # the job's own work, not a wait of the test
         return backend.name
 
     def finish(self, outcome: Outcome) -> None:
@@ -209,19 +243,31 @@ class EngineRig:
         self.seq = 0
         self._connect()
 
-    def _connect(self) -> None:
-        from tickpath.engine.wire import schema as s
+    def _connect(self, timeout: float = 120.0) -> None:
+        """Probe until a probe's result comes back (both sockets joined), then send a fence
+        probe and read up to its result: no probe result is left in flight after it."""
+        deadline = time.monotonic() + timeout
+        mid = 10.0
+        while not self._probe_answered(mid, poll_ms=50):
+            assert time.monotonic() < deadline, "no result of the probe quotes: not joined"
+            mid = 10.0 if mid >= 19.0 else mid + 1.0
+            self.quote(63, mid, stream=7)
+        fence = 42.0  # never a probe's mid: its result is the last one of the probes
+        self.quote(63, fence, stream=7)
+        while not self._probe_answered(fence, poll_ms=100):
+            assert time.monotonic() < deadline, "the fence probe's result never came back"
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            self.quote(63, 10.0, stream=7)
-            time.sleep(0.05)
-            if self.engine.stats()["processed"]["quote"] > 0:
-                time.sleep(0.2)
-                while self.sub.poll(50):
-                    self.sub.recv_multipart()
-                return
-        raise AssertionError(f"engine never saw the probe quotes ({s.KIND_QUOTE})")
+    def _probe_answered(self, mid: float, poll_ms: int) -> bool:
+        """Read one message (if any comes within `poll_ms`): a quote.63 result at `mid`?"""
+        from tickpath.engine.wire import codec
+
+        if not self.sub.poll(poll_ms):
+            return False
+        topic, payload = self.sub.recv_multipart()
+        if topic != b"quote.63":
+            return False
+        _header, records = codec.decode_frame(payload)
+        return abs(float(records["mid"][0]) - mid) < 1e-6
 
     def _send(self, kind: int, records: np.ndarray, stream: int = 1) -> int:
         from tickpath.engine.wire import codec
@@ -256,7 +302,7 @@ class EngineRig:
         t["size"] = s.SIZE_SCALE
         return self._send(s.KIND_TRADE, t)
 
-    def results(self, prefix: bytes, count: int = 1, timeout: float = 10.0) -> list:
+    def results(self, prefix: bytes, count: int = 1, timeout: float = 120.0) -> list:
         """The next `count` result frames whose topic starts with `prefix`, decoded."""
         from tickpath.engine.wire import codec
 
@@ -272,20 +318,20 @@ class EngineRig:
                     got.append((topic, header, records.copy()))
         return got
 
-    def drain(self, prefix: bytes, quiet_s: float = 0.3, timeout: float = 20.0) -> list:
-        """Every `prefix` result until none came for `quiet_s` (other topics ignored)."""
+    def results_until(self, prefix: bytes, last, timeout: float = 120.0) -> list:
+        """Every `prefix` result up to and including the first for which `last(records)`."""
         from tickpath.engine.wire import codec
 
         got = []
-        end = time.monotonic() + timeout
-        quiet_until = time.monotonic() + quiet_s
-        while time.monotonic() < min(quiet_until, end):
-            if self.sub.poll(50):
+        deadline = time.monotonic() + timeout
+        while not got or not last(got[-1][2]):
+            left = deadline - time.monotonic()
+            assert left > 0, f"got {len(got)} {prefix!r} results, not the last one"
+            if self.sub.poll(int(min(left, 0.1) * 1000)):
                 topic, payload = self.sub.recv_multipart()
                 if topic.startswith(prefix):
                     header, records = codec.decode_frame(payload)
                     got.append((topic, header, records.copy()))
-                    quiet_until = time.monotonic() + quiet_s
         return got
 
     def close(self) -> None:

@@ -455,9 +455,9 @@ def test_dispatcher_counts_invalid_prices_and_fuses_the_rest_on_the_fast_path():
     rig = Rig(routes={"chain": "cpu"}, lanes={"stream": lane})
     try:
         results = []
-        blocker = SleepJob(0.3, results, key="blocker")
+        blocker = SleepJob(None, results, key="blocker")  # holds the worker until released
         rig.dispatcher.submit(blocker, "stream")
-        blocker.started.wait(5)
+        assert blocker.started.wait(120)
         rng = np.random.default_rng(3)
         jobs = []
         for u in range(5):
@@ -466,6 +466,7 @@ def test_dispatcher_counts_invalid_prices_and_fuses_the_rest_on_the_fast_path():
             job = ChainJob(spec, S, random_mids(rng, spec, 100.0), Provenance(u), rig.sink)
             jobs.append(job)
             assert rig.dispatcher.submit(job, "stream")
+        blocker.release.set()  # the five are queued: one batch
         published = rig.wait_published(4)
         # the worker lives on: a later job is computed too
         rig.dispatcher.submit(ChainJob(jobs[0].spec, 99.0, jobs[0].option_mid,

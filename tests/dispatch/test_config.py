@@ -46,7 +46,7 @@ def test_malformed_settings_get_one_line_errors(text):
     assert "\n" not in str(info.value)
 
 
-def test_gil_switch_interval_is_set_when_the_workers_start():
+def test_gil_switch_interval_is_set_while_the_workers_run_and_restored_after():
     import sys
 
     from tests.dispatch.helpers import Rig
@@ -56,15 +56,39 @@ def test_gil_switch_interval_is_set_when_the_workers_start():
         rig = Rig(gil_switch_interval_us=150.0)
         assert sys.getswitchinterval() == pytest.approx(150e-6, abs=2e-6)  # kept in whole us
         rig.dispatcher.close()
-        sys.setswitchinterval(before)
+        # the interpreter's own interval is back once the dispatcher stops
+        assert sys.getswitchinterval() == before
+        rig.dispatcher.close()  # closing twice restores nothing twice
+        assert sys.getswitchinterval() == before
         rig = Rig(gil_switch_interval_us=0.0)  # 0: the interpreter's setting stays
-        assert sys.getswitchinterval() == pytest.approx(before, abs=2e-6)
+        assert sys.getswitchinterval() == before
         rig.dispatcher.close()
+        assert sys.getswitchinterval() == before
     finally:
         sys.setswitchinterval(before)
     assert load_config().dispatch.gil_switch_interval_us == 200.0
     with pytest.raises(ConfigError, match="gil_switch_interval_us"):
         load_config(None, {"dispatch.gil_switch_interval_us": 0.5})
+
+
+def test_nested_dispatchers_restore_the_switch_interval_in_turn():
+    """A dispatcher started and stopped inside another one's life gives back the first
+    one's interval; the first one, when it stops, the interpreter's."""
+    import sys
+
+    from tests.dispatch.helpers import Rig
+
+    before = sys.getswitchinterval()
+    first = Rig(gil_switch_interval_us=300.0)
+    second = Rig(gil_switch_interval_us=150.0)
+    try:
+        assert sys.getswitchinterval() == pytest.approx(150e-6, abs=2e-6)
+        second.dispatcher.close()
+        assert sys.getswitchinterval() == pytest.approx(300e-6, abs=2e-6)
+    finally:
+        second.close()
+        first.close()
+    assert sys.getswitchinterval() == before
 
 
 def test_toml_section(tmp_path):

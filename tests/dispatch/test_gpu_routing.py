@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _run_chains(backend_name: str, n_star: int, workdir: Path) -> dict[str, np.ndarray]:
     """Reprice a large and a small chain through a dispatcher routed by a calibration file."""
     from tests.dispatch.helpers import dispatch_config
+    from tests.waiting import wait_until
     from tickpath.engine.dispatch import calibration
     from tickpath.engine.dispatch.backends import default_registry
     from tickpath.engine.dispatch.chains import ChainJob, Provenance, build_chain
@@ -68,9 +68,7 @@ def _run_chains(backend_name: str, n_star: int, workdir: Path) -> dict[str, np.n
     mids[:2] = quote
     dispatcher.submit(ChainJob(big, 101.0, mids, Provenance(), sink), "stream")
     dispatcher.submit(ChainJob(small, 99.0, np.full(2, np.nan), Provenance(), sink), "stream")
-    deadline = time.monotonic() + 200
-    while len(published) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(published) == 2, 200, "both chains published")
     stats = dispatcher.stats()
     dispatcher.close()
     out = {f"big_{k}": published[1][k] for k in published[1].dtype.names if k != "_pad"}

@@ -3,13 +3,14 @@ logged, the FPGA overlay recognised, and the config's symbols checked."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import types
 
 import pytest
 import zmq
 
-from tests.dispatch.test_calibration import Timed
+from tests.dispatch.test_calibration import Timed, VirtualClock
 from tickpath.engine.config import ConfigError, load_config
 from tickpath.engine.dispatch import calibration
 from tickpath.engine.dispatch.backends import default_registry
@@ -21,15 +22,19 @@ def fake_engine(config, extensions=()):
                                  extensions=list(extensions))  # fmt: skip
 
 
-def test_crossovers_are_measured_at_start_up_when_a_gpu_is_usable(caplog):
+def test_crossovers_are_measured_at_start_up_when_a_gpu_is_usable(caplog, monkeypatch):
     config = load_config(None, {"dispatch": {
         "gpu_preference": ["fakegpu"],
         "calibration": {"sizes": [2000, 20000], "repeats": 1},
     }})  # fmt: skip
     registry = default_registry()
+    # the start-up calibration times on a virtual clock that only the backends' declared
+    # costs advance: the crossover found does not depend on the machine's load
+    clock = VirtualClock()
+    monkeypatch.setattr(calibration, "measure", functools.partial(calibration.measure, clock=clock))
     # a "cpu" 400 ns/option slower, a "gpu" 2 ms per call slower: N* about 5,000
-    registry.register(Timed("cpu", 0.0, 400e-9), replace=True)
-    registry.register(Timed("fakegpu", 2e-3, 0.0))  # chains and implied vols; the others fail
+    registry.register(Timed("cpu", 0.0, 400e-9, clock), replace=True)
+    registry.register(Timed("fakegpu", 2e-3, 0.0, clock))  # chains and IVs; the others fail
     milli = MilliPath(config, registry)
     with caplog.at_level(logging.INFO, logger="tickpath.dispatch"):
         milli.on_start(fake_engine(config))

@@ -5,6 +5,11 @@ random scoreboard), and ``N_SYMBOLS = 16`` for the 100,000-record random
 scoreboard, where a small table makes symbol collisions and read-modify-write
 hazards frequent.  Build folders go under ``fpga/tick_features/tb/sim_build/``
 (gitignored).
+
+cocotb's runner writes an xUnit results file per run; `run_cocotb` reads it and fails
+with the name and message of every cocotb test that failed, errored or never ran
+(the runner alone would end with a bare ``SystemExit``). The tests at the end check
+that reading on results files written here.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -22,12 +28,9 @@ RTL = BLOCK / "rtl"
 TB = BLOCK / "tb"
 SOURCES = [RTL / "tick_features.v", RTL / "tick_features_core.v", RTL / "tick_features_axil.v"]
 
-pytestmark = [
-    pytest.mark.rtl,
-    pytest.mark.skipif(
-        shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) is not on PATH"
-    ),
-]
+needs_iverilog = pytest.mark.skipif(
+    shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) is not on PATH"
+)
 
 DIRECTED = [
     "test_latency_and_initiation_interval",
@@ -40,8 +43,46 @@ DIRECTED = [
 ]
 
 
+def cocotb_outcomes(results_xml: Path) -> dict[str, str]:
+    """``{cocotb test name: "passed" | "skipped" | "failed: message"}`` from a results file.
+
+    Raises AssertionError if the file is missing (the simulation ended abnormally).
+    """
+    if not results_xml.is_file():
+        raise AssertionError(f"no cocotb results file {results_xml}: the simulation ended early")
+    outcomes = {}
+    for case in ElementTree.parse(results_xml).getroot().iter("testcase"):
+        name = case.get("name", "?")
+        problems = case.findall("failure") + case.findall("error")
+        if problems:
+            text = "; ".join(
+                " ".join(filter(None, (p.get("message"), (p.text or "").strip()))) or p.tag
+                for p in problems
+            )
+            outcomes[name] = f"failed: {text}"
+        elif case.find("skipped") is not None:
+            outcomes[name] = "skipped"
+        else:
+            outcomes[name] = "passed"
+    return outcomes
+
+
+def check_cocotb_results(results_xml: Path, testcases: list[str], exit_code: object = 0) -> None:
+    """Fail (AssertionError) naming every one of `testcases` that did not pass."""
+    outcomes = cocotb_outcomes(results_xml)
+    bad = [
+        f"{name}: {outcomes.get(name, 'did not run')}"
+        for name in testcases
+        if outcomes.get(name) != "passed"
+    ]
+    if bad:
+        raise AssertionError("cocotb tests failed:\n  " + "\n  ".join(bad))
+    if exit_code not in (0, None):
+        raise AssertionError(f"the simulator exited with {exit_code} although every test passed")
+
+
 def run_cocotb(name: str, parameters: dict[str, int], testcases: list[str], env: dict) -> None:
-    """Build the design with ``parameters`` and run ``testcases``; fail on any failure."""
+    """Build the design with ``parameters`` and run ``testcases``; fail naming the failures."""
     from cocotb_tools.runner import get_runner
 
     for path in (str(TB), str(ROOT)):
@@ -57,15 +98,24 @@ def run_cocotb(name: str, parameters: dict[str, int], testcases: list[str], env:
         build_dir=build_dir,
         timescale=("1ns", "1ps"),
     )
-    runner.test(
-        test_module="test_tick_features",
-        hdl_toplevel="tick_features",
-        testcase=testcases,
-        build_dir=build_dir,
-        extra_env=env,
-    )
+    results_xml = build_dir / "results.xml"
+    exit_code: object = 0
+    try:
+        runner.test(
+            test_module="test_tick_features",
+            hdl_toplevel="tick_features",
+            testcase=testcases,
+            build_dir=build_dir,
+            extra_env=env,
+            results_xml=str(results_xml),  # absolute: where we read it back
+        )
+    except SystemExit as exc:  # the runner's way of saying "failed": the file says what
+        exit_code = exc.code
+    check_cocotb_results(results_xml, testcases, exit_code)
 
 
+@pytest.mark.rtl
+@needs_iverilog
 def test_tick_features_default_geometry() -> None:
     """N_SYMBOLS = 4096: registers, rejects, resets, back-pressure, MMIO, latency, scoreboard."""
     records = os.environ.get("TF_RECORDS_DEFAULT", "20000")
@@ -77,6 +127,8 @@ def test_tick_features_default_geometry() -> None:
     )
 
 
+@pytest.mark.rtl
+@needs_iverilog
 def test_tick_features_scoreboard_100k_small_table() -> None:
     """N_SYMBOLS = 16: 100,000 random records bit-exact with the golden model."""
     records = os.environ.get("TF_RECORDS_100K", "100000")
@@ -86,3 +138,47 @@ def test_tick_features_scoreboard_100k_small_table() -> None:
         ["test_scoreboard_random"],
         {"TF_RECORDS": records, "TF_SEED": "2"},
     )
+
+
+RESULTS = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="results">
+  <testsuite name="all" package="all" tests="3" failures="1" errors="0">
+    <testcase name="test_registers" classname="test_tick_features" file="t.py" lineno="1"/>
+    <testcase name="test_soft_reset_clears_state" classname="test_tick_features" file="t.py"
+              lineno="2">
+      <failure message="Test failed with RANDOM_SEED=1">AssertionError: ema0 1 != 2</failure>
+    </testcase>
+    <testcase name="test_backpressure_holds_records" classname="test_tick_features">
+      <skipped/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"""
+
+
+def test_results_file_failures_are_named(tmp_path):
+    path = tmp_path / "results.xml"
+    path.write_text(RESULTS)
+    outcomes = cocotb_outcomes(path)
+    assert outcomes["test_registers"] == "passed"
+    assert outcomes["test_backpressure_holds_records"] == "skipped"
+    assert outcomes["test_soft_reset_clears_state"].startswith("failed: Test failed")
+    assert "ema0 1 != 2" in outcomes["test_soft_reset_clears_state"]
+    check_cocotb_results(path, ["test_registers"])  # what was asked for passed
+    with pytest.raises(AssertionError) as info:
+        check_cocotb_results(path, ["test_registers", "test_soft_reset_clears_state"])
+    assert "test_soft_reset_clears_state: failed" in str(info.value)
+    assert "test_registers" not in str(info.value)
+
+
+def test_results_file_skipped_missing_or_absent_tests_fail(tmp_path):
+    path = tmp_path / "results.xml"
+    path.write_text(RESULTS)
+    with pytest.raises(AssertionError, match="test_backpressure_holds_records: skipped"):
+        check_cocotb_results(path, ["test_backpressure_holds_records"])
+    with pytest.raises(AssertionError, match="test_latency_and_initiation_interval: did not run"):
+        check_cocotb_results(path, ["test_latency_and_initiation_interval"])
+    with pytest.raises(AssertionError, match="exited with 1"):
+        check_cocotb_results(path, ["test_registers"], exit_code=1)
+    with pytest.raises(AssertionError, match="no cocotb results file"):
+        check_cocotb_results(tmp_path / "missing.xml", ["test_registers"])

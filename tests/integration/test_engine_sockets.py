@@ -15,6 +15,7 @@ import pytest
 import zmq
 
 from tests.factories import make_quotes, make_trades
+from tests.waiting import wait_until
 from tickpath.engine.config import load_config
 from tickpath.engine.service.engine import Engine
 from tickpath.engine.wire import codec
@@ -54,32 +55,43 @@ class Harness:
     def _make_engine(self, config):
         return Engine(config, zmq.Context.instance())
 
-    def _wait_connected(self):
-        # Probe until the engine sees frames (slow joiner), on a stream of its own.
-        deadline = time.monotonic() + 10
+    def _wait_connected(self, timeout=120.0):
+        # Probe (on a stream of its own) until a probe's result comes back: both sockets
+        # have joined. Then a fence probe: once its result is here, every earlier probe
+        # has been processed and published, so no probe is still in flight.
+        deadline = time.monotonic() + timeout
         probe = make_quotes(1)
         seq = 0
-        while time.monotonic() < deadline:
+        while not self._probe_result(seq - 1, poll_ms=50):
+            assert time.monotonic() < deadline, "no result of the probe frames: not joined"
             self.pub.send(codec.encode_frame(s.KIND_QUOTE, 7, seq, probe))
             seq += 1
-            time.sleep(0.05)
-            if self.engine.stats()["frames_received"] > 0:
-                time.sleep(0.2)  # let probes still in flight arrive
-                self.base = self.engine.stats()
-                return
-        raise AssertionError("engine never received the probe frames")
+        self.pub.send(codec.encode_frame(s.KIND_QUOTE, 7, seq, probe))
+        while not self._probe_result(seq, poll_ms=100):
+            assert time.monotonic() < deadline, "the fence probe's result never came back"
+        self.base = self.engine.stats()
+
+    def _probe_result(self, seq, poll_ms):
+        """Read one message (if one comes within `poll_ms`): the result of probe `seq`?"""
+        if seq < 0 or not self.sub.poll(poll_ms):
+            return False
+        topic, payload = self.sub.recv_multipart()
+        if not topic.startswith(b"quote."):
+            return False
+        _header, records = codec.decode_frame(payload)
+        return int(records["in_stream"][0]) == 7 and int(records["in_seq"][0]) == seq
 
     def send(self, frame):
         self.pub.send(frame)
 
-    def wait_frames(self, n, timeout=10.0):
-        """Wait until the engine has received ``n`` frames in all."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.engine.stats()["frames_received"] >= n:
-                return self.engine.stats()
-            time.sleep(0.01)
-        raise AssertionError(f"engine received {self.engine.stats()['frames_received']} of {n}")
+    def wait_frames(self, n, timeout=120.0):
+        """Wait until the engine has received ``n`` frames in all; its stats then."""
+        wait_until(
+            lambda: self.engine.stats()["frames_received"] >= n,
+            timeout,
+            lambda: f"{n} frames: the engine received {self.engine.stats()['frames_received']}",
+        )
+        return self.engine.stats()
 
     def close(self):
         self.engine.stop()
@@ -109,7 +121,7 @@ def test_results_flow_and_stats_topic(harness):
     stats = harness.wait_frames(n0 + 10)
     assert stats["processed"]["trade"] == 200
     got = {}
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 120
     saw_stats = False
     while time.monotonic() < deadline and (len(got) < 4 or not saw_stats):
         if harness.sub.poll(100):

@@ -16,9 +16,9 @@ import zmq
 
 from tests.factories import make_quotes
 from tests.reliability.helpers import SMALL
+from tests.waiting import DEADLINE_S, wait_until
 from tickpath.engine.config import load_config
 from tickpath.engine.journal.extension import JournalExtension
-from tickpath.engine.service.demo import free_port
 from tickpath.engine.service.engine import Engine
 from tickpath.engine.service.watch import TopicSequences
 from tickpath.engine.wire import codec
@@ -61,7 +61,7 @@ class Running:
         pub.setsockopt(zmq.LINGER, 0)
         pub.setsockopt(zmq.SNDHWM, 0)
         pub.connect(self.engine.receiver.endpoints[0])
-        assert pub.poll(10_000), "the engine never subscribed"
+        assert pub.poll(int(DEADLINE_S * 1000)), "the engine never subscribed"
         pub.recv()
         self.pubs.append(pub)
         return pub
@@ -76,13 +76,13 @@ class Running:
         self.subs.append(sub)
         return sub
 
-    def wait_frames(self, n, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.engine.stats()["frames_received"] >= n:
-                return self.engine.stats()
-            time.sleep(0.01)
-        raise AssertionError(f"{self.engine.stats()['frames_received']} of {n} frames")
+    def wait_frames(self, n, timeout=DEADLINE_S):
+        wait_until(
+            lambda: self.engine.stats()["frames_received"] >= n,
+            timeout,
+            lambda: f"{n} frames, {self.engine.stats()['frames_received']} received",
+        )
+        return self.engine.stats()
 
     def stop(self, close_subs=True):
         self.engine.stop()
@@ -101,7 +101,7 @@ def _quote(symbol, ts):
     return q
 
 
-def _read(sub, sequences, until, timeout=20.0):
+def _read(sub, sequences, until, timeout=DEADLINE_S):
     """Receive results into ``sequences`` until ``until(sequences)``; return the stats seen."""
     deadline = time.monotonic() + timeout
     stats = None
@@ -128,15 +128,14 @@ def test_slow_subscriber_loses_results_and_counts_them_exactly():
         sequences = TopicSequences()
         topics = [f"quote.{i}".encode() for i in range(symbols)]
         # the first result of every topic arrives (so later loss is measurable) ...
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + DEADLINE_S
         while not all(t in sequences.expected for t in topics):
             assert time.monotonic() < deadline, "subscriber never connected"
             for sym in range(symbols):
                 pub.send(codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(sym, seq)))
                 seq += 1
             _read(sub, sequences, lambda q: True, timeout=1)
-            time.sleep(0.05)
-            while sub.poll(50):
+            while sub.poll(50):  # what came of this round (a 50 ms poll paces the rounds)
                 topic, payload = sub.recv_multipart()
                 if topic != b"stats":
                     header, _ = codec.decode_frame(payload)
@@ -146,7 +145,6 @@ def test_slow_subscriber_loses_results_and_counts_them_exactly():
             pub.send(codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(i % symbols, seq)))
             seq += 1
         run.wait_frames(seq)
-        time.sleep(0.3)
         # it reads again; one more result per topic reveals any loss at the end
         while sub.poll(200):
             topic, payload = sub.recv_multipart()
@@ -200,10 +198,10 @@ def test_publisher_restart_is_counted_as_a_reset_not_as_loss():
 
 @pytest.mark.parametrize("journal", [False, True])
 def test_engine_restart_results_reset_without_journal_continue_with_it(tmp_path, journal):
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    publish = f"tcp://127.0.0.1:{free_port()}"
     journal_dir = tmp_path / "journal" if journal else None
-    run = Running(ingest=ingest, publish=publish, journal=journal_dir)
+    run = Running(journal=journal_dir)  # ports the OS picks ...
+    # ... and the restarted engine binds the same ones (the point: clients reconnect)
+    ingest, publish = run.engine.receiver.endpoints[0], run.publish_endpoint
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"quote.")
@@ -213,7 +211,7 @@ def test_engine_restart_results_reset_without_journal_continue_with_it(tmp_path,
     try:
         pub = run.publisher()
         seq = 0
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + DEADLINE_S
         while topic not in sequences.expected:  # subscriber connected
             assert time.monotonic() < deadline
             pub.send(codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(5, seq)))
@@ -232,13 +230,12 @@ def test_engine_restart_results_reset_without_journal_continue_with_it(tmp_path,
         run = Running(ingest=ingest, publish=publish, journal=journal_dir)
         pub = run.publisher()
         before = sequences.received[topic]
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + DEADLINE_S
         while sequences.received[topic] == before:
             assert time.monotonic() < deadline, "no result after the restart"
             pub.send(codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(5, seq)))
             seq += 1
-            time.sleep(0.05)
-            while sub.poll(50):
+            while sub.poll(50):  # a 50 ms poll paces the sends
                 _t, payload = sub.recv_multipart()
                 sequences.observe(_t, int(codec.decode_frame(payload)[0]["seq"]))
         stats = run.engine.stats()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.reliability.helpers import market_frames
+from tests.waiting import wait_until
 from tickpath.engine.journal import format as fmt
 from tickpath.engine.journal.config import JournalConfig
 from tickpath.engine.journal.reader import (
@@ -252,13 +253,23 @@ def test_sync_policies_sync_when_they_say(tmp_path):
     assert every.syncs == 40
     every.close()
     interval = _writer(tmp_path / "interval", sync="interval", sync_interval_ms=20)
+    # count the background thread's rounds (the real method runs; this only counts)
+    rounds = {"done": 0}
+    sync_if_dirty = interval._sync_if_dirty
+
+    def counted():
+        sync_if_dirty()
+        rounds["done"] += 1
+
+    interval._sync_if_dirty = counted
     _append_all(interval, frames)
-    deadline = time.monotonic() + 5
-    while interval.syncs == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # a round that began after the last append has synced everything written
+    begun = rounds["done"]
+    wait_until(lambda: rounds["done"] >= begun + 2, what="two sync rounds")
     assert 1 <= interval.syncs < 40  # by the background thread, not per frame
     synced = interval.syncs
-    time.sleep(0.1)
+    later = rounds["done"]
+    wait_until(lambda: rounds["done"] >= later + 3, what="three more sync rounds")
     assert interval.syncs == synced  # nothing new written: nothing to sync
     interval.close()
     lazy = _writer(tmp_path / "os", sync="os")

@@ -29,8 +29,9 @@ from tests.reliability.helpers import (
     small_config,
     with_bad_input,
 )
+from tests.serving import ANY_PORT, bound_endpoints
+from tests.waiting import DEADLINE_S, wait_until
 from tickpath.engine.journal.snapshot import differing_arrays, list_snapshots, load_snapshot
-from tickpath.engine.service.demo import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,7 +81,7 @@ class Feeder:
         self.pub.connect(endpoint)
         self.oversize = bytes(max_frame_bytes + 8)
 
-    def wait_subscribed(self, timeout=30.0):
+    def wait_subscribed(self, timeout=DEADLINE_S):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pub.poll(100) and self.pub.recv()[:1] == b"\x01":
@@ -96,7 +97,15 @@ class Feeder:
             self.pub.send(item)
 
 
-def _stats(sub, timeout=20.0, predicate=lambda s: True):
+def _stats_subscriber(context, endpoint):
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+    sub.connect(endpoint)
+    return sub
+
+
+def _stats(sub, timeout=DEADLINE_S, predicate=lambda s: True):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if sub.poll(100):
@@ -104,60 +113,73 @@ def _stats(sub, timeout=20.0, predicate=lambda s: True):
             stats = msgspec.json.decode(payload)
             if predicate(stats):
                 return stats
-    raise AssertionError("no stats from the engine")
+    raise AssertionError(f"no stats from the engine that match within {timeout:g} s")
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing_and_state_is_identical(tmp_path):
     items = with_bad_input(market_frames(3000, seed=9), seed=10, every=11)
     oversize = SMALL["ingest.max_frame_bytes"] + 8  # what the receiver reports for one
     items = [oversize if isinstance(i, int) and i > 0 else i for i in items]
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    publish = f"tcp://127.0.0.1:{free_port()}"
     journal = tmp_path / "journal"
     config_path = tmp_path / "engine.toml"
-    _write_config(config_path, ingest, publish, journal)
+    # ports the OS picks, anew for each engine: the clients connect to what it logged
+    _write_config(config_path, ANY_PORT, ANY_PORT, journal)
     log_path = tmp_path / "serve.log"
+    log_path.touch()
     context = zmq.Context()
-    feeder = Feeder(context, ingest, SMALL["ingest.max_frame_bytes"])
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"stats")
-    sub.connect(publish)
+    feeder = sub = None
     processes = []
     try:
         first = _serve(config_path, log_path)
         processes.append(first)
+        bound = bound_endpoints(log_path, first)
+        feeder = Feeder(context, bound["ingest"][0], SMALL["ingest.max_frame_bytes"])
+        sub = _stats_subscriber(context, bound["publish"])
         feeder.wait_subscribed()
         sending = threading.Event()
         sending.set()
+        killed = threading.Event()
         sent = {"n": 0}
 
         def feed():
-            for item in items:
+            for i, item in enumerate(items):
+                if i == len(items) - 100:
+                    killed.wait(DEADLINE_S)  # the stream is never over before the kill
                 if not sending.is_set():
                     return
                 feeder.send(item)
                 sent["n"] += 1
-                time.sleep(0.0003)
+                time.sleep(0.0003)  # pacing, so that the kill lands mid-stream
 
         thread = threading.Thread(target=feed)
         thread.start()
         # kill -9 while frames are still arriving, after a snapshot or two
-        _stats(sub, predicate=lambda s: s["frames_received"] >= len(items) // 2)
+        _stats(
+            sub,
+            predicate=lambda s: (
+                s["frames_received"] >= len(items) // 2 and list_snapshots(journal / "snapshots")
+            ),
+        )
         first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-        time.sleep(0.1)
+        first.wait(timeout=DEADLINE_S)
+        killed.set()
+        at_kill = sent["n"]
+        # a few frames more go to the dead engine (lost with it, PUB/SUB), then the feed stops
+        wait_until(lambda: sent["n"] >= at_kill + 20 or not thread.is_alive(), what="feeding")
         sending.clear()
-        thread.join(timeout=10)
+        thread.join(timeout=DEADLINE_S)
         assert sent["n"] < len(items), "the stream was over before the kill"
         assert list_snapshots(journal / "snapshots"), "no snapshot before the kill"
         # What was sent to the dead engine is gone (PUB/SUB); the publisher starts
         # afresh and re-sends from the position the restarted engine reports.
         feeder.pub.close()
-        feeder = Feeder(context, ingest, SMALL["ingest.max_frame_bytes"])
-
+        sub.close()
+        offset = log_path.stat().st_size
         second = _serve(config_path, log_path)
         processes.append(second)
+        bound = bound_endpoints(log_path, second, after=offset)
+        feeder = Feeder(context, bound["ingest"][0], SMALL["ingest.max_frame_bytes"])
+        sub = _stats_subscriber(context, bound["publish"])
         feeder.wait_subscribed()
         stats = _stats(sub, predicate=lambda s: "journal" in s)
         resume = stats["frames_received"]  # every message the first engine took in
@@ -171,15 +193,17 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_state_is_identical(tm
         assert final["gaps"] == 0 and final["records_lost"] == 0  # zero records lost
         assert accounting_holds(final)
         second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=20) == 0
+        assert second.wait(timeout=DEADLINE_S) == 0
     finally:
         for proc in processes:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait(timeout=10)
+                proc.wait(timeout=DEADLINE_S)
             proc.log_file.close()
-        feeder.pub.close()
-        sub.close()
+        if feeder is not None:
+            feeder.pub.close()
+        if sub is not None:
+            sub.close()
         context.term()
     log = log_path.read_text()
     assert "recovered from snapshot" in log, log

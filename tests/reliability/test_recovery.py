@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from tests.reliability.helpers import (
+    SMALL,
     accounting_holds,
     drive,
     market_frames,
@@ -20,6 +21,7 @@ from tests.reliability.helpers import (
     small_config,
     with_bad_input,
 )
+from tests.waiting import DEADLINE_S
 from tickpath.engine.cli import main
 from tickpath.engine.journal import format as fmt
 from tickpath.engine.journal.config import JournalConfig
@@ -27,7 +29,6 @@ from tickpath.engine.journal.extension import JournalExtension
 from tickpath.engine.journal.reader import list_segments
 from tickpath.engine.journal.recovery import JournalMismatchError
 from tickpath.engine.journal.snapshot import differing_arrays, list_snapshots, state_digest
-from tickpath.engine.service.demo import free_port
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
@@ -227,6 +228,7 @@ def test_replay_command_is_deterministic(tmp_path, items, reference, capsys):
     assert main(["replay", "--journal", str(tmp_path / "nothing")]) == 2
 
 
+@pytest.mark.integration
 def test_replay_publishes_what_the_live_engine_computed(tmp_path, items, capsys):
     live = processor(CONFIG)
     ext = _journal(tmp_path)
@@ -239,12 +241,24 @@ def test_replay_publishes_what_the_live_engine_computed(tmp_path, items, capsys)
                 for name, r in live.results()
             )
     ext.writer.close()
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    # the subscriber binds a port the OS picks and the replay's PUB connects to it
+    # (publish.bind = false): no port is chosen first and bound later
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(endpoint)
+    sub.bind("tcp://127.0.0.1:*")
+    endpoint = sub.getsockopt_string(zmq.LAST_ENDPOINT)
+    config = tmp_path / "replay.toml"
+    sections: dict[str, dict] = {"publish": {"endpoint": endpoint, "bind": False}}
+    for dotted, value in SMALL.items():
+        section, key = dotted.split(".")
+        sections.setdefault(section, {})[key] = value
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    config.write_text("\n".join(lines) + "\n")
     got = []
     thread = threading.Thread(
         target=main,
@@ -257,23 +271,25 @@ def test_replay_publishes_what_the_live_engine_computed(tmp_path, items, capsys)
                 "200",
                 "--to",
                 "300",
+                "--config",
+                str(config),
                 "--publish",
                 endpoint,
                 "--wait",
-                "0.5",
+                "2",  # the replay's own grace for the subscription (the SUB is polled meanwhile)
             ],
         ),  # fmt: skip
     )
     thread.start()
     stats = None
-    while stats is None and sub.poll(10_000):
+    while stats is None and sub.poll(int(DEADLINE_S * 1000)):
         topic, payload = sub.recv_multipart()
         if topic == b"stats":
             stats = msgspec.json.decode(payload)
             continue
         _header, records = codec.decode_frame(payload)
         got.append((topic.decode(), _timeless(records[0])))
-    thread.join(timeout=30)
+    thread.join(timeout=DEADLINE_S)
     sub.close()
     summary = json.loads(capsys.readouterr().out)
     assert stats is not None and summary["results"] == len(got) == len(view_results) > 0

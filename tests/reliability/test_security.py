@@ -16,6 +16,7 @@ import zmq
 
 from tests.factories import make_quotes
 from tests.reliability.helpers import SMALL
+from tests.waiting import DEADLINE_S, wait_until
 from tickpath.engine.cli import main
 from tickpath.engine.config import ConfigError, load_config
 from tickpath.engine.feed.publisher import run_feed
@@ -98,6 +99,19 @@ def test_open_endpoints_without_curve_are_warned_about(caplog):
     assert not is_loopback("tcp://*:5555") and not is_loopback("tcp://10.0.0.1:5555")
 
 
+DEADLINE_MS = int(DEADLINE_S * 1000)
+
+
+def _stats_after(sub, uptime_s):
+    """Read `sub` until a stats message the engine published after `uptime_s`."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        assert sub.poll(max(1, int((deadline - time.monotonic()) * 1000))), "no fresh stats"
+        topic, payload = sub.recv_multipart()
+        if topic == b"stats" and json.loads(payload)["uptime_s"] > uptime_s:
+            return
+
+
 class CurveEngine:
     def __init__(self, security):
         values = dict(SMALL)
@@ -155,23 +169,28 @@ def test_allowed_client_talks_refused_and_plain_clients_get_nothing(keys, caplog
             alice_sub = run.client(zmq.SUB, keys.server_public, keys.alice)
             mallory_sub = run.client(zmq.SUB, keys.server_public, keys.mallory)
             plain_sub = run.client(zmq.SUB, keys.server_public, curve=False)
-            assert alice_pub.poll(10_000)  # the engine's subscription came through CURVE
+            assert alice_pub.poll(DEADLINE_MS)  # the engine's subscription came through CURVE
             alice_pub.recv()
             for seq in range(5):
                 alice_pub.send(_frame(seq))
-            deadline = time.monotonic() + 10
-            while run.engine.stats()["processed"]["quote"] < 5:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-            assert alice_sub.poll(5_000)  # results and stats reach the allowed subscriber
-            # the refused and the plain ones never see the engine's subscription, so
+            wait_until(lambda: run.engine.stats()["processed"]["quote"] >= 5, what="5 quotes")
+            assert alice_sub.poll(DEADLINE_MS)  # results and stats reach the allowed subscriber
+            # mallory's PUB and SUB were refused (counted) ...
+            wait_until(
+                lambda: run.engine.stats()["security"]["clients_denied"] >= 2,
+                what=lambda: f"mallory refused: {run.engine.stats()['security']}",
+            )
+            # ... so the refused and the plain ones never see the engine's subscription,
             # nothing they send can reach it, and their SUBs receive nothing
-            assert not mallory_pub.poll(500) and not plain_pub.poll(100)
             for seq in range(5, 10):
                 mallory_pub.send(_frame(seq))
                 plain_pub.send(_frame(seq))
-            time.sleep(0.3)
-            assert not mallory_sub.poll(200) and not plain_sub.poll(100)
+            # the engine publishes stats after the refusals and after those sends: they
+            # reach alice's subscriber, and nothing reaches the others
+            since = run.engine.stats()["uptime_s"]
+            _stats_after(alice_sub, since)
+            assert not mallory_pub.poll(0) and not plain_pub.poll(0)
+            assert not mallory_sub.poll(0) and not plain_sub.poll(0)
         stats = run.engine.stats()
         assert stats["processed"]["quote"] == 5 and stats["frames_received"] == 5
         assert stats["security"]["clients_denied"] >= 2  # mallory's PUB and SUB, at least
@@ -183,19 +202,16 @@ def test_allowed_client_talks_refused_and_plain_clients_get_nothing(keys, caplog
         # failure); once her key is in the directory, which the engine re-reads, a new
         # connection of hers gets in
         shutil.copy(keys.dir / "mallory.key", keys.allow / "mallory.key")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + DEADLINE_S
         while True:
             again = run.client(zmq.XPUB, keys.server_public, keys.mallory)
-            if again.poll(1_000):
+            if again.poll(1_000):  # a new connection per second until one is let in
                 break
             assert time.monotonic() < deadline, "the allow-list was not reloaded"
         again.recv()
-        assert not mallory_pub.poll(100)
+        assert not mallory_pub.poll(0)  # the refused connection stays refused
         again.send(_frame(5))
-        deadline = time.monotonic() + 10
-        while run.engine.stats()["processed"]["quote"] < 6:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(lambda: run.engine.stats()["processed"]["quote"] >= 6, what="the 6th quote")
     finally:
         (keys.allow / "mallory.key").unlink(missing_ok=True)
         run.close()
@@ -214,10 +230,10 @@ def test_allow_any_accepts_throwaway_keys_and_the_feed_and_watch_commands(keys, 
             max_records=400,
             curve=(str(keys.server_public), None),  # a throwaway client key
         )
-        deadline = time.monotonic() + 10
-        while run.engine.stats()["records_received"] < report.records:
-            assert time.monotonic() < deadline, run.engine.stats()["records_received"]
-            time.sleep(0.02)
+        wait_until(
+            lambda: run.engine.stats()["records_received"] >= report.records,
+            what=lambda: f"{report.records} records: {run.engine.stats()['records_received']}",
+        )
         code = watch(
             [run.engine.publisher.endpoint],
             ["stats"],
