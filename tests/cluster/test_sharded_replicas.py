@@ -19,9 +19,9 @@ import time
 import numpy as np
 import pytest
 import zmq
-from conftest import fast_config
 from standin_master import AgentSpec, wait_for
 
+from tests.cluster.scheduler import fast_config
 from tickpath.engine.cluster.discovery import read_discovery
 from tickpath.engine.config import load_config
 from tickpath.engine.feed.sharding import ShardingPublisher

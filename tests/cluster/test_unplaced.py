@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import STANDIN_COMMAND
 from standin_master import AgentSpec, wait_for
-from test_replicas import config, offer, ready
 
+from tests.cluster.scheduler import STANDIN_COMMAND
+from tests.cluster.test_replicas import config, offer, ready
 from tickpath.engine.cluster.spec import ReplicaResources
 
 
