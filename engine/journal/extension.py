@@ -32,6 +32,7 @@ from tickpath.engine.journal.recovery import (
 from tickpath.engine.journal.snapshot import Snapshotter
 from tickpath.engine.journal.writer import JournalWriter
 from tickpath.engine.service.engine import EngineExtension
+from tickpath.kernels.cpu.streaming import C_FRAMES_ACCEPTED
 
 if TYPE_CHECKING:
     from tickpath.engine.service.engine import Engine, StreamProcessor
@@ -86,6 +87,8 @@ class JournalExtension(EngineExtension):
             max_streams=state.streams.shape[0],
             max_records=state.touched_list.shape[1],
             opened=opened,
+            counters=state.counters,  # whole-frame refusals become small REJECT markers
+            accepted_counter=C_FRAMES_ACCEPTED,
         )
         self.snapshotter = Snapshotter(
             self.directory / "snapshots",

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tickpath.engine.journal import format as fmt
+from tickpath.engine.service.descriptors import reserved
 
 log = logging.getLogger("tickpath.journal")
 
@@ -104,7 +105,9 @@ def list_segments(directory: str | os.PathLike[str]) -> list[SegmentInfo]:
     if not directory.is_dir():
         return []
     found = []
-    for name in os.listdir(directory):
+    with reserved():  # listing takes a descriptor: from the engine's reserve
+        names = os.listdir(directory)
+    for name in names:
         first = fmt.parse_segment_name(name)
         if first is not None:
             found.append(SegmentInfo(directory / name, first))
@@ -220,7 +223,8 @@ def scan_segment(path: str | os.PathLike[str], first_index: int | None = None) -
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    with reserved():  # a descriptor from the engine's reserve (see service.descriptors)
+        fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

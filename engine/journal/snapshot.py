@@ -51,6 +51,7 @@ import numba
 import numpy as np
 
 from tickpath.engine.journal.reader import _fsync_dir
+from tickpath.engine.service.descriptors import reserved
 from tickpath.kernels.cpu import streaming as k
 
 log = logging.getLogger("tickpath.journal")
@@ -157,7 +158,9 @@ def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotInfo]:
     if not directory.is_dir():
         return []
     found = []
-    for name in os.listdir(directory):
+    with reserved():  # listing takes a descriptor: from the engine's reserve
+        names = os.listdir(directory)
+    for name in names:
         if name.startswith(PREFIX) and name.endswith(SUFFIX):
             stem = name[len(PREFIX) : -len(SUFFIX)]
             if len(stem) == 20 and stem.isdigit():
@@ -280,7 +283,8 @@ def write_snapshot(
     ).encode()
     data_offset = -(-(_HEAD.size + len(manifest)) // _DATA_ALIGN) * _DATA_ALIGN
     head = _HEAD.pack(MAGIC, FORMAT_VERSION, len(manifest), zlib.crc32(manifest), 0, data_offset)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    with reserved():  # never EMFILE while idle peers hold every other descriptor
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         _write_all(fd, head + manifest + bytes(data_offset - _HEAD.size - len(manifest)))
         for rows, block_rows, runs, stored in layouts:
@@ -426,7 +430,9 @@ def prune_snapshots(directory: str | os.PathLike[str], keep: int) -> list[Path]:
     for info in list_snapshots(directory)[keep:]:
         info.path.unlink(missing_ok=True)
         removed.append(info.path)
-    for name in os.listdir(directory):
+    with reserved():
+        names = os.listdir(directory)
+    for name in names:
         if name.startswith(f".{PREFIX}") and name.endswith(".tmp"):
             pid = name.rsplit(".", 2)[-2]
             if pid.isdigit() and int(pid) != os.getpid():
