@@ -108,7 +108,11 @@ class JournalExtension(EngineExtension):
 
     def _prune_segments(self, oldest_snapshot_index: int) -> None:
         """``retain = "snapshots"``: drop the segments no kept snapshot needs."""
-        removed = prune_segments(self.directory, oldest_snapshot_index)
+        writer = self.writer
+        if writer is not None:  # the writer's own list and directory descriptor: no open
+            removed = writer.prune(oldest_snapshot_index)
+        else:
+            removed = prune_segments(self.directory, oldest_snapshot_index)
         self.segments_pruned += len(removed)
         if removed:
             log.info(
@@ -165,5 +169,7 @@ class JournalExtension(EngineExtension):
                     self.snapshotter.background = False
                     self.snapshot()
         finally:
+            if self.snapshotter is not None:
+                self.snapshotter.close()
             self.writer.close()
             self.writer = None

@@ -32,6 +32,7 @@ header alone, and a publisher re-sending large frames cannot fill the disk.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -44,8 +45,8 @@ import numpy as np
 
 from tickpath.engine.journal import format as fmt
 from tickpath.engine.journal.config import JournalConfig
-from tickpath.engine.journal.reader import OpenedJournal, open_journal
-from tickpath.engine.service.descriptors import reserved
+from tickpath.engine.journal.reader import OpenedJournal, SegmentInfo, open_journal, prune_segments
+from tickpath.engine.service.descriptors import open_fd
 from tickpath.engine.wire import schema as s
 
 log = logging.getLogger("tickpath.journal")
@@ -108,9 +109,12 @@ class JournalWriter:
         self._pending_accepted = 0
         self._pending_n = 0
         self.shrunk = 0  # FRAME entries rewritten as REJECT markers
-        with reserved():
-            self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        self._dir_fd = open_fd(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        self.segments: list[SegmentInfo] = list(opened.segments)  # in index order
         self._spare = -1
+        self._spare_failed = False
+        self.rolls_deferred = 0  # rolls put off for want of a descriptor
+        self._next_roll_try = 0.0
         self._open_spare()
         if opened.segments:
             last = opened.segments[-1]
@@ -121,6 +125,7 @@ class JournalWriter:
             self._offset = opened.tail_offset
         else:
             self._create_segment(self.next_index)
+        self._open_spare()  # the next segment, ahead of time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.policy == "interval":
@@ -136,14 +141,15 @@ class JournalWriter:
         if self._spare >= 0:
             return
         try:
-            with reserved():
-                self._spare = os.open(
-                    self.directory / SPARE_SEGMENT,
-                    os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                    0o644,
-                )
+            self._spare = open_fd(
+                self.directory / SPARE_SEGMENT, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            )
         except OSError as exc:  # retried at the next roll, which then opens its file itself
-            log.warning("journal: cannot open the next segment ahead: %s", exc)
+            if not self._spare_failed:
+                log.warning("journal: cannot open the next segment ahead: %s", exc)
+            self._spare_failed = True
+            return
+        self._spare_failed = False
 
     def _create_segment(self, first_index: int) -> None:
         path = self.directory / fmt.segment_name(first_index)
@@ -156,8 +162,7 @@ class JournalWriter:
             os.fdatasync(fd)
             os.rename(self.directory / SPARE_SEGMENT, path)
         else:
-            with reserved():
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = open_fd(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
             os.write(fd, header)
             os.fdatasync(fd)
         os.fsync(self._dir_fd)  # the new name itself must survive a crash
@@ -166,14 +171,32 @@ class JournalWriter:
         self._segment_first = first_index
         self._offset = len(header)
         self.segments_created += 1
+        self.segments.append(SegmentInfo(path, first_index))
 
     def _roll(self) -> None:
+        if self._spare < 0:
+            if time.monotonic() < self._next_roll_try:
+                return  # out of descriptors: this segment grows past segment_bytes for now
+            self._open_spare()
         with self._lock:
             os.fdatasync(self._fd)  # the older segment is complete on disk before the next
-            os.close(self._fd)
-            self._fd = -1
+            old = self._fd
+            try:
+                self._create_segment(self.next_index)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                self.rolls_deferred += 1  # keep appending here; try again in a second
+                self._next_roll_try = time.monotonic() + 1.0
+                log.warning(
+                    "journal: no descriptor for the next segment (%s): %s grows past "
+                    "segment_bytes until one is free",
+                    exc.strerror,
+                    self._segment.name,
+                )
+                return
+            os.close(old)
             self._dirty = False
-            self._create_segment(self.next_index)
         self._open_spare()
 
     # -- appending ----------------------------------------------------------
@@ -246,6 +269,18 @@ class JournalWriter:
             self.syncs += 1
         else:
             self._dirty = True
+
+    def prune(self, before_index: int) -> list[Path]:
+        """Delete segments before ``before_index`` (see ``prune_segments``); any thread."""
+        with self._lock:
+            known = list(self.segments)
+        if self._dir_fd < 0:
+            return []
+        removed = prune_segments(self.directory, before_index, known, self._dir_fd)
+        gone = set(removed)
+        with self._lock:
+            self.segments = [seg for seg in self.segments if seg.path not in gone]
+        return removed
 
     def settle(self) -> None:
         """Rewrite the last FRAME entry as a REJECT marker if the kernels refused it whole.
@@ -340,6 +375,7 @@ class JournalWriter:
             "segments_created": self.segments_created,
             "rejected_frames_shrunk": self.shrunk,
             "next_segment_open": self._spare >= 0,
+            "rolls_deferred": self.rolls_deferred,
         }
 
     def close(self) -> None:

@@ -1,6 +1,9 @@
-"""``SecurityExtension``: starts the CURVE allow-list before the engine's sockets open.
+"""``SecurityExtension``: starts the connection guard before the engine's sockets open.
 
-With CURVE off it only warns about endpoints reachable from other machines.
+The guard (:mod:`tickpath.engine.security.guard`) admits CURVE clients by the
+allow-list, caps connections per socket and counts every refused or dropped
+connection, CURVE on or off.  With CURVE off the extension also warns about
+endpoints reachable from other machines.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from tickpath.engine.security.config import SecurityConfig
-from tickpath.engine.security.curve import CurveAuthenticator, is_loopback, load_secret_certificate
+from tickpath.engine.security.curve import is_loopback, load_secret_certificate
+from tickpath.engine.security.guard import ConnectionGuard
 from tickpath.engine.service.engine import EngineExtension
 
 if TYPE_CHECKING:
@@ -19,23 +23,26 @@ log = logging.getLogger("tickpath.security")
 
 
 class SecurityExtension(EngineExtension):
-    """Owns the engine context's ZAP handler (see :mod:`tickpath.engine.security.curve`)."""
+    """Owns the engine context's connection guard (ZAP handler and socket monitors)."""
 
     name = "security"
 
     def __init__(self, config: SecurityConfig) -> None:
         self.config = config
-        self.authenticator: CurveAuthenticator | None = None
+        self.authenticator: ConnectionGuard | None = None
 
     def on_start(self, engine: Engine) -> None:
-        """Start the allow-list handler (CURVE on), or warn about plain non-loopback endpoints."""
+        """Start the guard; warn about plain endpoints other machines can reach."""
         endpoints = [*engine.config.ingest.endpoints, engine.config.publish.endpoint]
         requests = getattr(getattr(engine.config, "dispatch", None), "requests", None)
         if getattr(requests, "endpoint", None):
             endpoints.append(requests.endpoint)  # the request (ROUTER) endpoint
         if self.config.curve:
             load_secret_certificate(self.config.secret_key)  # fail before any thread starts
-            self.authenticator = CurveAuthenticator(engine.context, self.config)
+        connections = getattr(engine.config, "connections", None)
+        if engine.context is not None:  # None: a dry check of the endpoints only
+            self.authenticator = ConnectionGuard(engine.context, self.config, connections)
+        if self.config.curve:
             log.info(
                 "CURVE on every endpoint (domain %s), clients: %s",
                 self.config.domain,
@@ -51,25 +58,18 @@ class SecurityExtension(EngineExtension):
                     endpoint,
                 )
 
-    def on_tick(self, engine: Engine, now_ns: int) -> None:
-        """Pick up keys added to or removed from the allow directory."""
-        if self.authenticator is not None:
-            try:
-                self.authenticator.reload()
-            except Exception:  # a transient directory problem must not stop the engine
-                log.exception("reloading the CURVE allow-list failed")
-
     def stats(self) -> dict:
-        """CURVE state and handshake counts."""
+        """CURVE state, handshake counts, refusals by reason, connections per socket."""
         auth = self.authenticator
-        return {
-            "curve": self.config.curve,
-            "clients_allowed": auth.allowed if auth else 0,
-            "clients_denied": auth.denied if auth else 0,
-        }
+        out: dict = {"curve": self.config.curve}
+        if auth is None:
+            out.update(clients_allowed=0, clients_denied=0)
+        else:
+            out.update(auth.stats())
+        return out
 
     def close(self) -> None:
-        """Stop the ZAP handler."""
+        """Stop the guard (its ZAP handler and monitors)."""
         if self.authenticator is not None:
             self.authenticator.stop()
             self.authenticator = None

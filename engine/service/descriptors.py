@@ -12,6 +12,12 @@ their files inside :func:`reserved`, which lifts the soft limit to the hard
 limit for the duration of the ``open`` only.  Descriptors opened above the soft
 limit stay valid after it is lowered again.
 
+:func:`open_fd` is the narrowest window: on Linux it calls ``setrlimit``, ``open``
+and ``setrlimit`` through libc *without releasing the GIL*, so no other Python
+thread runs (and stretches the window) in between; libzmq's I/O thread can still
+take a reserved descriptor during those few microseconds (a descriptor it takes
+comes back when that connection is closed, e.g. by the handshake deadline).
+
 The limit is process-wide: claims are counted, and the last :func:`release`
 restores the soft limit the process had before the first :func:`claim`.
 """
@@ -19,9 +25,11 @@ restores the soft limit the process had before the first :func:`claim`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import resource
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -116,3 +124,44 @@ def open_count() -> int:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
         return -1
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_ulong), ("max", ctypes.c_ulong)]
+
+
+def _libc() -> ctypes.PyDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: calls keep the GIL
+        libc.open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint]
+        libc.open.restype = ctypes.c_int
+        libc.setrlimit.argtypes = [ctypes.c_int, ctypes.POINTER(_Rlimit)]
+        libc.setrlimit.restype = ctypes.c_int
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()
+
+
+def open_fd(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """``os.open`` from the reserve (see the module doc); raises ``OSError`` like it."""
+    with _lock:
+        if _claims == 0 or _reserve == 0 or _LIBC is None:
+            with reserved():
+                return os.open(path, flags, mode)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lifted = _Rlimit(_hard, hard)
+        lowered = _Rlimit(soft, hard)
+        name = os.fsencode(path)
+        libc = _LIBC
+        libc.setrlimit(resource.RLIMIT_NOFILE, ctypes.byref(lifted))
+        fd = libc.open(name, flags, mode)
+        err = ctypes.get_errno()
+        libc.setrlimit(resource.RLIMIT_NOFILE, ctypes.byref(lowered))
+        if fd < 0:
+            raise OSError(err, os.strerror(err), os.fsdecode(name))
+        return fd
