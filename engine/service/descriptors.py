@@ -118,14 +118,6 @@ def reserved() -> Iterator[None]:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def open_count() -> int:
-    """Descriptors open in this process (Linux: entries of /proc/self/fd), -1 if unknown."""
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return -1
-
-
 class _Rlimit(ctypes.Structure):
     _fields_ = [("cur", ctypes.c_ulong), ("max", ctypes.c_ulong)]
 

@@ -423,3 +423,55 @@ def test_oversize_messages_and_extra_subscribers_are_refused_and_counted(tmp_pat
             sock.close()
         engine.close()
         context.term()
+
+
+_FROZEN_PEER = """
+import sys, time, zmq
+ctx = zmq.Context()
+sub = ctx.socket(zmq.SUB)
+sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+sub.connect(sys.argv[1])
+sub.recv_multipart()  # connected and handshaken: now it stops (SIGSTOP) and answers nothing
+print("joined", flush=True)
+time.sleep(600)
+"""
+
+
+def test_heartbeats_close_a_peer_that_stopped_answering(tmp_path):
+    values = {
+        **SMALL,
+        "ingest.endpoints": ["tcp://127.0.0.1:*"],
+        "publish.endpoint": "tcp://127.0.0.1:*",
+        "publish.stats_interval_s": 0.1,
+        "connections.heartbeat_ivl_s": 0.2,
+        "connections.heartbeat_timeout_s": 1.0,
+    }
+    config = load_config(None, values)
+    context = zmq.Context()
+    engine = Engine(config, context, extensions=[SecurityExtension(config.security)])
+    engine.start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    peer = subprocess.Popen(
+        [sys.executable, "-c", _FROZEN_PEER, engine.publisher.endpoint],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def publish() -> dict:
+        return engine.stats()["security"]["connections"]["publish"]
+
+    try:
+        assert peer.stdout.readline().strip() == "joined"
+        wait_for(lambda: publish()["open"] == 1, "the peer's connection")
+        peer.send_signal(signal.SIGSTOP)  # the process (its libzmq I/O thread too) freezes
+        wait_for(lambda: publish()["open"] == 0, "the heartbeat timeout to close it")
+        assert publish()["disconnected"] == 1
+    finally:
+        peer.kill()
+        peer.wait(timeout=30)
+        peer.stdout.close()
+        engine.stop()
+        thread.join(timeout=30)
+        engine.close()
+        context.term()
