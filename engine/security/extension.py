@@ -12,8 +12,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from tickpath.engine.security.config import SecurityConfig
-from tickpath.engine.security.curve import is_loopback, load_secret_certificate
-from tickpath.engine.security.guard import ConnectionGuard
+from tickpath.engine.security.curve import SecurityError, is_loopback, load_secret_certificate
+from tickpath.engine.security.guard import ConnectionGuard, guard_for
 from tickpath.engine.service.engine import EngineExtension
 
 if TYPE_CHECKING:
@@ -41,7 +41,18 @@ class SecurityExtension(EngineExtension):
             load_secret_certificate(self.config.secret_key)  # fail before any thread starts
         connections = getattr(engine.config, "connections", None)
         if engine.context is not None:  # None: a dry check of the endpoints only
-            self.authenticator = ConnectionGuard(engine.context, self.config, connections)
+            if guard_for(engine.context) is None:
+                self.authenticator = ConnectionGuard(engine.context, self.config, connections)
+            elif self.config.curve:  # one ZAP handler per context: never run CURVE unchecked
+                raise SecurityError(
+                    "this ZeroMQ context already has a connection guard (another engine): "
+                    "give each engine its own context"
+                )
+            else:
+                log.warning(
+                    "another engine's connection guard runs on this context: this engine's "
+                    "sockets have no connection caps or refusal counts"
+                )
         if self.config.curve:
             log.info(
                 "CURVE on every endpoint (domain %s), clients: %s",
