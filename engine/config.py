@@ -62,12 +62,12 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     max_streams: int = 64  # stream ids 0..max_streams-1 are accepted
     # Byte budget of the frames queued in libzmq per publisher connection: the queue
     # holds at most backlog_bytes // max_message_bytes frames (effective_rcvhwm).
-    backlog_bytes: int = 64 << 20
+    backlog_bytes: int = 256 << 20
     # ZMQ_MAXMSGSIZE: a publisher that sends a larger message is disconnected by
     # libzmq before the message is buffered.  None: max_frame_bytes + 64 KiB (frames
     # a little over max_frame_bytes still arrive and are counted "oversize").
     max_message_bytes: int | None = None
-    max_connections: int = 64  # publisher connections to the ingest socket (ZAP refuses more)
+    max_connections: int = 16  # publisher connections to the ingest socket (ZAP refuses more)
 
     def __post_init__(self) -> None:
         _require(len(self.endpoints) > 0, "ingest.endpoints must not be empty")
@@ -145,8 +145,8 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     stats_interval_s: float = 1.0
     # Byte budget of one subscriber's send queue in libzmq: the queue holds at most
     # subscriber_queue_bytes // RESULT_MESSAGE_COST results (effective_sndhwm).
-    subscriber_queue_bytes: int = 8 << 20
-    max_subscribers: int = 64  # subscriber connections (ZAP refuses more)
+    subscriber_queue_bytes: int = 48 << 20  # 100,000 results of 488 bytes
+    max_subscribers: int = 32  # subscriber connections (ZAP refuses more)
     max_message_bytes: int = 1024  # ZMQ_MAXMSGSIZE: subscriptions longer than this disconnect
 
     def __post_init__(self) -> None:
