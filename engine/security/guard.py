@@ -121,6 +121,10 @@ class RateLimitedLog:
 
     def warning(self, key: object, message: str, *args: object) -> bool:
         """Log ``message % args`` unless ``key`` was logged within the interval; True if logged."""
+        return self.log(logging.WARNING, key, message, *args)
+
+    def log(self, level: int, key: object, message: str, *args: object) -> bool:
+        """:meth:`warning` at another level."""
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.interval_s:
@@ -133,7 +137,7 @@ class RateLimitedLog:
         if more:
             message += " (%d more like it since the last report)"
             args = (*args, more)
-        self.logger.warning(message, *args)
+        self.logger.log(level, message, *args)
         return True
 
 
@@ -301,8 +305,17 @@ class ConnectionGuard:
                 fds[value] = _peer_ip(value)
                 counts["accepted"] += 1
             elif kind == zmq.EVENT_DISCONNECTED:
-                fds.pop(value, None)
+                peer = fds.pop(value, None)
                 counts["disconnected"] += 1
+                if self._log.due(("closed", role)):  # leaving peers are normal: INFO
+                    self._log.log(
+                        logging.INFO,
+                        ("closed", role),
+                        "%s socket: connection from %s closed (%d open)",
+                        role,
+                        peer or "an unknown address",
+                        len(fds),
+                    )
             elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 counts["handshakes"] += 1
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
