@@ -28,7 +28,7 @@ import pytest
 import zmq
 
 from tests.reliability.helpers import SMALL, market_frames
-from tickpath.engine.config import RESULT_MESSAGE_COST, load_config
+from tickpath.engine.config import RESULT_MESSAGE_COST, ConfigError, load_config
 from tickpath.engine.journal.extension import JournalExtension
 from tickpath.engine.journal.reader import open_journal
 from tickpath.engine.journal.recovery import recover
@@ -475,3 +475,79 @@ def test_heartbeats_close_a_peer_that_stopped_answering(tmp_path):
         thread.join(timeout=30)
         engine.close()
         context.term()
+
+
+def _journal_frames(tmp_path, n_dups):
+    """A writer fed like the engine does it: one frame, then ``n_dups`` duplicates of it."""
+    from tickpath.engine.journal.config import JournalConfig
+    from tickpath.engine.journal.writer import JournalWriter
+    from tickpath.kernels.cpu.streaming import C_FRAMES_ACCEPTED
+
+    config = load_config(None, dict(SMALL))
+    proc = StreamProcessor(config)
+    proc.warm_up()
+    state = proc.state
+    writer = JournalWriter(
+        tmp_path,
+        JournalConfig(dir=str(tmp_path), sync="os"),
+        max_streams=state.streams.shape[0],
+        max_records=state.touched_list.shape[1],
+        counters=state.counters,
+        accepted_counter=C_FRAMES_ACCEPTED,
+    )
+    frame = _quote_frame(1, 7, 500, 16)
+    view = memoryview(proc.buffer)
+    for _ in range(1 + n_dups):
+        proc.buffer[: len(frame)] = np.frombuffer(frame, np.uint8)
+        writer.append_frame(view[: len(frame)])
+        proc.process(len(frame), 0)
+    return proc, writer, frame
+
+
+def test_a_refused_frame_becomes_a_marker_and_a_crash_mid_rewrite_leaves_a_torn_tail(tmp_path):
+    from tickpath.engine.journal import format as fmt
+
+    proc, writer, frame = _journal_frames(tmp_path, 1)
+    writer.settle()
+    stats = writer.stats()
+    assert stats["frames"] == 1 and stats["rejects"] == 1 and stats["rejected_frames_shrunk"] == 1
+    writer.close()
+    (segment,) = sorted(tmp_path.glob("*.journal"))
+    whole = fmt.SEGMENT_HEADER_SIZE + fmt.ENTRY_SIZE + len(frame)
+    marker = fmt.ENTRY_SIZE + fmt.REJECT_PREFIX.size + s.HEADER_SIZE
+    assert segment.stat().st_size == whole + marker
+    replayed = StreamProcessor(proc.config)
+    replayed.warm_up()
+    report = recover(replayed, tmp_path, open_journal(tmp_path))
+    assert report.replayed_frames == 1 and report.replayed_rejects == 1
+    assert replayed.stats(0)["rejected"] == proc.stats(0)["rejected"]
+    # the crash window: the marker written over the frame's entry, the file not yet cut
+    # (the rest of the duplicate's entry, header + frame, follows the marker)
+    segment.write_bytes(segment.read_bytes() + frame[marker - fmt.ENTRY_SIZE :])
+    opened = open_journal(tmp_path)  # cuts the rest of the old entry as a torn tail
+    assert opened.next_index == 2 and opened.repairs
+    again = StreamProcessor(proc.config)
+    again.warm_up()
+    recover(again, tmp_path, opened)
+    assert again.stats(0)["rejected"] == proc.stats(0)["rejected"]
+
+
+def test_budget_fields_are_validated_and_derive_the_high_water_marks():
+    config = load_config(
+        None, {"ingest.backlog_bytes": 10 << 20, "ingest.max_frame_bytes": 1 << 20}
+    )
+    assert config.ingest.message_limit == (1 << 20) + (64 << 10)
+    assert config.ingest.effective_rcvhwm == (10 << 20) // ((1 << 20) + (64 << 10))
+    assert load_config(None, {"ingest.rcvhwm": 3}).ingest.effective_rcvhwm == 3
+    publish = load_config(None, {"publish.subscriber_queue_bytes": 1 << 20}).publish
+    assert publish.effective_sndhwm == (1 << 20) // RESULT_MESSAGE_COST
+    for key, value in (
+        ("ingest.max_message_bytes", 1000),  # below max_frame_bytes
+        ("ingest.backlog_bytes", 1000),  # not one message
+        ("publish.subscriber_queue_bytes", 10),
+        ("publish.max_subscribers", 0),
+        ("connections.heartbeat_timeout_s", 0),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_config(None, {key: value})
+        assert key.split(".")[1] in str(err.value) and "\n" not in str(err.value)
