@@ -251,14 +251,23 @@ class ConnectionGuard:
                 ready = dict(poller.poll(100))
                 for monitor, role in monitors.items():
                     if monitor in ready:  # before ZAP: a connection is counted before it asks
-                        self._drain_monitor(monitor, role)
+                        try:
+                            self._drain_monitor(monitor, role)
+                        except Exception as exc:  # a malformed event: report, keep guarding
+                            self._log.warning("monitor", "%s socket monitor: %r", role, exc)
                 if self._zap in ready:
                     for _ in range(256):
                         try:
                             request = self._zap.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._zap.send_multipart(self._answer(request))
+                        try:
+                            reply = self._answer(request)
+                        except Exception:  # never leave a handshake waiting for an answer
+                            log.exception("ZAP request failed")
+                            request_id = request[1] if len(request) > 1 else b""
+                            reply = [b"1.0", request_id, b"500", b"internal error", b"", b""]
+                        self._zap.send_multipart(reply)
                 now = time.monotonic()
                 if self._reload_now.is_set() or now >= next_reload:
                     self._reload_now.clear()
