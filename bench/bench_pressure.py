@@ -370,7 +370,8 @@ def run(args: argparse.Namespace) -> dict:
         engine_set.append("dispatch.requests.max_json_bytes=268435456")
     config.write_text(
         f'[security]\ncurve = true\nsecret_key = "{keys["server_secret"]}"\n'
-        f'allow = "{keys["allow"]}"\n[publish]\nstats_interval_s = 0.25\n'
+        f'allow = "{keys["allow"]}"\nzap = "{"thread" if args.design == "before" else args.zap}"\n'
+        "[publish]\nstats_interval_s = 0.25\n"
         "[dispatch]\ncpu_threads = 1\n"
     )
     log = open(workdir / "serve.log", "w")
@@ -502,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         default="after",
         help="before: the request endpoint and the ZAP handler in the engine's process, as "
         "before the request and ZAP processes (an A/B comparison)",
+    )
+    p.add_argument(
+        "--zap",
+        choices=["process", "thread"],
+        default="process",
+        help="with --design after: security.zap, where the engine checks handshakes",
     )
     p.add_argument(
         "--io-threads",

@@ -40,12 +40,24 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+INGEST_MESSAGE_SLACK = 64 << 10  # default ingest.max_message_bytes = max_frame_bytes + this
+# What one queued result costs libzmq at most, in bytes: two 64-byte zmq_msg_t (topic and
+# frame; a topic of <= 33 bytes lives inside its msg_t), the largest streaming result frame
+# (header + record) and its content block and malloc overhead (64 bytes).
+RESULT_MESSAGE_COST = (
+    2 * 64
+    + s.HEADER_SIZE
+    + max(d.itemsize for d in (s.RESULT_QUOTE, s.RESULT_TRADE, s.RESULT_BAR, s.RESULT_BOOK))
+    + 64
+)
+
+
 class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Where market data comes in."""
 
     endpoints: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
     bind: bool = True  # the engine binds its SUB socket; publishers connect
-    rcvhwm: int = 100_000  # frames queued in libzmq before it drops (then counted as gaps)
+    rcvhwm: int = 100_000  # most frames queued per publisher (see effective_rcvhwm)
     max_frame_bytes: int = 1 << 20  # larger frames are rejected as "oversize"
     max_streams: int = 64  # stream ids 0..max_streams-1 are accepted
     # A forward sequence jump of more than this many records is refused (bad_jump) instead of
@@ -59,6 +71,14 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     # says); records of other shards are refused (foreign_shard). "": every symbol.
     shard: str = ""
     shard_map: str = ""  # a JSON shard map file (docs/mesos.md); "" : symbol % N
+    # Byte budget of the frames queued in libzmq per publisher connection: the queue
+    # holds at most backlog_bytes // max_message_bytes frames (effective_rcvhwm).
+    backlog_bytes: int = 256 << 20
+    # ZMQ_MAXMSGSIZE: a publisher that sends a larger message is disconnected by
+    # libzmq before the message is buffered.  None: max_frame_bytes + 64 KiB (frames
+    # a little over max_frame_bytes still arrive and are counted "oversize").
+    max_message_bytes: int | None = None
+    max_connections: int = 16  # publisher connections to the ingest socket (ZAP refuses more)
 
     def __post_init__(self) -> None:
         _require(len(self.endpoints) > 0, "ingest.endpoints must not be empty")
@@ -88,6 +108,31 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
         _require(
             0 <= self.max_clock_skew_s <= 31_536_000, "ingest.max_clock_skew_s must be in 0..1 year"
         )
+        _require(
+            self.max_message_bytes is None or self.max_message_bytes >= self.max_frame_bytes,
+            "ingest.max_message_bytes must be >= ingest.max_frame_bytes",
+        )
+        _require(
+            self.backlog_bytes >= self.message_limit,
+            "ingest.backlog_bytes must hold at least one message of max_message_bytes",
+        )
+        _require(1 <= self.max_connections <= 1 << 16, "ingest.max_connections must be in 1..65536")
+
+    @property
+    def message_limit(self) -> int:
+        """ZMQ_MAXMSGSIZE of the ingest socket (``max_message_bytes`` or its default)."""
+        if self.max_message_bytes is not None:
+            return self.max_message_bytes
+        return self.max_frame_bytes + INGEST_MESSAGE_SLACK
+
+    @property
+    def effective_rcvhwm(self) -> int:
+        """RCVHWM set on the socket: ``min(rcvhwm, backlog_bytes // message_limit)``.
+
+        ``rcvhwm = 0`` (libzmq: no limit) still gets the byte-derived bound.
+        """
+        derived = max(1, self.backlog_bytes // self.message_limit)
+        return derived if self.rcvhwm == 0 else min(self.rcvhwm, derived)
 
 
 class AnalyticsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -128,12 +173,17 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
 
     endpoint: str = "tcp://127.0.0.1:5556"
     bind: bool = True
-    sndhwm: int = 100_000  # result frames queued per subscriber before libzmq drops them
+    sndhwm: int = 100_000  # most results queued per subscriber (see effective_sndhwm)
     stats_interval_s: float = 1.0
     # "symbol": one message per (analytic, symbol) per input frame, topics <analytic>.<sym>;
     # "batch": one message per analytic per input frame, topics batch.<analytic>, holding
     # the results of every symbol the frame touched; "both": both sets of topics
     mode: str = "symbol"
+    # Byte budget of one subscriber's send queue in libzmq: the queue holds at most
+    # subscriber_queue_bytes // RESULT_MESSAGE_COST results (effective_sndhwm).
+    subscriber_queue_bytes: int = 48 << 20  # 100,000 results of 488 bytes
+    max_subscribers: int = 32  # subscriber connections (ZAP refuses more)
+    max_message_bytes: int = 1024  # ZMQ_MAXMSGSIZE: subscriptions longer than this disconnect
 
     def __post_init__(self) -> None:
         _require("://" in self.endpoint, f"publish endpoint {self.endpoint!r} is not an endpoint")
@@ -143,6 +193,54 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
         )
         _require(self.sndhwm >= 0, "publish.sndhwm must be >= 0")
         _require(self.stats_interval_s > 0, "publish.stats_interval_s must be > 0")
+        _require(
+            self.subscriber_queue_bytes >= RESULT_MESSAGE_COST,
+            f"publish.subscriber_queue_bytes must be >= {RESULT_MESSAGE_COST}",
+        )
+        _require(
+            1 <= self.max_subscribers <= 1 << 16, "publish.max_subscribers must be in 1..65536"
+        )
+        _require(
+            64 <= self.max_message_bytes <= 1 << 20,
+            "publish.max_message_bytes must be in 64..1048576",
+        )
+
+    @property
+    def effective_sndhwm(self) -> int:
+        """SNDHWM set on the socket: ``min(sndhwm, subscriber_queue_bytes // RESULT_MESSAGE_COST)``.
+
+        ``sndhwm = 0`` (libzmq: no limit) still gets the byte-derived bound.
+        """
+        derived = max(1, self.subscriber_queue_bytes // RESULT_MESSAGE_COST)
+        return derived if self.sndhwm == 0 else min(self.sndhwm, derived)
+
+
+class ConnectionsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Descriptors and peers: heartbeats, handshake deadline, refused-connection logging.
+
+    Applied to every socket the engine binds or connects for peers (ingest, publish).
+    """
+
+    heartbeat_ivl_s: float = 2.0  # ZMQ_HEARTBEAT_IVL: PING a silent peer this often (0: off)
+    heartbeat_timeout_s: float = 10.0  # ZMQ_HEARTBEAT_TIMEOUT (and TTL): no traffic -> closed
+    handshake_timeout_s: float = 10.0  # ZMQ_HANDSHAKE_IVL: a peer that never greets is closed
+    log_interval_s: float = 10.0  # refused/dropped connections: one log line per reason and this
+    nofile_reserve: int = 32  # descriptors kept out of libzmq's reach for the journal/snapshots
+
+    def __post_init__(self) -> None:
+        _require(
+            0 <= self.heartbeat_ivl_s <= 3600, "connections.heartbeat_ivl_s must be in 0..3600"
+        )
+        _require(
+            0.01 <= self.heartbeat_timeout_s <= 3600,
+            "connections.heartbeat_timeout_s must be in 0.01..3600",
+        )
+        _require(
+            0.01 <= self.handshake_timeout_s <= 3600,
+            "connections.handshake_timeout_s must be in 0.01..3600",
+        )
+        _require(self.log_interval_s > 0, "connections.log_interval_s must be > 0")
+        _require(0 <= self.nofile_reserve <= 4096, "connections.nofile_reserve must be in 0..4096")
 
 
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -154,6 +252,7 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     journal: JournalConfig = JournalConfig()  # write-ahead journal, snapshots (off by default)
     security: SecurityConfig = SecurityConfig()  # CURVE on every endpoint (off by default)
     dispatch: DispatchConfig = DispatchConfig()  # milli path: routing, queues, chains
+    connections: ConnectionsConfig = ConnectionsConfig()  # heartbeats, descriptors, refusals
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

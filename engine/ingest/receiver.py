@@ -5,6 +5,14 @@ numba kernels read it through typed views made once at start-up, so a frame
 costs no allocation and no copy beyond libzmq's own.  ``RCVHWM`` is set
 explicitly: when the engine falls behind, libzmq drops whole frames at that
 mark and the per-stream sequence accounting counts them as gaps.
+
+Byte budget: ``RCVHWM`` is ``IngestConfig.effective_rcvhwm`` (``backlog_bytes`` over
+the largest message), and ``ZMQ_MAXMSGSIZE`` is ``IngestConfig.message_limit``: a
+publisher that sends a larger message is disconnected by libzmq before the
+message is buffered (counted as a ``disconnected`` ingest connection in
+``stats.security.connections``).  Under a connection guard the socket also gets a
+connection cap (``max_connections``); heartbeats and the handshake deadline come
+from ``[connections]``.
 """
 
 from __future__ import annotations
@@ -12,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 import zmq
 
-from tickpath.engine.config import IngestConfig
+from tickpath.engine.config import ConnectionsConfig, IngestConfig
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.curve import apply_curve_server
+from tickpath.engine.security.guard import apply_connection_options, guard_socket
 
 
 class FrameReceiver:
@@ -27,13 +36,17 @@ class FrameReceiver:
         buffer: np.ndarray,
         timeout_ms: int = 100,
         security: SecurityConfig | None = None,
+        connections: ConnectionsConfig | None = None,
     ) -> None:
         self.config = config
         self.buffer = buffer
         self.socket = context.socket(zmq.SUB)
         if security is not None:
             apply_curve_server(self.socket, security)  # CURVE server when security.curve is on
-        self.socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
+        apply_connection_options(self.socket, connections or ConnectionsConfig())
+        guard_socket(self.socket, "ingest", config.max_connections)  # cap, counts (if guarded)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, config.message_limit)
+        self.socket.setsockopt(zmq.RCVHWM, config.effective_rcvhwm)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVTIMEO, timeout_ms)
         self.socket.setsockopt(zmq.SUBSCRIBE, b"")

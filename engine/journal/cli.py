@@ -219,9 +219,9 @@ def replay_main(args: argparse.Namespace) -> int:
 
             context = zmq.Context()
             if config.security.curve:
-                from tickpath.engine.security.curve import CurveAuthenticator
+                from tickpath.engine.security.guard import ConnectionGuard
 
-                auth = CurveAuthenticator(context, config.security)
+                auth = ConnectionGuard(context, config.security)
             publisher = ResultPublisher(
                 context, config.publish, config.analytics.n_symbols, config.security
             )

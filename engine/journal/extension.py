@@ -42,6 +42,7 @@ from tickpath.engine.journal.recovery import (
 from tickpath.engine.journal.snapshot import Snapshotter
 from tickpath.engine.journal.writer import JournalWriter
 from tickpath.engine.service.engine import EngineExtension
+from tickpath.kernels.cpu.streaming import C_FRAMES_ACCEPTED
 
 if TYPE_CHECKING:
     from tickpath.engine.service.engine import Engine, StreamProcessor
@@ -100,6 +101,8 @@ class JournalExtension(EngineExtension):
             max_streams=state.streams.shape[0],
             max_records=state.touched_list.shape[1],
             opened=opened,
+            counters=state.counters,  # whole-frame refusals become small REJECT markers
+            accepted_counter=C_FRAMES_ACCEPTED,
         )
         self.snapshotter = Snapshotter(
             self.directory / "snapshots",
@@ -125,7 +128,11 @@ class JournalExtension(EngineExtension):
 
     def _prune_segments(self, oldest_snapshot_index: int) -> None:
         """``retain = "snapshots"``: drop the segments no kept snapshot needs."""
-        removed = prune_segments(self.directory, oldest_snapshot_index)
+        writer = self.writer
+        if writer is not None:  # the writer's own list and directory descriptor: no open
+            removed = writer.prune(oldest_snapshot_index)
+        else:
+            removed = prune_segments(self.directory, oldest_snapshot_index)
         self.segments_pruned += len(removed)
         if removed:
             log.info(
@@ -229,5 +236,7 @@ class JournalExtension(EngineExtension):
                     self.snapshotter.background = False
                     self.snapshot()
         finally:
+            if self.snapshotter is not None:
+                self.snapshotter.close()
             self.writer.close()
             self.writer = None

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tickpath.engine.journal import format as fmt
+from tickpath.engine.service.descriptors import open_fd, reserved
 
 log = logging.getLogger("tickpath.journal")
 
@@ -104,7 +105,9 @@ def list_segments(directory: str | os.PathLike[str]) -> list[SegmentInfo]:
     if not directory.is_dir():
         return []
     found = []
-    for name in os.listdir(directory):
+    with reserved():  # listing takes a descriptor: from the engine's reserve
+        names = os.listdir(directory)
+    for name in names:
         first = fmt.parse_segment_name(name)
         if first is not None:
             found.append(SegmentInfo(directory / name, first))
@@ -112,13 +115,21 @@ def list_segments(directory: str | os.PathLike[str]) -> list[SegmentInfo]:
     return found
 
 
-def prune_segments(directory: str | os.PathLike[str], before_index: int) -> list[Path]:
+def prune_segments(
+    directory: str | os.PathLike[str],
+    before_index: int,
+    segments: list[SegmentInfo] | None = None,
+    dir_fd: int = -1,
+) -> list[Path]:
     """Delete the segments whose every entry has an index below `before_index`.
 
     The newest segment is never deleted (the writer appends to it), so a segment goes
-    only once the next one exists and starts at or below `before_index`.
+    only once the next one exists and starts at or below `before_index`.  A running
+    writer passes its own list of ``segments`` and directory descriptor (``dir_fd``):
+    no descriptor is needed then.
     """
-    segments = list_segments(directory)
+    if segments is None:
+        segments = list_segments(directory)
     removed = []
     for seg, following in zip(segments, segments[1:]):
         if following.first_index > before_index:
@@ -126,7 +137,10 @@ def prune_segments(directory: str | os.PathLike[str], before_index: int) -> list
         seg.path.unlink(missing_ok=True)
         removed.append(seg.path)
     if removed:
-        _fsync_dir(Path(directory))
+        if dir_fd >= 0:
+            os.fsync(dir_fd)
+        else:
+            _fsync_dir(Path(directory))
     return removed
 
 
@@ -243,7 +257,7 @@ def check_finished_segment(info: SegmentInfo, next_first_index: int) -> str | No
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    fd = open_fd(directory, os.O_RDONLY | os.O_CLOEXEC)  # from the engine's reserve
     try:
         os.fsync(fd)
     finally:

@@ -42,6 +42,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,7 @@ import numba
 import numpy as np
 
 from tickpath.engine.journal.reader import _fsync_dir
+from tickpath.engine.service.descriptors import open_fd, reserved
 from tickpath.kernels.cpu import streaming as k
 
 log = logging.getLogger("tickpath.journal")
@@ -161,7 +163,9 @@ def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotInfo]:
     if not directory.is_dir():
         return []
     found = []
-    for name in os.listdir(directory):
+    with reserved():  # listing takes a descriptor: from the engine's reserve
+        names = os.listdir(directory)
+    for name in names:
         if name.startswith(PREFIX) and name.endswith(SUFFIX):
             stem = name[len(PREFIX) : -len(SUFFIX)]
             if len(stem) == 20 and stem.isdigit():
@@ -230,6 +234,7 @@ def write_snapshot(
     journal_next_index: int,
     journal_position: tuple[str, int] | None = None,
     before_commit: Callable[[], None] | None = None,
+    dir_fd: int = -1,
 ) -> Path:
     """Write ``arrays`` (from :func:`state_arrays`) atomically; return the snapshot's path.
 
@@ -284,7 +289,8 @@ def write_snapshot(
     ).encode()
     data_offset = -(-(_HEAD.size + len(manifest)) // _DATA_ALIGN) * _DATA_ALIGN
     head = _HEAD.pack(MAGIC, FORMAT_VERSION, len(manifest), zlib.crc32(manifest), 0, data_offset)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    # from the engine's reserve: no EMFILE while idle peers hold every other descriptor
+    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
     try:
         _write_all(fd, head + manifest + bytes(data_offset - _HEAD.size - len(manifest)))
         for rows, block_rows, runs, stored in layouts:
@@ -301,7 +307,10 @@ def write_snapshot(
         raise
     os.close(fd)
     os.rename(tmp, final)
-    _fsync_dir(directory)
+    if dir_fd >= 0:
+        os.fsync(dir_fd)
+    else:
+        _fsync_dir(directory)
     return final
 
 
@@ -430,12 +439,20 @@ def prune_snapshots(directory: str | os.PathLike[str], keep: int) -> list[Path]:
     for info in list_snapshots(directory)[keep:]:
         info.path.unlink(missing_ok=True)
         removed.append(info.path)
-    for name in os.listdir(directory):
+    with reserved():
+        names = os.listdir(directory)
+    for name in names:
         if name.startswith(f".{PREFIX}") and name.endswith(".tmp"):
             pid = name.rsplit(".", 2)[-2]
             if pid.isdigit() and int(pid) != os.getpid():
                 (Path(directory) / name).unlink(missing_ok=True)
     return removed
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the snapshot kernel for both row layouts."""
+    for width in (8, 3):  # rows of whole 64-bit words, and of bytes
+        _block_runs(_rows(np.zeros((2, width), np.uint8)), 1)
 
 
 class Snapshotter:
@@ -473,6 +490,13 @@ class Snapshotter:
         self.last_error: str | None = None
         self._shadow: dict[str, np.ndarray] | None = None
         self._thread: threading.Thread | None = None
+        warm_up()  # numba loads its cache now, not at the first snapshot (no JIT, no open)
+        # Held open, with the list of snapshots on disk, so that a snapshot needs one new
+        # descriptor only (its file): idle peers may hold every other one.
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._dir_fd = open_fd(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        self._closer = weakref.finalize(self, os.close, self._dir_fd)
+        self._known = list_snapshots(self.directory)  # newest first
 
     def prepare(self) -> float:
         """Allocate and touch the background shadow now, not at the first snapshot; return ms.
@@ -521,10 +545,20 @@ class Snapshotter:
         t0 = time.perf_counter()
         try:
             path = write_snapshot(
-                self.directory, arrays, self.state.params, index, position, self.before_commit
+                self.directory,
+                arrays,
+                self.state.params,
+                index,
+                position,
+                self.before_commit,
+                self._dir_fd,
             )
-            prune_snapshots(self.directory, self.keep)
-            kept = list_snapshots(self.directory)
+            known = [info for info in self._known if info.path != path]
+            known.append(SnapshotInfo(path, index))
+            known.sort(key=lambda info: info.journal_next_index, reverse=True)
+            for info in known[self.keep :]:
+                info.path.unlink(missing_ok=True)
+            self._known = kept = known[: self.keep]
             if self.after_prune is not None and kept:
                 self.after_prune(min(info.journal_next_index for info in kept))
         except OSError as exc:
@@ -541,6 +575,11 @@ class Snapshotter:
             self.last_write_ms,
             self.last_copy_ms,
         )
+
+    def close(self) -> None:
+        """Wait for a snapshot in flight, release the directory descriptor (idempotent)."""
+        self.wait()
+        self._closer()
 
     def wait(self) -> None:
         """Wait for a background snapshot in flight."""

@@ -16,10 +16,23 @@ Sync policies (``JournalConfig.sync``):
 
 Whatever the policy, a segment is synced before the next one is created and
 at :meth:`close`, so only the newest segment can ever be torn.
+
+Descriptors: the writer holds the journal directory open (for its fsyncs) and
+the *next* segment file open ahead of time (``.next-segment.tmp``, renamed to its
+final name when the segment begins), so rolling to a new segment needs no new
+descriptor even when idle peers hold every other one (see
+:mod:`tickpath.engine.service.descriptors`).
+
+Frames the kernels refuse whole: given the processor's counters, a FRAME entry
+whose frame the kernels then refused whole (a duplicate, an out-of-order
+frame: ``frames_accepted`` did not move) is rewritten, before the next entry,
+as a REJECT marker (length + header).  Replay reaches the same verdict from the
+header alone, and a publisher re-sending large frames cannot fill the disk.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -28,9 +41,12 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from tickpath.engine.journal import format as fmt
 from tickpath.engine.journal.config import JournalConfig
-from tickpath.engine.journal.reader import OpenedJournal, _fsync_dir, open_journal
+from tickpath.engine.journal.reader import OpenedJournal, SegmentInfo, open_journal, prune_segments
+from tickpath.engine.service.descriptors import open_fd
 from tickpath.engine.wire import schema as s
 
 log = logging.getLogger("tickpath.journal")
@@ -39,6 +55,7 @@ _FRAME_HEADER = struct.Struct("<IHHII")  # magic, version, kind, stream_id, coun
 _CRC = struct.Struct("<I")
 _SESSION = struct.Struct("<Q")  # a version 2 header's session id, at byte 32
 _RECORD_SIZE = {s.KIND_TRADE: s.TRADE_SIZE, s.KIND_QUOTE: s.QUOTE_SIZE, s.KIND_ORDER: s.ORDER_SIZE}
+SPARE_SEGMENT = ".next-segment.tmp"  # the next segment, opened ahead (not a segment name)
 
 
 class JournalWriter:
@@ -59,6 +76,8 @@ class JournalWriter:
         max_streams: int,
         max_records: int,
         opened: OpenedJournal | None = None,
+        counters: np.ndarray | None = None,
+        accepted_counter: int = -1,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -84,15 +103,30 @@ class JournalWriter:
         self._reject = bytearray(fmt.REJECT_PREFIX.size + s.HEADER_V2_SIZE)
         self._drop = bytearray(fmt.DROP_PAYLOAD.size)
         self._fd = -1
+        # whole-frame refusals: counters[accepted_counter] is the kernels' frames_accepted
+        self._counters = counters if accepted_counter >= 0 else None
+        self._accepted_i = accepted_counter
+        self._pending = -1  # offset of the last FRAME entry, until the kernels' verdict
+        self._pending_accepted = 0
+        self._pending_n = 0
+        self.shrunk = 0  # FRAME entries rewritten as REJECT markers
+        self._dir_fd = open_fd(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        self.segments: list[SegmentInfo] = list(opened.segments)  # in index order
+        self._spare = -1
+        self._spare_failed = False
+        self.rolls_deferred = 0  # rolls put off for want of a descriptor
+        self._next_roll_try = 0.0
+        self._open_spare()
         if opened.segments:
             last = opened.segments[-1]
             self._segment = last.path
             self._segment_first = last.first_index
-            self._fd = os.open(last.path, os.O_WRONLY | os.O_CLOEXEC)
+            self._fd = os.open(last.path, os.O_RDWR | os.O_CLOEXEC)
             os.lseek(self._fd, opened.tail_offset, os.SEEK_SET)
             self._offset = opened.tail_offset
         else:
             self._create_segment(self.next_index)
+        self._open_spare()  # the next segment, ahead of time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.policy == "interval":
@@ -103,26 +137,68 @@ class JournalWriter:
 
     # -- segments -----------------------------------------------------------
 
+    def _open_spare(self) -> None:
+        """Open the next segment's file ahead of time (a stale one is reused)."""
+        if self._spare >= 0:
+            return
+        try:
+            self._spare = open_fd(
+                self.directory / SPARE_SEGMENT, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            )
+        except OSError as exc:  # retried at the next roll, which then opens its file itself
+            if not self._spare_failed:
+                log.warning("journal: cannot open the next segment ahead: %s", exc)
+            self._spare_failed = True
+            return
+        self._spare_failed = False
+
     def _create_segment(self, first_index: int) -> None:
         path = self.directory / fmt.segment_name(first_index)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         header = fmt.encode_segment_header(first_index, time.time_ns())
-        os.write(fd, header)
-        os.fdatasync(fd)
-        _fsync_dir(self.directory)  # the new name itself must survive a crash
+        if self._spare >= 0:
+            if path.exists():
+                raise FileExistsError(f"journal segment {path} exists")
+            fd, self._spare = self._spare, -1
+            os.write(fd, header)
+            os.fdatasync(fd)
+            os.rename(self.directory / SPARE_SEGMENT, path)
+        else:
+            fd = open_fd(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+            os.write(fd, header)
+            os.fdatasync(fd)
+        os.fsync(self._dir_fd)  # the new name itself must survive a crash
         self._fd = fd
         self._segment = path
         self._segment_first = first_index
         self._offset = len(header)
         self.segments_created += 1
+        self.segments.append(SegmentInfo(path, first_index))
 
     def _roll(self) -> None:
+        if self._spare < 0:
+            if time.monotonic() < self._next_roll_try:
+                return  # out of descriptors: this segment grows past segment_bytes for now
+            self._open_spare()
         with self._lock:
             os.fdatasync(self._fd)  # the older segment is complete on disk before the next
-            os.close(self._fd)
-            self._fd = -1
+            old = self._fd
+            try:
+                self._create_segment(self.next_index)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                self.rolls_deferred += 1  # keep appending here; try again in a second
+                self._next_roll_try = time.monotonic() + 1.0
+                log.warning(
+                    "journal: no descriptor for the next segment (%s): %s grows past "
+                    "segment_bytes until one is free",
+                    exc.strerror,
+                    self._segment.name,
+                )
+                return
+            os.close(old)
             self._dirty = False
-            self._create_segment(self.next_index)
+        self._open_spare()
 
     # -- appending ----------------------------------------------------------
 
@@ -149,6 +225,10 @@ class JournalWriter:
             ):
                 self.append(fmt.ENTRY_FRAME, frame, n, recv_ns)
                 self.frames += 1
+                if self._counters is not None:  # the kernels' verdict is settled later
+                    self._pending = self._offset - fmt.ENTRY_SIZE - n
+                    self._pending_n = n
+                    self._pending_accepted = self._counters[self._accepted_i]
                 return
         keep = min(n, s.HEADER_V2_SIZE)
         buf = self._reject
@@ -178,6 +258,8 @@ class JournalWriter:
             n = len(payload)
         if recv_ns is None:
             recv_ns = time.time_ns()
+        if self._pending >= 0:
+            self.settle()
         if self._sync_error is not None:
             raise self._sync_error
         total = fmt.ENTRY_SIZE + n
@@ -207,6 +289,58 @@ class JournalWriter:
         else:
             self._dirty = True
 
+    def prune(self, before_index: int) -> list[Path]:
+        """Delete segments before ``before_index`` (see ``prune_segments``); any thread."""
+        with self._lock:
+            known = list(self.segments)
+        if self._dir_fd < 0:
+            return []
+        removed = prune_segments(self.directory, before_index, known, self._dir_fd)
+        gone = set(removed)
+        with self._lock:
+            self.segments = [seg for seg in self.segments if seg.path not in gone]
+        return removed
+
+    def settle(self) -> None:
+        """Rewrite the last FRAME entry as a REJECT marker if the kernels refused it whole.
+
+        Call on the engine thread, after the frame was processed and before the journal
+        position is used (done before the next entry, in :meth:`position` and at close).
+        """
+        offset = self._pending
+        if offset < 0:
+            return
+        self._pending = -1
+        if self._counters[self._accepted_i] != self._pending_accepted:
+            return  # accepted: the kernels read its records, keep them
+        n = self._pending_n
+        keep = min(n, s.HEADER_V2_SIZE)  # a version 2 header whole: its session decides
+        buf = bytearray(fmt.REJECT_PREFIX.size + keep)  # the refusal path: may allocate
+        fmt.REJECT_PREFIX.pack_into(buf, 0, n)
+        buf[fmt.REJECT_PREFIX.size :] = os.pread(self._fd, keep, offset + fmt.ENTRY_SIZE)
+        payload = bytes(buf)
+        _, _, _, _, index, recv_ns, _ = fmt.ENTRY.unpack_from(
+            os.pread(self._fd, fmt.ENTRY_SIZE, offset)
+        )
+        header = bytearray(fmt.ENTRY_SIZE)
+        fmt.ENTRY.pack_into(
+            header, 0, fmt.ENTRY_MAGIC, fmt.ENTRY_REJECT, 0, len(payload), index, recv_ns, 0
+        )
+        _CRC.pack_into(header, fmt.ENTRY_CRC_OFFSET, fmt.entry_crc(header, payload))
+        entry = bytes(header) + payload
+        with self._lock:
+            # marker first, then cut: a crash in between leaves the marker and a torn
+            # tail, which opening the journal cuts off (only the newest segment)
+            os.pwrite(self._fd, entry, offset)
+            os.ftruncate(self._fd, offset + len(entry))
+            self._dirty = True
+        os.lseek(self._fd, offset + len(entry), os.SEEK_SET)
+        self.bytes -= fmt.ENTRY_SIZE + n - len(entry)
+        self._offset = offset + len(entry)
+        self.frames -= 1
+        self.rejects += 1
+        self.shrunk += 1
+
     def _write_rest(self, payload: memoryview | bytes | bytearray, written: int) -> None:
         """Finish a short write (rare on regular files; ENOSPC raises from os.write)."""
         data = memoryview(bytes(self._header) + bytes(payload))[written:]
@@ -235,7 +369,7 @@ class JournalWriter:
                 self._sync_error = exc
 
     def sync(self) -> None:
-        """Make everything written so far durable now (any policy)."""
+        """Make everything written so far durable now (any policy; any thread)."""
         with self._lock:
             if self._fd >= 0:
                 os.fdatasync(self._fd)
@@ -244,6 +378,7 @@ class JournalWriter:
 
     def position(self) -> tuple[str, int]:
         """``(segment file name, byte offset)`` where the next entry will be written."""
+        self.settle()
         return self._segment.name, self._offset
 
     def stats(self) -> dict:
@@ -257,10 +392,15 @@ class JournalWriter:
             "syncs": self.syncs,
             "segment": self._segment.name,
             "segments_created": self.segments_created,
+            "rejected_frames_shrunk": self.shrunk,
+            "next_segment_open": self._spare >= 0,
+            "rolls_deferred": self.rolls_deferred,
         }
 
     def close(self) -> None:
         """Stop the sync thread, sync and close the segment (idempotent)."""
+        if self._fd >= 0:
+            self.settle()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -272,3 +412,10 @@ class JournalWriter:
                 finally:
                     os.close(self._fd)
                     self._fd = -1
+            if self._spare >= 0:
+                os.close(self._spare)
+                self._spare = -1
+                (self.directory / SPARE_SEGMENT).unlink(missing_ok=True)
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
+                self._dir_fd = -1

@@ -33,8 +33,12 @@ class SecurityConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, f
     allow: str | None = None  # directory of allowed client public keys (*.key)
     allow_any: bool = False  # accept any client key: encrypted, not authenticated
     domain: str = "tickpath"  # ZAP domain of the engine's sockets
+    # Where handshakes are checked: "thread" (the connection guard: caps, counts by reason,
+    # revocation) or "process" (CURVE only: a child process, off the engine's GIL).
+    zap: str = "thread"
 
     def __post_init__(self) -> None:
+        _require(self.zap in ("thread", "process"), 'security.zap must be "thread" or "process"')
         if self.curve:
             _require(self.secret_key is not None, "security.secret_key is required with curve")
             _require(

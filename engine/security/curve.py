@@ -2,11 +2,11 @@
 
 The engine's sockets are CURVE *servers* (whether they bind or connect); feeds,
 subscribers and request clients are CURVE *clients* that must know the
-server's public key.  Client keys are checked by a ZAP handler,
-:class:`CurveAuthenticator` (pyzmq's ``ThreadAuthenticator``), started on the
+server's public key.  Client keys are checked by the ZAP handler of
+:class:`~tickpath.engine.security.guard.ConnectionGuard`, started on the
 engine's context before any socket opens: a client whose public key is not
 in the allow directory completes no handshake, so it receives nothing and
-nothing it sends is delivered; each refusal is logged with its key and address.
+nothing it sends is delivered; each refusal is counted and logged (rate-limited).
 
 For another endpoint of the engine (e.g. the request ROUTER)::
 
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from pathlib import Path
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from tickpath.engine.config import ConfigError
 from tickpath.engine.security.config import SecurityConfig
@@ -87,76 +84,6 @@ def apply_curve_client(
     socket.curve_serverkey = server_public
     socket.curve_publickey = public
     socket.curve_secretkey = secret
-
-
-class _Authenticator(ThreadAuthenticator):
-    """ThreadAuthenticator that remembers the peer address of the request being checked."""
-
-    current_address = ""
-
-    async def handle_zap_message(self, msg: list[bytes]) -> None:
-        if len(msg) > 3:
-            self.current_address = msg[3].decode("utf-8", "replace")
-        await super().handle_zap_message(msg)
-
-
-class CurveAuthenticator:
-    """The ZAP handler of a context: admits client keys found in the allow directory.
-
-    ``reload()`` re-reads the directory (the engine calls it when the
-    directory changes); ``allowed``/``denied`` count handshakes.
-    """
-
-    def __init__(self, context: zmq.Context, security: SecurityConfig) -> None:
-        self.security = security
-        self.allowed = 0
-        self.denied = 0
-        self._keys: frozenset[bytes] = frozenset()
-        self._mtime = None
-        self._lock = threading.Lock()
-        self._auth = _Authenticator(context, log=logging.getLogger("tickpath.security.zap"))
-        self.reload()
-        self._auth.start()
-        self._auth.configure_curve_callback(security.domain, credentials_provider=self)
-
-    def reload(self) -> bool:
-        """Re-read the allow directory if it changed; return True when it was read."""
-        directory = self.security.allow
-        if directory is None:
-            return False
-        path = Path(directory)
-        try:
-            mtime = path.stat().st_mtime_ns
-        except OSError as exc:
-            raise SecurityError(f"cannot read allow directory {directory}: {exc}") from None
-        if mtime == self._mtime:
-            return False
-        keys = frozenset(zmq.auth.load_certificates(path))
-        with self._lock:
-            self._keys = keys
-            self._mtime = mtime
-        log.info("CURVE allow-list %s: %d client keys", directory, len(keys))
-        return True
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        """ZAP credentials check (called by pyzmq for every CURVE handshake)."""
-        ok = self.security.allow_any or key in self._keys
-        address = self._auth.current_address
-        if ok:
-            self.allowed += 1
-            log.debug("CURVE client %s from %s allowed", key.decode(), address)
-        else:
-            self.denied += 1
-            log.warning(
-                "CURVE client %s from %s refused: key not in the allow-list",
-                key.decode(errors="replace"),
-                address,
-            )
-        return ok
-
-    def stop(self) -> None:
-        """Stop the ZAP handler thread."""
-        self._auth.stop()
 
 
 def is_loopback(endpoint: str) -> bool:

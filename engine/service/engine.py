@@ -24,6 +24,7 @@ import zmq
 
 from tickpath.engine.config import EngineConfig
 from tickpath.engine.ingest.receiver import FrameReceiver
+from tickpath.engine.service import descriptors
 from tickpath.engine.service.publisher import ResultPublisher
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
@@ -401,6 +402,7 @@ class Engine:
         self.publisher: ResultPublisher | None = None
         self.started_ns = 0
         self.stop_event = threading.Event()
+        self._descriptors = False  # a descriptors.claim() to release at close
 
     def start(self) -> None:
         """Compile the kernels (or load them from cache), then open the sockets.
@@ -414,24 +416,35 @@ class Engine:
         try:
             seconds = self.processor.warm_up()
             log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
+            if not self._descriptors:  # RLIMIT_NOFILE up to the hard limit, less a reserve
+                descriptors.claim(self.config.connections.nofile_reserve)
+                self._descriptors = True
             for ext in self._having(StartHook):
                 ext.on_start(self)
         finally:
             done.set()
         self.receiver = FrameReceiver(
-            self.context, self.config.ingest, self.processor.buffer, security=self.config.security
+            self.context,
+            self.config.ingest,
+            self.processor.buffer,
+            security=self.config.security,
+            connections=self.config.connections,
         )
         self.publisher = ResultPublisher(
-            self.context, self.config.publish, self.config.analytics.n_symbols, self.config.security
+            self.context,
+            self.config.publish,
+            self.config.analytics.n_symbols,
+            self.config.security,
+            self.config.connections,
         )
         self.started_ns = time.time_ns()
         log.info("routing: micro path (quote, trade, bar, book) -> cpu (numba), inline on ingest")
         log.info(
             "ingest %s (rcvhwm %d), publish %s (sndhwm %d), %d symbols",
             ", ".join(self.receiver.endpoints),
-            self.config.ingest.rcvhwm,
+            self.config.ingest.effective_rcvhwm,
             self.publisher.endpoint,
-            self.config.publish.sndhwm,
+            self.config.publish.effective_sndhwm,
             self.config.analytics.n_symbols,
         )
 
@@ -453,6 +466,9 @@ class Engine:
         if self.publisher is not None:
             self.publisher.close()
             self.publisher = None
+        if self._descriptors:
+            descriptors.release()
+            self._descriptors = False
 
     def run(self, duration_s: float | None = None) -> None:
         """Receive, process and publish until :meth:`stop` is called (or ``duration_s``)."""

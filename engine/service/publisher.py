@@ -28,9 +28,10 @@ import msgspec
 import numpy as np
 import zmq
 
-from tickpath.engine.config import PublishConfig
+from tickpath.engine.config import ConnectionsConfig, PublishConfig
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.curve import apply_curve_server
+from tickpath.engine.security.guard import apply_connection_options, guard_socket
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
 
@@ -52,12 +53,18 @@ class ResultPublisher:
         config: PublishConfig,
         n_symbols: int,
         security: SecurityConfig | None = None,
+        connections: ConnectionsConfig | None = None,
     ) -> None:
         self.socket = context.socket(zmq.PUB)
-        self.socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+        # per-subscriber queue bounded in bytes (see PublishConfig.effective_sndhwm);
+        # subscriptions longer than max_message_bytes disconnect their subscriber
+        self.socket.setsockopt(zmq.SNDHWM, config.effective_sndhwm)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
         if security is not None:
             apply_curve_server(self.socket, security)  # results and stats: CURVE when on
+        apply_connection_options(self.socket, connections or ConnectionsConfig())
+        guard_socket(self.socket, "publish", config.max_subscribers)  # subscriber cap, counts
         if config.bind:
             self.socket.bind(config.endpoint)
             self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -162,7 +162,10 @@ def test_a_snapshot_beyond_the_journal_is_skipped(tmp_path, items):
     ext.writer.close()
     # the journal lost its end (e.g. a disk restored from a backup): 300 entries left
     (seg,) = list_segments(tmp_path)
-    keep = fmt.SEGMENT_HEADER_SIZE + sum(fmt.ENTRY_SIZE + _payload_len(i) for i in items[:300])
+    next_seq: dict[int, int] = {}
+    keep = fmt.SEGMENT_HEADER_SIZE + sum(
+        fmt.ENTRY_SIZE + _payload_len(i, next_seq) for i in items[:300]
+    )
     os.truncate(seg.path, keep)
     recovered, ext2, report = _recover(tmp_path)
     assert report.snapshot_index == 200 and report.next_index == 300
@@ -173,15 +176,27 @@ def test_a_snapshot_beyond_the_journal_is_skipped(tmp_path, items):
     ext2.close()
 
 
-def _payload_len(item):
-    """Bytes the journal keeps for an item (an independent reading of the format)."""
+def _payload_len(item, next_seq):
+    """Bytes the journal keeps for an item (an independent reading of the format).
+
+    ``next_seq``: {stream: next sequence}, updated; a frame behind it (a duplicate or
+    out of order, not a restart at 0) is refused whole and kept as a marker only.
+    """
     if isinstance(item, int) or len(item) > CONFIG.ingest.max_frame_bytes:
         return fmt.DROP_PAYLOAD.size
     try:
         header, _ = codec.decode_frame(item, inputs_only=True)
-        ok = int(header["stream_id"]) < CONFIG.ingest.max_streams
+        stream = int(header["stream_id"])
+        ok = stream < CONFIG.ingest.max_streams
     except codec.FrameError:
         ok = False
+    if ok:
+        seq, count = int(header["seq"]), int(header["count"])
+        expected = next_seq.get(stream, -1)
+        if 0 < seq < expected:
+            ok = False
+        else:
+            next_seq[stream] = seq + count
     return len(item) if ok else fmt.REJECT_PREFIX.size + min(len(item), s.HEADER_V2_SIZE)
 
 

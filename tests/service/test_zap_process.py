@@ -53,7 +53,10 @@ def curve_engine(tmp_path):
         mallory=tmp_path / "all" / "mallory.key_secret",
     )  # fmt: skip
     security = SecurityConfig(
-        curve=True, secret_key=str(tmp_path / "all" / "engine.key_secret"), allow=str(allow)
+        curve=True,
+        secret_key=str(tmp_path / "all" / "engine.key_secret"),
+        allow=str(allow),
+        zap="process",
     )
     values = dict(SMALL)
     values.update(
