@@ -76,7 +76,7 @@ class Harness:
         if seq < 0 or not self.sub.poll(poll_ms):
             return False
         topic, payload = self.sub.recv_multipart()
-        if not topic.startswith(b"quote."):
+        if not topic.startswith((b"quote.", b"batch.quote")):  # per-symbol or batched mode
             return False
         _header, records = codec.decode_frame(payload)
         return int(records["in_stream"][0]) == 7 and int(records["in_seq"][0]) == seq
