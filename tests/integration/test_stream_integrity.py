@@ -300,7 +300,7 @@ def test_a_restarted_feed_takes_its_stream_over_at_once_after_its_end_of_session
 
     r = rig(**{"ingest.failover_s": 3600})  # only an end of session can release the stream
     endpoint = r.engine.receiver.endpoints[0]
-    opts = dict(symbols=2, rate=4000, batch=10, duration=0.5, stream_id=3, join_wait=0.5)
+    opts = dict(symbols=2, rate=4000, batch=10, duration=0.5, stream_id=3, join_timeout=120)
     first = run_feed(endpoint, **opts)
     _until(r, lambda st: st["session_ends"] == 1)
     second = run_feed(endpoint, **opts)
