@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from pathlib import Path
 
 import zmq
 import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 from tickpath.engine.config import ConfigError
 from tickpath.engine.security.config import SecurityConfig
@@ -84,6 +87,80 @@ def apply_curve_client(
     socket.curve_serverkey = server_public
     socket.curve_publickey = public
     socket.curve_secretkey = secret
+
+
+class _Authenticator(ThreadAuthenticator):
+    """ThreadAuthenticator that remembers the peer address of the request being checked."""
+
+    current_address = ""
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        if len(msg) > 3:
+            self.current_address = msg[3].decode("utf-8", "replace")
+        await super().handle_zap_message(msg)
+
+
+class CurveAuthenticator:
+    """A plain ZAP handler of a context: admits client keys found in the allow directory.
+
+    Used where the connection guard is not: the request process and the ZAP process
+    (``security.zap = "process"``).  ``reload()`` re-reads the directory when its
+    content changed (a digest of the key files' names and contents, not mtimes);
+    ``allowed``/``denied`` count handshakes.
+    """
+
+    def __init__(self, context: zmq.Context, security: SecurityConfig) -> None:
+        self.security = security
+        self.allowed = 0
+        self.denied = 0
+        self._keys: frozenset[bytes] = frozenset()
+        self._digest: str | None = None
+        self._lock = threading.Lock()
+        self._auth = _Authenticator(context, log=logging.getLogger("tickpath.security.zap"))
+        self.reload()
+        self._auth.start()
+        self._auth.configure_curve_callback(security.domain, credentials_provider=self)
+
+    def reload(self) -> bool:
+        """Re-read the allow directory if its content changed; return True when it was read."""
+        from tickpath.engine.security.guard import allow_list_digest
+
+        directory = self.security.allow
+        if directory is None:
+            return False
+        path = Path(directory)
+        try:
+            digest = allow_list_digest(path)
+        except OSError as exc:
+            raise SecurityError(f"cannot read allow directory {directory}: {exc}") from None
+        if digest == self._digest:
+            return False
+        keys = frozenset(zmq.auth.load_certificates(path))
+        with self._lock:
+            self._keys = keys
+            self._digest = digest
+        log.info("CURVE allow-list %s: %d client keys", directory, len(keys))
+        return True
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZAP credentials check (called by pyzmq for every CURVE handshake)."""
+        ok = self.security.allow_any or key in self._keys
+        address = self._auth.current_address
+        if ok:
+            self.allowed += 1
+            log.debug("CURVE client %s from %s allowed", key.decode(), address)
+        else:
+            self.denied += 1
+            log.warning(
+                "CURVE client %s from %s refused: key not in the allow-list",
+                key.decode(errors="replace"),
+                address,
+            )
+        return ok
+
+    def stop(self) -> None:
+        """Stop the ZAP handler thread."""
+        self._auth.stop()
 
 
 def is_loopback(endpoint: str) -> bool:

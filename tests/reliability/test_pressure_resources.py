@@ -514,7 +514,7 @@ def test_a_refused_frame_becomes_a_marker_and_a_crash_mid_rewrite_leaves_a_torn_
     writer.close()
     (segment,) = sorted(tmp_path.glob("*.journal"))
     whole = fmt.SEGMENT_HEADER_SIZE + fmt.ENTRY_SIZE + len(frame)
-    marker = fmt.ENTRY_SIZE + fmt.REJECT_PREFIX.size + s.HEADER_SIZE
+    marker = fmt.ENTRY_SIZE + fmt.REJECT_PREFIX.size + s.HEADER_V2_SIZE  # a whole v2 header
     assert segment.stat().st_size == whole + marker
     replayed = StreamProcessor(proc.config)
     replayed.warm_up()
