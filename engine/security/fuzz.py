@@ -89,8 +89,11 @@ class AccountingModel:
         max_gap: int = _DEFAULTS["max_gap"],
         failover_ns: int = _DEFAULTS["failover_ns"],
         max_clock_skew_ns: int = _DEFAULTS["max_clock_skew_ns"],
+        owned: np.ndarray | None = None,
     ) -> None:
         self.n_symbols = n_symbols
+        # symbols this engine's shard owns (None: every symbol); others: foreign_shard
+        self.owned = None if owned is None else np.asarray(owned, bool)
         self.max_streams = max_streams
         self.buffer_bytes = max_frame_bytes
         body = max_frame_bytes - s.HEADER_SIZE
@@ -117,6 +120,7 @@ class AccountingModel:
             max_gap=ingest.max_gap,
             failover_ns=int(ingest.failover_s * 1e9),
             max_clock_skew_ns=int(ingest.max_clock_skew_s * 1e9),
+            owned=_owned_symbols(config),
         )
 
     def expect(self, case: bytes | int, recv_ns: int = 0) -> np.ndarray:
@@ -301,7 +305,25 @@ class AccountingModel:
                 s.REJECT_BAD_PRICE,
                 s.REJECT_BAD_SIZE,
             ]
-        return np.select(conditions, codes, default=-1).astype(np.int64)
+        reasons = np.select(conditions, codes, default=-1).astype(np.int64)
+        if self.owned is not None:  # after every other rule, as in the kernels
+            valid = reasons < 0
+            foreign = np.zeros(len(r), bool)
+            foreign[valid] = ~self.owned[r["symbol"][valid].astype(np.int64)]
+            reasons[foreign] = s.REJECT_FOREIGN_SHARD
+        return reasons
+
+
+def _owned_symbols(config: object) -> np.ndarray | None:
+    """The symbols a sharded engine config serves (None: unsharded), independently derived."""
+    ingest = config.ingest
+    if not getattr(ingest, "shard", ""):
+        return None
+    from tickpath.engine.cluster.shards import ShardMap, parse_shard
+
+    index, count = parse_shard(ingest.shard)
+    shard_map = ShardMap.from_file(ingest.shard_map) if ingest.shard_map else ShardMap(count)
+    return shard_map.shard_of(np.arange(config.analytics.n_symbols)) == index
 
 
 INTERESTING_64 = [0, 1, -1, 2, -(1 << 63), (1 << 63) - 1, -(1 << 63) + 1, 1 << 32, (1 << 31) - 1]

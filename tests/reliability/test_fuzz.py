@@ -56,11 +56,21 @@ def test_bulk_seeded_fuzz(proc):
     report = _check(fuzz.run(proc, CASES["bulk"], seed=20261129), CASES["bulk"])
     stats = report.stats
     assert stats["frames_accepted"] > 20_000 and stats["records_accepted"] > 50_000
-    for reason in s.REJECT_NAMES:  # every reject reason was exercised
-        assert stats["rejected"][reason] > 0, reason
+    for reason in s.REJECT_NAMES:  # every reject reason was exercised ...
+        if reason != "foreign_shard":  # ... but this one needs a sharded engine (below)
+            assert stats["rejected"][reason] > 0, reason
+    assert stats["rejected"]["foreign_shard"] == 0
     assert stats["gaps"] > 0 and stats["sequence_resets"] > 0
     assert stats["session_takeovers"] > 0  # the simulated clock's quiet jumps allow failovers
     assert set(report.by_strategy) == set(fuzz.STRATEGIES)
+
+
+def test_sharded_engine_fuzz_counts_foreign_shard_records_exactly():
+    """A replica serving shard 1 of 3: the model predicts every foreign_shard refusal."""
+    sharded = processor(small_config(ingest__shard="1/3"))
+    report = _check(fuzz.run(sharded, 4_000, seed=20261204), 4_000)
+    assert report.stats["rejected"]["foreign_shard"] > 0
+    assert report.stats["records_accepted"] > 0
 
 
 @settings(
