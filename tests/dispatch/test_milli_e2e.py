@@ -116,6 +116,8 @@ def test_a_burst_of_ticks_is_coalesced_to_the_newest_price():
             what="the blocker and the one repricing completed",
         )
         assert lane["coalesced"] - before["coalesced"] == 199 and lane["depth"] == 0
+        # the counter moves on the engine thread, after the frame left: wait for it
+        wait_until(lambda: stats()["chains"]["0"]["published"] >= 1, what="the publish counted")
         assert stats()["chains"]["0"]["published"] == 1
     finally:
         rig.close()
