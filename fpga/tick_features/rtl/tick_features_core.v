@@ -148,6 +148,7 @@ module tick_features_core #(
   reg [63:0] reject_symbol_reg = 0, reject_symbol_next;
   reg [63:0] reject_kind_reg = 0, reject_kind_next;
   reg s_sweep_reg = 1'b0;  // the s stage holds a clearing write
+  reg clear_counters_reg = 1'b0;  // the first cycle of the sweep
 
   wire can_accept = enable && !reset_pending_reg && !sweep_reg && !s_sweep_reg && credit_nz_reg;
   wire inject_mmio = can_accept && mmio_pending_reg;
@@ -349,6 +350,17 @@ module tick_features_core #(
     end
   end
 
+  // a + b + c + cin (64-bit, wrapping) as a carry-save step and one carry
+  // chain: the per-bit sum and majority are one LUT level.
+  function [63:0] add3(input [63:0] a, input [63:0] b, input [63:0] c, input cin);
+    reg [63:0] sum, maj;
+    begin
+      sum = a ^ b ^ c;
+      maj = (a & b) | (a & c) | (b & c);
+      add3 = sum + {maj[62:0], cin};
+    end
+  endfunction
+
   // Broadcast of this record's state (u form) into a younger record with
   // x = x_younger: prev is what it holds, hit says whether it has this
   // symbol, dx = x_younger - x_p (a register).  With hit low the result is
@@ -359,10 +371,8 @@ module tick_features_core #(
       gu = hit && p_use_u;
       gs = hit && p_use_s;
       bcast = hit ? p_new : prev;
-      bcast[ST_E0+:64] = (hit ? dx : prev[ST_E0+:64]) + (gu ? p_u0 : 64'd0) +
-          (gs ? ~p_s0 : 64'd0) + {63'd0, gs};
-      bcast[ST_E1+:64] = (hit ? dx : prev[ST_E1+:64]) + (gu ? p_u1 : 64'd0) +
-          (gs ? ~p_s1 : 64'd0) + {63'd0, gs};
+      bcast[ST_E0+:64] = add3(hit ? dx : prev[ST_E0+:64], gu ? p_u0 : 64'd0, gs ? ~p_s0 : 64'd0, gs);
+      bcast[ST_E1+:64] = add3(hit ? dx : prev[ST_E1+:64], gu ? p_u1 : 64'd0, gs ? ~p_s1 : 64'd0, gs);
       bcast[ST_PV+:128] = (hit ? p_prod_reg : prev[ST_PV+:128]) +
           (hit ? p_st_reg[ST_PV+:128] : 128'd0);
       bcast[ST_VOL+:64] = (hit ? p_size_reg : prev[ST_VOL+:64]) +
@@ -513,7 +523,11 @@ module tick_features_core #(
     s_sweep_reg <= sweep_reg;
     if (s_wr_reg) state_ram[s_wr_addr_reg] <= s_state_reg;
     if (rst) begin
+      // Also keeps these out of shift-register (SRL) inference.
       s_valid_reg <= 1'b0;
+      s_mmio_reg <= 1'b0;
+      s_last_reg <= 1'b0;
+      s_ok_reg <= 1'b0;
       s_wr_reg <= 1'b0;
       s_sweep_reg <= 1'b0;
     end
@@ -644,17 +658,21 @@ module tick_features_core #(
       // Quiescent: every accepted record has been delivered.  Clear it all.
       sweep_next = 1'b1;
       sweep_addr_next = 0;
+      mmio_done_next = 1'b0;
+    end
+    // The counters clear in the first sweep cycle (nothing is in flight then).
+    if (clear_counters_reg) begin
       records_in_next = 0;
       records_out_next = 0;
       reject_symbol_next = 0;
       reject_kind_next = 0;
-      mmio_done_next = 1'b0;
     end
   end
 
   always @(posedge clk) begin
     credit_reg <= credit_next;
     credit_nz_reg <= (credit_next != 0);
+    clear_counters_reg <= sweep_next && !sweep_reg;
     reset_pending_reg <= reset_pending_next;
     sweep_reg <= sweep_next;
     sweep_addr_reg <= sweep_addr_next;
