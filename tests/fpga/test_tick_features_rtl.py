@@ -40,6 +40,8 @@ DIRECTED = [
     "test_backpressure_holds_records",
     "test_mmio_single_record_path",
     "test_driver_register_protocol",
+    "test_soft_reset_mid_stream",
+    "test_alpha_change_in_flight",
 ]
 
 

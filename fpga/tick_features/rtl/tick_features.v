@@ -12,7 +12,7 @@
 
 module tick_features #(
     parameter N_SYMBOLS = 4096,  // symbol state entries; symbol ids >= N_SYMBOLS are rejected
-    parameter MUL_STAGES = 3,  // register stages of the price*size product; latency = MUL_STAGES + 3
+    parameter MUL_STAGES = 4,  // stages before the state update (>= 3); latency = MUL_STAGES + 3
     parameter OUT_FIFO_DEPTH = 16  // output FIFO entries: a power of two >= MUL_STAGES + 4
 ) (
     input wire aclk,

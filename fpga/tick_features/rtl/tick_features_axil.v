@@ -113,8 +113,9 @@ module tick_features_axil #(
   localparam [7:0] CFG_FRAC = `TF_EMA_FRAC_BITS;
   wire [31:0] config_word = {8'd0, CFG_N_EMA, CFG_LATENCY, CFG_FRAC};
 
-  integer b;
+  integer wi;
   always @* begin
+    wi = 0;
     aw_hold_next = aw_hold_reg;
     aw_addr_next = aw_addr_reg;
     w_hold_next = w_hold_reg;
@@ -149,9 +150,11 @@ module tick_features_axil #(
       w_hold_next = 1'b0;
       bvalid_next = 1'b1;
       if (waddr[7:6] == 2'b01) begin
-        // MMIO_IN window: 16 words of the input slot.
-        for (b = 0; b < 32; b = b + 1) begin
-          if (wmask[b]) mmio_in_next[{waddr[5:2], 5'd0}+b] = w_data_reg[b];
+        // MMIO_IN window: 16 words of the input slot, byte strobes applied
+        // (one decoded enable per word: no variable-index write).
+        for (wi = 0; wi < 16; wi = wi + 1) begin
+          if (waddr[5:2] == wi[3:0])
+            mmio_in_next[32*wi+:32] = (mmio_in_reg[32*wi+:32] & ~wmask) | (w_data_reg & wmask);
         end
       end else begin
         case (waddr)

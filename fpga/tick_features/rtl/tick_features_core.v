@@ -5,19 +5,42 @@
 // 128-byte feature record per m_axis beat, in input order, TLAST preserved.
 //
 // Pipeline (no stalls once a record is accepted; back-pressure is handled by
-// admitting a record only when the output FIFO has room for it and for every
-// record already in flight):
+// admitting a record only while a credit counter says the output buffer has
+// room for it and for every record already in flight):
 //
-//   in  -> q[1..MUL_STAGES]  price*size product pipeline; the block-RAM read
-//                            of the symbol's state is issued from q[MUL_STAGES]
-//       -> p1                state read data; forwarding mux (newest state of
-//                            the same symbol from p2 or from the last write)
-//       -> p2                new state and feature record; block-RAM write;
-//                            push into the output FIFO (or the MMIO result)
-//       -> out FIFO -> m_axis
+//   in -> q[1]        the record (and K0/K1, sampled here: a K write applies
+//                     to the records accepted after it)
+//      -> q[2]        16 partial products 16x16 of price*size (DSP, registered)
+//      -> q[3..M]     partial-product sums; the symbol's state is read from
+//                     block RAM with the address of q[M-2] and arrives in q[M]
+//      -> p           the record with the newest state of its symbol (its own
+//                     EMA update loop: see "Forwarding")
+//      -> s           the new state (registered: the block-RAM write data) and
+//                     the record's fields
+//      -> out         feature record into the output register (or the buffer
+//                     behind it) -> m_axis
 //
 // Latency from the s_axis handshake to the m_axis handshake is MUL_STAGES + 3
 // cycles when m_axis_tready is high; the initiation interval is 1.
+//
+// Forwarding.  A record reads its symbol's state from block RAM with the
+// address of q[M-2]; the writes of the four records ahead of it land later.
+// Instead of comparing addresses at the read, every record leaving p
+// broadcasts its new state to the records behind it that have the same symbol
+// (the ones entering q[M-2], q[M-1], q[M] and p); a record that has received a
+// broadcast ignores its block-RAM data.  The match bits and the price
+// differences the broadcast needs are computed a cycle early, from registers.
+//
+// EMA update loop.  The EMAs travel through the pipeline in "u form":
+// u = x - ema, with x = price << F of the record itself.  For the next record
+// of the same symbol (x'), the EMA after this one is reached in u form as
+//     u' = (x' - x) + u - (u >>> k)          (a trade with an EMA)
+//     u' = (x' - x) + u                       (a quote: EMA unchanged)
+//     u' = (x' - x)                           (a first trade: EMA = x)
+// (x' - x) is a register; the loop is: shift, one three-input add.  Selecting
+// between "a broadcast arrived" and "keep what you have" is folded into the
+// adder's operands (gated to zero), so there is no multiplexer after it.
+// The EMA itself, ema = x - u + (u >>> k), is computed beside the loop into s.
 
 `default_nettype none
 `timescale 1ns / 1ps
@@ -26,8 +49,8 @@
 
 module tick_features_core #(
     parameter N_SYMBOLS = 4096,  // symbol state entries; symbol ids >= N_SYMBOLS are rejected
-    parameter MUL_STAGES = 3,  // register stages of the 64x64 price*size product (>= 1)
-    parameter OUT_FIFO_DEPTH = 16  // output FIFO entries: a power of two >= MUL_STAGES + 4
+    parameter MUL_STAGES = 4,  // stages before the state update (>= 3); 4 keeps every path short
+    parameter OUT_FIFO_DEPTH = 16  // output buffer entries: a power of two >= MUL_STAGES + 4
 ) (
     input wire clk,
     input wire rst,
@@ -67,11 +90,14 @@ module tick_features_core #(
     output wire [63:0] reject_kind
 );
 
+  localparam M = MUL_STAGES;
   localparam SYM_W = (N_SYMBOLS > 1) ? $clog2(N_SYMBOLS) : 1;
   localparam FIFO_AW = $clog2(OUT_FIFO_DEPTH);
+  localparam CREDIT_W = FIFO_AW + 1;
   localparam F = `TF_EMA_FRAC_BITS;
+  localparam KW = `TF_K_BITS;
 
-  // Symbol state word.
+  // Symbol state word (block RAM, "e form": the EMAs themselves).
   localparam ST_HAS_T = 0;
   localparam ST_HAS_Q = 1;
   localparam ST_LP = 2;
@@ -85,11 +111,12 @@ module tick_features_core #(
   localparam ST_AP = ST_BS + 64;
   localparam ST_AS = ST_AP + 64;
   localparam STATE_W = ST_AS + 64;
+  // In the pipeline the same layout holds u = x - ema in ST_E0 / ST_E1 ("u form").
 
   // Parameter checks (elaboration fails on a bad value).
   generate
-    if (MUL_STAGES < 1) begin : g_bad_mul_stages
-      initial $fatal(1, "MUL_STAGES must be >= 1");
+    if (MUL_STAGES < 3) begin : g_bad_mul_stages
+      initial $fatal(1, "MUL_STAGES must be >= 3");
     end
     if (OUT_FIFO_DEPTH < MUL_STAGES + 4 || (1 << FIFO_AW) != OUT_FIFO_DEPTH) begin : g_bad_fifo
       initial $fatal(1, "OUT_FIFO_DEPTH must be a power of two >= MUL_STAGES + 4");
@@ -100,11 +127,16 @@ module tick_features_core #(
     end
   endgenerate
 
+  function [63:0] xof(input [63:0] a);  // price << F (64-bit, wrapping)
+    xof = {a[63-F:0], {F{1'b0}}};
+  endfunction
+
   // -------------------------------------------------------------------------
-  // Admission: a record enters only if the FIFO can hold it and all in flight.
+  // Admission.  credit = buffer entries not yet promised to a record; a
+  // record needs one.  All the terms of can_accept are registers.
   // -------------------------------------------------------------------------
-  reg [FIFO_AW:0] fifo_count_reg = 0, fifo_count_next;
-  reg [7:0] inflight_reg = 0, inflight_next;
+  reg [CREDIT_W-1:0] credit_reg = OUT_FIFO_DEPTH, credit_next;
+  reg credit_nz_reg = 1'b1;
   reg reset_pending_reg = 1'b1, reset_pending_next;
   reg sweep_reg = 1'b0, sweep_next;
   reg [SYM_W-1:0] sweep_addr_reg = 0, sweep_addr_next;
@@ -115,45 +147,50 @@ module tick_features_core #(
   reg [63:0] records_out_reg = 0, records_out_next;
   reg [63:0] reject_symbol_reg = 0, reject_symbol_next;
   reg [63:0] reject_kind_reg = 0, reject_kind_next;
+  reg s_sweep_reg = 1'b0;  // the s stage holds a clearing write
+  reg clear_counters_reg = 1'b0;  // the first cycle of the sweep
 
-  wire can_accept = enable && !reset_pending_reg && !sweep_reg &&
-      (fifo_count_reg + inflight_reg < OUT_FIFO_DEPTH);
+  wire can_accept = enable && !reset_pending_reg && !sweep_reg && !s_sweep_reg && credit_nz_reg;
   wire inject_mmio = can_accept && mmio_pending_reg;
   assign s_axis_tready = can_accept && !mmio_pending_reg;
   wire s_fire = s_axis_tvalid && s_axis_tready;
   wire in_fire = s_fire || inject_mmio;
 
-  wire [`TF_IN_W-1:0] in_data = inject_mmio ? mmio_in : s_axis_tdata;
-  wire in_last = inject_mmio ? 1'b0 : s_axis_tlast;
+  // The data select is a register: while an MMIO record is pending the
+  // stream is not ready, so its data is not needed.
+  wire [`TF_IN_W-1:0] in_data = mmio_pending_reg ? mmio_in : s_axis_tdata;
+  wire in_last = mmio_pending_reg ? 1'b0 : s_axis_tlast;
   wire [7:0] in_kind = in_data[`TF_IN_KIND_LSB+:8];
   wire [31:0] in_sym = in_data[`TF_IN_TRADE_SYMBOL_LSB+:32];
   wire in_kind_ok = (in_kind == `TF_KIND_TRADE) || (in_kind == `TF_KIND_QUOTE);
   wire in_bad_kind = !in_kind_ok;
   wire in_bad_sym = in_kind_ok && (in_sym >= N_SYMBOLS);
-  wire signed [63:0] in_a = in_data[`TF_IN_TRADE_PRICE_LSB+:64];  // price or bid_price
-  wire signed [63:0] in_b = in_data[`TF_IN_TRADE_SIZE_LSB+:64];  // size or bid_size
+  wire [63:0] in_a = in_data[`TF_IN_TRADE_PRICE_LSB+:64];  // price or bid_price
+  wire [63:0] in_b = in_data[`TF_IN_TRADE_SIZE_LSB+:64];  // size or bid_size
 
   // -------------------------------------------------------------------------
-  // q[1..MUL_STAGES]: the record and its price*size product.
+  // q[1..M]: the record.
   // -------------------------------------------------------------------------
-  reg q_valid_reg[1:MUL_STAGES];
-  reg q_mmio_reg[1:MUL_STAGES];
-  reg q_last_reg[1:MUL_STAGES];
-  reg q_ok_reg[1:MUL_STAGES];
-  reg [3:0] q_rej_reg[1:MUL_STAGES];  // FLAG_BAD_* bits
-  reg [7:0] q_kind_reg[1:MUL_STAGES];
-  reg [31:0] q_sym_reg[1:MUL_STAGES];
-  reg [63:0] q_ts_reg[1:MUL_STAGES];
-  reg [63:0] q_seq_reg[1:MUL_STAGES];
-  reg [63:0] q_a_reg[1:MUL_STAGES];
-  reg [63:0] q_b_reg[1:MUL_STAGES];
-  reg [63:0] q_c_reg[1:MUL_STAGES];
-  reg [63:0] q_d_reg[1:MUL_STAGES];
-  reg signed [127:0] q_prod_reg[1:MUL_STAGES];
+  reg q_valid_reg[1:M];
+  reg q_mmio_reg[1:M];
+  reg q_last_reg[1:M];
+  reg q_ok_reg[1:M];
+  reg q_trade_reg[1:M];
+  reg [3:0] q_rej_reg[1:M];  // FLAG_BAD_* bits
+  reg [7:0] q_kind_reg[1:M];
+  reg [31:0] q_sym_reg[1:M];
+  reg [63:0] q_ts_reg[1:M];
+  reg [63:0] q_seq_reg[1:M];
+  reg [63:0] q_a_reg[1:M];
+  reg [63:0] q_b_reg[1:M];
+  reg [63:0] q_c_reg[1:M];
+  reg [63:0] q_d_reg[1:M];
+  reg [KW-1:0] q_k0_reg[1:M];
+  reg [KW-1:0] q_k1_reg[1:M];
 
   integer i;
   initial begin
-    for (i = 1; i <= MUL_STAGES; i = i + 1) q_valid_reg[i] = 1'b0;
+    for (i = 1; i <= M; i = i + 1) q_valid_reg[i] = 1'b0;
   end
 
   always @(posedge clk) begin
@@ -161,6 +198,7 @@ module tick_features_core #(
     q_mmio_reg[1] <= inject_mmio;
     q_last_reg[1] <= in_last;
     q_ok_reg[1] <= in_kind_ok && !in_bad_sym;
+    q_trade_reg[1] <= (in_kind == `TF_KIND_TRADE);
     q_rej_reg[1] <= (in_bad_kind ? `TF_FLAG_BAD_KIND : 4'd0) | (in_bad_sym ? `TF_FLAG_BAD_SYMBOL : 4'd0);
     q_kind_reg[1] <= in_kind;
     q_sym_reg[1] <= in_sym;
@@ -170,12 +208,14 @@ module tick_features_core #(
     q_b_reg[1] <= in_b;
     q_c_reg[1] <= in_data[`TF_IN_QUOTE_ASK_PRICE_LSB+:64];
     q_d_reg[1] <= in_data[`TF_IN_QUOTE_ASK_SIZE_LSB+:64];
-    q_prod_reg[1] <= in_a * in_b;  // signed, 128-bit result; retimed into the DSP cascade
-    for (i = 2; i <= MUL_STAGES; i = i + 1) begin
+    q_k0_reg[1] <= k0;
+    q_k1_reg[1] <= k1;
+    for (i = 2; i <= M; i = i + 1) begin
       q_valid_reg[i] <= q_valid_reg[i-1];
       q_mmio_reg[i] <= q_mmio_reg[i-1];
       q_last_reg[i] <= q_last_reg[i-1];
       q_ok_reg[i] <= q_ok_reg[i-1];
+      q_trade_reg[i] <= q_trade_reg[i-1];
       q_rej_reg[i] <= q_rej_reg[i-1];
       q_kind_reg[i] <= q_kind_reg[i-1];
       q_sym_reg[i] <= q_sym_reg[i-1];
@@ -185,210 +225,404 @@ module tick_features_core #(
       q_b_reg[i] <= q_b_reg[i-1];
       q_c_reg[i] <= q_c_reg[i-1];
       q_d_reg[i] <= q_d_reg[i-1];
-      q_prod_reg[i] <= q_prod_reg[i-1];
+      q_k0_reg[i] <= q_k0_reg[i-1];
+      q_k1_reg[i] <= q_k1_reg[i-1];
     end
     if (rst) begin
-      for (i = 1; i <= MUL_STAGES; i = i + 1) q_valid_reg[i] <= 1'b0;
+      for (i = 1; i <= M; i = i + 1) q_valid_reg[i] <= 1'b0;
     end
   end
 
   // -------------------------------------------------------------------------
-  // Symbol state block RAM: one read port (issued from q[MUL_STAGES]), one
-  // write port (p2, or the clearing sweep).
+  // price * size: signed 64 x 64 -> 128 (wrapping), from unsigned 16 x 16
+  // partial products.  Signed = unsigned - 2^64 (a<0 ? b : 0) - 2^64 (b<0 ? a : 0).
+  // q[2]: partial products (one DSP each) and the sign correction;
+  // q[3]: four rows (M >= 4); q[4]: two halves; p: the product.
+  // -------------------------------------------------------------------------
+  reg [31:0] pp_reg[0:15];  // pp_reg[4*i+j] = a[16i +: 16] * b[16j +: 16]
+  reg [63:0] corr2_reg;
+  integer pi, pj;
+  always @(posedge clk) begin
+    for (pi = 0; pi < 4; pi = pi + 1)
+    for (pj = 0; pj < 4; pj = pj + 1)
+    pp_reg[4*pi+pj] <= q_a_reg[1][16*pi+:16] * q_b_reg[1][16*pj+:16];
+    corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
+  end
+
+  // Row i: sum over j of pp[i][j] << 16j; the even and odd partial products
+  // do not overlap, so a row is one 80-bit addition.
+  wire [79:0] row_w[0:3];
+  genvar gr;
+  generate
+    for (gr = 0; gr < 4; gr = gr + 1) begin : g_row
+      assign row_w[gr] = {16'd0, pp_reg[4*gr+2], pp_reg[4*gr+0]} +
+          {pp_reg[4*gr+3], pp_reg[4*gr+1], 16'd0};
+    end
+  endgenerate
+
+  wire [95:0] half_lo_mq, half_hi_mq;  // the two halves at q[M]
+  generate
+    if (M >= 4) begin : g_mul4
+      reg [79:0] row_reg[0:3];
+      reg [63:0] corr3_reg;
+      reg [95:0] half_lo_reg[4:M];
+      reg [95:0] half_hi_reg[4:M];
+      integer r;
+      always @(posedge clk) begin
+        for (r = 0; r < 4; r = r + 1) row_reg[r] <= row_w[r];
+        corr3_reg <= corr2_reg;
+        half_lo_reg[4] <= {16'd0, row_reg[0]} + {row_reg[1], 16'd0};
+        half_hi_reg[4] <= {16'd0, row_reg[2]} + {row_reg[3], 16'd0} - {corr3_reg, 32'd0};
+        for (r = 5; r <= M; r = r + 1) begin
+          half_lo_reg[r] <= half_lo_reg[r-1];
+          half_hi_reg[r] <= half_hi_reg[r-1];
+        end
+      end
+      assign half_lo_mq = half_lo_reg[M];
+      assign half_hi_mq = half_hi_reg[M];
+    end else begin : g_mul3
+      reg [95:0] half_lo_reg, half_hi_reg;
+      always @(posedge clk) begin
+        half_lo_reg <= {16'd0, row_w[0]} + {row_w[1], 16'd0};
+        half_hi_reg <= {16'd0, row_w[2]} + {row_w[3], 16'd0} - {corr2_reg, 32'd0};
+      end
+      assign half_lo_mq = half_lo_reg;
+      assign half_hi_mq = half_hi_reg;
+    end
+  endgenerate
+
+  // -------------------------------------------------------------------------
+  // Symbol state block RAM: read with the address of q[M-2] (the data is
+  // valid while the record is in q[M-1]), written from the s registers.
   // -------------------------------------------------------------------------
   reg [STATE_W-1:0] state_ram[0:N_SYMBOLS-1];
   reg [STATE_W-1:0] ram_rd_reg;
-  wire [SYM_W-1:0] rd_addr = q_sym_reg[MUL_STAGES][SYM_W-1:0];
-
   always @(posedge clk) begin
-    if (q_valid_reg[MUL_STAGES]) ram_rd_reg <= state_ram[rd_addr];
+    if (q_valid_reg[M-2]) ram_rd_reg <= state_ram[q_sym_reg[M-2][SYM_W-1:0]];
   end
 
-  // p1: the record with its state read back.
-  reg p1_valid_reg = 1'b0;
-  reg p1_mmio_reg, p1_last_reg, p1_ok_reg;
-  reg [3:0] p1_rej_reg;
-  reg [7:0] p1_kind_reg;
-  reg [31:0] p1_sym_reg;
-  reg [63:0] p1_ts_reg, p1_seq_reg, p1_a_reg, p1_b_reg, p1_c_reg, p1_d_reg;
-  reg [127:0] p1_prod_reg;
-
-  // p2: the record with its (forwarded) old state.
-  reg p2_valid_reg = 1'b0;
-  reg p2_mmio_reg, p2_last_reg, p2_ok_reg;
-  reg [3:0] p2_rej_reg;
-  reg [7:0] p2_kind_reg;
-  reg [31:0] p2_sym_reg;
-  reg [63:0] p2_ts_reg, p2_seq_reg, p2_a_reg, p2_b_reg, p2_c_reg, p2_d_reg;
-  reg [127:0] p2_prod_reg;
-  reg [STATE_W-1:0] p2_old_reg;
-
-  // The last state written (the write that raced p1's read).
-  reg wb_valid_reg = 1'b0;
-  reg [31:0] wb_sym_reg;
-  reg [STATE_W-1:0] wb_state_reg;
-
   // -------------------------------------------------------------------------
-  // p2 arithmetic: new state and the feature record.
+  // p: the record and its newest state (u form).
   // -------------------------------------------------------------------------
-  wire p2_trade = (p2_kind_reg == `TF_KIND_TRADE);
-  wire old_has_t = p2_old_reg[ST_HAS_T];
-  wire [63:0] old_e0 = p2_old_reg[ST_E0+:64];
-  wire [63:0] old_e1 = p2_old_reg[ST_E1+:64];
-  wire [127:0] old_pv = p2_old_reg[ST_PV+:128];
-  wire [63:0] old_vol = p2_old_reg[ST_VOL+:64];
+  reg p_valid_reg = 1'b0;
+  reg p_mmio_reg, p_last_reg, p_ok_reg, p_trade_reg;
+  reg [3:0] p_rej_reg;
+  reg [7:0] p_kind_reg;
+  reg [31:0] p_sym_reg;
+  reg [63:0] p_ts_reg, p_seq_reg, p_a_reg, p_b_reg, p_c_reg, p_d_reg;
+  reg [KW-1:0] p_k0_reg, p_k1_reg;
+  reg [127:0] p_prod_reg;  // price * size of a trade, 0 for a quote
+  reg [63:0] p_size_reg;  // size of a trade, 0 for a quote
+  reg [STATE_W-1:0] p_st_reg;
 
-  wire [63:0] px = {p2_a_reg[63-F:0], {F{1'b0}}};
-  wire signed [63:0] d0 = px - old_e0;
-  wire signed [63:0] d1 = px - old_e1;
-  wire signed [63:0] s0 = d0 >>> k0;
-  wire signed [63:0] s1 = d1 >>> k1;
-  wire [63:0] t_e0 = old_has_t ? old_e0 + s0 : px;
-  wire [63:0] t_e1 = old_has_t ? old_e1 + s1 : px;
+  wire p_bcast = p_valid_reg && p_ok_reg;  // this record's state goes to those behind it
+  wire p_has_t = p_st_reg[ST_HAS_T];
+  wire p_use_u = !(p_trade_reg && !p_has_t);  // the old EMA is kept or updated
+  wire p_use_s = p_trade_reg && p_has_t;  // the EMA moves by (x - ema) >>> k
+  wire [63:0] p_x = xof(p_a_reg);
+  wire [63:0] p_u0 = p_st_reg[ST_E0+:64];
+  wire [63:0] p_u1 = p_st_reg[ST_E1+:64];
 
-  reg [STATE_W-1:0] new_state;
+  // The shift, as a 32-way selection of a sign-extended word.
+  wire [63+31:0] ext0 = {{31{p_u0[63]}}, p_u0};
+  wire [63+31:0] ext1 = {{31{p_u1[63]}}, p_u1};
+  wire [63:0] p_s0 = ext0[p_k0_reg+:64];
+  wire [63:0] p_s1 = ext1[p_k1_reg+:64];
+
+  // The new state (e form) of this record's symbol.
+  reg [STATE_W-1:0] p_new;
   always @* begin
-    new_state = p2_old_reg;
-    if (p2_trade) begin
-      new_state[ST_HAS_T] = 1'b1;
-      new_state[ST_LP+:64] = p2_a_reg;
-      new_state[ST_LS+:64] = p2_b_reg;
-      new_state[ST_E0+:64] = t_e0;
-      new_state[ST_E1+:64] = t_e1;
-      new_state[ST_PV+:128] = old_pv + p2_prod_reg;
-      new_state[ST_VOL+:64] = old_vol + p2_b_reg;
+    p_new = p_st_reg;
+    p_new[ST_E0+:64] = p_x - (p_use_u ? p_u0 : 64'd0) + (p_use_s ? p_s0 : 64'd0);
+    p_new[ST_E1+:64] = p_x - (p_use_u ? p_u1 : 64'd0) + (p_use_s ? p_s1 : 64'd0);
+    if (p_trade_reg) begin
+      p_new[ST_HAS_T] = 1'b1;
+      p_new[ST_LP+:64] = p_a_reg;
+      p_new[ST_LS+:64] = p_b_reg;
+      p_new[ST_PV+:128] = p_st_reg[ST_PV+:128] + p_prod_reg;
+      p_new[ST_VOL+:64] = p_st_reg[ST_VOL+:64] + p_size_reg;
     end else begin
-      new_state[ST_HAS_Q] = 1'b1;
-      new_state[ST_BP+:64] = p2_a_reg;
-      new_state[ST_BS+:64] = p2_b_reg;
-      new_state[ST_AP+:64] = p2_c_reg;
-      new_state[ST_AS+:64] = p2_d_reg;
+      p_new[ST_HAS_Q] = 1'b1;
+      p_new[ST_BP+:64] = p_a_reg;
+      p_new[ST_BS+:64] = p_b_reg;
+      p_new[ST_AP+:64] = p_c_reg;
+      p_new[ST_AS+:64] = p_d_reg;
     end
   end
 
-  wire p2_write = p2_valid_reg && p2_ok_reg;
+  // a + b + c + cin (64-bit, wrapping) as a carry-save step and one carry
+  // chain: the per-bit sum and majority are one LUT level.
+  function [63:0] add3(input [63:0] a, input [63:0] b, input [63:0] c, input cin);
+    reg [63:0] sum, maj;
+    begin
+      sum = a ^ b ^ c;
+      maj = (a & b) | (a & c) | (b & c);
+      add3 = sum + {maj[62:0], cin};
+    end
+  endfunction
+
+  // Broadcast of this record's state (u form) into a younger record with
+  // x = x_younger: prev is what it holds, hit says whether it has this
+  // symbol, dx = x_younger - x_p (a register).  With hit low the result is
+  // prev, with every selection folded into the adders' operands.
+  function [STATE_W-1:0] bcast(input [STATE_W-1:0] prev, input hit, input [63:0] dx);
+    reg gu, gs;
+    begin
+      gu = hit && p_use_u;
+      gs = hit && p_use_s;
+      bcast = hit ? p_new : prev;
+      bcast[ST_E0+:64] = add3(hit ? dx : prev[ST_E0+:64], gu ? p_u0 : 64'd0, gs ? ~p_s0 : 64'd0, gs);
+      bcast[ST_E1+:64] = add3(hit ? dx : prev[ST_E1+:64], gu ? p_u1 : 64'd0, gs ? ~p_s1 : 64'd0, gs);
+      bcast[ST_PV+:128] = (hit ? p_prod_reg : prev[ST_PV+:128]) +
+          (hit ? p_st_reg[ST_PV+:128] : 128'd0);
+      bcast[ST_VOL+:64] = (hit ? p_size_reg : prev[ST_VOL+:64]) +
+          (hit ? p_st_reg[ST_VOL+:64] : 64'd0);
+    end
+  endfunction
+
+  // Broadcast targets: t = 0..3 are the registers of q[M-2], q[M-1], q[M]
+  // and p.  hit[t] and dx[t] belong to the record being loaded into target t
+  // and the record now in p; they are registers, computed one cycle early
+  // from the record two stages before the target and the record in q[M]
+  // (for t = 0 with M = 3 that record is the input: computed in place).
+  reg [3:0] hit_reg = 4'd0;
+  reg [63:0] dx_reg[0:3];
+  wire [3:0] hit;
+  wire [63:0] dx[0:3];
+  wire q_m_bcast = q_valid_reg[M] && q_ok_reg[M];
+  wire [SYM_W-1:0] q_m_sym = q_sym_reg[M][SYM_W-1:0];
+  // The records two stages before targets 0 and 1 (stage 0 is the input).
+  wire [SYM_W-1:0] src0_sym, src1_sym;
+  wire [63:0] src0_a, src1_a;
+  generate
+    if (M >= 5) begin : g_src0_q
+      assign src0_sym = q_sym_reg[M-4][SYM_W-1:0];
+      assign src0_a = q_a_reg[M-4];
+    end else begin : g_src0_in
+      assign src0_sym = in_sym[SYM_W-1:0];
+      assign src0_a = in_a;
+    end
+    if (M >= 4) begin : g_src1_q
+      assign src1_sym = q_sym_reg[M-3][SYM_W-1:0];
+      assign src1_a = q_a_reg[M-3];
+    end else begin : g_src1_in
+      assign src1_sym = in_sym[SYM_W-1:0];
+      assign src1_a = in_a;
+    end
+  endgenerate
+
+  always @(posedge clk) begin
+    // Target t is stage M-2+t; its record is now in stage M-4+t.
+    hit_reg[0] <= q_m_bcast && (src0_sym == q_m_sym);
+    dx_reg[0] <= xof(src0_a) - xof(q_a_reg[M]);
+    hit_reg[1] <= q_m_bcast && (src1_sym == q_m_sym);
+    dx_reg[1] <= xof(src1_a) - xof(q_a_reg[M]);
+    hit_reg[2] <= q_m_bcast && (q_sym_reg[M-2][SYM_W-1:0] == q_m_sym);
+    dx_reg[2] <= xof(q_a_reg[M-2]) - xof(q_a_reg[M]);
+    hit_reg[3] <= q_m_bcast && (q_sym_reg[M-1][SYM_W-1:0] == q_m_sym);
+    dx_reg[3] <= xof(q_a_reg[M-1]) - xof(q_a_reg[M]);
+    if (rst) hit_reg <= 4'd0;
+  end
+  generate
+    if (M >= 4) begin : g_hit0_reg
+      assign hit[0] = hit_reg[0];
+      assign dx[0] = dx_reg[0];
+    end else begin : g_hit0_comb
+      assign hit[0] = p_bcast && (in_sym[SYM_W-1:0] == p_sym_reg[SYM_W-1:0]);
+      assign dx[0] = xof(in_a) - p_x;
+    end
+  endgenerate
+  assign hit[3:1] = hit_reg[3:1];
+  assign dx[1] = dx_reg[1];
+  assign dx[2] = dx_reg[2];
+  assign dx[3] = dx_reg[3];
+
+  // Forwarded state held by targets 0..2 (u form) and whether any arrived.
+  reg [STATE_W-1:0] fwd_reg[0:2];
+  reg [2:0] fwd_has_reg = 3'd0;
+  // The block-RAM data of the record in q[M], converted to u form.
+  reg [STATE_W-1:0] ram_u_reg;
+
+  wire [63:0] x_qm1 = xof(q_a_reg[M-1]);
+  reg [STATE_W-1:0] ram_u_next;
+  always @* begin
+    ram_u_next = ram_rd_reg;
+    ram_u_next[ST_E0+:64] = x_qm1 - ram_rd_reg[ST_E0+:64];
+    ram_u_next[ST_E1+:64] = x_qm1 - ram_rd_reg[ST_E1+:64];
+  end
+
+  // What the record entering p holds without a broadcast from the record in p.
+  wire [STATE_W-1:0] p_prev = fwd_has_reg[2] ? fwd_reg[2] : ram_u_reg;
+
+  always @(posedge clk) begin
+    fwd_reg[0] <= bcast({STATE_W{1'b0}}, hit[0], dx[0]);
+    fwd_reg[1] <= bcast(fwd_reg[0], hit[1], dx[1]);
+    fwd_reg[2] <= bcast(fwd_reg[1], hit[2], dx[2]);
+    fwd_has_reg <= {fwd_has_reg[1] | hit[2], fwd_has_reg[0] | hit[1], hit[0]};
+    ram_u_reg <= ram_u_next;
+    p_st_reg <= bcast(p_prev, hit[3], dx[3]);
+
+    p_valid_reg <= q_valid_reg[M];
+    p_mmio_reg <= q_mmio_reg[M];
+    p_last_reg <= q_last_reg[M];
+    p_ok_reg <= q_ok_reg[M];
+    p_trade_reg <= q_trade_reg[M];
+    p_rej_reg <= q_rej_reg[M];
+    p_kind_reg <= q_kind_reg[M];
+    p_sym_reg <= q_sym_reg[M];
+    p_ts_reg <= q_ts_reg[M];
+    p_seq_reg <= q_seq_reg[M];
+    p_a_reg <= q_a_reg[M];
+    p_b_reg <= q_b_reg[M];
+    p_c_reg <= q_c_reg[M];
+    p_d_reg <= q_d_reg[M];
+    p_k0_reg <= q_k0_reg[M];
+    p_k1_reg <= q_k1_reg[M];
+    p_prod_reg <= q_trade_reg[M] ? {half_hi_mq, 32'd0} + {32'd0, half_lo_mq} : 128'd0;
+    p_size_reg <= q_trade_reg[M] ? q_b_reg[M] : 64'd0;
+    if (rst) begin
+      // Also keeps the p registers out of shift-register (SRL) inference:
+      // they select the update, an SRL's clock-to-out is slow.
+      p_valid_reg <= 1'b0;
+      p_ok_reg <= 1'b0;
+      p_trade_reg <= 1'b0;
+      p_k0_reg <= 0;
+      p_k1_reg <= 0;
+      p_a_reg <= 0;
+      p_b_reg <= 0;
+      fwd_has_reg <= 3'd0;
+    end
+  end
+
+  // -------------------------------------------------------------------------
+  // s: the new state (the block-RAM write, from registers) and the record.
+  // -------------------------------------------------------------------------
+  reg s_valid_reg = 1'b0;
+  reg s_mmio_reg, s_last_reg, s_ok_reg;
+  reg [3:0] s_rej_reg;
+  reg [7:0] s_kind_reg;
+  reg [31:0] s_sym_reg;
+  reg [63:0] s_ts_reg, s_seq_reg;
+  reg [STATE_W-1:0] s_state_reg;
+  reg s_wr_reg = 1'b0;
+  reg [SYM_W-1:0] s_wr_addr_reg;
+
+  always @(posedge clk) begin
+    s_valid_reg <= p_valid_reg;
+    s_mmio_reg <= p_mmio_reg;
+    s_last_reg <= p_last_reg;
+    s_ok_reg <= p_ok_reg;
+    s_rej_reg <= p_rej_reg;
+    s_kind_reg <= p_kind_reg;
+    s_sym_reg <= p_sym_reg;
+    s_ts_reg <= p_ts_reg;
+    s_seq_reg <= p_seq_reg;
+    s_state_reg <= sweep_reg ? {STATE_W{1'b0}} : p_new;
+    s_wr_reg <= sweep_reg || p_bcast;
+    s_wr_addr_reg <= sweep_reg ? sweep_addr_reg : p_sym_reg[SYM_W-1:0];
+    s_sweep_reg <= sweep_reg;
+    if (s_wr_reg) state_ram[s_wr_addr_reg] <= s_state_reg;
+    if (rst) begin
+      // Also keeps these out of shift-register (SRL) inference.
+      s_valid_reg <= 1'b0;
+      s_mmio_reg <= 1'b0;
+      s_last_reg <= 1'b0;
+      s_ok_reg <= 1'b0;
+      s_wr_reg <= 1'b0;
+      s_sweep_reg <= 1'b0;
+    end
+  end
 
   reg [`TF_OUT_W-1:0] feat;
   always @* begin
     feat = {`TF_OUT_W{1'b0}};
-    feat[`TF_OUT_TS_NS_LSB+:64] = p2_ts_reg;
-    feat[`TF_OUT_SYMBOL_LSB+:32] = p2_sym_reg;
-    feat[`TF_OUT_KIND_LSB+:8] = p2_kind_reg;
-    feat[`TF_OUT_SEQ_LSB+:64] = p2_seq_reg;
-    if (p2_ok_reg) begin
-      feat[`TF_OUT_FLAGS_LSB+:8] = {6'd0, new_state[ST_HAS_Q], new_state[ST_HAS_T]};
-      feat[`TF_OUT_LAST_PRICE_LSB+:64] = new_state[ST_LP+:64];
-      feat[`TF_OUT_LAST_SIZE_LSB+:64] = new_state[ST_LS+:64];
-      feat[`TF_OUT_EMA0_LSB+:64] = new_state[ST_E0+:64];
-      feat[`TF_OUT_EMA1_LSB+:64] = new_state[ST_E1+:64];
-      feat[`TF_OUT_PV_LO_LSB+:64] = new_state[ST_PV+:64];
-      feat[`TF_OUT_PV_HI_LSB+:64] = new_state[ST_PV+64+:64];
-      feat[`TF_OUT_VOLUME_LSB+:64] = new_state[ST_VOL+:64];
-      feat[`TF_OUT_BID_PRICE_LSB+:64] = new_state[ST_BP+:64];
-      feat[`TF_OUT_ASK_PRICE_LSB+:64] = new_state[ST_AP+:64];
-      feat[`TF_OUT_MID_X2_LSB+:64] = new_state[ST_BP+:64] + new_state[ST_AP+:64];
-      feat[`TF_OUT_SPREAD_LSB+:64] = new_state[ST_AP+:64] - new_state[ST_BP+:64];
-      feat[`TF_OUT_IMB_NUM_LSB+:64] = new_state[ST_BS+:64] - new_state[ST_AS+:64];
-      feat[`TF_OUT_IMB_DEN_LSB+:64] = new_state[ST_BS+:64] + new_state[ST_AS+:64];
+    feat[`TF_OUT_TS_NS_LSB+:64] = s_ts_reg;
+    feat[`TF_OUT_SYMBOL_LSB+:32] = s_sym_reg;
+    feat[`TF_OUT_KIND_LSB+:8] = s_kind_reg;
+    feat[`TF_OUT_SEQ_LSB+:64] = s_seq_reg;
+    if (s_ok_reg) begin
+      feat[`TF_OUT_FLAGS_LSB+:8] = {6'd0, s_state_reg[ST_HAS_Q], s_state_reg[ST_HAS_T]};
+      feat[`TF_OUT_LAST_PRICE_LSB+:64] = s_state_reg[ST_LP+:64];
+      feat[`TF_OUT_LAST_SIZE_LSB+:64] = s_state_reg[ST_LS+:64];
+      feat[`TF_OUT_EMA0_LSB+:64] = s_state_reg[ST_E0+:64];
+      feat[`TF_OUT_EMA1_LSB+:64] = s_state_reg[ST_E1+:64];
+      feat[`TF_OUT_PV_LO_LSB+:64] = s_state_reg[ST_PV+:64];
+      feat[`TF_OUT_PV_HI_LSB+:64] = s_state_reg[ST_PV+64+:64];
+      feat[`TF_OUT_VOLUME_LSB+:64] = s_state_reg[ST_VOL+:64];
+      feat[`TF_OUT_BID_PRICE_LSB+:64] = s_state_reg[ST_BP+:64];
+      feat[`TF_OUT_ASK_PRICE_LSB+:64] = s_state_reg[ST_AP+:64];
+      feat[`TF_OUT_MID_X2_LSB+:64] = s_state_reg[ST_BP+:64] + s_state_reg[ST_AP+:64];
+      feat[`TF_OUT_SPREAD_LSB+:64] = s_state_reg[ST_AP+:64] - s_state_reg[ST_BP+:64];
+      feat[`TF_OUT_IMB_NUM_LSB+:64] = s_state_reg[ST_BS+:64] - s_state_reg[ST_AS+:64];
+      feat[`TF_OUT_IMB_DEN_LSB+:64] = s_state_reg[ST_BS+:64] + s_state_reg[ST_AS+:64];
     end else begin
-      feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, p2_rej_reg};
+      feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, s_rej_reg};
     end
   end
 
   // -------------------------------------------------------------------------
-  // p1 -> p2 with forwarding; state write; pipeline registers.
-  // -------------------------------------------------------------------------
-  reg [STATE_W-1:0] fwd_state;
-  always @* begin
-    if (p2_write && p2_sym_reg == p1_sym_reg) fwd_state = new_state;
-    else if (wb_valid_reg && wb_sym_reg == p1_sym_reg) fwd_state = wb_state_reg;
-    else fwd_state = ram_rd_reg;
-  end
-
-  always @(posedge clk) begin
-    p1_valid_reg <= q_valid_reg[MUL_STAGES];
-    p1_mmio_reg <= q_mmio_reg[MUL_STAGES];
-    p1_last_reg <= q_last_reg[MUL_STAGES];
-    p1_ok_reg <= q_ok_reg[MUL_STAGES];
-    p1_rej_reg <= q_rej_reg[MUL_STAGES];
-    p1_kind_reg <= q_kind_reg[MUL_STAGES];
-    p1_sym_reg <= q_sym_reg[MUL_STAGES];
-    p1_ts_reg <= q_ts_reg[MUL_STAGES];
-    p1_seq_reg <= q_seq_reg[MUL_STAGES];
-    p1_a_reg <= q_a_reg[MUL_STAGES];
-    p1_b_reg <= q_b_reg[MUL_STAGES];
-    p1_c_reg <= q_c_reg[MUL_STAGES];
-    p1_d_reg <= q_d_reg[MUL_STAGES];
-    p1_prod_reg <= q_prod_reg[MUL_STAGES];
-
-    p2_valid_reg <= p1_valid_reg;
-    p2_mmio_reg <= p1_mmio_reg;
-    p2_last_reg <= p1_last_reg;
-    p2_ok_reg <= p1_ok_reg;
-    p2_rej_reg <= p1_rej_reg;
-    p2_kind_reg <= p1_kind_reg;
-    p2_sym_reg <= p1_sym_reg;
-    p2_ts_reg <= p1_ts_reg;
-    p2_seq_reg <= p1_seq_reg;
-    p2_a_reg <= p1_a_reg;
-    p2_b_reg <= p1_b_reg;
-    p2_c_reg <= p1_c_reg;
-    p2_d_reg <= p1_d_reg;
-    p2_prod_reg <= p1_prod_reg;
-    p2_old_reg <= fwd_state;
-
-    wb_valid_reg <= p2_write;
-    wb_sym_reg <= p2_sym_reg;
-    wb_state_reg <= new_state;
-
-    if (sweep_reg) state_ram[sweep_addr_reg] <= {STATE_W{1'b0}};
-    else if (p2_write) state_ram[p2_sym_reg[SYM_W-1:0]] <= new_state;
-
-    if (rst) begin
-      p1_valid_reg <= 1'b0;
-      p2_valid_reg <= 1'b0;
-      wb_valid_reg <= 1'b0;
-    end
-  end
-
-  // -------------------------------------------------------------------------
-  // Output FIFO (first word fall-through) and the MMIO result register.
+  // Output: a register (m_axis) with a buffer behind it (LUT RAM).  A record
+  // goes straight into the register when it and the buffer are empty.
   // -------------------------------------------------------------------------
   reg [`TF_OUT_W:0] fifo_mem[0:OUT_FIFO_DEPTH-1];  // {last, data}
   reg [FIFO_AW-1:0] fifo_wr_reg = 0, fifo_rd_reg = 0;
+  reg fifo_empty_reg = 1'b1;
+  reg [FIFO_AW:0] fifo_count_reg = 0;
+  reg out_valid_reg = 1'b0;
+  reg [`TF_OUT_W:0] out_reg;
 
-  wire fifo_push = p2_valid_reg && !p2_mmio_reg;
-  wire m_fire = m_axis_tvalid && m_axis_tready;
-  assign m_axis_tvalid = (fifo_count_reg != 0);
-  assign m_axis_tdata = fifo_mem[fifo_rd_reg][`TF_OUT_W-1:0];
-  assign m_axis_tlast = fifo_mem[fifo_rd_reg][`TF_OUT_W];
+  wire push = s_valid_reg && !s_mmio_reg;
+  wire m_fire = out_valid_reg && m_axis_tready;
+  wire out_load = !out_valid_reg || m_axis_tready;
+  wire from_fifo = out_load && !fifo_empty_reg;
+  wire bypass = out_load && fifo_empty_reg && push;
+  wire fifo_push = push && !bypass;
+  assign m_axis_tvalid = out_valid_reg;
+  assign m_axis_tdata = out_reg[`TF_OUT_W-1:0];
+  assign m_axis_tlast = out_reg[`TF_OUT_W];
   assign m_axis_tkeep = {(`TF_OUT_W / 8) {1'b1}};
 
-  wire mmio_capture = p2_valid_reg && p2_mmio_reg;
+  wire mmio_capture = s_valid_reg && s_mmio_reg;
   reg [`TF_OUT_W-1:0] mmio_out_reg;
   assign mmio_out = mmio_out_reg;
 
+  wire [FIFO_AW:0] fifo_count_next = fifo_count_reg + {{FIFO_AW{1'b0}}, fifo_push} -
+      {{FIFO_AW{1'b0}}, from_fifo};
+
   always @(posedge clk) begin
     if (fifo_push) begin
-      fifo_mem[fifo_wr_reg] <= {p2_last_reg, feat};
+      fifo_mem[fifo_wr_reg] <= {s_last_reg, feat};
       fifo_wr_reg <= fifo_wr_reg + 1'b1;
     end
-    if (m_fire) fifo_rd_reg <= fifo_rd_reg + 1'b1;
+    if (from_fifo) begin
+      out_reg <= fifo_mem[fifo_rd_reg];
+      fifo_rd_reg <= fifo_rd_reg + 1'b1;
+    end else if (bypass) begin
+      out_reg <= {s_last_reg, feat};
+    end
+    if (out_load) out_valid_reg <= from_fifo || push;
+    fifo_count_reg <= fifo_count_next;
+    fifo_empty_reg <= (fifo_count_next == 0);
     if (mmio_capture) mmio_out_reg <= feat;
     if (rst) begin
       fifo_wr_reg <= 0;
       fifo_rd_reg <= 0;
+      fifo_count_reg <= 0;
+      fifo_empty_reg <= 1'b1;
+      out_valid_reg <= 1'b0;
     end
   end
 
   // -------------------------------------------------------------------------
-  // Control: counts, soft reset sweep, MMIO handshake, counters.
+  // Control: credits, soft reset sweep, MMIO handshake, counters.
   // -------------------------------------------------------------------------
-  wire pipe_empty = (inflight_reg == 0) && (fifo_count_reg == 0);
+  wire pipe_empty = (credit_reg == OUT_FIFO_DEPTH);
+  wire q1_bad_sym = q_valid_reg[1] && q_rej_reg[1][2];  // FLAG_BAD_SYMBOL
+  wire q1_bad_kind = q_valid_reg[1] && q_rej_reg[1][3];  // FLAG_BAD_KIND
 
   always @* begin
-    fifo_count_next = fifo_count_reg + {{FIFO_AW{1'b0}}, fifo_push} - {{FIFO_AW{1'b0}}, m_fire};
-    inflight_next = inflight_reg + {7'd0, in_fire} - {7'd0, p2_valid_reg};
+    credit_next = credit_reg - {{FIFO_AW{1'b0}}, in_fire} + {{FIFO_AW{1'b0}}, m_fire} +
+        {{FIFO_AW{1'b0}}, mmio_capture};
     reset_pending_next = reset_pending_reg || soft_reset;
     sweep_next = sweep_reg;
     sweep_addr_next = sweep_addr_reg;
@@ -397,8 +631,9 @@ module tick_features_core #(
     mmio_done_next = mmio_done_reg;
     records_in_next = records_in_reg + (in_fire ? 64'd1 : 64'd0);
     records_out_next = records_out_reg + (m_fire ? 64'd1 : 64'd0) + (mmio_capture ? 64'd1 : 64'd0);
-    reject_symbol_next = reject_symbol_reg + ((in_fire && in_bad_sym) ? 64'd1 : 64'd0);
-    reject_kind_next = reject_kind_reg + ((in_fire && in_bad_kind) ? 64'd1 : 64'd0);
+    // Rejects are counted a cycle after the record is accepted, from q[1].
+    reject_symbol_next = reject_symbol_reg + (q1_bad_sym ? 64'd1 : 64'd0);
+    reject_kind_next = reject_kind_reg + (q1_bad_kind ? 64'd1 : 64'd0);
 
     if (mmio_submit && !mmio_pending_reg && !mmio_inflight_reg) begin
       mmio_pending_next = 1'b1;
@@ -423,17 +658,21 @@ module tick_features_core #(
       // Quiescent: every accepted record has been delivered.  Clear it all.
       sweep_next = 1'b1;
       sweep_addr_next = 0;
+      mmio_done_next = 1'b0;
+    end
+    // The counters clear in the first sweep cycle (nothing is in flight then).
+    if (clear_counters_reg) begin
       records_in_next = 0;
       records_out_next = 0;
       reject_symbol_next = 0;
       reject_kind_next = 0;
-      mmio_done_next = 1'b0;
     end
   end
 
   always @(posedge clk) begin
-    fifo_count_reg <= fifo_count_next;
-    inflight_reg <= inflight_next;
+    credit_reg <= credit_next;
+    credit_nz_reg <= (credit_next != 0);
+    clear_counters_reg <= sweep_next && !sweep_reg;
     reset_pending_reg <= reset_pending_next;
     sweep_reg <= sweep_next;
     sweep_addr_reg <= sweep_addr_next;
@@ -445,8 +684,8 @@ module tick_features_core #(
     reject_symbol_reg <= reject_symbol_next;
     reject_kind_reg <= reject_kind_next;
     if (rst) begin
-      fifo_count_reg <= 0;
-      inflight_reg <= 0;
+      credit_reg <= OUT_FIFO_DEPTH;
+      credit_nz_reg <= 1'b1;
       reset_pending_reg <= 1'b1;  // clear the block RAM after power-on
       sweep_reg <= 1'b0;
       sweep_addr_reg <= 0;
@@ -460,7 +699,7 @@ module tick_features_core #(
     end
   end
 
-  assign reset_busy = reset_pending_reg || sweep_reg;
+  assign reset_busy = reset_pending_reg || sweep_reg || s_sweep_reg;
   assign idle = pipe_empty && !mmio_pending_reg;
   assign mmio_done = mmio_done_reg;
   assign mmio_busy = mmio_pending_reg || mmio_inflight_reg;

@@ -55,7 +55,7 @@ set_property -dict [list \
 
 # The core.
 set core [create_bd_cell -type ip -vlnv tickpath.dev:tickpath:tick_features:1.0 tick_features_0]
-set_property -dict [list CONFIG.N_SYMBOLS {4096} CONFIG.MUL_STAGES {3}] $core
+set_property -dict [list CONFIG.N_SYMBOLS {4096} CONFIG.MUL_STAGES {4}] $core
 
 connect_bd_intf_net [get_bd_intf_pins axi_dma_0/M_AXIS_MM2S] [get_bd_intf_pins tick_features_0/s_axis]
 connect_bd_intf_net [get_bd_intf_pins tick_features_0/m_axis] [get_bd_intf_pins axi_dma_0/S_AXIS_S2MM]

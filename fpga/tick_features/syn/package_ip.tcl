@@ -65,7 +65,7 @@ set_property range 256 $blk
 set_property width 32 $blk
 
 # User parameters (the RTL's), editable in the block design.
-foreach {param value} {N_SYMBOLS 4096 MUL_STAGES 3 OUT_FIFO_DEPTH 16} {
+foreach {param value} {N_SYMBOLS 4096 MUL_STAGES 4 OUT_FIFO_DEPTH 16} {
     set_property value $value [ipx::get_user_parameters $param -of_objects $core]
 }
 

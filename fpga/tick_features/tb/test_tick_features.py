@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Awaitable, Callable
 
 import cocotb
 import numpy as np
@@ -566,3 +567,101 @@ async def test_driver_register_protocol(dut: HierarchyObject) -> None:
     assert k == (5, 12)
     assert before["records_in"] == before["records_out"] == 20
     assert after == dict.fromkeys(after, 0)
+
+
+async def _stream_with(
+    dut: HierarchyObject,
+    tb: TB,
+    slots: np.ndarray,
+    action: Callable[[], Awaitable[None]],
+    after_cycles: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stream ``slots`` back to back while ``action()`` runs ``after_cycles`` into it."""
+    lasts = np.zeros(len(slots), dtype=np.uint8)
+    lasts[-1] = 1
+    never = np.zeros(1, dtype=bool)
+
+    async def later() -> None:
+        await ClockCycles(dut.aclk, after_cycles)
+        await action()
+
+    task = cocotb.start_soon(later())
+    got, got_last, _, _ = await stream_fast(dut, slots, lasts, never, never)
+    await task
+    return got, got_last
+
+
+def _hazard_slots(seed: int, n: int, n_symbols: int) -> np.ndarray:
+    """Mostly trades on a few symbols: every EMA depends on the k of every record."""
+    rng = np.random.default_rng(seed)
+    slots = random_slots(rng, n, n_symbols)
+    slots["symbol"] = rng.integers(0, n_symbols, n)
+    slots["kind"] = np.where(rng.random(n) < 0.8, schema.KIND_TRADE, schema.KIND_QUOTE)
+    trade = slots["kind"] == schema.KIND_TRADE
+    slots["price"][trade] = 1_000_000 + rng.integers(-5_000, 5_000, int(trade.sum()))
+    slots["size"][trade] = rng.integers(1, 1000, int(trade.sum()))
+    return slots
+
+
+@cocotb.test()
+async def test_soft_reset_mid_stream(dut: HierarchyObject) -> None:
+    """SOFT_RESET while records stream in: those accepted before it are delivered
+    with the old state, the core clears, the rest start from empty state, seq 0."""
+    tb = TB(dut, axis_models=False)
+    await tb.reset()
+    await tb.start((3, 7))
+    n = 400
+    slots = _hazard_slots(17, n, min(tb.n_symbols, 4))
+
+    async def soft_reset() -> None:
+        await tb.write(REG["CTRL"], L.CTRL_ENABLE | L.CTRL_SOFT_RESET)
+
+    got, got_last = await _stream_with(dut, tb, slots, soft_reset, 60)
+    await tb.wait_reset_done()
+    restarts = np.flatnonzero(got["seq"][1:] == 0) + 1
+    assert len(restarts) == 1, restarts  # exactly one restart of seq
+    split = int(restarts[0])
+    assert 0 < split < n
+    state = FeatureState(tb.n_symbols, (3, 7))
+    want_before = process(slots[:split], state)
+    state.reset()
+    want_after = process(slots[split:], state)
+    assert_same(got, np.concatenate([want_before, want_after]))
+    assert got_last[-1] == 1 and got_last[:-1].sum() == 0
+    counters = await tb.counters()
+    assert counters["RECORDS_IN"] == counters["RECORDS_OUT"] == n - split
+
+
+@cocotb.test()
+async def test_alpha_change_in_flight(dut: HierarchyObject) -> None:
+    """K0/K1 written while records are in flight: each record uses the K it was
+    accepted with, so the output is the golden model with k switched at one
+    record; neither k alone explains it."""
+    tb = TB(dut, axis_models=False)
+    await tb.reset()
+    old_k, new_k = (2, 9), (6, 3)
+    await tb.start(old_k)
+    n = 300
+    slots = _hazard_slots(19, n, min(tb.n_symbols, 3))
+
+    async def change_k() -> None:
+        await tb.write(REG["K0"], new_k[0])
+        await tb.write(REG["K1"], new_k[1])
+
+    got, _ = await _stream_with(dut, tb, slots, change_k, 40)
+    # A write of K0 then K1 means a few records may run with (new k0, old k1).
+    matches = []
+    for i in range(n + 1):
+        for j in range(i, min(n, i + 24) + 1):
+            state = FeatureState(tb.n_symbols, old_k)
+            parts = [process(slots[:i], state)]
+            state.set_k(new_k[0], old_k[1])
+            parts.append(process(slots[i:j], state))
+            state.set_k(*new_k)
+            parts.append(process(slots[j:], state))
+            want = np.concatenate(parts)
+            if np.array_equal(got.view(np.uint64), want.view(np.uint64)):
+                matches.append((i, j))
+    dut._log.info("K switch explained by (first record with new K0, with new K1): %s", matches[:5])
+    assert matches, "no single switch point of K explains the output"
+    assert all(0 < i and j < n for i, j in matches)  # neither the old nor the new k alone

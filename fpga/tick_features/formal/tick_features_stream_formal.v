@@ -1,0 +1,192 @@
+// Formal check of the stream contract of tick_features_core (yosys-smtbmc).
+//
+// Every input is free: the stream's data, TVALID and TLAST, the sink's
+// TREADY, ENABLE, SOFT_RESET pulses and single-record MMIO submits at any
+// time.  The only assumption: the power-on reset is asserted in the first
+// cycle and never again.  Checked, at every step up to the bounded depth:
+//
+//   A1  no output without an input: stream beats out <= stream beats in;
+//   A2  the record the sink receives as its k-th beat is the k-th beat the
+//       source sent (its ts_ns and TLAST), for a k chosen by the solver: no
+//       record lost, duplicated or reordered, MMIO records never on m_axis;
+//   A3  at most OUT_FIFO_DEPTH records between the two handshakes;
+//   A4  AXI4-Stream: once m_axis_tvalid is high it stays high, with the
+//       same ts_ns, seq and TLAST, until m_axis_tready;
+//   A5  nothing is accepted while the state is being cleared (RESET_BUSY: after
+//       the reset and after a soft reset), and m_axis_tvalid is low whenever
+//       no stream record is pending;
+//   A6  with the sink ready for LIVE cycles in a row, every record accepted
+//       LIVE or more cycles ago has been delivered (nothing stuck);
+//   A7  consecutive stream outputs carry increasing seq numbers (seq is the
+//       index of the record since soft reset, MMIO records included) unless a
+//       soft reset came between them.
+//
+// The feature arithmetic is not in these properties' cone and is removed by
+// the synthesis script; it is checked bit for bit by the cocotb scoreboard.
+
+`default_nettype none
+`timescale 1ns / 1ps
+
+`include "tick_features_fields.vh"
+
+module tick_features_stream_formal #(
+    parameter N_SYMBOLS = 2,  // small table: the contract does not depend on it
+    parameter MUL_STAGES = 4,  // the 322 MHz configuration
+    parameter OUT_FIFO_DEPTH = 8  // the smallest legal buffer for MUL_STAGES = 4
+) (
+    input wire clk,
+    input wire rst,
+    input wire [`TF_IN_W-1:0] s_axis_tdata,
+    input wire s_axis_tvalid,
+    input wire s_axis_tlast,
+    input wire m_axis_tready,
+    input wire enable,
+    input wire soft_reset,
+    input wire mmio_submit,
+    input wire [`TF_IN_W-1:0] mmio_in
+);
+
+  localparam LATENCY = MUL_STAGES + 3;
+  localparam LIVE = 2 * LATENCY + 2;
+
+  wire s_axis_tready, m_axis_tvalid, m_axis_tlast;
+  wire [`TF_OUT_W-1:0] m_axis_tdata;
+  wire [`TF_OUT_W/8-1:0] m_axis_tkeep;
+  wire reset_busy, idle, mmio_done, mmio_busy;
+  wire [`TF_OUT_W-1:0] mmio_out;
+  wire [63:0] records_in, records_out, reject_symbol, reject_kind;
+
+  tick_features_core #(
+      .N_SYMBOLS(N_SYMBOLS),
+      .MUL_STAGES(MUL_STAGES),
+      .OUT_FIFO_DEPTH(OUT_FIFO_DEPTH)
+  ) dut (
+      .clk(clk),
+      .rst(rst),
+      .s_axis_tdata(s_axis_tdata),
+      .s_axis_tvalid(s_axis_tvalid),
+      .s_axis_tready(s_axis_tready),
+      .s_axis_tlast(s_axis_tlast),
+      .m_axis_tdata(m_axis_tdata),
+      .m_axis_tkeep(m_axis_tkeep),
+      .m_axis_tvalid(m_axis_tvalid),
+      .m_axis_tready(m_axis_tready),
+      .m_axis_tlast(m_axis_tlast),
+      .enable(enable),
+      .k0(5'd4),
+      .k1(5'd8),
+      .soft_reset(soft_reset),
+      .reset_busy(reset_busy),
+      .idle(idle),
+      .mmio_submit(mmio_submit),
+      .mmio_in(mmio_in),
+      .mmio_out(mmio_out),
+      .mmio_done(mmio_done),
+      .mmio_busy(mmio_busy),
+      .records_in(records_in),
+      .records_out(records_out),
+      .reject_symbol(reject_symbol),
+      .reject_kind(reject_kind)
+  );
+
+  wire [63:0] in_ts = s_axis_tdata[`TF_IN_TRADE_TS_NS_LSB+:64];
+  wire [63:0] out_ts = m_axis_tdata[`TF_OUT_TS_NS_LSB+:64];
+  wire [63:0] out_seq = m_axis_tdata[`TF_OUT_SEQ_LSB+:64];
+  wire s_fire = s_axis_tvalid && s_axis_tready;
+  wire m_fire = m_axis_tvalid && m_axis_tready;
+
+  reg init = 1'b1;
+  always @(posedge clk) init <= 1'b0;
+  always @* assume(rst == init);
+
+  // Stream beats in and out since reset, and one watched beat.
+  reg [7:0] n_in = 0, n_out = 0;
+  (* anyconst *) reg [7:0] watch;
+  reg w_seen = 1'b0;
+  reg [63:0] w_ts;
+  reg w_last;
+  always @(posedge clk) begin
+    if (s_fire) n_in <= n_in + 1'b1;
+    if (m_fire) n_out <= n_out + 1'b1;
+    if (s_fire && n_in == watch) begin
+      w_seen <= 1'b1;
+      w_ts <= in_ts;
+      w_last <= s_axis_tlast;
+    end
+    if (rst) begin
+      n_in <= 0;
+      n_out <= 0;
+      w_seen <= 1'b0;
+    end
+  end
+
+  // History of n_in and the length of the current run of sink-ready cycles.
+  reg [7:0] n_in_hist[0:LIVE];
+  reg [7:0] ready_run = 0;
+  integer h;
+  always @(posedge clk) begin
+    n_in_hist[0] <= n_in;
+    for (h = 1; h <= LIVE; h = h + 1) n_in_hist[h] <= n_in_hist[h-1];
+    ready_run <= (m_axis_tready && ready_run != 8'hFF) ? ready_run + 1'b1 : (m_axis_tready ? ready_run : 8'd0);
+    if (rst) ready_run <= 0;
+  end
+  reg [LIVE:0] hist_valid = 0;
+  always @(posedge clk) hist_valid <= rst ? 0 : {hist_valid[LIVE-1:0], 1'b1};
+
+  // Previous cycle, for the AXI4-Stream rule and seq ordering.
+  reg past_valid = 1'b0, past_tvalid = 1'b0, past_tready = 1'b0, past_tlast = 1'b0;
+  reg [63:0] past_ts, past_seq;
+  reg have_last_seq = 1'b0;
+  reg [63:0] last_seq;
+  reg soft_reset_seen = 1'b0;  // a soft reset since the last stream output
+  always @(posedge clk) begin
+    past_valid <= !rst;
+    past_tvalid <= m_axis_tvalid;
+    past_tready <= m_axis_tready;
+    past_tlast <= m_axis_tlast;
+    past_ts <= out_ts;
+    past_seq <= out_seq;
+    if (soft_reset) soft_reset_seen <= 1'b1;
+    if (m_fire) begin
+      have_last_seq <= 1'b1;
+      last_seq <= out_seq;
+      soft_reset_seen <= soft_reset;
+    end
+    if (rst) begin
+      have_last_seq <= 1'b0;
+      soft_reset_seen <= 1'b0;
+    end
+  end
+
+  always @* begin
+    if (!rst) begin
+      // A1
+      assert (n_out <= n_in);
+      // A2
+      if (m_fire && n_out == watch) begin
+        assert (w_seen);
+        assert (out_ts == w_ts);
+        assert (m_axis_tlast == w_last);
+      end
+      // A3
+      assert (n_in - n_out <= OUT_FIFO_DEPTH);
+      // A4
+      if (past_valid && past_tvalid && !past_tready) begin
+        assert (m_axis_tvalid);
+        assert (out_ts == past_ts);
+        assert (out_seq == past_seq);
+        assert (m_axis_tlast == past_tlast);
+      end
+      // A5
+      if (reset_busy) assert (!s_axis_tready);
+      if (n_in == n_out) assert (!m_axis_tvalid);
+      // A6
+      if (hist_valid[LIVE] && ready_run >= LIVE) assert (n_out >= n_in_hist[LIVE]);
+      // A7
+      if (m_fire && have_last_seq && !soft_reset_seen) assert (out_seq > last_seq);
+    end
+  end
+
+endmodule
+
+`default_nettype wire
