@@ -192,7 +192,13 @@ def test_batched_topics_carry_every_touched_symbol_next_to_per_symbol_ones(both)
             int(r["symbol"][0]) for _, r in singles
         ]
         joined = np.concatenate([r for _, r in messages])
-        assert joined.tobytes() == np.concatenate([r for _, r in singles]).tobytes()
+        one_by_one = np.concatenate([r for _, r in singles])
+        assert joined.tobytes() == one_by_one.tobytes(), (
+            f"{analytic}: {len(joined)} batched records vs {len(one_by_one)} single; "
+            f"first batched (symbol, in_stream, in_seq) "
+            f"{joined[['symbol', 'in_stream', 'in_seq']][:3].tolist()}, first single "
+            f"{one_by_one[['symbol', 'in_stream', 'in_seq']][:3].tolist()}"
+        )
     # bars close as exchange time moves on: batched like the others, when there are any
     bars = batched.get(b"batch.bar", [])
     bar_singles = data_records(every, b"bar.")
