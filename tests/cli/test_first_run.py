@@ -88,7 +88,8 @@ def test_demo_says_what_is_wrong_when_a_child_fails_or_nothing_comes():
         )
         problem = _wait(console, "starting the engine", lambda: False, failing, lambda: None, 600)
         assert problem == "starting the engine: it exited with status 3: port in use"
-        silent = children.start([sys.executable, "-c", "import time; time.sleep(600)"])
+        # an engine that never produces anything: it blocks until it is stopped
+        silent = children.start([sys.executable, "-c", "import signal; signal.pause()"])
         problem = _wait(console, "waiting for the first result", lambda: False, silent,
                         lambda: time.sleep(0.05), 0.5)  # fmt: skip
         assert problem == "waiting for the first result: nothing after 0.5 s"
