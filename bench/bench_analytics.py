@@ -19,8 +19,10 @@ Contenders, per analytic:
   (TA-Lib's ``STDDEV(x, window, 1)``).
 
 tickpath writes into a preallocated ``out`` (no allocation per call); the peers
-allocate their result, as their APIs do.  Times are the best and the median of
-``--repeat`` calls after one warm-up call (numba's compile is not timed).
+allocate their result, as their APIs do.  Every contender is called once untimed (numba's
+compile is not timed), then once per round in ``--repeat`` interleaved rounds; the figures
+are the best and the median process CPU time of its calls (a busy machine's waits for a core
+left out) and its best wall time.
 
 Self-checking: every tickpath result is compared with a numpy two-pass reference at
 ``--check`` random positions (and the EMA with a plain recurrence over the first 10 k
@@ -56,15 +58,36 @@ STD_RTOL = 1e-6  # tickpath vs numpy two-pass
 PEER_STD_RTOL = 1e-3  # pandas differs by 5e-5 at 10 M (one-pass sums on a 100-unit offset)
 
 
-def _timed(call, repeat: int) -> dict:
-    """Best and median seconds of ``repeat`` calls, after one untimed warm-up call."""
-    call()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return {"best_s": min(times), "median_s": statistics.median(times)}
+class _Rounds:
+    """Timed calls run in interleaved rounds, so that a change of load on a shared machine
+    hits every contender alike: each of ``repeat`` rounds calls each contender once, after
+    one untimed warm-up call of each.  Per call, the process CPU time (``process_time``: all
+    threads, not counting time spent waiting for a core, the primary figure on a busy
+    machine) and the wall time are kept; ``best_s`` is the best CPU time."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, dict]] = []
+
+    def add(self, call) -> dict:  # noqa: ANN001
+        figures: dict = {}
+        self.calls.append((call, figures))
+        return figures
+
+    def run(self, repeat: int) -> None:
+        for call, _ in self.calls:
+            call()
+        cpu: list[list[float]] = [[] for _ in self.calls]
+        wall: list[list[float]] = [[] for _ in self.calls]
+        for _ in range(repeat):
+            for j, (call, _) in enumerate(self.calls):
+                c0, w0 = time.process_time(), time.perf_counter()
+                call()
+                wall[j].append(time.perf_counter() - w0)
+                cpu[j].append(time.process_time() - c0)
+        for j, (_, figures) in enumerate(self.calls):
+            figures["best_s"] = min(cpu[j])
+            figures["median_s"] = statistics.median(cpu[j])
+            figures["best_wall_s"] = min(wall[j])
 
 
 def _max_rel(a: np.ndarray, b: np.ndarray, floor: float = 1e-300) -> float:
@@ -95,13 +118,14 @@ def run(n: int, span: int, window: int, repeat: int, check: int, seed: int) -> d
     peers = _peers()
     talib, pandas, polars = peers["talib"], peers["pandas"], peers["polars"]
     results: dict[str, dict] = {"ema": {}, "rolling_std": {}}
+    timer = _Rounds()
     failures: list[str] = []
 
     # ---- EMA
     ema = results["ema"]
-    ema["tickpath"] = _timed(lambda: ta.ema(x, span, out=out), repeat)
+    ema["tickpath"] = timer.add(lambda: ta.ema(x, span, out=out))
     first = ta.ema(x, span).copy()
-    ema["tickpath_sma_seed"] = _timed(lambda: ta.ema(x, span, seed="sma", out=out), repeat)
+    ema["tickpath_sma_seed"] = timer.add(lambda: ta.ema(x, span, seed="sma", out=out))
     sma_seeded = ta.ema(x, span, seed="sma").copy()
     alpha = 2.0 / (span + 1.0)
     e, expect = x[0], np.empty(min(n, 10_000))
@@ -112,20 +136,20 @@ def run(n: int, span: int, window: int, repeat: int, check: int, seed: int) -> d
     if ema["tickpath"]["max_rel_vs_recurrence"] > EMA_RTOL:
         failures.append("tickpath EMA differs from the plain recurrence")
     if talib is not None:
-        ema["talib"] = _timed(lambda: talib.EMA(x, span), repeat)
+        ema["talib"] = timer.add(lambda: talib.EMA(x, span))
         ema["talib"]["max_rel_vs_tickpath_sma_seed"] = _max_rel(talib.EMA(x, span), sma_seeded)
         if ema["talib"]["max_rel_vs_tickpath_sma_seed"] > EMA_RTOL:
             failures.append("TA-Lib EMA differs from tickpath's seed='sma' EMA")
     if pandas is not None:
         series = pandas.Series(x)
-        ema["pandas"] = _timed(lambda: series.ewm(span=span, adjust=False).mean(), repeat)
+        ema["pandas"] = timer.add(lambda: series.ewm(span=span, adjust=False).mean())
         got = series.ewm(span=span, adjust=False).mean().to_numpy()
         ema["pandas"]["max_rel_vs_tickpath"] = _max_rel(got, first)
         if ema["pandas"]["max_rel_vs_tickpath"] > EMA_RTOL:
             failures.append("pandas EMA differs from tickpath's")
     if polars is not None:
         pseries = polars.Series(x)
-        ema["polars"] = _timed(lambda: pseries.ewm_mean(span=span, adjust=False), repeat)
+        ema["polars"] = timer.add(lambda: pseries.ewm_mean(span=span, adjust=False))
         got = pseries.ewm_mean(span=span, adjust=False).to_numpy()
         ema["polars"]["max_rel_vs_tickpath"] = _max_rel(got, first)
         if ema["polars"]["max_rel_vs_tickpath"] > EMA_RTOL:
@@ -133,9 +157,9 @@ def run(n: int, span: int, window: int, repeat: int, check: int, seed: int) -> d
 
     # ---- rolling standard deviation
     std = results["rolling_std"]
-    std["tickpath_ddof1"] = _timed(lambda: ta.rolling_std(x, window, out=out), repeat)
+    std["tickpath_ddof1"] = timer.add(lambda: ta.rolling_std(x, window, out=out))
     sample = ta.rolling_std(x, window).copy()
-    std["tickpath_ddof0"] = _timed(lambda: ta.rolling_std(x, window, ddof=0, out=out), repeat)
+    std["tickpath_ddof0"] = timer.add(lambda: ta.rolling_std(x, window, ddof=0, out=out))
     population = ta.rolling_std(x, window, ddof=0).copy()
     at = rng.integers(window - 1, n, check)
     windows = np.lib.stride_tricks.sliding_window_view(x, window)[at - window + 1]
@@ -146,28 +170,30 @@ def run(n: int, span: int, window: int, repeat: int, check: int, seed: int) -> d
     if not np.isnan(sample[: window - 1]).all():
         failures.append("rolling std before a full window is not NaN")
     if talib is not None:
-        std["talib_ddof0"] = _timed(lambda: talib.STDDEV(x, window, 1), repeat)
+        std["talib_ddof0"] = timer.add(lambda: talib.STDDEV(x, window, 1))
         std["talib_ddof0"]["max_rel_vs_tickpath"] = _max_rel(talib.STDDEV(x, window, 1), population)
         if std["talib_ddof0"]["max_rel_vs_tickpath"] > PEER_STD_RTOL:
             failures.append("TA-Lib STDDEV differs from tickpath's ddof=0 std")
     if pandas is not None:
         series = pandas.Series(x)
-        std["pandas_ddof1"] = _timed(lambda: series.rolling(window).std(), repeat)
+        std["pandas_ddof1"] = timer.add(lambda: series.rolling(window).std())
         got = series.rolling(window).std().to_numpy()
         std["pandas_ddof1"]["max_rel_vs_tickpath"] = _max_rel(got, sample)
         if std["pandas_ddof1"]["max_rel_vs_tickpath"] > PEER_STD_RTOL:
             failures.append("pandas rolling std differs from tickpath's")
     if polars is not None:
         pseries = polars.Series(x)
-        std["polars_ddof1"] = _timed(lambda: pseries.rolling_std(window), repeat)
+        std["polars_ddof1"] = timer.add(lambda: pseries.rolling_std(window))
         got = pseries.rolling_std(window).to_numpy()
         std["polars_ddof1"]["max_rel_vs_tickpath"] = _max_rel(got, sample)
         if std["polars_ddof1"]["max_rel_vs_tickpath"] > PEER_STD_RTOL:
             failures.append("polars rolling std differs from tickpath's")
 
+    timer.run(repeat)
     for analytic in results.values():
         for figures in analytic.values():
             figures["ns_per_value"] = figures["best_s"] / n * 1e9
+            figures["wall_ns_per_value"] = figures["best_wall_s"] / n * 1e9
     return {
         "n": n,
         "span": span,
@@ -194,13 +220,16 @@ def _print(report: dict) -> None:
     )
     for analytic, rows in report["results"].items():
         base = rows.get("talib") or rows.get("talib_ddof0")
-        print(f"\n{analytic}: contender, ns/value (best), median ms, vs TA-Lib, max rel diff")
+        print(
+            f"\n{analytic}: contender, CPU ns/value (best), wall ns/value (best), "
+            "median CPU ms, vs TA-Lib (CPU), max rel diff"
+        )
         for name, f in rows.items():
             diffs = [f"{k}={v:.1e}" for k, v in f.items() if k.startswith("max_rel")]
             ratio = f" {f['best_s'] / base['best_s']:5.2f}x" if base else ""
             print(
-                f"  {name:20s} {f['ns_per_value']:6.2f} {f['median_s'] * 1e3:8.1f}{ratio}  "
-                + " ".join(diffs)
+                f"  {name:20s} {f['ns_per_value']:6.2f} {f['wall_ns_per_value']:6.2f} "
+                f"{f['median_s'] * 1e3:8.1f}{ratio}  " + " ".join(diffs)
             )
     if report["missing_peers"]:
         print(f"\nnot installed: {', '.join(report['missing_peers'])} (pip install '.[bench]')")

@@ -128,7 +128,12 @@ def window_series(
 def rolling_series(values, ring, st, ci, min_periods, ddof, out_mean, out_var, out_std):
     """Rolling mean, variance (``ddof``) and standard deviation of one series after each
     value; NaN until ``min_periods`` values (variance: more than ``ddof``).
-    ``st[0] = (mean, m2, -, -)``, ``ci[0] = (count, slot)``; an empty ``out_*`` is not written."""
+    ``st[0] = (mean, m2, -, -)``, ``ci[0] = (count, slot)``; an empty ``out_*`` is not written.
+
+    Until the window is full each value goes through :func:`steps.moments_push`; then
+    the loop runs one turn of the ring at a time with the same step functions
+    (:func:`steps.moments_replace`, :func:`steps.moments_rebuild` at the same counts),
+    so the values are the same bits either way, without a branch per value."""
     window = ring.shape[1]
     write_mean = out_mean.shape[0] > 0
     write_var = out_var.shape[0] > 0
@@ -137,8 +142,10 @@ def rolling_series(values, ring, st, ci, min_periods, ddof, out_mean, out_var, o
     slot = ci[0, 1]
     mean = st[0, steps.MOM_MEAN]
     m2 = st[0, steps.MOM_M2]
+    n = values.shape[0]
     unused = 0.0
-    for i in range(values.shape[0]):
+    i = 0
+    while i < n and count < window:  # filling the window
         count, slot, mean, m2, unused, unused = steps.moments_push(
             ring, 0, count, slot, mean, m2, unused, unused, values[i], False
         )
@@ -152,6 +159,51 @@ def rolling_series(values, ring, st, ci, min_periods, ddof, out_mean, out_var, o
                 out_var[i] = var
             if write_std:
                 out_std[i] = np.sqrt(var)
+        i += 1
+    inv_window = 1.0 / window
+    turns = steps.rebuild_turns(window)
+    has_var = window > ddof  # min_periods <= window: every result of a full window is valid
+    row = ring[0]
+    std_only = write_std and not write_mean and not write_var and has_var
+    while i < n:  # full window: one turn of the ring (or what is left of it) at a time
+        stop = min(n, i + window - slot)
+        if std_only:  # the common call, rolling_std: no test per value
+            for j in range(i, stop):
+                x = values[j]
+                mean, m2 = steps.moments_replace(mean, m2, x, row[slot], inv_window)
+                row[slot] = x
+                slot += 1
+                out_std[j] = np.sqrt(steps.sample_variance(m2, window, ddof))
+        else:
+            for j in range(i, stop):
+                x = values[j]
+                mean, m2 = steps.moments_replace(mean, m2, x, row[slot], inv_window)
+                row[slot] = x
+                slot += 1
+                if write_mean:
+                    out_mean[j] = mean
+                if write_var or write_std:
+                    var = steps.sample_variance(m2, window, ddof) if has_var else np.nan
+                    if write_var:
+                        out_var[j] = var
+                    if write_std:
+                        out_std[j] = np.sqrt(var)
+        count += stop - i
+        i = stop
+        if slot == window:
+            slot = 0
+            if (count // window) % turns == 0:
+                mean, m2 = steps.moments_rebuild(ring, 0, inv_window)
+                # the per-tick step rebuilds before its result: so do the results here
+                j = stop - 1
+                if write_mean:
+                    out_mean[j] = mean
+                if write_var or write_std:
+                    var = steps.sample_variance(m2, window, ddof) if has_var else np.nan
+                    if write_var:
+                        out_var[j] = var
+                    if write_std:
+                        out_std[j] = np.sqrt(var)
     ci[0, 0] = count
     ci[0, 1] = slot
     st[0, steps.MOM_MEAN] = mean

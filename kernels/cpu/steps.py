@@ -89,8 +89,11 @@ def imbalance(a, b):
 
 @_jit
 def sample_variance(m2, n, ddof):
-    """Variance from a sum of squared deviations ``m2`` of ``n`` values (``n > ddof``)."""
-    return max(m2, 0.0) / (n - ddof)
+    """Variance from a sum of squared deviations ``m2`` of ``n`` values (``n > ddof``).
+
+    Multiplies by ``1 / (n - ddof)``: a loop over a full window hoists that
+    reciprocal, and every caller gets the same bits."""
+    return max(m2, 0.0) * (1.0 / (n - ddof))
 
 
 @_jit
@@ -174,57 +177,97 @@ def session_vwap(f, sym, base):
 # ---------------------------------------------------------------------------
 
 
+# A rolling window's running moments are replaced by exact two-pass values once every
+# rebuild_turns(window) full turns of its ring: after REBUILD_VALUES values or fewer
+# (every turn for windows of REBUILD_VALUES or more).
+REBUILD_VALUES = 64
+
+
+@_jit
+def rebuild_turns(window):
+    """Full turns of a ring of ``window`` values between two exact rebuilds of its moments."""
+    return max(1, REBUILD_VALUES // window)
+
+
+@_jit
+def moments_add(mean, m2, x, n):
+    """Welford's add of ``x`` as the ``n``-th value: ``(mean, m2)`` after it."""
+    delta = x - mean
+    new_mean = mean + delta / n
+    return new_mean, m2 + delta * (x - new_mean)
+
+
+@_jit
+def moments_replace(mean, m2, x, old, inv_window):
+    """``(mean, m2)`` of a full window after ``x`` replaces ``old`` (``inv_window`` is
+    ``1.0 / window``)."""
+    d = x - old
+    new_mean = mean + d * inv_window
+    return new_mean, m2 + d * (x - new_mean + old - mean)
+
+
+@_jit
+def moments_rebuild(ring, sym, inv_window):
+    """Exact two-pass ``(mean, m2)`` of the full window ``ring[sym]``."""
+    window = ring.shape[1]
+    total = 0.0
+    for j in range(window):
+        total += ring[sym, j]
+    mean = total * inv_window
+    m2 = 0.0
+    for j in range(window):
+        d = ring[sym, j] - mean
+        m2 += d * d
+    return mean, m2
+
+
+@_jit
+def sumsq_rebuild(ring, sym):
+    """Compensated ``(sum, error)`` of the squares of the full window ``ring[sym]``."""
+    sumsq = 0.0
+    sumsq_err = 0.0
+    for j in range(ring.shape[1]):
+        # compensated, like the running sum: the squares that later leave the
+        # window must cancel exactly, or sqrt turns a residue into a volatility
+        sumsq, sumsq_err = two_sum(sumsq, sumsq_err, ring[sym, j] * ring[sym, j])
+    return sumsq, sumsq_err
+
+
 @_jit
 def moments_push(ring, sym, count, slot, mean, m2, sumsq, sumsq_err, x, with_sumsq):
     """Push ``x`` into the rolling window of ``sym``.
 
     Returns ``(count, slot, mean, m2, sumsq, sumsq_err)`` after it.  ``ring[sym]``
     holds the window (its length is the window); ``count`` is the number of
-    values ever pushed, ``slot`` the ring slot ``x`` goes to; ``m2`` is the sum
-    of squared deviations from the mean, ``(sumsq, sumsq_err)`` the compensated
-    sum of squares (kept only ``with_sumsq``).  Welford's add (window not yet
-    full) and replace updates; once per full turn of the ring the running values
-    are replaced by exact two-pass values, so rounding errors cannot accumulate
-    without bound.  The values live in the caller's registers or columns.
+    values ever pushed, ``slot`` the ring slot ``x`` goes to (``count % window``);
+    ``m2`` is the sum of squared deviations from the mean, ``(sumsq, sumsq_err)``
+    the compensated sum of squares (kept only ``with_sumsq``).  Welford's add
+    (window not yet full) and replace updates; once every :func:`rebuild_turns`
+    full turns of the ring the running values are replaced by exact two-pass
+    values, so rounding errors cannot accumulate without bound.  The values live
+    in the caller's registers or columns.
     """
     window = ring.shape[1]
     if count < window:
-        n = count + 1
-        delta = x - mean
-        new_mean = mean + delta / n
-        m2 = m2 + delta * (x - new_mean)
-        mean = new_mean
+        mean, m2 = moments_add(mean, m2, x, count + 1)
         if with_sumsq:
             sumsq, sumsq_err = two_sum(sumsq, sumsq_err, x * x)
     else:
         old = ring[sym, slot]
-        new_mean = mean + (x - old) / window
-        m2 = m2 + (x - old) * (x - new_mean + old - mean)
-        mean = new_mean
+        mean, m2 = moments_replace(mean, m2, x, old, 1.0 / window)
         if with_sumsq:
             sumsq, sumsq_err = two_sum(sumsq, sumsq_err, x * x)
             sumsq, sumsq_err = two_sum(sumsq, sumsq_err, -(old * old))
     ring[sym, slot] = x
     slot += 1
+    count += 1
     if slot == window:
         slot = 0
-    if slot == 0:
-        total = 0.0
-        for j in range(window):
-            total += ring[sym, j]
-        mean = total / window
-        m2 = 0.0
-        if with_sumsq:
-            sumsq = 0.0
-            sumsq_err = 0.0
-        for j in range(window):
-            d = ring[sym, j] - mean
-            m2 += d * d
+        if (count // window) % rebuild_turns(window) == 0:
+            mean, m2 = moments_rebuild(ring, sym, 1.0 / window)
             if with_sumsq:
-                # compensated, like the running sum: the squares that later leave the
-                # window must cancel exactly, or sqrt turns a residue into a volatility
-                sumsq, sumsq_err = two_sum(sumsq, sumsq_err, ring[sym, j] * ring[sym, j])
-    return count + 1, slot, mean, m2, sumsq, sumsq_err
+                sumsq, sumsq_err = sumsq_rebuild(ring, sym)
+    return count, slot, mean, m2, sumsq, sumsq_err
 
 
 # ---------------------------------------------------------------------------

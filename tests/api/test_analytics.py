@@ -152,6 +152,35 @@ def test_rolling_moments_equal_numpy(values, window, ddof, data):
     np.testing.assert_array_equal(ta.rolling_mean(x, window, min_periods=min_periods), got.mean)
 
 
+@pytest.mark.parametrize("window", [1, 3, 20, 64, 100])
+def test_rolling_moments_are_the_engine_steps_bits_in_any_chunking(window):
+    """The whole-window loop (one ring turn at a time) gives the bits of the per-tick step
+    the engine runs (``steps.moments_push``, one value at a time), chunked or not."""
+    from tickpath.kernels.cpu import steps
+
+    rng = np.random.default_rng(window)
+    x = 100.0 + np.cumsum(rng.normal(0, 0.01, 1500))
+    ring = np.zeros((1, window))
+    count, slot, mean, m2 = 0, 0, 0.0, 0.0
+    means, m2s = [], []
+    for value in x:
+        count, slot, mean, m2, _, _ = steps.moments_push(
+            ring, 0, count, slot, mean, m2, 0.0, 0.0, value, False
+        )
+        means.append(mean)
+        m2s.append(m2)
+    k = np.minimum(np.arange(1, len(x) + 1), window)
+    expect_var = np.array(
+        [steps.sample_variance(m, n, 1) if n > 1 else np.nan for m, n in zip(m2s, k)]
+    )
+    moments = ta.RollingMoments(window, ddof=1, min_periods=1)
+    cuts = np.sort(rng.choice(np.arange(1, len(x)), 9, replace=False))
+    parts = [moments.update(chunk) for chunk in np.split(x, cuts)]
+    np.testing.assert_array_equal(np.concatenate([p.mean for p in parts]), np.array(means))
+    np.testing.assert_array_equal(np.concatenate([p.var for p in parts]), expect_var)
+    np.testing.assert_array_equal(ta.rolling_std(x, window, min_periods=1), np.sqrt(expect_var))
+
+
 def test_rolling_std_stays_accurate_on_a_long_series_with_a_large_offset():
     rng = np.random.default_rng(7)
     x = 1e6 + rng.normal(0, 1e-3, 200_000)  # variance 1e-6 on top of 1e12 squares
