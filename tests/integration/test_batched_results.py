@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from tests.factories import make_trades
 from tests.integration.test_engine_sockets import Harness
@@ -75,6 +76,9 @@ class Batched(Harness):
                 sub.setsockopt(zmq.SUBSCRIBE, topic)
             sub.connect(self.engine.publisher.endpoint)
             self.subs[name] = sub
+        # what happened to the "all" subscriber's connection (a failure report names it)
+        self.monitor = self.subs[next(iter(self.subs))].get_monitor_socket()
+        self.events: list[str] = []
         self.received: dict[str, list[tuple[bytes, bytes]]] = {name: [] for name in self.subs}
         self.probe_seq = 0
         # every subscriber must see a probe result before the data is sent (slow joiner)
@@ -102,6 +106,9 @@ class Batched(Harness):
 
     def drain(self, wait_s: float) -> None:
         """Read every message the subscribers have, waiting up to ``wait_s`` for the first."""
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)
+            self.events.append(f"{event['event'].name} ({sum(map(len, self.received.values()))})")
         poller = zmq.Poller()
         for sub in self.subs.values():
             poller.register(sub, zmq.POLLIN)
@@ -115,6 +122,7 @@ class Batched(Harness):
                         break
 
     def close(self) -> None:
+        self.monitor.close(linger=0)
         for sub in self.subs.values():
             sub.close(linger=0)
         super().close()
@@ -149,6 +157,19 @@ def wait_for_everything(h: Batched, frames: list[bytes], name: str, wanted) -> N
         done = stats and json.loads(stats[-1])["records_accepted"] >= accepted0 + records
         if done and wanted(h.received[name]):
             return
+
+
+def _seq_gaps(messages, analytic: str) -> dict[bytes, list[tuple[int, int]]]:
+    """Per per-symbol topic of ``analytic``: (expected, got) wherever its seq jumps."""
+    last: dict[bytes, int] = {}
+    gaps: dict[bytes, list[tuple[int, int]]] = {}
+    for topic, payload in messages:
+        if topic.startswith(f"{analytic}.".encode()):
+            seq = int(codec.decode_frame(payload)[0]["seq"])
+            if topic in last and seq != last[topic] + 1:
+                gaps.setdefault(topic, []).append((last[topic] + 1, seq))
+            last[topic] = seq
+    return gaps
 
 
 @pytest.fixture
@@ -197,7 +218,9 @@ def test_batched_topics_carry_every_touched_symbol_next_to_per_symbol_ones(both)
             f"{analytic}: {len(joined)} batched records vs {len(one_by_one)} single; "
             f"first batched (symbol, in_stream, in_seq) "
             f"{joined[['symbol', 'in_stream', 'in_seq']][:3].tolist()}, first single "
-            f"{one_by_one[['symbol', 'in_stream', 'in_seq']][:3].tolist()}"
+            f"{one_by_one[['symbol', 'in_stream', 'in_seq']][:3].tolist()}; "
+            f"per-topic seq gaps of the singles: {_seq_gaps(every, analytic)}; "
+            f"the 'all' subscriber's connection events: {both.events}"
         )
     # bars close as exchange time moves on: batched like the others, when there are any
     bars = batched.get(b"batch.bar", [])
