@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -221,9 +222,11 @@ def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0)
     counts from the first result.  When something does not come, the demo says
     what and exits 1.
     """
-    ingest_port, publish_port = free_port(), free_port()
-    ingest = f"tcp://127.0.0.1:{ingest_port}"
-    results = f"tcp://127.0.0.1:{publish_port}"
+    # IPC endpoints in a private directory: no TCP port to race another program for (a port
+    # found free can be taken before the engine binds it) and nothing another user can reach
+    sockets_dir = tempfile.mkdtemp(prefix="tickpath-demo-")
+    ingest = f"ipc://{sockets_dir}/ingest"
+    results = f"ipc://{sockets_dir}/results"
     # A terminal gets its own width; a pipe or a CI log gets room for the whole table.
     console = Console() if sys.stdout.isatty() else Console(width=150)
     exe = [sys.executable, "-m", "tickpath"]
@@ -305,3 +308,4 @@ def run_demo(duration: float = 20.0, n_symbols: int = 8, rate: float = 20_000.0)
         os.unlink(chain_config.name)
         sub.close(linger=0)
         children.stop()
+        shutil.rmtree(sockets_dir, ignore_errors=True)

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 import zmq
 
-from tickpath.engine.service.demo import free_port
+from tests.serving import ANY_PORT, bound_endpoints
 
 TICKPATH = [sys.executable, "-m", "tickpath"]
 DEADLINE_S = 600.0  # a cold compile on a loaded 2-core machine took 201 s of wall time
@@ -26,20 +26,19 @@ def _cold_env(tmp_path) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_cold_serve_says_it_compiles_then_ready_in_log_and_stats(tmp_path):
-    results = f"tcp://127.0.0.1:{free_port()}"
     err_path = tmp_path / "serve.err"
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"stats")
     sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(results)
     with open(err_path, "w") as err:
         serve = subprocess.Popen(
-            TICKPATH + ["serve", "--ingest", f"tcp://127.0.0.1:{free_port()}", "--publish",
-                        results, "--symbols", "2", "--log-level", "INFO"],
+            TICKPATH + ["serve", "--ingest", ANY_PORT, "--publish", ANY_PORT, "--symbols", "2",
+                        "--log-level", "INFO"],
             stderr=err, env=_cold_env(tmp_path),
         )  # fmt: skip
     try:
+        sub.connect(bound_endpoints(err_path, serve)["publish"])  # the port it bound (port 0)
         stats = None
         deadline = time.monotonic() + DEADLINE_S
         while stats is None:

@@ -19,7 +19,8 @@ import msgspec
 import pytest
 import zmq
 
-from tickpath.engine.service.demo import free_port
+from tests.serving import ANY_PORT, bound_endpoints
+from tests.waiting import wait_until
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
 from tickpath.engine.wire.human import record_to_dict
@@ -63,8 +64,6 @@ def _same(c_value, py_value) -> bool:
 @pytest.mark.timeout(900)
 def test_c_publisher_and_subscriber_against_a_real_engine(tmp_path):
     exe = _build(tmp_path)
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    results = f"tcp://127.0.0.1:{free_port()}"
     config = tmp_path / "engine.toml"
     config.write_text(
         "[[dispatch.chains]]\nunderlying = 0\nexpiries = [0.1, 0.5]\nstrike_count = 3\n"
@@ -76,16 +75,18 @@ def test_c_publisher_and_subscriber_against_a_real_engine(tmp_path):
     stats_sub = ctx.socket(zmq.SUB)
     stats_sub.setsockopt(zmq.SUBSCRIBE, b"stats")
     stats_sub.setsockopt(zmq.LINGER, 0)
-    stats_sub.connect(results)
     with open(err_path, "w") as err:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "tickpath", "serve", "--ingest", ingest, "--publish", results,
+            [sys.executable, "-m", "tickpath", "serve", "--ingest", ANY_PORT, "--publish", ANY_PORT,
              "--symbols", "4", "--config", str(config), "--fpga-emulate",
              "--set", "publish.stats_interval_s=0.2", "--set", 'publish.mode="both"'],
             stderr=err,
         )  # fmt: skip
     subscriber = None
     try:
+        bound = bound_endpoints(err_path, serve)  # ports the engine bound (port 0)
+        ingest, results = bound["ingest"][0], bound["publish"]
+        stats_sub.connect(results)
         stats: dict = {}
         deadline = time.monotonic() + DEADLINE_S
         while not stats:  # the engine is up: its subscriber can connect and stay
@@ -108,10 +109,14 @@ def test_c_publisher_and_subscriber_against_a_real_engine(tmp_path):
             assert time.monotonic() < deadline, stats
             if stats_sub.poll(200):
                 stats = msgspec.json.decode(stats_sub.recv_multipart()[1])
-        # every frame is processed; the results of the last ones reach the subscriber next
-        settle = time.monotonic() + 2.0
-        while time.monotonic() < settle:
-            stats_sub.poll(200)
+
+        # every frame is processed; wait until the subscriber has decoded every result kind
+        # (what is checked below; results still in flight after that are not needed)
+        def every_kind() -> bool:
+            text = (tmp_path / "subscriber.out").read_text()
+            return all(f'"kind":{kind},' in text for kind in s.ANALYTIC_OF_KIND)
+
+        wait_until(every_kind, DEADLINE_S, lambda: "the C subscriber's output lacks a kind")
         subscriber.terminate()  # it finishes the result in hand and exits 0
         _, err = subscriber.communicate(timeout=DEADLINE_S)
         out_file.close()

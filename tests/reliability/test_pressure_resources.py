@@ -28,12 +28,12 @@ import pytest
 import zmq
 
 from tests.reliability.helpers import SMALL, market_frames
+from tests.serving import ANY_PORT, bound_endpoints
 from tickpath.engine.config import RESULT_MESSAGE_COST, ConfigError, load_config
 from tickpath.engine.journal.extension import JournalExtension
 from tickpath.engine.journal.reader import open_journal
 from tickpath.engine.journal.recovery import recover
 from tickpath.engine.security.extension import SecurityExtension
-from tickpath.engine.service.demo import free_port
 from tickpath.engine.service.engine import Engine, StreamProcessor
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
@@ -71,12 +71,10 @@ class Served:
     """``tickpath serve`` in a subprocess, its stats read from a SUB socket."""
 
     def __init__(self, tmp_path: Path, values: dict, nofile: int | None = None) -> None:
-        self.ingest = f"tcp://127.0.0.1:{free_port()}"
-        self.publish = f"tcp://127.0.0.1:{free_port()}"
         values = {
             **values,
-            "ingest.endpoints": [self.ingest],
-            "publish.endpoint": self.publish,
+            "ingest.endpoints": [ANY_PORT],  # the engine binds port 0 and logs the port
+            "publish.endpoint": ANY_PORT,
             "publish.stats_interval_s": 0.1,
         }
         config = tmp_path / "engine.toml"
@@ -95,6 +93,8 @@ class Served:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             preexec_fn=lower_nofile if nofile else None,
         )
+        bound = bound_endpoints(self.log_path, self.proc)
+        self.ingest, self.publish = bound["ingest"][0], bound["publish"]
         self.context = zmq.Context()
         self.sub = self.context.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)

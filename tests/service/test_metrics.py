@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -9,8 +10,8 @@ import urllib.request
 
 import pytest
 
+from tests.serving import ANY_PORT, bound_endpoints
 from tickpath.engine.feed.publisher import run_feed
-from tickpath.engine.service.demo import free_port
 from tickpath.engine.service.metrics import parse_address
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
@@ -30,18 +31,17 @@ def _scrape(url: str) -> dict:
 
 
 def test_metrics_scrape_and_parse(tmp_path):
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    metrics_port = free_port()
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
     err_path = tmp_path / "serve.err"
     with open(err_path, "w") as err:
         serve = subprocess.Popen(
-            TICKPATH + ["serve", "--ingest", ingest, "--publish", f"tcp://127.0.0.1:{free_port()}",
-                        "--symbols", "4", "--metrics", f"127.0.0.1:{metrics_port}",
-                        "--set", "publish.stats_interval_s=0.2"],
+            TICKPATH + ["serve", "--ingest", ANY_PORT, "--publish", ANY_PORT, "--symbols", "4",
+                        "--metrics", "127.0.0.1:0", "--set", "publish.stats_interval_s=0.2"],
             stderr=err,
         )  # fmt: skip
     try:
+        # every port is bound by the engine (port 0) and read back from its log
+        ingest = bound_endpoints(err_path, serve)["ingest"][0]
+        url = re.search(r"metrics on (http://\S+/metrics)", err_path.read_text())[1]
         report = run_feed(ingest, symbols=4, rate=20_000, batch=8, duration=None,
                           max_records=4_000, stream_id=3, join_timeout=DEADLINE_S)  # fmt: skip
         deadline = time.monotonic() + DEADLINE_S

@@ -17,8 +17,8 @@ import pytest
 import zmq
 
 from tests.dispatch.helpers import EngineRig
+from tests.serving import ANY_PORT, bound_endpoints
 from tickpath.engine.bench.ticker import Ticker
-from tickpath.engine.service.demo import free_port
 from tickpath.engine.service.requests import decode_reply, encode_request, request
 from tickpath.engine.service.stats_slot import StatsSlot
 
@@ -142,16 +142,16 @@ def test_the_request_process_is_restarted_after_it_dies(rig):
 
 
 def test_the_request_process_ends_with_the_engine(tmp_path):
-    ingest, results, requests = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
     log = open(tmp_path / "serve.log", "w")
     engine = subprocess.Popen(
-        [sys.executable, "-m", "tickpath", "serve", "--ingest", ingest, "--publish", results,
-         "--requests", requests, "--symbols", "8", "--set", "publish.stats_interval_s=0.2"],
+        [sys.executable, "-m", "tickpath", "serve", "--ingest", ANY_PORT, "--publish", ANY_PORT,
+         "--requests", ANY_PORT, "--symbols", "8", "--set", "publish.stats_interval_s=0.2"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    ctx = zmq.Context.instance()
-    ticker = Ticker(ctx, ingest, results)
+    ticker = None
     try:
+        bound = bound_endpoints(tmp_path / "serve.log", engine, requests=True, timeout=600)
+        ticker = Ticker(zmq.Context.instance(), bound["ingest"][0], bound["publish"])
 
         def ready_stats():
             stats = ticker.stats(timeout_s=1.0)
@@ -164,7 +164,8 @@ def test_the_request_process_ends_with_the_engine(tmp_path):
         engine.wait(30)
         wait_for(lambda: not process_alive(child), "the orphaned request process to exit")
     finally:
-        ticker.close()
+        if ticker is not None:
+            ticker.close()
         if engine.poll() is None:
             engine.kill()
             engine.wait(30)
