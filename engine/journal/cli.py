@@ -124,9 +124,10 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--wait",
         type=_nonnegative_float,
-        default=1.0,
+        default=10.0,
         metavar="S",
-        help="with --publish: seconds to let subscribers connect first (1)",
+        help="with --publish: wait up to S seconds for a first subscriber before replaying "
+        "(10; 0: do not wait); at the end, up to S seconds for the results to leave",
     )
     p.add_argument(
         "--speed",
@@ -223,9 +224,17 @@ def replay_main(args: argparse.Namespace) -> int:
 
                 auth = ConnectionGuard(context, config.security)
             publisher = ResultPublisher(
-                context, config.publish, config.analytics.n_symbols, config.security
+                context,
+                config.publish,
+                config.analytics.n_symbols,
+                config.security,
+                see_subscribers=True,
             )
-            time.sleep(args.wait)
+            if args.wait > 0 and not publisher.wait_for_subscriber(args.wait):
+                print(
+                    f"tickpath replay: no subscriber within {args.wait:g} s; publishing anyway",
+                    file=sys.stderr,
+                )
         pacer = _Pacer(args.speed) if publisher is not None and args.speed > 0 else None
         state = processor.state
 
@@ -248,8 +257,7 @@ def replay_main(args: argparse.Namespace) -> int:
         return 1
     finally:
         if publisher is not None:
-            time.sleep(0.2)  # let the last messages leave
-            publisher.close()
+            publisher.close(flush_s=args.wait)  # context.term() below waits for them
         if auth is not None:
             auth.stop()
         if context is not None:

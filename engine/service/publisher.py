@@ -54,8 +54,11 @@ class ResultPublisher:
         n_symbols: int,
         security: SecurityConfig | None = None,
         connections: ConnectionsConfig | None = None,
+        see_subscribers: bool = False,
     ) -> None:
-        self.socket = context.socket(zmq.PUB)
+        # XPUB (see_subscribers): the same sending side, and the subscriptions can be read,
+        # so a tool can wait for its first subscriber (wait_for_subscriber) instead of sleeping
+        self.socket = context.socket(zmq.XPUB if see_subscribers else zmq.PUB)
         # per-subscriber queue bounded in bytes (see PublishConfig.effective_sndhwm);
         # subscriptions longer than max_message_bytes disconnect their subscriber
         self.socket.setsockopt(zmq.SNDHWM, config.effective_sndhwm)
@@ -175,9 +178,21 @@ class ResultPublisher:
         """Send one JSON stats message under the ``stats`` topic."""
         self.socket.send_multipart([STATS_TOPIC, self._encoder.encode(stats)])
 
-    def close(self) -> None:
-        """Close the socket."""
-        self.socket.close(linger=0)
+    def wait_for_subscriber(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a subscription (made with ``see_subscribers``);
+        True once one arrived."""
+        if self.socket.type != zmq.XPUB:
+            raise ValueError("wait_for_subscriber needs a publisher made with see_subscribers")
+        if not self.socket.poll(int(max(0.0, timeout_s) * 1000)):
+            return False
+        while self.socket.poll(0):  # subscription messages: read, not needed further
+            self.socket.recv()
+        return True
+
+    def close(self, flush_s: float = 0.0) -> None:
+        """Close the socket; ``flush_s > 0`` lets queued messages leave for up to that long
+        (when the context is terminated), instead of dropping them."""
+        self.socket.close(linger=int(flush_s * 1000))
 
 
 class _Batch:

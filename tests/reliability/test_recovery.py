@@ -291,7 +291,7 @@ def test_replay_publishes_what_the_live_engine_computed(tmp_path, items, capsys)
                 "--publish",
                 endpoint,
                 "--wait",
-                "2",  # the replay's own grace for the subscription (the SUB is polled meanwhile)
+                str(DEADLINE_S),  # it starts once the subscription is there, not after a time
             ],
         ),  # fmt: skip
     )
