@@ -64,11 +64,6 @@ _COLUMNS: dict[str, int] = {
     **{f"book.{name}": i for name, i in _BOOK.items()},
 }
 COUNTER_FIELDS: tuple[str, ...] = tuple(_COLUMNS)
-_GET_SCALARS = itemgetter(*_SCALARS.values())
-_GET_FRAME_REJECTS = itemgetter(*s.FRAME_REJECTS)
-_GET_RECORD_REJECTS = itemgetter(*s.RECORD_REJECTS)
-_GET_PROCESSED = itemgetter(*_PROCESSED.values())
-_GET_BOOK = itemgetter(*_BOOK.values())
 """Every counter's flat name: ``frames_received``..., ``rejected.<reason>``,
 ``processed.<analytic>``, ``book.<code>`` (the ``stats`` keys, nested ones dotted)."""
 
@@ -108,6 +103,14 @@ class Counters(NamedTuple):
     rejected: dict[str, int]  # by reason (``s.REJECT_NAMES`` order)
     processed: dict[str, int]  # records processed per analytic (bar: completed bars)
     book: dict[str, int]  # the book's own codes: duplicate_id, unknown_order, ...
+
+
+# Counters.read() in one pass over the list: the scalars in the record's field order
+_GET_SCALARS = itemgetter(*(_SCALARS[name] for name in Counters._fields[: len(_SCALARS)]))
+_GET_FRAME_REJECTS = itemgetter(*s.FRAME_REJECTS)
+_GET_RECORD_REJECTS = itemgetter(*s.RECORD_REJECTS)
+_GET_PROCESSED = itemgetter(*_PROCESSED.values())
+_GET_BOOK = itemgetter(*_BOOK.values())
 
 
 class CounterView:
@@ -203,9 +206,11 @@ class StreamTable:
             return []
         values = table[np.ix_(ids, _ROW_COLUMNS)].tolist()  # in StreamRow's field order
         return [
-            StreamRow(i, a, b, c, d, e, f & _U64, g & _U64, h, j, bool(ended))
-            for i, (a, b, c, d, e, f, g, h, j, ended) in zip(ids, values, strict=True)
-        ]
+            StreamRow(i, nxt, frames, gaps, lost, first, session & _U64, prev & _U64, takeovers,
+                      last_ns, bool(ended))
+            for i, (nxt, frames, gaps, lost, first, session, prev, takeovers, last_ns, ended)
+            in zip(ids, values, strict=True)
+        ]  # fmt: skip
 
     def active(self) -> list[StreamRow]:
         """The rows of the streams that accepted a frame (``next_seq >= 0``), by id."""
