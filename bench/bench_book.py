@@ -236,6 +236,7 @@ def frame_kernel_ns(
     from tickpath.engine.wire import codec
     from tickpath.engine.wire import schema as s
     from tickpath.kernels.cpu import streaming
+    from tickpath.kernels.cpu.streaming_view import CounterView
 
     batch = 1024
     config = load_config(
@@ -268,7 +269,7 @@ def frame_kernel_ns(
             t0 = time.perf_counter_ns()
             proc.process(n, 0)
             total += time.perf_counter_ns() - t0
-        accepted = int(proc.state.counters[streaming.C_RECORDS_ACCEPTED])
+        accepted = CounterView(proc.state.counters).read().records_accepted
         if accepted != n_frames * batch:
             raise AssertionError(f"frame kernel accepted {accepted} of {n_frames * batch} records")
         best = min(best, total / (n_frames * batch))

@@ -148,6 +148,7 @@ def frame_ns(orders: np.ndarray, n_symbols: int | None, max_levels: int, repeat:
     from tickpath.engine.service.engine import StreamProcessor
     from tickpath.engine.wire import codec
     from tickpath.kernels.cpu import streaming
+    from tickpath.kernels.cpu.streaming_view import CounterView
 
     overrides = {
         "analytics.book_levels": max_levels,
@@ -172,7 +173,7 @@ def frame_ns(orders: np.ndarray, n_symbols: int | None, max_levels: int, repeat:
             t0 = time.perf_counter_ns()
             proc.process(n, 0)
             total += time.perf_counter_ns() - t0
-        accepted = int(proc.state.counters[streaming.C_RECORDS_ACCEPTED])
+        accepted = CounterView(proc.state.counters).read().records_accepted
         if accepted != orders.shape[0]:
             raise AssertionError(f"frame kernel accepted {accepted} of {orders.shape[0]}")
         best = min(best, total / orders.shape[0])

@@ -42,7 +42,7 @@ from tickpath.engine.journal.recovery import (
 from tickpath.engine.journal.snapshot import Snapshotter
 from tickpath.engine.journal.writer import JournalWriter
 from tickpath.engine.service.engine import EngineExtension
-from tickpath.kernels.cpu.streaming import C_FRAMES_ACCEPTED
+from tickpath.kernels.cpu.streaming_view import counter_index
 
 if TYPE_CHECKING:
     from tickpath.engine.service.engine import Engine, StreamProcessor
@@ -102,7 +102,7 @@ class JournalExtension(EngineExtension):
             max_records=state.touched_list.shape[1],
             opened=opened,
             counters=state.counters,  # whole-frame refusals become small REJECT markers
-            accepted_counter=C_FRAMES_ACCEPTED,
+            accepted_counter=counter_index("frames_accepted"),
         )
         self.snapshotter = Snapshotter(
             self.directory / "snapshots",

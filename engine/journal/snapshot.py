@@ -54,6 +54,7 @@ import numpy as np
 from tickpath.engine.journal.reader import _fsync_dir
 from tickpath.engine.service.descriptors import open_fd, reserved
 from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.streaming_view import StreamTable
 
 log = logging.getLogger("tickpath.journal")
 
@@ -121,7 +122,7 @@ def comparable_arrays(state: k.StreamingState) -> dict[str, np.ndarray]:
     """
     arrays = dict(state_arrays(state))
     streams = arrays["streams"].copy()
-    streams[:, k.S_LAST_NS] = 0  # when the stream's last frame arrived: a time, not a result
+    StreamTable(streams).clear_arrival_times()  # when a frame arrived: a time, not a result
     arrays["streams"] = streams
     for name in SCRATCH_FRAMES:
         copy = arrays[name].copy()

@@ -10,7 +10,9 @@ receiver's codes for multipart and oversize messages.
 :class:`AccountingModel` is a plain-Python reading of the README's reject
 rules (header checks, per-stream sequence accounting with int64 arithmetic
 as the kernels use, per-kind record validation in the kernels' order).  For
-every case it predicts the change of each counter the rules define; :func:`run`
+every case it predicts the change of each counter the rules define, by the
+counter's name (:data:`TRACKED`, read through
+:class:`~tickpath.kernels.cpu.streaming_view.CounterView`); :func:`run`
 feeds the cases to :meth:`StreamProcessor.process` (the code the socket path
 runs) and compares the prediction with the counters after every case, so a
 bad input that slips through, is counted under the wrong reason, or is
@@ -30,38 +32,38 @@ from tickpath.engine.feed.synthetic import SyntheticMarket
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.streaming_view import CounterView, StreamTable
 
 if TYPE_CHECKING:
     from tickpath.engine.service.engine import StreamProcessor
 
 MULTIPART = -2
 
-# Counters the model predicts exactly (everything but bars and the book's own codes).
-TRACKED = np.array(
-    [
-        *range(s.N_REJECT),
-        k.C_FRAMES,
-        k.C_FRAMES_ACCEPTED,
-        k.C_RECORDS,
-        k.C_RECORDS_ACCEPTED,
-        k.C_BYTES,
-        k.C_GAPS,
-        k.C_LOST,
-        k.C_RESETS,
-        k.C_TAKEOVERS,
-        k.C_SESSION_ENDS,
-        k.C_PROC_QUOTE,
-        k.C_PROC_TRADE,
-        k.C_PROC_BOOK,
-    ]
+# Counters the model predicts exactly, by name (everything but bars and the book's codes).
+TRACKED: tuple[str, ...] = (
+    *(f"rejected.{name}" for name in s.REJECT_NAMES),
+    "frames_received",
+    "frames_accepted",
+    "records_received",
+    "records_accepted",
+    "bytes_received",
+    "gaps",
+    "records_lost",
+    "sequence_resets",
+    "session_takeovers",
+    "session_ends",
+    "processed.quote",
+    "processed.trade",
+    "processed.book",
 )
-_SLOT = {int(index): slot for slot, index in enumerate(TRACKED)}
+_SLOT = {name: slot for slot, name in enumerate(TRACKED)}
 _DTYPES = {s.KIND_TRADE: s.TRADE, s.KIND_QUOTE: s.QUOTE, s.KIND_ORDER: s.ORDER}
 _PROCESSED = {
-    s.KIND_TRADE: k.C_PROC_TRADE,
-    s.KIND_QUOTE: k.C_PROC_QUOTE,
-    s.KIND_ORDER: k.C_PROC_BOOK,
+    s.KIND_TRADE: "processed.trade",
+    s.KIND_QUOTE: "processed.quote",
+    s.KIND_ORDER: "processed.book",
 }
+_REJECTED = tuple(f"rejected.{name}" for name in s.REJECT_NAMES)  # by reason code
 _MASK64 = (1 << 64) - 1
 _MAX_I64 = (1 << 63) - 1
 RECV_BASE_NS = 1_750_000_000_000_000_000  # run(): case i is received at this + i * RECV_STEP_NS
@@ -127,26 +129,26 @@ class AccountingModel:
         """Counter deltas (aligned with :data:`TRACKED`) for receiving ``case`` at ``recv_ns``."""
         delta = np.zeros(len(TRACKED), np.int64)
 
-        def add(counter: int, amount: int = 1) -> None:
+        def add(counter: str, amount: int = 1) -> None:
             delta[_SLOT[counter]] += amount
 
-        add(k.C_FRAMES)
+        add("frames_received")
         if isinstance(case, int):  # the receiver's codes
             if case < 0:
-                add(s.REJECT_MULTIPART)
+                add(_REJECTED[s.REJECT_MULTIPART])
             else:
-                add(k.C_BYTES, case)
-                add(s.REJECT_OVERSIZE)
+                add("bytes_received", case)
+                add(_REJECTED[s.REJECT_OVERSIZE])
             return delta
         n = len(case)
         if n > self.buffer_bytes:
-            add(k.C_BYTES, n)
-            add(s.REJECT_OVERSIZE)
+            add("bytes_received", n)
+            add(_REJECTED[s.REJECT_OVERSIZE])
             return delta
-        add(k.C_BYTES, n)
+        add("bytes_received", n)
         reason = self._header_reason(case, n)
         if reason >= 0:
-            add(reason)
+            add(_REJECTED[reason])
             return delta
         header = np.frombuffer(case, s.HEADER, count=1)[0]
         kind, count = int(header["kind"]), int(header["count"])
@@ -157,17 +159,17 @@ class AccountingModel:
         if count == 0:  # a version 2 end of session
             reason = self._end_session(stream, session)
             if reason >= 0:
-                add(reason)
+                add(_REJECTED[reason])
             else:
-                add(k.C_SESSION_ENDS)
-                add(k.C_FRAMES_ACCEPTED)
+                add("session_ends")
+                add("frames_accepted")
             return delta
         reason = self._sequence(stream, _i64(int(header["seq"])), count, session, recv_ns, add)
         if reason >= 0:
-            add(reason)
+            add(_REJECTED[reason])
             return delta
-        add(k.C_FRAMES_ACCEPTED)
-        add(k.C_RECORDS, count)
+        add("frames_accepted")
+        add("records_received", count)
         records = np.frombuffer(case, _DTYPES[kind], count=count, offset=hsize)
         ts_max = _MAX_I64
         if self.max_clock_skew_ns > 0 and recv_ns > 0:
@@ -175,8 +177,8 @@ class AccountingModel:
         reasons = self._record_reasons(kind, records, ts_max)
         accepted = int(np.count_nonzero(reasons < 0))
         for code in np.unique(reasons[reasons >= 0]).tolist():
-            add(code, int(np.count_nonzero(reasons == code)))
-        add(k.C_RECORDS_ACCEPTED, accepted)
+            add(_REJECTED[code], int(np.count_nonzero(reasons == code)))
+        add("records_accepted", accepted)
         add(_PROCESSED[kind], accepted)
         return delta
 
@@ -218,7 +220,7 @@ class AccountingModel:
             if not silent and stream not in self.ended:
                 return s.REJECT_FOREIGN_SESSION
             self.previous[stream] = self.session.get(stream, 0)
-            add(k.C_TAKEOVERS)
+            add("session_takeovers")
             expected = -1
         if expected < 0:
             self.session[stream] = session
@@ -229,11 +231,11 @@ class AccountingModel:
             if lost > self.max_gap:
                 return s.REJECT_BAD_JUMP
             gaps, total = min(self.gaps + 1, _MAX_I64), min(self.lost + lost, _MAX_I64)
-            add(k.C_GAPS, gaps - self.gaps)
-            add(k.C_LOST, total - self.lost)
+            add("gaps", gaps - self.gaps)
+            add("records_lost", total - self.lost)
             self.gaps, self.lost = gaps, total
         elif seq == 0 and session == 0:
-            add(k.C_RESETS)
+            add("sequence_resets")
         elif seq + count <= expected:
             return s.REJECT_DUPLICATE
         else:
@@ -539,7 +541,7 @@ def run(
     model = AccountingModel.for_config(config)
     fuzzer.expected_seq = model.next_seq
     fuzzer.expected_session = model.session
-    counters = processor.state.counters
+    read_tracked = CounterView(processor.state.counters).reader(TRACKED)
     buffer = processor.buffer
     size = len(buffer)
     by_strategy: dict[str, int] = {}
@@ -547,7 +549,7 @@ def run(
     n_mismatch = 0
     worst = 0.0
     t0 = time.perf_counter()
-    before = counters[TRACKED].copy()
+    before = read_tracked()
     for i in range(cases):
         name, case = fuzzer.next_case()
         by_strategy[name] = by_strategy.get(name, 0) + 1
@@ -564,15 +566,14 @@ def run(
                 buffer[:n] = np.frombuffer(case, np.uint8)
             processor.process(n, recv_ns)
         worst = max(worst, time.perf_counter() - t)
-        after = counters[TRACKED].copy()
+        after = read_tracked()
         got = after - before
         before = after
         if not np.array_equal(got, want):
             n_mismatch += 1
             if len(mismatches) < max_mismatches:
-                names = _counter_names()
                 diff = {
-                    names[int(TRACKED[j])]: (int(got[j]), int(want[j]))
+                    TRACKED[j]: (int(got[j]), int(want[j]))
                     for j in np.flatnonzero(got != want).tolist()
                 }
                 head = bytes(case[:32]).hex() if not isinstance(case, int) else case
@@ -594,33 +595,20 @@ def run(
 
 def _resync(model: AccountingModel, processor: StreamProcessor) -> AccountingModel:
     """After a mismatch, take the engine's stream state so later cases are judged on their own."""
-    streams = processor.state.streams
+    rows = StreamTable(processor.state.streams).rows()
     model.next_seq.clear()
-    model.next_seq.update({i: int(streams[i, k.S_NEXT]) for i in range(streams.shape[0])})
+    model.next_seq.update({row.stream: row.next_seq for row in rows})
     model.session.clear()
-    model.session.update({i: int(streams[i, k.S_SESSION]) & _MASK64 for i in model.next_seq})
+    model.session.update({row.stream: row.session for row in rows})
     model.previous.clear()
-    model.previous.update(
-        {
-            i: int(streams[i, k.S_PREV_SESSION]) & _MASK64
-            for i in model.next_seq
-            if streams[i, k.S_TAKEOVERS] > 0
-        }
-    )
+    model.previous.update({row.stream: row.prev_session for row in rows if row.takeovers > 0})
     model.last_ns.clear()
-    model.last_ns.update({i: int(streams[i, k.S_LAST_NS]) for i in model.next_seq})
+    model.last_ns.update({row.stream: row.last_ns for row in rows})
     model.ended.clear()
-    model.ended.update(i for i in model.next_seq if streams[i, k.S_ENDED])
-    counters = processor.state.counters
-    model.gaps, model.lost = int(counters[k.C_GAPS]), int(counters[k.C_LOST])
+    model.ended.update(row.stream for row in rows if row.ended)
+    counters = CounterView(processor.state.counters).read()
+    model.gaps, model.lost = counters.gaps, counters.records_lost
     return model
-
-
-def _counter_names() -> dict[int, str]:
-    names = {i: f"rejected.{name}" for i, name in enumerate(s.REJECT_NAMES)}
-    names.update({index: name for name, index in k.COUNTER_NAMES.items()})
-    names.update({index: f"processed.{name}" for name, index in k.PROCESSED_COUNTERS.items()})
-    return names
 
 
 # ---------------------------------------------------------------------------

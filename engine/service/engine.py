@@ -28,9 +28,9 @@ from tickpath.engine.service import descriptors
 from tickpath.engine.service.publisher import ResultPublisher
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.streaming_view import CounterView, StreamTable
 
 log = logging.getLogger("tickpath.engine")
-_U64 = (1 << 64) - 1
 
 STATS_VERSION = 1  # the ``stats`` message's schema version (README "The stats message")
 COMPILE_NOTICE_S = 2.0  # a start-up longer than this is compiling: say so
@@ -184,12 +184,7 @@ class StreamProcessor:
         st = self.state
         if nbytes < 0 or nbytes > len(self.buffer):
             st.n_touched[:] = 0
-            st.counters[k.C_FRAMES] += 1
-            if nbytes < 0:
-                st.counters[s.REJECT_MULTIPART] += 1
-            else:
-                st.counters[k.C_BYTES] += nbytes
-                st.counters[s.REJECT_OVERSIZE] += 1
+            CounterView(st.counters).count_refused(nbytes)
             return 0
         kind = int(self._kind[0]) if nbytes >= 8 else 0
         v2 = nbytes >= 6 and self._version[0] == s.VERSION_SESSION
@@ -233,48 +228,40 @@ class StreamProcessor:
 
     def stats(self, started_ns: int) -> dict:
         """The ``stats`` message: counters, rejects by reason, gaps, per-analytic counts."""
-        c = self.state.counters.tolist()
-        streams = self.state.streams
-        active = np.flatnonzero(streams[:, k.S_NEXT] >= 0)
+        c = CounterView(self.state.counters).read()
         return {
             "version": STATS_VERSION,
-            "state": "running" if c[k.C_FRAMES] else "ready",
+            "state": "running" if c.frames_received else "ready",
             "uptime_s": round((time.time_ns() - started_ns) / 1e9, 3),
-            "frames_received": c[k.C_FRAMES],
-            "frames_accepted": c[k.C_FRAMES_ACCEPTED],
-            "records_received": c[k.C_RECORDS],
-            "records_accepted": c[k.C_RECORDS_ACCEPTED],
-            "bytes_received": c[k.C_BYTES],
-            "rejected": {name: c[i] for i, name in enumerate(s.REJECT_NAMES)},
-            "frames_rejected": sum(c[i] for i in s.FRAME_REJECTS),
-            "records_rejected": sum(c[i] for i in s.RECORD_REJECTS),
-            "gaps": c[k.C_GAPS],
-            "records_lost": c[k.C_LOST],
-            "sequence_resets": c[k.C_RESETS],
-            "session_takeovers": c[k.C_TAKEOVERS],
-            "session_ends": c[k.C_SESSION_ENDS],
-            "processed": {name: c[i] for name, i in k.PROCESSED_COUNTERS.items()},
-            "results_published": c[k.C_RESULTS],
-            "book": {
-                "duplicate_id": c[k.C_BOOK_DUPLICATE_ID],
-                "unknown_order": c[k.C_BOOK_UNKNOWN_ORDER],
-                "overfill": c[k.C_BOOK_OVERFILL],
-                "level_overflow": c[k.C_BOOK_LEVEL_OVERFLOW],
-                "table_full": c[k.C_BOOK_TABLE_FULL],
-            },
-            "vwap_window_truncated": c[k.C_WINDOW_TRUNCATED],
+            "frames_received": c.frames_received,
+            "frames_accepted": c.frames_accepted,
+            "records_received": c.records_received,
+            "records_accepted": c.records_accepted,
+            "bytes_received": c.bytes_received,
+            "rejected": c.rejected,
+            "frames_rejected": c.frames_rejected,
+            "records_rejected": c.records_rejected,
+            "gaps": c.gaps,
+            "records_lost": c.records_lost,
+            "sequence_resets": c.sequence_resets,
+            "session_takeovers": c.session_takeovers,
+            "session_ends": c.session_ends,
+            "processed": c.processed,
+            "results_published": c.results_published,
+            "book": c.book,
+            "vwap_window_truncated": c.vwap_window_truncated,
             "streams": {
-                str(int(i)): {
-                    "next_seq": int(streams[i, k.S_NEXT]),
-                    "frames": int(streams[i, k.S_FRAMES]),
-                    "gaps": int(streams[i, k.S_GAPS]),
-                    "records_lost": int(streams[i, k.S_LOST]),
+                str(row.stream): {
+                    "next_seq": row.next_seq,
+                    "frames": row.frames,
+                    "gaps": row.gaps,
+                    "records_lost": row.records_lost,
                     # join accounting: records before first_seq were never seen by this engine
-                    "first_seq": int(streams[i, k.S_FIRST]),
-                    "session": int(streams[i, k.S_SESSION]) & _U64,  # 0: version 1 frames
-                    "takeovers": int(streams[i, k.S_TAKEOVERS]),
+                    "first_seq": row.first_seq,
+                    "session": row.session,  # 0: version 1 frames
+                    "takeovers": row.takeovers,
                 }
-                for i in active
+                for row in StreamTable(self.state.streams).active()
             },
             "topics": self.topic_sequences(),
         }

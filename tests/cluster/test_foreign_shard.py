@@ -11,7 +11,7 @@ from tickpath.engine.config import ConfigError, load_config
 from tickpath.engine.service.engine import StreamProcessor
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
-from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.streaming_view import CounterView
 
 
 def quote_frame(symbols, seq=0):
@@ -39,9 +39,9 @@ def test_modulo_shard_refuses_and_counts_other_shards_records():
     proc = processor(shard="1/2")
     results = proc.feed(quote_frame([0, 1, 2, 3, 5]))
     assert sorted(int(r["symbol"]) for _, r in results) == [1, 3, 5]
-    counters = proc.state.counters
-    assert counters[s.REJECT_FOREIGN_SHARD] == 2
-    assert counters[k.C_RECORDS_ACCEPTED] == 3
+    counters = CounterView(proc.state.counters).read()
+    assert counters.rejected["foreign_shard"] == 2
+    assert counters.records_accepted == 3
     stats = proc.stats(0)
     assert stats["rejected"]["foreign_shard"] == 2
 

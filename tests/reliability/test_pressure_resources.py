@@ -481,7 +481,7 @@ def _journal_frames(tmp_path, n_dups):
     """A writer fed like the engine does it: one frame, then ``n_dups`` duplicates of it."""
     from tickpath.engine.journal.config import JournalConfig
     from tickpath.engine.journal.writer import JournalWriter
-    from tickpath.kernels.cpu.streaming import C_FRAMES_ACCEPTED
+    from tickpath.kernels.cpu.streaming_view import counter_index
 
     config = load_config(None, dict(SMALL))
     proc = StreamProcessor(config)
@@ -493,7 +493,7 @@ def _journal_frames(tmp_path, n_dups):
         max_streams=state.streams.shape[0],
         max_records=state.touched_list.shape[1],
         counters=state.counters,
-        accepted_counter=C_FRAMES_ACCEPTED,
+        accepted_counter=counter_index("frames_accepted"),
     )
     frame = _quote_frame(1, 7, 500, 16)
     view = memoryview(proc.buffer)
