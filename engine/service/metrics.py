@@ -201,12 +201,13 @@ class MetricsExtension:
         """Start the HTTP server (before the engine's sockets open: scrapes see it start)."""
         from prometheus_client import start_http_server
 
+        from tickpath.engine.service.engine import StatsHook
         from tickpath.kernels.cpu import streaming as k
 
         self.analytics = list(k.ANALYTIC_NAMES)
         self.extension_names = [
             getattr(ext, "name", "") for ext in engine.extensions
-            if hasattr(ext, "stats") and ext is not self
+            if isinstance(ext, StatsHook) and ext is not self
         ]  # fmt: skip
         self._server, _ = start_http_server(self.port, addr=self.host, registry=self.registry)
         self.port = self._server.server_address[1]

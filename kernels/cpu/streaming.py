@@ -87,31 +87,7 @@ C_TAKEOVERS = s.N_REJECT + 19  # a session took a stream over from a silent hold
 C_SESSION_ENDS = s.N_REJECT + 20  # end-of-session frames accepted (v2, count 0)
 N_COUNTERS = s.N_REJECT + 21
 
-COUNTER_NAMES = {
-    "frames": C_FRAMES,
-    "frames_accepted": C_FRAMES_ACCEPTED,
-    "records": C_RECORDS,
-    "records_accepted": C_RECORDS_ACCEPTED,
-    "bytes": C_BYTES,
-    "gaps": C_GAPS,
-    "records_lost": C_LOST,
-    "sequence_resets": C_RESETS,
-    "book_duplicate_id": C_BOOK_DUPLICATE_ID,
-    "book_unknown_order": C_BOOK_UNKNOWN_ORDER,
-    "book_overfill": C_BOOK_OVERFILL,
-    "book_level_overflow": C_BOOK_LEVEL_OVERFLOW,
-    "book_table_full": C_BOOK_TABLE_FULL,
-    "vwap_window_truncated": C_WINDOW_TRUNCATED,
-    "results": C_RESULTS,
-    "session_takeovers": C_TAKEOVERS,
-    "session_ends": C_SESSION_ENDS,
-}
-PROCESSED_COUNTERS = {
-    "quote": C_PROC_QUOTE,
-    "trade": C_PROC_TRADE,
-    "bar": C_PROC_BAR,
-    "book": C_PROC_BOOK,
-}
+# Counters by name: kernels/cpu/streaming_view.py (CounterView, COUNTER_FIELDS).
 
 # ---------------------------------------------------------------------------
 _MAX_SEQ = np.iinfo(np.int64).max
