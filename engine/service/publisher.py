@@ -174,6 +174,14 @@ class ResultPublisher:
             send(raw[j * size : (j + 1) * size])
         return len(symbols)
 
+    def batch_sequences(self) -> dict[str, int]:
+        """``{"<analytic>": seq of the last record sent on batch.<analytic>}`` (-1: none yet),
+        every batched topic of the micro path, sent or not."""
+        out = {name: -1 for name in k.ANALYTIC_NAMES}
+        for name, batch in self._batches.items():
+            out[name] = batch.seq - 1
+        return out
+
     def publish_stats(self, stats: dict) -> None:
         """Send one JSON stats message under the ``stats`` topic."""
         self.socket.send_multipart([STATS_TOPIC, self._encoder.encode(stats)])

@@ -46,7 +46,7 @@ def test_cold_serve_says_it_compiles_then_ready_in_log_and_stats(tmp_path):
             assert time.monotonic() < deadline, err_path.read_text()
             if sub.poll(200):
                 stats = msgspec.json.decode(sub.recv_multipart()[1])
-        assert stats["version"] == 1 and stats["state"] == "ready"  # nothing was sent to it
+        assert stats["version"] == 2 and stats["state"] == "ready"  # nothing was sent to it
         log = err_path.read_text()
         assert "compiling kernels, first run only" in log
         assert "ready: receiving on tcp://127.0.0.1:" in log

@@ -226,13 +226,16 @@ def test_batched_topics_carry_every_touched_symbol_next_to_per_symbol_ones(both)
     bars = batched.get(b"batch.bar", [])
     bar_singles = data_records(every, b"bar.")
     assert sum(len(r) for _, r in bars) == sum(len(v) for v in bar_singles.values())
-    # each batched topic's seq counts its records: the next message starts at seq + count
+    # each batched topic's seq counts its records: the next message starts at seq + count;
+    # stats name the last record's seq of each batched topic (a subscriber's tail check)
     for topic in (b"batch.quote", b"batch.trade", b"batch.book", b"batch.bar"):
         headers = [codec.decode_frame(payload)[0] for t, payload in every if t == topic]
         seqs = [int(h["seq"]) for h in headers]
         counts = [int(h["count"]) for h in headers]
         assert len(seqs) > 0
         assert all(b == a + n for a, b, n in zip(seqs, seqs[1:], counts, strict=False))
+        analytic = topic.decode().partition(".")[2]
+        assert both.engine.stats()["topics"]["batch"][analytic] == seqs[-1] + counts[-1] - 1
     assert len(bars) > 0
     # subscribers choose by topic
     assert {t for t, _ in both.received["batch"]} <= {

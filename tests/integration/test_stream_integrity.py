@@ -277,8 +277,9 @@ def test_stats_report_first_seq_and_per_topic_last_seq(rig):
     assert stats["streams"]["1"]["session"] == 9
     topics = stats["topics"]
     # six one-record frames over symbols 0 and 1: one trade result each, numbered from 0
-    trade_topics = {t: seq for t, seq in topics.items() if t.startswith("trade.")}
-    assert sum(seq + 1 for seq in trade_topics.values()) == 6
+    assert sum(seq + 1 for seq in topics["trade"]) == 6
+    assert all(seq == -1 for seq in topics["quote"])  # no quote result yet
+    assert len(topics["trade"]) == len(topics["book"]) == 16  # one entry per symbol
 
 
 def _until(r: Rig, predicate) -> dict:  # noqa: ANN001
@@ -373,7 +374,12 @@ def test_a_slow_subscriber_detects_tail_loss_from_the_stats_topics(rig):
     while final is None:  # reading again: what was queued, then a stats message after it all
         assert time.monotonic() < deadline, "no stats message covering every frame arrived"
         final = read(1.0)
-    last = {t: final["topics"][t.decode()] for t in topics}
+
+    def published(topic: bytes) -> int:  # "quote.3" -> topics["quote"][3]
+        analytic, _, symbol = topic.decode().partition(".")
+        return final["topics"][analytic][int(symbol)]
+
+    last = {t: published(t) for t in topics}
     tail = {t: last[t] + 1 - sequences.expected[t] for t in topics}
     assert all(n >= 0 for n in tail.values())
     assert sum(tail.values()) > 0  # lost at the end of the topics: only the stats show it

@@ -81,6 +81,9 @@ def test_readme_stats_table_lists_every_key():
         keys |= {name.split(".")[0] for name in re.findall(r"`([\w.<>]+)`", cell)}
     extensions = {"journal", "security", "dispatch", "requests", "fpga"}
     assert keys - extensions == set(stats)
-    assert stats["version"] == STATS_VERSION == 1
+    assert stats["version"] == STATS_VERSION == 2
+    # topics: one list per analytic of the README's "<analytic>" names, a seq per symbol
+    assert set(stats["topics"]) == set(stats["processed"])  # quote, trade, bar, book
+    assert {len(seqs) for seqs in stats["topics"].values()} == {config.analytics.n_symbols}
     assert f"| `version` | int | {STATS_VERSION}:" in section
     assert set(stats["book"]) == set(re.findall(r"`book\.(\w+)`", section))
