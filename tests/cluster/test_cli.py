@@ -203,7 +203,9 @@ def test_redundant_replicas_get_the_state_transfer_command():
 
     parser = argparse.ArgumentParser()
     add_mesos_parser(parser.add_subparsers(dest="command"))
-    twins = config_from_args(parser.parse_args("mesos run --replicas 4 --shards 2".split()))
+    twins = config_from_args(
+        parser.parse_args("mesos run --master m:5050 --replicas 4 --shards 2".split())
+    )
     assert twins.command == REDUNDANT_COMMAND and twins.ports_per_replica == 3
-    single = config_from_args(parser.parse_args("mesos run --replicas 4".split()))
+    single = config_from_args(parser.parse_args("mesos run --master m:5050 --replicas 4".split()))
     assert single.command == DEFAULT_COMMAND and single.ports_per_replica == 2
