@@ -226,7 +226,7 @@ def _watch_main(args: argparse.Namespace) -> int:
     # replicas of one shard publish the same results: show the first copy of each
     return watch(
         endpoints, args.topic or [""], args.count, args.json, args.timeout, curve,
-        first_copy_only=bool(args.discovery),
+        first_copy_only=bool(args.discovery), discovery=args.discovery,
     )  # fmt: skip
 
 
