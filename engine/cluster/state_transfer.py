@@ -32,11 +32,11 @@ A twin that does not answer within ``--state-timeout`` (gone, unreachable, other
 analytics parameters): the replica starts empty, logs a WARNING and shows it in
 ``stats.state_transfer`` (``outcome``, ``empty_starts``).
 
-Cost to the twin, per request: one ``np.copyto`` of every state array on its engine
-thread (the stall its ticks see; ``last_copy_ms``), a second copy of the state kept in
-memory from the first request on, and the encoding (block runs, checksums) and sending
-on the ROUTER thread, which shares the interpreter with the engine thread
-(``last_encode_ms``).  See docs/mesos.md.
+Cost to the twin: a second copy of the state in memory (the shadow, allocated and
+touched at start, so a request pays no page faults); per request, one ``np.copyto`` of
+every state array on its engine thread (the stall its frames see; ``last_copy_ms``), and
+the encoding (block runs, checksums) and sending on the ROUTER thread, which shares the
+interpreter with the engine thread (``last_encode_ms``).  See docs/mesos.md.
 """
 
 from __future__ import annotations
@@ -151,6 +151,13 @@ class StateTransfer:
         self._state = engine.processor.state
         if self.endpoint is None:
             return
+        # the shadow, allocated and touched now: a request later costs one copy, no faults
+        from tickpath.engine.journal.snapshot import state_arrays
+
+        live = state_arrays(self._state)
+        self._shadow = {name: np.empty_like(a, order="C") for name, a in live.items()}
+        for name, array in live.items():
+            np.copyto(self._shadow[name], array)
         self._thread = threading.Thread(target=self._serve, name="tickpath-state", daemon=True)
         self._thread.start()
         self._bound.wait(30)
