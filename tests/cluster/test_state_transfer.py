@@ -183,3 +183,25 @@ def test_a_malformed_request_is_refused_and_counted():
         engine.stop()
         thread.join(30)
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--state-from", "tcp://127.0.0.1:1", "--journal", "JOURNAL"], "exclude each other"),
+        (["--state-from", "tcp://127.0.0.1:1", "--state-timeout", "0"], "must be > 0"),
+    ],
+)
+def test_serve_refuses_conflicting_state_flags_in_one_line(tmp_path, flags, message):
+    import subprocess
+    import sys
+
+    flags = [str(tmp_path / "journal") if f == "JOURNAL" else f for f in flags]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tickpath", "serve", "--ingest", ANY, "--publish", ANY, *flags],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("tickpath serve: error: ") and message in proc.stderr
+    assert "\n" not in proc.stderr.strip()
+    assert not (tmp_path / "journal").exists()  # refused before anything started
