@@ -18,9 +18,10 @@ per-stream sequences, result sequences).  A replica started with
                                                  journal's snapshot format) and send it
     4. load it (same checks as a journal  <------
        snapshot: format, checksums, params)
-    5. the held frame, then the queued ones: those the snapshot covers are duplicates by the
-       stream sequence rules (skipped, counted as ``rejected.duplicate``), the rest are
-       processed: neither gap nor double processing.  Nothing is published before 4.
+    5. the held frame, then the queued ones: those the snapshot covers are skipped (counted
+       in ``covered_skipped``; one the kernels still see is a duplicate by the stream
+       sequence rules), the rest are processed: neither gap nor double processing.
+       Nothing is published before 4.
 
 ``need`` makes the twin wait until it has processed the replica's first frame's
 predecessor, so the snapshot reaches at least where the replica's queue starts even
@@ -141,7 +142,7 @@ class StateTransfer:
         self.outcome = "none"  # none | loaded | empty (no state from the twin)
         self.empty_starts = 0
         self.load_ms = 0.0
-        self.held_skipped = 0  # the held first frame was covered by the snapshot
+        self.covered_skipped = 0  # queued frames the snapshot covered, skipped before the kernels
         self.covered: dict[str, int] = {}
         self.error: str | None = None
 
@@ -201,7 +202,7 @@ class StateTransfer:
             "outcome": self.outcome,
             "empty_starts": self.empty_starts,
             "load_ms": round(self.load_ms, 3),
-            "held_skipped": self.held_skipped,
+            "covered_skipped": self.covered_skipped,
             "covered": self.covered,
             "error": self.error,
         }
@@ -330,19 +331,24 @@ class StateTransfer:
                 len(data),
                 self.covered,
             )
-        if nbytes == -1:
-            return
-        if first is not None and self.outcome == "loaded":
-            stream, seq, count = first
-            if 0 <= stream < len(proc.state.streams):
-                if seq + count <= int(proc.state.streams[stream, S_NEXT]):
-                    self.held_skipped += 1  # the snapshot holds it already
-                    return
-        if held is not None:
-            proc.buffer[: len(held)] = np.frombuffer(held, np.uint8)
-        n = proc.process(nbytes, time.time_ns())
-        if n:
-            engine.publisher.publish_results(proc.state, n)
+        # The held frame, then the queued frames the snapshot covers, are skipped here (a
+        # covered version 1 frame at sequence 0 would read as a publisher restart to the
+        # kernels); the first frame it does not cover is processed, and the loop takes over.
+        while nbytes != -1:
+            if self.outcome == "loaded" and _covered(first, proc.state.streams[:, S_NEXT]):
+                self.covered_skipped += 1  # the snapshot holds it already
+            else:
+                if held is not None:
+                    proc.buffer[: len(held)] = np.frombuffer(held, np.uint8)
+                n = proc.process(nbytes, time.time_ns())
+                if n:
+                    engine.publisher.publish_results(proc.state, n)
+                return
+            nbytes = engine.receiver.receive()  # the next queued frame (100 ms at most)
+            held = None
+            first = None
+            if 0 <= nbytes <= len(proc.buffer):
+                first = _frame_position(bytes(proc.buffer[: min(nbytes, s.HEADER_SIZE)]))
 
     def _hold_first_frame(self, engine: object, t0: float) -> tuple[bytes | None, int]:
         """Receive the first queued frame (if one comes soon) and keep a copy of it."""
@@ -369,6 +375,14 @@ class StateTransfer:
             self.source,
             exc,
         )
+
+
+def _covered(position: tuple[int, int, int] | None, next_seq: np.ndarray) -> bool:
+    """True when a frame at ``position`` (stream, seq, count) lies wholly before ``next_seq``."""
+    if position is None:
+        return False
+    stream, seq, count = position
+    return 0 <= stream < len(next_seq) and seq + count <= int(next_seq[stream])
 
 
 def _frame_position(frame: bytes | None) -> tuple[int, int, int] | None:

@@ -2,8 +2,9 @@
 
 Two real engines in this process (one thread each), fed by the sharding publisher: the
 second joins mid-stream, loads the first's state, and must end byte-identical to it
-(every state array but the counters, which count the overlap it skipped, and the
-frame-number stamps derived from them); one that starts empty must not.
+(every state array, the counters and the frame-number stamps derived from them aside: a
+covered frame that reaches the kernels counts as a duplicate); one that starts empty must
+not.
 """
 
 from __future__ import annotations
@@ -120,10 +121,12 @@ def test_a_replica_joining_mid_stream_takes_its_twins_state(tmp_path):
     assert transfer.outcome == "loaded", transfer.stats()
     assert transfer.empty_starts == 0
     assert int(transfer.covered["1"]) > 0  # the twin had processed part of the stream
-    # identical analytics, books, sequences and result numbering; only the counters
-    # differ (B counted the frames it found already covered as duplicates), and with them
+    # identical analytics, books, sequences and result numbering.  B skips the queued
+    # frames the snapshot covers before its kernels; one that reached them anyway (late on
+    # the wire) is counted as a duplicate, so the counters may differ, and with them
     # ``touched``, which stamps each symbol with the frame counter's value
-    assert differing_arrays(a.processor.state, b.processor.state) == ["counters", "touched"]
+    differing = differing_arrays(a.processor.state, b.processor.state)
+    assert set(differing) <= {"counters", "touched"}, (differing, transfer.stats())
     stats = b.stats()
     assert stats["gaps"] == 0 and stats["records_lost"] == 0
     served = twin.stats()
