@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import zmq
 
+from tickpath.engine.cluster import state_transfer
 from tickpath.engine.config import ConfigError, load_config, parse_setting
 from tickpath.engine.dispatch import cli as dispatch_cli
 from tickpath.engine.journal import cli as journal_cli
@@ -88,6 +89,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     journal_cli.add_serve_arguments(p)
     security_cli.add_serve_arguments(p)
     dispatch_cli.add_serve_arguments(p)
+    state_transfer.add_serve_arguments(p)
     p.set_defaults(func=_serve_main)
 
 
@@ -126,8 +128,16 @@ def _serve_main(args: argparse.Namespace) -> int:
     extensions += dispatch_cli.serve_extensions(config)  # milli path, request endpoint
     if args.metrics:
         extensions.append(_metrics_extension(args.metrics))
+    try:  # a relaunched replica's state from its twin (docs/mesos.md)
+        transfer = state_transfer.serve_extension(args, config.journal.dir)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if transfer is not None:
+        extensions.append(transfer)
     engine = Engine(config, extensions=extensions)
     engine.start()
+    if transfer is not None:
+        transfer.bootstrap(engine)  # ingest open, loop not yet running: frames queue
     if args.symbols_shard:
         logging.getLogger("tickpath.engine").info("serving symbol shard %s", args.symbols_shard)
 
@@ -216,7 +226,7 @@ def _watch_main(args: argparse.Namespace) -> int:
     # replicas of one shard publish the same results: show the first copy of each
     return watch(
         endpoints, args.topic or [""], args.count, args.json, args.timeout, curve,
-        first_copy_only=bool(args.discovery),
+        first_copy_only=bool(args.discovery), discovery=args.discovery,
     )  # fmt: skip
 
 

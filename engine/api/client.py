@@ -31,6 +31,7 @@ import numpy as np
 import zmq
 
 from tickpath.engine.feed.join import JoinTimeout, publishing_socket, wait_for_subscribers
+from tickpath.engine.service.dedup import ResultDeduplicator
 from tickpath.engine.service.watch import TopicSequences
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as _s
@@ -45,8 +46,14 @@ class EngineNotFound(JoinTimeout):
 class Publisher:
     """Sends input frames to an engine's ingest endpoint, one stream of sequence numbers.
 
+    With ``discovery`` instead of ``endpoint`` it feeds a sharded cluster: each batch is
+    split by the shard map and every part goes to all replicas of its shard, each shard
+    its own stream of sequences (:class:`~tickpath.engine.feed.sharding.ShardingPublisher`).
+
     Args:
         endpoint: the engine's ingest endpoint, e.g. ``"tcp://127.0.0.1:5555"``.
+        discovery: a Mesos scheduler's discovery file or ``http://`` URL (instead of
+            ``endpoint``); the first send waits for every replica it lists.
         stream_id: the stream id of every frame (below the engine's ``max_streams``).
         first_seq: sequence number of the first record (sequences count records).
         bind: bind the endpoint instead of connecting to it (an engine that connects).
@@ -58,8 +65,9 @@ class Publisher:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | None = None,
         *,
+        discovery: str | None = None,
         stream_id: int = 0,
         first_seq: int = 0,
         bind: bool = False,
@@ -71,6 +79,22 @@ class Publisher:
         self.stream_id = int(stream_id)
         self.next_seq = int(first_seq)
         self.join_timeout_s = float(join_timeout_s)
+        self._joined = False
+        self._sharded = None
+        if (endpoint is None) == (discovery is None):
+            raise ValueError("give either endpoint or discovery")
+        if discovery is not None:
+            from tickpath.engine.feed.sharding import ShardingPublisher
+
+            self._sharded = ShardingPublisher(
+                discovery,
+                stream_id=self.stream_id,
+                context=context or zmq.Context.instance(),
+                sndhwm=sndhwm,
+                linger_ms=int(linger_s * 1000),
+            )
+            self.endpoint = discovery
+            return
         self._socket = publishing_socket(
             context or zmq.Context.instance(), sndhwm=sndhwm, linger_ms=int(linger_s * 1000)
         )
@@ -80,7 +104,6 @@ class Publisher:
         else:
             self._socket.connect(endpoint)
         self.endpoint = endpoint
-        self._joined = False
 
     def wait_for_engine(self, timeout_s: float | None = None) -> None:
         """Block until the engine has subscribed (the first send does this by itself).
@@ -90,6 +113,13 @@ class Publisher:
         if self._joined:
             return
         timeout = self.join_timeout_s if timeout_s is None else float(timeout_s)
+        if self._sharded is not None:
+            try:
+                self._sharded.wait_for_replicas(timeout)
+            except JoinTimeout as exc:
+                raise EngineNotFound(f"discovery {self.endpoint}: {exc}") from exc
+            self._joined = True
+            return
         try:
             wait_for_subscribers([self._socket], timeout, [self.endpoint])
         except JoinTimeout as exc:
@@ -102,7 +132,10 @@ class Publisher:
     def send(self, kind: int, records: np.ndarray, *, send_ns: int | None = None) -> int:
         """Send ``records`` (the dtype of ``kind``) as one frame; return its first sequence.
 
-        ``send_ns`` defaults to the wall clock (``time.time_ns()``) at the send.
+        ``send_ns`` defaults to the wall clock (``time.time_ns()``) at the send.  With
+        ``discovery``: one frame per shard that has records in the batch, each numbered in
+        its shard's stream (see :meth:`report`); the return value then counts the records
+        sent before this batch, over all shards, and ``send_ns`` is the clock at the send.
         """
         if kind not in _s.INPUT_KINDS:
             raise ValueError(f"kind must be one of {_s.INPUT_KINDS} (an input), got {kind}")
@@ -110,6 +143,10 @@ class Publisher:
             raise ValueError("a frame carries at least one record")
         self.wait_for_engine()
         seq = self.next_seq
+        if self._sharded is not None:
+            self._sharded.send(kind, records)
+            self.next_seq = seq + len(records)
+            return seq
         stamp = time.time_ns() if send_ns is None else int(send_ns)
         self._socket.send(codec.encode_frame(kind, self.stream_id, seq, records, stamp))
         self.next_seq = seq + len(records)
@@ -127,8 +164,20 @@ class Publisher:
         """Send ORDER records as one frame; return the first record's sequence number."""
         return self.send(_s.KIND_ORDER, records)
 
+    def report(self) -> dict:
+        """With ``discovery``: per shard, its replicas, records sent and ``undelivered``.
+
+        Without: the stream id and the next sequence number.
+        """
+        if self._sharded is not None:
+            return self._sharded.report()
+        return {"stream_id": self.stream_id, "next_seq": self.next_seq}
+
     def close(self) -> None:
-        """Close the socket (waiting up to ``linger_s`` for queued frames)."""
+        """Close the socket(s) (waiting up to ``linger_s`` for queued frames)."""
+        if self._sharded is not None:
+            self._sharded.close()
+            return
         self._socket.close()
 
     def __enter__(self) -> Publisher:
@@ -153,55 +202,121 @@ class Result(NamedTuple):
 
 
 class Subscriber:
-    """Receives an engine's results.
+    """Receives an engine's results: from one engine, several, or a sharded cluster.
 
     Args:
-        endpoint: the engine's publish endpoint, e.g. ``"tcp://127.0.0.1:5556"``.
+        endpoint: the engine's publish endpoint, e.g. ``"tcp://127.0.0.1:5556"``, or a
+            list of them (every replica of a sharded cluster; one SUB socket each, so
+            each replica's result sequences are checked on their own).
         topics: topic prefixes (``"trade."`` all trade results, ``"book.7"`` symbol 7's
             books and also 70-79; ``""`` everything, ``"stats"`` the stats messages).
+        discovery: a Mesos scheduler's discovery file or ``http://`` URL: subscribe to
+            every replica it lists, and to every replica it lists later (a relaunched one),
+            re-reading it every ``refresh_s``.
+        first_copy: deliver only the first copy of each result (redundant replicas
+            publish every result twice; see
+            :class:`~tickpath.engine.service.dedup.ResultDeduplicator`).  Default: on
+            with ``discovery`` or several endpoints, off for one endpoint.
         rcvhwm: messages queued before newer ones are dropped (and counted in :attr:`lost`).
         context: a ZeroMQ context (default: the process' shared one).
     """
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str] | None = None,
         topics: Sequence[str] = ("",),
         *,
+        discovery: str | None = None,
+        first_copy: bool | None = None,
+        refresh_s: float = 1.0,
         rcvhwm: int = 100_000,
         context: zmq.Context | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
-        self._socket.connect(endpoint)
-        for topic in topics:
-            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        self._sequences = TopicSequences()
+        endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint or [])
+        if not endpoints and discovery is None:
+            raise ValueError("give an endpoint (or several), or discovery")
+        self._ctx = context or zmq.Context.instance()
+        self._topics = [topic.encode() for topic in topics]
+        self._rcvhwm = rcvhwm
+        self._poller = zmq.Poller()
+        self._sockets: list[zmq.Socket] = []
+        self._sequences: dict[zmq.Socket, TopicSequences] = {}
+        self.endpoints: list[str] = []
+        """Every publish endpoint subscribed to, in the order they were joined."""
+        self._follower = None
+        if discovery is not None:
+            from tickpath.engine.cluster.discovery import EndpointFollower
+
+            self._follower = EndpointFollower(discovery, refresh_s)
+            endpoints += [e for e in self._follower.poll(force=True) if e not in endpoints]
+            if not endpoints:
+                raise EngineNotFound(f"discovery {discovery} lists no running replica")
+        for each in endpoints:
+            self._join(each)
+        self.endpoint = self.endpoints[0]
+        if first_copy is None:
+            first_copy = discovery is not None or len(self.endpoints) > 1
+        self._dedup = ResultDeduplicator() if first_copy else None
         self.malformed = 0
         """Messages that were not a result frame (counted and skipped)."""
+        self.last_endpoint: str | None = None
+        """The publish endpoint the last message returned by :meth:`recv` came from."""
+
+    def _join(self, endpoint: str) -> None:
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, self._rcvhwm)
+        sock.connect(endpoint)
+        for topic in self._topics:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        self._poller.register(sock, zmq.POLLIN)
+        self._sockets.append(sock)
+        self._sequences[sock] = TopicSequences()
+        self.endpoints.append(endpoint)
+
+    def follow(self, force: bool = False) -> list[str]:
+        """Subscribe to replicas discovery lists since the last look; return their endpoints.
+
+        :meth:`recv` calls this by itself (every ``refresh_s``); ``force`` reads now.
+        """
+        if self._follower is None:
+            return []
+        new = [e for e in self._follower.poll(force) if e not in self.endpoints]
+        for endpoint in new:
+            self._join(endpoint)
+        return new
 
     @property
     def lost(self) -> int:
-        """Results that never arrived, from gaps in the per-topic sequence numbers."""
-        return self._sequences.lost
+        """Results that never arrived, from gaps in each publisher's per-topic sequences.
+
+        With redundant replicas a result one replica lost may still come from its twin.
+        """
+        return sum(seqs.lost for seqs in self._sequences.values())
+
+    @property
+    def duplicates(self) -> int:
+        """Second copies of results dropped (``first_copy``), 0 without it."""
+        return self._dedup.duplicates if self._dedup is not None else 0
 
     def recv(self, timeout_s: float | None = None) -> Result | None:
         """The next message, or None when none arrives within ``timeout_s`` (None: wait)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
-            if not self._socket.poll(wait_ms):
-                return None
-            parts = self._socket.recv_multipart()
-            result = self._decode(parts)
-            if result is not None:
-                return result
+            self.follow()
+            wait_ms = 100 if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
+            if self._follower is not None:
+                wait_ms = min(wait_ms, 100)  # look at discovery while waiting
+            for sock, _ in self._poller.poll(wait_ms):
+                parts = sock.recv_multipart()
+                result = self._decode(parts, sock)
+                if result is not None:
+                    self.last_endpoint = self.endpoints[self._sockets.index(sock)]
+                    return result
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
-    def _decode(self, parts: list[bytes]) -> Result | None:
+    def _decode(self, parts: list[bytes], sock: zmq.Socket | None = None) -> Result | None:
         if len(parts) != 2:
             self.malformed += 1
             return None
@@ -217,7 +332,10 @@ class Subscriber:
         except codec.FrameError:
             self.malformed += 1
             return None
-        self._sequences.observe(topic, int(header["seq"]), int(header["count"]))
+        sequences = self._sequences[sock if sock is not None else self._sockets[0]]
+        sequences.observe(topic, int(header["seq"]), int(header["count"]))
+        if self._dedup is not None and not self._dedup.first_copy(topic, payload):
+            return None  # the other replica's copy, already delivered
         return Result(topic.decode(errors="replace"), int(header["kind"]), records, None)
 
     def results(self, count: int | None = None, timeout_s: float | None = None) -> Iterator[Result]:
@@ -254,8 +372,9 @@ class Subscriber:
         return np.concatenate(parts)
 
     def close(self) -> None:
-        """Close the socket."""
-        self._socket.close(linger=0)
+        """Close the sockets."""
+        for sock in self._sockets:
+            sock.close(linger=0)
 
     def __enter__(self) -> Subscriber:
         return self

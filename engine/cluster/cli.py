@@ -15,7 +15,13 @@ import sys
 import threading
 import time
 
-from tickpath.engine.cluster.spec import ONE_WEEK_S, Constraint, ReplicaResources, SchedulerConfig
+from tickpath.engine.cluster.spec import (
+    ONE_WEEK_S,
+    REDUNDANT_COMMAND,
+    Constraint,
+    ReplicaResources,
+    SchedulerConfig,
+)
 
 DEFAULT_STATE_FILE = "tickpath-mesos-state.json"
 DEFAULT_DISCOVERY_FILE = "tickpath-endpoints.json"
@@ -81,7 +87,8 @@ def add_mesos_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument(
         "--command",
         default=None,
-        help="replica command template ({ingest_port} {publish_port} {shard} {shards} {slot})",
+        help="replica command template ({ingest_port} {publish_port} {shard} {shards} {slot} "
+        "{state_port} {state_from})",
     )
     run.add_argument("--kill-grace", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--heartbeat-timeout", type=float, default=45.0, metavar="SECONDS")
@@ -112,6 +119,8 @@ def config_from_args(args: argparse.Namespace) -> SchedulerConfig:
     if not args.colocate and not any(c.attribute == "hostname" and c.unique for c in constraints):
         constraints.append(Constraint(attribute="hostname", value="UNIQUE"))
     extra = {"command": args.command} if args.command else {}
+    if not args.command and args.replicas > (args.shards or args.replicas):
+        extra = {"command": REDUNDANT_COMMAND}  # twins: a relaunched one takes the other's state
     return SchedulerConfig(
         replicas=args.replicas,
         shards=args.shards,

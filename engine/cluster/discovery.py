@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,6 +53,38 @@ def follow_endpoints(discovery: str) -> list[str]:
             seen.add(item["publish"])
             out.append(item["publish"])
     return out
+
+
+class EndpointFollower:
+    """New publish endpoints as the discovery document gains them (a relaunched replica).
+
+    ``poll()`` re-reads the document at most every ``refresh_s`` and returns the
+    endpoints not returned before, in shard order.  Endpoints that leave the document are
+    kept by the caller: a SUB socket reconnects by itself, and a replica relaunched on the
+    same address is followed again; an unreadable document keeps the last known set.
+    """
+
+    def __init__(self, discovery: str, refresh_s: float = 1.0) -> None:
+        self.discovery = discovery
+        self.refresh_s = refresh_s
+        self.known: list[str] = []
+        self.errors = 0
+        self._next = 0.0
+
+    def poll(self, force: bool = False) -> list[str]:
+        """Endpoints new since the last call (reads the document when due or ``force``)."""
+        now = time.monotonic()
+        if not force and now < self._next:
+            return []
+        self._next = now + self.refresh_s
+        try:
+            listed = follow_endpoints(self.discovery)
+        except (OSError, ValueError, KeyError):
+            self.errors += 1
+            return []
+        new = [e for e in listed if e not in self.known]
+        self.known.extend(new)
+        return new
 
 
 class DiscoveryPublisher:

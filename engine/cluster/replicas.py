@@ -195,6 +195,7 @@ class Task:
     kill_sent_at: float | None = None  # a KILL was decided at this time
     last_update_at: float = 0.0
     attributes: dict[str, str] = field(default_factory=dict)  # of its agent, for UNIQUE rules
+    state_port: int = 0  # its state endpoint (``{state_port}`` in the command), 0: none
 
     def to_json(self) -> dict:
         """The persisted form (times are process-local, so they are left out)."""
@@ -207,6 +208,7 @@ class Task:
             "address": self.address,
             "ingest_port": self.ingest_port,
             "publish_port": self.publish_port,
+            "state_port": self.state_port,
             "state": self.state,
             "killing": self.kill_sent_at is not None,
             "attributes": dict(self.attributes),
@@ -304,6 +306,7 @@ class ReplicaSet:
                 address=item["address"],
                 ingest_port=int(item["ingest_port"]),
                 publish_port=int(item["publish_port"]),
+                state_port=int(item.get("state_port", 0)),
                 state=item.get("state", "TASK_STAGING"),
                 attributes=dict(item.get("attributes", {})),
             )
@@ -342,18 +345,33 @@ class ReplicaSet:
         for task in sorted(self.tasks.values(), key=lambda t: (t.shard, t.slot)):
             if task.state != "TASK_RUNNING" or task.kill_sent_at is not None:
                 continue
-            out.append(
-                {
-                    "shard": task.shard,
-                    "shards": self.config.shard_count,
-                    "slot": task.slot,
-                    "task_id": task.task_id,
-                    "hostname": task.hostname,
-                    "ingest": f"tcp://{task.address}:{task.ingest_port}",
-                    "publish": f"tcp://{task.address}:{task.publish_port}",
-                }
-            )
+            item = {
+                "shard": task.shard,
+                "shards": self.config.shard_count,
+                "slot": task.slot,
+                "task_id": task.task_id,
+                "hostname": task.hostname,
+                "ingest": f"tcp://{task.address}:{task.ingest_port}",
+                "publish": f"tcp://{task.address}:{task.publish_port}",
+            }
+            if task.state_port:
+                item["state"] = f"tcp://{task.address}:{task.state_port}"
+            out.append(item)
         return out
+
+    def running_twin(self, slot: int) -> Task | None:
+        """A running replica of ``slot``'s shard in another slot that serves its state."""
+        shard = self.config.shard_of(slot)
+        for task in sorted(self.tasks.values(), key=lambda t: t.slot):
+            if (
+                task.shard == shard
+                and task.slot != slot
+                and task.state == "TASK_RUNNING"
+                and task.kill_sent_at is None
+                and task.state_port
+            ):
+                return task
+        return None
 
     def _slot(self, slot: int) -> Slot:
         return self.slots.setdefault(slot, Slot())
@@ -496,16 +514,18 @@ class ReplicaSet:
             detail = ", ".join(f"{k} {free[k]:g} < {need[k]:g}" for k in short)
             self._note_decline("resources", offer, detail, now)
             return []
-        if len(ports) < 2:
-            self._note_decline("resources", offer, f"ports: {len(ports)} < 2", now)
+        per_task = self.config.ports_per_replica
+        if len(ports) < per_task:
+            self._note_decline("resources", offer, f"ports: {len(ports)} < {per_task}", now)
             return []
         infos: list[dict] = []
-        while wanted and all(free[k] + 1e-9 >= need[k] for k in need) and len(ports) >= 2:
+        while wanted and all(free[k] + 1e-9 >= need[k] for k in need) and len(ports) >= per_task:
             slot = wanted.pop(0)
             ingest_port, publish_port = ports.pop(0), ports.pop(0)
+            state_port = ports.pop(0) if per_task > 2 else 0
             for k in need:
                 free[k] -= need[k]
-            infos.append(self._task_info(offer, slot, ingest_port, publish_port, now))
+            infos.append(self._task_info(offer, slot, ingest_port, publish_port, now, state_port))
             if self._has_unique_rule():
                 break  # one replica per distinct value of a UNIQUE attribute: one per offer
         return infos
@@ -537,7 +557,13 @@ class ReplicaSet:
         return task.attributes.get(rule.attribute)
 
     def _task_info(
-        self, offer: dict, slot: int, ingest_port: int, publish_port: int, now: float
+        self,
+        offer: dict,
+        slot: int,
+        ingest_port: int,
+        publish_port: int,
+        now: float,
+        state_port: int = 0,
     ) -> dict:
         cfg = self.config
         shard = cfg.shard_of(slot)
@@ -574,19 +600,25 @@ class ReplicaSet:
                 type="RANGES",
                 ranges={
                     "range": [
-                        {"begin": ingest_port, "end": ingest_port},
-                        {"begin": publish_port, "end": publish_port},
+                        {"begin": port, "end": port}
+                        for port in (ingest_port, publish_port, state_port)
+                        if port
                     ]
                 },
             )
         )
+        # a replica whose twin runs starts from the twin's state (docs/mesos.md)
+        twin = self.running_twin(slot) if state_port else None
+        state_from = f"--state-from tcp://{twin.address}:{twin.state_port}" if twin else ""
         command = cfg.command.format(
             ingest_port=ingest_port,
             publish_port=publish_port,
             shard=shard,
             shards=cfg.shard_count,
             slot=slot,
-        )
+            state_port=state_port,
+            state_from=state_from,
+        ).rstrip()
         env = {
             "TICKPATH_SHARD": str(shard),
             "TICKPATH_SHARDS": str(cfg.shard_count),
@@ -595,6 +627,8 @@ class ReplicaSet:
             "TICKPATH_PUBLISH_PORT": str(publish_port),
             **cfg.environment,
         }
+        if state_port:
+            env["TICKPATH_STATE_PORT"] = str(state_port)
         if cfg.resources.fpgas:
             env["TICKPATH_FPGAS"] = str(cfg.resources.fpgas)
         grace_ns = int(cfg.kill_grace_period * 1e9)
@@ -622,8 +656,13 @@ class ReplicaSet:
                 "name": f"tickpath-shard-{shard}",
                 "ports": {
                     "ports": [
-                        {"number": ingest_port, "name": "ingest", "protocol": "tcp"},
-                        {"number": publish_port, "name": "publish", "protocol": "tcp"},
+                        {"number": port, "name": name, "protocol": "tcp"}
+                        for port, name in (
+                            (ingest_port, "ingest"),
+                            (publish_port, "publish"),
+                            (state_port, "state"),
+                        )
+                        if port
                     ]
                 },
             },
@@ -637,6 +676,7 @@ class ReplicaSet:
             address=offer_address(offer),
             ingest_port=ingest_port,
             publish_port=publish_port,
+            state_port=state_port,
             launched_at=now,
             last_update_at=now,
             attributes={

@@ -14,11 +14,17 @@ import msgspec
 
 ONE_WEEK_S = 7 * 24 * 3600.0
 
-# The replica command.  Placeholders: {ingest_port} {publish_port} {shard} {shards} {slot}.
+# The replica command.  Placeholders: {ingest_port} {publish_port} {shard} {shards} {slot},
+# and, for state transfer between the replicas of a shard, {state_port} (a third port from
+# the offer: the replica's state endpoint) and {state_from} ("--state-from tcp://TWIN:PORT"
+# when a replica of the same shard runs at launch, else empty).
 DEFAULT_COMMAND = (
     "exec tickpath serve --ingest tcp://*:{ingest_port} --publish tcp://*:{publish_port} "
     "--symbols-shard {shard}/{shards}"
 )
+# With more replicas than shards (redundant replicas), ``mesos run`` uses this one: each
+# replica serves its state, and one launched while its twin runs starts from that state.
+REDUNDANT_COMMAND = DEFAULT_COMMAND + " --state-endpoint tcp://*:{state_port} {state_from}"
 
 
 class Constraint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -107,7 +113,16 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         for key in ("{ingest_port}", "{publish_port}"):
             if key not in self.command:
                 raise ValueError(f"command must contain {key}")
-        self.command.format(ingest_port=1, publish_port=2, shard=0, shards=1, slot=0)
+        self.command.format(
+            ingest_port=1, publish_port=2, shard=0, shards=1, slot=0, state_port=3, state_from=""
+        )
+        if "{state_from}" in self.command and "{state_port}" not in self.command:
+            raise ValueError("command with {state_from} must also contain {state_port}")
+
+    @property
+    def ports_per_replica(self) -> int:
+        """Ports a replica takes from an offer: ingest, publish and, if used, state."""
+        return 3 if "{state_port}" in self.command else 2
 
     @property
     def shard_count(self) -> int:

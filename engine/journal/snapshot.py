@@ -36,6 +36,7 @@ shape and checksum, and that the snapshot was taken with the same
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ import weakref
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numba
 import numpy as np
@@ -228,29 +229,14 @@ def _pieces(rows: np.ndarray, block_rows: int, runs: list[list[int]]):  # noqa: 
         block += count
 
 
-def write_snapshot(
-    directory: str | os.PathLike[str],
+def _layout(
     arrays: dict[str, np.ndarray],
     params: k.StreamingParams,
     journal_next_index: int,
-    journal_position: tuple[str, int] | None = None,
-    before_commit: Callable[[], None] | None = None,
-    dir_fd: int = -1,
-) -> Path:
-    """Write ``arrays`` (from :func:`state_arrays`) atomically; return the snapshot's path.
-
-    Each array is stored in blocks of about 64 KiB of whole rows (first axis); a
-    block whose rows are all equal (an empty region of the order table, an unused
-    ring) is stored as that one row, so a snapshot's size follows the state in
-    use, not its capacity.  ``before_commit`` runs after the data is on disk and
-    before the rename (the journal uses it to make its entries up to
-    ``journal_next_index`` durable first, so a snapshot never covers journal
-    entries a crash could lose).
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / snapshot_name(journal_next_index)
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    journal_position: tuple[str, int] | None,
+    extra: dict | None = None,
+) -> tuple[bytes, list[tuple[np.ndarray, int, list[list[int]], int]]]:
+    """The header (magic, manifest, padding to the data offset) and each array's layout."""
     entries = []
     layouts = []
     offset = 0
@@ -278,27 +264,76 @@ def write_snapshot(
         )
         layouts.append((rows, block_rows, runs, stored))
         offset += -(-stored // _ALIGN) * _ALIGN
-    manifest = json.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "journal_next_index": journal_next_index,
-            "journal_position": list(journal_position) if journal_position else None,
-            "created_ns": time.time_ns(),
-            "params": params_dict(params),
-            "arrays": entries,
-        }
-    ).encode()
+    doc = {
+        "format": FORMAT_VERSION,
+        "journal_next_index": journal_next_index,
+        "journal_position": list(journal_position) if journal_position else None,
+        "created_ns": time.time_ns(),
+        "params": params_dict(params),
+        "arrays": entries,
+    }
+    if extra:
+        doc.update(extra)
+    manifest = json.dumps(doc).encode()
     data_offset = -(-(_HEAD.size + len(manifest)) // _DATA_ALIGN) * _DATA_ALIGN
     head = _HEAD.pack(MAGIC, FORMAT_VERSION, len(manifest), zlib.crc32(manifest), 0, data_offset)
+    return head + manifest + bytes(data_offset - _HEAD.size - len(manifest)), layouts
+
+
+def _body(layouts: list[tuple[np.ndarray, int, list[list[int]], int]]):  # noqa: ANN202
+    """The stored pieces of every array, each array padded to the alignment, in file order."""
+    for rows, block_rows, runs, stored in layouts:
+        yield from _pieces(rows, block_rows, runs)
+        if stored % _ALIGN:
+            yield bytes(-stored % _ALIGN)
+
+
+def encode_snapshot(
+    arrays: dict[str, np.ndarray],
+    params: k.StreamingParams,
+    journal_next_index: int = 0,
+    extra: dict | None = None,
+) -> bytes:
+    """The bytes of a snapshot file of ``arrays`` (the format above), in memory.
+
+    :func:`decode_snapshot` loads them; ``extra`` adds keys to the manifest (e.g. the
+    sender of a snapshot sent over the network).  Used to hand a shard's state to a
+    relaunched replica (:mod:`tickpath.engine.cluster.state_transfer`).
+    """
+    head, layouts = _layout(arrays, params, journal_next_index, None, extra)
+    return b"".join([head, *_body(layouts)])
+
+
+def write_snapshot(
+    directory: str | os.PathLike[str],
+    arrays: dict[str, np.ndarray],
+    params: k.StreamingParams,
+    journal_next_index: int,
+    journal_position: tuple[str, int] | None = None,
+    before_commit: Callable[[], None] | None = None,
+    dir_fd: int = -1,
+) -> Path:
+    """Write ``arrays`` (from :func:`state_arrays`) atomically; return the snapshot's path.
+
+    Each array is stored in blocks of about 64 KiB of whole rows (first axis); a
+    block whose rows are all equal (an empty region of the order table, an unused
+    ring) is stored as that one row, so a snapshot's size follows the state in
+    use, not its capacity.  ``before_commit`` runs after the data is on disk and
+    before the rename (the journal uses it to make its entries up to
+    ``journal_next_index`` durable first, so a snapshot never covers journal
+    entries a crash could lose).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / snapshot_name(journal_next_index)
+    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    head, layouts = _layout(arrays, params, journal_next_index, journal_position)
     # from the engine's reserve: no EMFILE while idle peers hold every other descriptor
     fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
     try:
-        _write_all(fd, head + manifest + bytes(data_offset - _HEAD.size - len(manifest)))
-        for rows, block_rows, runs, stored in layouts:
-            for piece in _pieces(rows, block_rows, runs):
-                _write_all(fd, piece)
-            if stored % _ALIGN:
-                _write_all(fd, bytes(-stored % _ALIGN))
+        _write_all(fd, head)
+        for piece in _body(layouts):
+            _write_all(fd, piece)
         os.fsync(fd)
         if before_commit is not None:
             before_commit()
@@ -324,15 +359,19 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 def read_manifest(path: str | os.PathLike[str]) -> dict:
     """The checked manifest of a snapshot file (raises :class:`SnapshotError`)."""
     with open(path, "rb") as f:
-        head = f.read(_HEAD.size)
-        if len(head) != _HEAD.size:
-            raise SnapshotError(f"{path}: too short for a snapshot header")
-        magic, version, length, crc, _reserved, data_offset = _HEAD.unpack(head)
-        if magic != MAGIC:
-            raise SnapshotError(f"{path}: not a tickpath snapshot")
-        if version != FORMAT_VERSION:
-            raise SnapshotError(f"{path}: snapshot format {version}, this build reads 1")
-        manifest = f.read(length)
+        return _read_manifest(f, path)
+
+
+def _read_manifest(f: BinaryIO, path: object) -> dict:
+    head = f.read(_HEAD.size)
+    if len(head) != _HEAD.size:
+        raise SnapshotError(f"{path}: too short for a snapshot header")
+    magic, version, length, crc, _reserved, data_offset = _HEAD.unpack(head)
+    if magic != MAGIC:
+        raise SnapshotError(f"{path}: not a tickpath snapshot")
+    if version != FORMAT_VERSION:
+        raise SnapshotError(f"{path}: snapshot format {version}, this build reads 1")
+    manifest = f.read(length)
     if len(manifest) != length or zlib.crc32(manifest) != crc:
         raise SnapshotError(f"{path}: manifest damaged")
     info = json.loads(manifest)
@@ -345,7 +384,24 @@ def load_snapshot(path: str | os.PathLike[str], state: k.StreamingState) -> dict
 
     On :class:`SnapshotError` the state may be partly overwritten: reset it.
     """
-    manifest = read_manifest(path)
+    with open(path, "rb", buffering=0) as f:
+        return _load(f, path, state)
+
+
+def decode_snapshot(data: bytes | memoryview, state: k.StreamingState, label: str) -> dict:
+    """Load the bytes of :func:`encode_snapshot` into ``state`` in place; return the manifest.
+
+    The same checks as :func:`load_snapshot` (``label`` names the source in errors);
+    on :class:`SnapshotError` the state may be partly overwritten: reset it.
+    """
+    try:
+        return _load(io.BytesIO(data), label, state)
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged manifest's content
+        raise SnapshotError(f"{label}: {exc}") from None
+
+
+def _load(f: BinaryIO, path: object, state: k.StreamingState) -> dict:
+    manifest = _read_manifest(f, path)
     want = params_dict(state.params)
     if manifest["params"] != want:
         diff = sorted(key for key in want if manifest["params"].get(key) != want[key])
@@ -357,15 +413,14 @@ def load_snapshot(path: str | os.PathLike[str], state: k.StreamingState) -> dict
     if set(listed) != set(targets):
         raise SnapshotError(f"{path}: holds arrays {sorted(listed)}, expected {sorted(targets)}")
     base = manifest["data_offset"]
-    with open(path, "rb", buffering=0) as f:
-        for name, target in targets.items():
-            entry = listed[name]
-            if entry["descr"] != _descr(target.dtype) or entry["shape"] != list(target.shape):
-                raise SnapshotError(f"{path}: array {name} has another dtype or shape")
-            if entry["nbytes"] != target.nbytes:
-                raise SnapshotError(f"{path}: array {name} has {entry['nbytes']} bytes")
-            f.seek(base + entry["offset"])
-            _read_blocks(f, path, name, entry, _rows(target))
+    for name, target in targets.items():
+        entry = listed[name]
+        if entry["descr"] != _descr(target.dtype) or entry["shape"] != list(target.shape):
+            raise SnapshotError(f"{path}: array {name} has another dtype or shape")
+        if entry["nbytes"] != target.nbytes:
+            raise SnapshotError(f"{path}: array {name} has {entry['nbytes']} bytes")
+        f.seek(base + entry["offset"])
+        _read_blocks(f, path, name, entry, _rows(target))
     return manifest
 
 

@@ -58,6 +58,7 @@ def watch(
     timeout_s: float | None = None,
     curve: tuple[str, str | None] | None = None,
     first_copy_only: bool = False,
+    discovery: str | None = None,
 ) -> int:
     """Print result (and stats) messages until ``count`` or ``timeout_s``; return exit status.
 
@@ -68,11 +69,21 @@ def watch(
     result and drops the other (:class:`~tickpath.engine.service.dedup.ResultDeduplicator`).
     Malformed messages are counted and reported, never fatal.  ``curve``:
     ``(server public key file, client secret key file or None)`` to connect with CURVE.
+    ``discovery``: re-read it every second and subscribe to replicas it lists later too
+    (a relaunched replica).
     """
     context = zmq.Context.instance()
     socks = []
     poller = zmq.Poller()
-    for endpoint in endpoints:
+    per_source: dict[zmq.Socket, TopicSequences] = {}
+    follower = None
+    if discovery is not None:
+        from tickpath.engine.cluster.discovery import EndpointFollower
+
+        follower = EndpointFollower(discovery)
+        follower.known = list(endpoints)
+
+    def join(endpoint: str) -> None:
         sub = context.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         if curve is not None:
@@ -85,14 +96,20 @@ def watch(
             sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
         poller.register(sub, zmq.POLLIN)
         socks.append(sub)
+        per_source[sub] = TopicSequences()
+
+    for endpoint in endpoints:
+        join(endpoint)
     encoder = msgspec.json.Encoder()
     out = sys.stdout
-    per_source = {sub: TopicSequences() for sub in socks}
     dedup = ResultDeduplicator() if first_copy_only else None
     malformed = received = 0
     last = time.monotonic()
     try:
         while count is None or received < count:
+            if follower is not None:
+                for endpoint in follower.poll():
+                    join(endpoint)
             ready = poller.poll(100)
             if not ready:
                 if timeout_s is not None and time.monotonic() - last > timeout_s:

@@ -194,3 +194,18 @@ def test_status_prints_replicas_from_discovery(tmp_path, capsys):
     args = parser.parse_args(["mesos", "status", "--discovery", str(tmp_path / "missing.json")])
     assert args.func(args) == 2
     assert capsys.readouterr().err.startswith("tickpath mesos: error: cannot read discovery")
+
+
+def test_redundant_replicas_get_the_state_transfer_command():
+    import argparse
+
+    from tickpath.engine.cluster.spec import DEFAULT_COMMAND, REDUNDANT_COMMAND
+
+    parser = argparse.ArgumentParser()
+    add_mesos_parser(parser.add_subparsers(dest="command"))
+    twins = config_from_args(
+        parser.parse_args("mesos run --master m:5050 --replicas 4 --shards 2".split())
+    )
+    assert twins.command == REDUNDANT_COMMAND and twins.ports_per_replica == 3
+    single = config_from_args(parser.parse_args("mesos run --master m:5050 --replicas 4".split()))
+    assert single.command == DEFAULT_COMMAND and single.ports_per_replica == 2

@@ -298,3 +298,48 @@ def test_revive_is_repeated_when_no_offer_comes_while_replicas_are_wanted():
     assert state.tick(cfg.reconcile_settle + 31.0) == []  # not again right away
     launches(state.offers([offer(1, "h")], 40.0))
     assert rs.Revive() not in state.tick(80.0)  # nothing wanted any more
+
+
+def test_redundant_replicas_take_a_state_port_and_a_relaunch_starts_from_its_twin():
+    from tickpath.engine.cluster.spec import REDUNDANT_COMMAND
+
+    cfg = config(replicas=4, shards=2, command=REDUNDANT_COMMAND)
+    assert cfg.ports_per_replica == 3
+    state = ready(cfg)
+    tasks = {}
+    for n in range(4):  # one replica per host (hostname:UNIQUE by default)
+        (launch,) = launches(state.offers([offer(n + 1, f"h{n}")], 2.0 + n))
+        (task,) = launch.tasks
+        slot = int(task["labels"]["labels"][0]["value"])
+        tasks[slot] = task
+        ranges = next(r for r in task["resources"] if r["name"] == "ports")["ranges"]["range"]
+        assert ranges == [{"begin": p, "end": p} for p in (31000, 31001, 31002)]
+        command = task["command"]["value"]
+        if slot < 2:  # no twin ran at its launch: nothing to take the state from
+            assert command.endswith("--state-endpoint tcp://*:31002")
+        else:  # its shard's first replica runs: start from its state
+            assert command.endswith(f"--state-from tcp://10.0.0.{slot - 1}:31002")
+        ports = {p["name"]: p["number"] for p in task["discovery"]["ports"]["ports"]}
+        assert ports == {"ingest": 31000, "publish": 31001, "state": 31002}
+        state.status(status(task["task_id"]["value"], "TASK_RUNNING", uuid=f"r{n}"), 2.5 + n)
+    listed = {e["slot"]: e for e in state.endpoints()}
+    assert listed[1]["state"] == "tcp://10.0.0.2:31002"
+    # slot 3 (shard 1) dies; its relaunch takes the state of slot 1, the running twin
+    state.status(status(tasks[3]["task_id"]["value"], "TASK_FAILED", uuid="f"), 10.0)
+    relaunch_at = state.slots[3].not_before
+    (launch,) = launches(state.offers([offer(9, "h9")], relaunch_at))
+    (task,) = launch.tasks
+    assert task["command"]["value"].endswith(
+        "--state-endpoint tcp://*:31002 --state-from tcp://10.0.0.2:31002"
+    )
+    # the persisted form keeps the state port (a restarted scheduler still knows the twin)
+    restored = rs.ReplicaSet(cfg, state.snapshot())
+    assert restored.running_twin(3).slot == 1
+    assert {t.state_port for t in restored.tasks.values()} == {31002}
+
+
+def test_a_command_without_a_state_port_takes_two_ports():
+    cfg = config(replicas=2, shards=1)
+    assert cfg.ports_per_replica == 2
+    with pytest.raises(ValueError, match="state_port"):
+        config(command="serve {ingest_port} {publish_port} {state_from}")
