@@ -78,6 +78,22 @@ _EVENT = struct.Struct("=HI")  # a monitor event's first frame
 _guards: weakref.WeakKeyDictionary[zmq.Context, ConnectionGuard] = weakref.WeakKeyDictionary()
 
 
+def bind_zap_endpoint(socket: zmq.Socket, wait_s: float = 5.0) -> None:
+    """Bind ``socket`` to the context's ZAP address, waiting up to ``wait_s`` while the
+    address is still taken: libzmq releases a closed socket's inproc address when its
+    reaper thread gets to it, so a handler closed just before (the previous engine of this
+    context) can hold it for a moment after ``close()`` returned."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            socket.bind(ZAP_ENDPOINT)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
 def guard_for(context: zmq.Context) -> ConnectionGuard | None:
     """The running guard of ``context``, if any."""
     return _guards.get(context)
@@ -210,7 +226,7 @@ class ConnectionGuard:
         self._zap = context.socket(zmq.REP)
         self._zap.setsockopt(zmq.LINGER, 0)
         try:
-            self._zap.bind(ZAP_ENDPOINT)
+            bind_zap_endpoint(self._zap)
         except zmq.ZMQError as exc:
             self._zap.close()
             raise SecurityError(f"cannot start the ZAP handler: {exc}") from None

@@ -41,6 +41,7 @@ import msgspec
 import zmq
 
 from tickpath.engine.security.config import SecurityConfig
+from tickpath.engine.security.guard import bind_zap_endpoint
 from tickpath.engine.service.stats_slot import StatsSlot
 
 log = logging.getLogger("tickpath.security")
@@ -74,7 +75,7 @@ class ZapProcess:
         # the engine side: a proxy in C from libzmq's ZAP requests to the child
         self._front = context.socket(zmq.ROUTER)
         self._front.setsockopt(zmq.LINGER, 0)
-        self._front.bind(ZAP_ENDPOINT)
+        bind_zap_endpoint(self._front)  # waits while a just-closed handler still holds it
         self._back = context.socket(zmq.DEALER)
         self._back.setsockopt(zmq.LINGER, 0)
         self._back.connect(self.endpoint)
