@@ -88,6 +88,12 @@ module tick_features_core #(
     output wire [63:0] records_out,
     output wire [63:0] reject_symbol,
     output wire [63:0] reject_kind
+`ifdef FORMAL
+    ,
+    // Formal only (read_verilog -formal): stream records accepted and not yet
+    // delivered on m_axis, from the pipeline's own state.
+    output wire [7:0] f_stream_pending
+`endif
 );
 
   localparam M = MUL_STAGES;
@@ -707,6 +713,37 @@ module tick_features_core #(
   assign records_out = records_out_reg;
   assign reject_symbol = reject_symbol_reg;
   assign reject_kind = reject_kind_reg;
+
+`ifdef FORMAL
+  // Invariants of the bookkeeping (checked, and lemmas for the solver: with
+  // them the counting properties of the formal wrapper are local to a step).
+  // Every record holding a credit is in exactly one place: q[1..M], p, s,
+  // the buffer or the output register.
+  reg [7:0] f_all, f_stream;
+  integer fi;
+  always @* begin
+    f_all = {3'd0, fifo_count_reg} + {7'd0, out_valid_reg} + {7'd0, p_valid_reg} + {7'd0, s_valid_reg};
+    f_stream = {3'd0, fifo_count_reg} + {7'd0, out_valid_reg} +
+        {7'd0, p_valid_reg && !p_mmio_reg} + {7'd0, s_valid_reg && !s_mmio_reg};
+    for (fi = 1; fi <= M; fi = fi + 1) begin
+      f_all = f_all + {7'd0, q_valid_reg[fi]};
+      f_stream = f_stream + {7'd0, q_valid_reg[fi] && !q_mmio_reg[fi]};
+    end
+  end
+  assign f_stream_pending = f_stream;
+  reg f_past = 1'b0;
+  always @(posedge clk) f_past <= 1'b1;
+  always @* begin
+    if (f_past && !rst) begin
+      assert ({1'b0, credit_reg} + {1'b0, f_all} == OUT_FIFO_DEPTH);
+      assert (credit_nz_reg == (credit_reg != 0));
+      assert (fifo_empty_reg == (fifo_count_reg == 0));
+      assert (fifo_count_reg <= OUT_FIFO_DEPTH);
+      assert (fifo_wr_reg - fifo_rd_reg == fifo_count_reg[FIFO_AW-1:0]);
+      if (!fifo_empty_reg) assert (out_valid_reg);
+    end
+  end
+`endif
 
 endmodule
 
