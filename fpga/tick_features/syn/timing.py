@@ -129,14 +129,22 @@ def read_sources(n_symbols: int, work: Path) -> str:
 
 
 def yosys_stat(log_text: str) -> dict[str, int]:
-    """Cell counts from the last ``stat`` table of a Yosys log."""
-    block = log_text.rsplit("Number of cells:", 1)[-1]
+    """Cell counts from the last ``stat`` table of a Yosys log.
+
+    Yosys 0.23 heads the table "Number of cells: N", newer ones "N cells".
+    """
+    heads = list(re.finditer(r"Number of cells:.*$|^\s+\d+ cells\s*$", log_text, re.M))
+    block = log_text[heads[-1].end() :] if heads else ""
     cells: dict[str, int] = {}
     for line in block.splitlines()[1:]:
-        m = re.match(r"^\s+(\S+)\s+(\d+)\s*$", line)
-        if not m:
+        m = re.match(r"^\s+(\S+)\s+(\d+)\s*$", line)  # "  LUT6  1520" (0.23)
+        n = re.match(r"^\s+(\d+)\s+(\S+)\s*$", line)  # "  1520  LUT6" (newer)
+        if m and not m.group(1).isdigit():
+            cells[m.group(1)] = int(m.group(2))
+        elif n:
+            cells[n.group(2)] = int(n.group(1))
+        else:
             break
-        cells[m.group(1)] = int(m.group(2))
     return cells
 
 
@@ -262,6 +270,11 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
     return {
         "label": "Yosys synth_xilinx, xczu7ev (xcup), logic levels, not routed; ns are an estimate",
         "device": "xczu7ev",
+        # The mapping (and so the estimate) depends on the Yosys version: 0.23
+        # (Debian) maps the runtime shifts to MUXF cascades, 0.70 (yowasp) to LUTs.
+        "yosys_version": (
+            re.findall(r"Yosys (\d+\.\d+)", log.read_text(errors="replace")) or [None]
+        )[-1],
         "n_symbols": n_symbols,
         "target_mhz": TARGET_MHZ,
         "target_period_ns": round(1000 / TARGET_MHZ, 3),
