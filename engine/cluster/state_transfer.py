@@ -53,6 +53,7 @@ import numpy as np
 import zmq
 
 from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu.streaming_view import StreamTable
 
 log = logging.getLogger("tickpath.state")
 
@@ -73,10 +74,9 @@ class _Request:
 
 
 def _covers(streams: np.ndarray, need: dict[int, int]) -> bool:
-    from tickpath.kernels.cpu.streaming import S_NEXT
-
+    next_seqs = StreamTable(streams).next_seqs()
     return all(
-        0 <= stream < len(streams) and int(streams[stream, S_NEXT]) >= seq
+        0 <= stream < len(next_seqs) and int(next_seqs[stream]) >= seq
         for stream, seq in need.items()
     )
 
@@ -171,7 +171,6 @@ class StateTransfer:
         if not self._requests or self._copied.is_set():
             return
         from tickpath.engine.journal.snapshot import state_arrays
-        from tickpath.kernels.cpu.streaming import S_NEXT
 
         state = self._state
         with self._lock:
@@ -183,7 +182,7 @@ class StateTransfer:
             self._shadow = {name: np.empty_like(a, order="C") for name, a in live.items()}
         for name, array in live.items():
             np.copyto(self._shadow[name], array)
-        self._shadow_streams = self._shadow["streams"][:, S_NEXT]
+        self._shadow_streams = StreamTable(self._shadow["streams"]).next_seqs()
         self.last_copy_ms = (time.perf_counter() - t0) * 1e3
         self._copied.set()
 
@@ -305,7 +304,7 @@ class StateTransfer:
         if self.source is None:
             return
         from tickpath.engine.journal.snapshot import SnapshotError, decode_snapshot
-        from tickpath.kernels.cpu.streaming import S_NEXT, reset_state
+        from tickpath.kernels.cpu.streaming import reset_state
 
         t0 = time.monotonic()
         proc = engine.processor
@@ -335,7 +334,9 @@ class StateTransfer:
         # covered version 1 frame at sequence 0 would read as a publisher restart to the
         # kernels); the first frame it does not cover is processed, and the loop takes over.
         while nbytes != -1:
-            if self.outcome == "loaded" and _covered(first, proc.state.streams[:, S_NEXT]):
+            if self.outcome == "loaded" and _covered(
+                first, StreamTable(proc.state.streams).next_seqs()
+            ):
                 self.covered_skipped += 1  # the snapshot holds it already
             else:
                 if held is not None:

@@ -216,6 +216,11 @@ class StreamTable:
         """The rows of the streams that accepted a frame (``next_seq >= 0``), by id."""
         return self.rows(np.flatnonzero(self._streams[:, k.S_NEXT] >= 0).tolist())
 
+    def next_seqs(self) -> np.ndarray:
+        """Every stream's next expected sequence (-1: no frame accepted yet), as a live view
+        of the table (no copy: it follows the kernels' updates)."""
+        return self._streams[:, k.S_NEXT]
+
     def clear_arrival_times(self) -> None:
         """Zero every stream's ``last_ns`` (a time, not a result: snapshots compare without it)."""
         self._streams[:, k.S_LAST_NS] = 0

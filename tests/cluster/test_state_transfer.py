@@ -24,7 +24,7 @@ from tickpath.engine.feed.sharding import ShardingPublisher
 from tickpath.engine.feed.synthetic import SyntheticMarket
 from tickpath.engine.journal.snapshot import differing_arrays
 from tickpath.engine.service.engine import Engine
-from tickpath.kernels.cpu.streaming import S_NEXT
+from tickpath.kernels.cpu.streaming_view import StreamTable
 
 SYMBOLS = 16
 ANY = "tcp://127.0.0.1:*"
@@ -100,7 +100,8 @@ def _joined_mid_stream(
         feeder.join(120)
         total = sum(len(records) for _, records in plan)
         for engine in (a, b):
-            wait_until(lambda e=engine: e.processor.state.streams[1, S_NEXT] == total, 120,
+            next_seqs = StreamTable(engine.processor.state.streams).next_seqs()  # a live view
+            wait_until(lambda n=next_seqs: n[1] == total, 120,
                        f"both engines at sequence {total}")  # fmt: skip
         # the idle engine loops have published their last results: stop and compare
     finally:

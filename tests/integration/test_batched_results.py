@@ -122,6 +122,7 @@ class Batched(Harness):
                         break
 
     def close(self) -> None:
+        next(iter(self.subs.values())).disable_monitor()
         self.monitor.close(linger=0)
         for sub in self.subs.values():
             sub.close(linger=0)
