@@ -38,3 +38,15 @@ def wait_until(
             detail = what() if callable(what) else what
             raise AssertionError(f"timed out after {timeout:g} s waiting for {detail}")
         time.sleep(interval)  # a poll interval inside a deadline loop, not a fixed wait
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is in the stopped state (Linux /proc): a SIGSTOP completes
+    asynchronously, so a test that freezes a process waits for this before relying on it."""
+    import os
+
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as status:
+            states += [line.split()[1] for line in status if line.startswith("State:")]
+    return bool(states) and all(state == "T" for state in states)

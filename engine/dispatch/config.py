@@ -327,6 +327,14 @@ class DispatchConfig(_Struct):
     correlation: CorrelationConfig = CorrelationConfig()
     requests: RequestsConfig = RequestsConfig()
     result_hwm: int = 10_000  # finished results queued from workers to the engine thread
+    # Where chain repricing and correlation run (docs/architecture.md): "process", a child
+    # process of the engine, so no milli-path Python shares the tick thread's GIL; or
+    # "thread", worker threads of the engine process (tests of the dispatcher's internals).
+    stream_isolation: Literal["process", "thread"] = "process"
+    # The stream process's scheduling niceness (added to the engine's): ticks come first.
+    stream_nice: int = 5
+    # Tick events and samples queued for the stream process; beyond, dropped and counted.
+    event_hwm: int = 10_000
     # CPython's GIL switch interval once milli-path workers run, in us: about the longest
     # the ingest thread waits while a worker runs Python (CPython's default is 5000 us;
     # 200 cut the micro path's p99 with chains on, docs/dispatch.md). 0: leave it alone.
@@ -349,6 +357,8 @@ class DispatchConfig(_Struct):
             "dispatch.chains: one chain per underlying",
         )
         _require(self.result_hwm >= 1, "dispatch.result_hwm must be >= 1")
+        _require(self.event_hwm >= 1, "dispatch.event_hwm must be >= 1")
+        _require(0 <= self.stream_nice <= 19, "dispatch.stream_nice must be in 0..19")
 
 
 def chain_option_symbols(chain: ChainConfig) -> list[int]:

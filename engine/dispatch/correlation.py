@@ -1,9 +1,10 @@
 """Rolling covariance and correlation across symbols, fed from the streaming state.
 
-`ReturnSampler` runs on the engine thread: every ``sample_interval_s`` it reads the
-latest price of each configured symbol from the streaming kernels' state (quote mid, or
-last trade), and once every symbol has a price it pushes one row of log returns since
-the previous sample into a ring of ``window`` rows. Sampling on a clock aligns
+`ReturnSampler`: every ``sample_interval_s`` the engine thread reads the latest price of
+each configured symbol from the streaming kernels' state (quote mid, or last trade;
+``due`` and ``read``); wherever the milli path runs, once every symbol has a price,
+``push`` adds one row of log returns since the previous sample to a ring of ``window``
+rows. Sampling on a clock aligns
 asynchronous ticks; a symbol that did not move contributes a zero return.
 
 Every ``every_samples`` samples a `CorrJob` (coalesced under the key ``("corr",)``)
@@ -58,12 +59,20 @@ class ReturnSampler:
         analytic = k.A_TRADE if self.config.source == "trade" else k.A_QUOTE
         return SymbolView(sym_i).newest_ts(self.symbols, analytic)
 
-    def maybe_sample(self, sym_i: np.ndarray, now_ns: int) -> bool:
-        """Take a sample if the interval has passed; True when a job is due."""
+    def due(self, now_ns: int) -> bool:
+        """Whether the sample interval has passed (then the clock moves to the next one)."""
         if now_ns < self.next_ns:
             return False
         self.next_ns = now_ns + self.interval_ns
-        price = self.prices(sym_i)
+        return True
+
+    def read(self, sym_i: np.ndarray) -> tuple[np.ndarray, int]:
+        """The symbols' prices now and the exchange time of their newest input."""
+        return self.prices(sym_i), self.newest_ts(sym_i)
+
+    def push(self, price: np.ndarray, newest_ts_ns: int) -> bool:
+        """Add one sample of prices (a row of log returns once there is a previous one);
+        True when a job is due. Nothing is kept until every symbol has a price."""
         if not np.all(np.isfinite(price)):
             return False
         if np.all(np.isfinite(self.last)):
@@ -73,11 +82,17 @@ class ReturnSampler:
             self.samples += 1
             self.since_job += 1
         self.last = price
-        self.newest_ts_ns = self.newest_ts(sym_i)
+        self.newest_ts_ns = newest_ts_ns
         if self.rows >= 3 and self.since_job >= self.config.every_samples:
             self.since_job = 0
             return True
         return False
+
+    def maybe_sample(self, sym_i: np.ndarray, now_ns: int) -> bool:
+        """Take a sample if the interval has passed; True when a job is due."""
+        if not self.due(now_ns):
+            return False
+        return self.push(*self.read(sym_i))
 
     def window(self) -> np.ndarray:
         """A copy of the rows in the window (their order does not matter to a covariance)."""

@@ -33,7 +33,7 @@ import numpy as np
 import zmq
 
 from tickpath.engine.config import ConfigError, EngineConfig
-from tickpath.engine.dispatch import calibration
+from tickpath.engine.dispatch import calibration, stream_process
 from tickpath.engine.dispatch.backends import (
     CHAIN_JOB,
     CPU,
@@ -41,70 +41,39 @@ from tickpath.engine.dispatch.backends import (
     FpgaTickBackend,
     default_registry,
 )
-from tickpath.engine.dispatch.chains import ChainJob, ChainSpec, Provenance, build_chain
 from tickpath.engine.dispatch.config import (
     KERNEL_OF_ANALYTIC,
-    MILLI_ANALYTICS,
-    ChainConfig,
     check_against_engine,
 )
-from tickpath.engine.dispatch.correlation import CorrJob, ReturnSampler
+from tickpath.engine.dispatch.correlation import ReturnSampler
 from tickpath.engine.dispatch.dispatcher import Dispatcher, worker_cpu_threads
 from tickpath.engine.dispatch.jobs import Job
-from tickpath.engine.dispatch.pipe import ResultPipe
-from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
+from tickpath.engine.dispatch.pipe import PUBLISH_META, PUBLISH_ROUTE, ResultPipe
+from tickpath.engine.dispatch.routing import HealthBook, RoutingTable, routed_backends
+from tickpath.engine.dispatch.stream_jobs import StreamJobs, pack_event, pack_sample, symbol_roles
+from tickpath.engine.dispatch.stream_process import StreamProcess
 from tickpath.engine.service.engine import EngineExtension
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
-from tickpath.kernels.cpu.streaming_view import SymbolView, Tick
+from tickpath.kernels.cpu.streaming_view import SymbolView
 
 log = logging.getLogger("tickpath.dispatch")
 
-ROUTE_PUBLISH = b"P"
-_META = struct.Struct("<HI")  # kind, stream_id
+ROUTE_PUBLISH = PUBLISH_ROUTE
 _HEADER = struct.Struct("<IHHIIQq")  # schema.HEADER
-
-_ROLE_UNDERLYING = 1
-_ROLE_OPTION = 2
-
-
-class _ChainState:
-    """Engine-thread state of one chain: its contracts, option quotes, last price."""
-
-    def __init__(self, config: ChainConfig) -> None:
-        self.config = config
-        self.spec: ChainSpec | None = build_chain(config)
-        self.option_mid = np.full(self.spec.size, np.nan) if self.spec else None
-        self.pending_mid: dict[int, float] = {}  # quotes before the chain is built
-        self.last_price = float("nan")
-        self.submitted = 0
-        self.refused = 0
-        self.published = 0
-        self.index: dict[int, int] = self.spec.index_of_symbol() if self.spec else {}
-
-    def build(self, price: float) -> None:
-        """Build generated strikes around `price`; apply quotes that came before."""
-        self.spec = build_chain(self.config, price)
-        self.option_mid = np.full(self.spec.size, np.nan)
-        self.index = self.spec.index_of_symbol()
-        for symbol, mid in self.pending_mid.items():
-            i = self.index.get(symbol)
-            if i is not None:
-                self.option_mid[i] = mid
-        self.pending_mid.clear()
-        log.info(
-            "chain %d: %d contracts, strikes %.4g..%.4g, expiries %s",
-            self.config.underlying, self.spec.size, self.spec.strike.min(),
-            self.spec.strike.max(), sorted(set(self.spec.expiry.tolist())),
-        )  # fmt: skip
 
 
 class MilliPath(EngineExtension):
     """Engine extension: chains, correlation and (with `RequestEndpoint`) client jobs.
 
-    Hooks: ``on_start``, ``sockets`` (the pipe's PULL), ``stats``, ``close``; and, bound
-    in ``on_start`` only when chains or correlation are configured, ``on_results`` and
-    ``on_tick``.
+    Hooks: ``on_prepare`` (starts the stream process early), ``on_start``, ``sockets``
+    (the results pipe's PULL), ``stats``, ``close``; and, bound in ``on_start`` only
+    when chains or correlation are configured, ``on_results`` and ``on_tick``.
+
+    Stream jobs run in the stream process (``dispatch.stream_isolation = "process"``,
+    `tickpath.engine.dispatch.stream_process`) or on worker threads here (``"thread"``);
+    ``dispatcher`` is the in-process one (thread isolation, or the in-process request
+    endpoint of tests and tools), None otherwise.
     """
 
     name = "dispatch"
@@ -132,39 +101,44 @@ class MilliPath(EngineExtension):
         self.routing: RoutingTable | None = None
         self.dispatcher: Dispatcher | None = None
         self.pipe: ResultPipe | None = None
+        self.stream_process: StreamProcess | None = None
+        self.stream_jobs: StreamJobs | None = None  # thread isolation only
         self._engine: Any = None
         self._route_handlers: dict[bytes, Any] = {}
         self._seq: dict[bytes, int] = {}
         self._published: dict[str, int] = {"chain_frames": 0, "chain_records": 0,
                                            "corr_frames": 0, "corr_records": 0}  # fmt: skip
-        n_symbols = config.analytics.n_symbols
-        self._role = np.zeros(n_symbols, np.int8)
-        self._chains: dict[int, _ChainState] = {}
-        self._option_of: dict[int, _ChainState] = {}
-        for chain in self.config.chains:
-            state = _ChainState(chain)
-            self._chains[chain.underlying] = state
-            self._role[chain.underlying] |= _ROLE_UNDERLYING
-        from tickpath.engine.dispatch.config import chain_option_symbols
-
-        for chain in self.config.chains:
-            for symbol in chain_option_symbols(chain):
-                self._role[symbol] |= _ROLE_OPTION
-                self._option_of[symbol] = self._chains[chain.underlying]
+        self._chain_published = {c.underlying: 0 for c in self.config.chains}
+        self._role = symbol_roles(self.config, config.analytics.n_symbols)
         self._role_list = self._role.tolist()
+        self._watch = bool(self.config.chains)
         self._sampler = (
             ReturnSampler(self.config.correlation) if self.config.correlation.symbols else None
         )
-        self._corr_submitted = 0
-        self._corr_refused = 0
-        self._watch = bool(self._chains)
+        self._events = {"sent": 0, "dropped": 0}
 
     @property
     def active(self) -> bool:
         """Whether anything feeds the milli path (chains, correlation or requests)."""
-        return bool(self._chains) or self._sampler is not None or self.serve_requests
+        return self.has_stream_jobs or self.serve_requests
+
+    @property
+    def has_stream_jobs(self) -> bool:
+        """Chains or correlation are configured."""
+        return self._watch or self._sampler is not None
+
+    @property
+    def isolated(self) -> bool:
+        """Stream jobs run in the stream process."""
+        return self.has_stream_jobs and self.config.stream_isolation == "process"
 
     # ------------------------------------------------------------------ start-up
+
+    def on_prepare(self, engine: Any) -> None:
+        """Start the stream process, so it loads its kernels while the engine compiles."""
+        if self.isolated and self.stream_process is None:
+            self.stream_process = StreamProcess(engine.context, self.engine_config)
+            self.stream_process.start()
 
     def on_start(self, engine: Any) -> None:
         """Probe backends, find crossovers, log the routing table, start the workers."""
@@ -189,44 +163,48 @@ class MilliPath(EngineExtension):
         if not self.active:
             log.info("milli path idle: no chains, no correlation, no request endpoint")
             return
-        t0 = time.perf_counter()
-        # Only what the configuration can run: a cold cache compiles each kernel module
-        # for seconds to tens of seconds (requests may ask for anything: all of them).
-        needed: set[str] | None = None
-        if not self.serve_requests:
-            needed = {CHAIN_JOB, "black_scholes"} if self._chains else set()
-            if self._sampler is not None:
-                needed.add("covariance")
-        self.registry.get(CPU).warmup(needed)
-        for name in self._routed_backends():
-            try:
-                self.registry.get(name).warmup(needed)
-            except Exception as exc:  # it fails again on its first job and falls back
-                log.warning("warm-up of backend %s failed: %s", name, exc)
-        log.info("milli-path kernels ready in %.2f s", time.perf_counter() - t0)
-        self.pipe = ResultPipe(engine.context, self.config.result_hwm)
+        self.on_prepare(engine)  # when the engine did not call it (tools)
+        endpoint = self.stream_process.results_endpoint if self.isolated else None
+        self.pipe = ResultPipe(engine.context, self.config.result_hwm, endpoint)
         self._route_handlers[ROUTE_PUBLISH] = self._on_publish
-        self.dispatcher = Dispatcher(self.config, self.registry, self.routing, self.health)
-        self.dispatcher.start()
+        if self.serve_requests or (self.has_stream_jobs and not self.isolated):
+            self._start_dispatcher()
+        if self.isolated:
+            self.stream_process.configure(crossovers, note)
+            self.stream_process.wait_ready()
+        elif self.has_stream_jobs:
+            self.stream_jobs = StreamJobs(
+                self.config, self.engine_config.analytics.n_symbols,
+                lambda job: self.dispatcher.submit(job, "stream"), self._sink,
+            )  # fmt: skip
         state = engine.processor.state
         self._n_touched = state.n_touched
         self._touched_list = state.touched_list
         self._symbols = SymbolView(state.sym_i)
         self._outputs = {k.A_QUOTE: state.out_quote, k.A_TRADE: state.out_trade}
-        if self._watch or self._sampler is not None:
+        if self.has_stream_jobs:
             self.on_results = self._after_frame
-        if self._sampler is not None:
             self.on_tick = self._every_tick
 
-    def _routed_backends(self) -> list[str]:
-        names = set()
-        for analytic in MILLI_ANALYTICS:
-            route = self.config.routes.route(analytic)
-            candidates = self.config.gpu_preference if route == "auto" else (route,)
-            for name in candidates:
-                if name != CPU and self.registry.usable(name):
-                    names.add(name)
-        return sorted(names)
+    def _start_dispatcher(self) -> None:
+        """Load the kernels the in-process jobs can run; start the worker threads."""
+        t0 = time.perf_counter()
+        # Only what the configuration can run: a cold cache compiles each kernel module
+        # for seconds to tens of seconds (requests may ask for anything: all of them).
+        needed: set[str] | None = None
+        if not self.serve_requests:
+            needed = {CHAIN_JOB, "black_scholes"} if self._watch else set()
+            if self._sampler is not None:
+                needed.add("covariance")
+        self.registry.get(CPU).warmup(needed)
+        for name in routed_backends(self.config, self.registry):
+            try:
+                self.registry.get(name).warmup(needed)
+            except Exception as exc:  # it fails again on its first job and falls back
+                log.warning("warm-up of backend %s failed: %s", name, exc)
+        log.info("milli-path kernels ready in %.2f s", time.perf_counter() - t0)
+        self.dispatcher = Dispatcher(self.config, self.registry, self.routing, self.health)
+        self.dispatcher.start()
 
     def _crossovers(self, status: dict[str, str | None]) -> tuple[dict, str]:
         """Crossovers from the file and/or measured now; and a note for the table."""
@@ -294,11 +272,11 @@ class MilliPath(EngineExtension):
         """From a worker thread: hand ``parts`` to the engine thread's handler of `route`."""
         return self.pipe is not None and self.pipe.send([route, *parts])
 
-    # The two hooks below are bound in on_start, and only when the milli path has work:
-    # an idle milli path costs the engine loop nothing per frame.
+    # The two hooks below are bound in on_start, and only when the milli path has stream
+    # jobs: an idle milli path costs the engine loop nothing per frame.
 
     def _after_frame(self, engine: Any, n: int) -> None:
-        """on_results: queue repricings, record option quotes, sample returns."""
+        """on_results: hand the frame's chain inputs on; sample returns when due."""
         if self._watch:
             counts = self._n_touched.tolist()  # reset per frame: tells the frame's kind
             if counts[k.A_QUOTE]:
@@ -308,15 +286,20 @@ class MilliPath(EngineExtension):
         if self._sampler is not None:
             now = time.monotonic_ns()
             if now >= self._sampler.next_ns:
-                self._sample(engine, now)
+                self._sample(now)
 
     def _every_tick(self, engine: Any, now_ns: int) -> None:
-        """on_tick: sample returns when no frame came during the interval."""
-        now = time.monotonic_ns()
-        if now >= self._sampler.next_ns:
-            self._sample(engine, now)
+        """on_tick: sample returns when no frame came during the interval; restart the
+        stream process if it died."""
+        if self._sampler is not None:
+            now = time.monotonic_ns()
+            if now >= self._sampler.next_ns:
+                self._sample(now)
+        if self.stream_process is not None:
+            self.stream_process.check()
 
     def _on_ticks(self, analytic: int, m: int) -> None:
+        """Pack one event per touched symbol a chain cares about; send them as one."""
         touched = self._touched_list
         if m == 1:  # single-record frames: the common case, kept to a few hundred ns
             symbol = int(touched[analytic, 0])
@@ -330,61 +313,40 @@ class MilliPath(EngineExtension):
                 return
             hits = zip(index.tolist(), symbols[index].tolist())
         view = self._symbols
+        recv = self._outputs[analytic]["recv_ns"]
+        events = []
         for j, symbol in hits:
             tick = view.tick(symbol, analytic)
-            price = tick.price
-            role = self._role_list[symbol]
-            provenance = None
-            if role & _ROLE_UNDERLYING and price > 0:  # a one-sided quote has no mid
-                chain = self._chains[symbol]
-                chain.last_price = price
-                if chain.spec is None:
-                    chain.build(price)
-                provenance = self._provenance(tick, analytic, j)
-                self._reprice(chain, provenance)
-            if role & _ROLE_OPTION and analytic == k.A_QUOTE:
-                chain = self._option_of[symbol]
-                mid = price if price > 0 else float("nan")
-                if chain.spec is None:
-                    chain.pending_mid[symbol] = mid
-                    continue
-                i = chain.index.get(symbol)
-                if i is None:
-                    continue  # reserved symbol of a generated chain with fewer strikes
-                chain.option_mid[i] = mid
-                if chain.config.reprice_on_option_quote and chain.last_price > 0:
-                    self._reprice(chain, provenance or self._provenance(tick, analytic, j))
-
-    def _provenance(self, tick: Tick, analytic: int, j: int) -> Provenance:
-        recv_ns = int(self._outputs[analytic]["recv_ns"][j])
-        return Provenance(tick.ts_ns, tick.seq, tick.send_ns, recv_ns, tick.stream)
-
-    def _reprice(self, chain: _ChainState, provenance: Provenance) -> None:
-        job = ChainJob(
-            chain.spec, chain.last_price, chain.option_mid.copy(), provenance, self._sink
-        )
-        if self.dispatcher.submit(job, "stream"):
-            chain.submitted += 1
+            events.append(pack_event(
+                symbol, analytic, tick.price, tick.ts_ns, tick.seq, tick.send_ns,
+                int(recv[j]), tick.stream,
+            ))  # fmt: skip
+        data = events[0] if len(events) == 1 else b"".join(events)
+        if self.stream_process is not None:
+            ok = self.stream_process.send(stream_process.EVENTS, data)
+            self._events["sent" if ok else "dropped"] += len(events)
         else:
-            chain.refused += 1
+            self.stream_jobs.on_events(data)
+            self._events["sent"] += len(events)
 
-    def _sample(self, engine: Any, now: int) -> None:
+    def _sample(self, now: int) -> None:
         sampler = self._sampler
-        if sampler.maybe_sample(engine.processor.state.sym_i, now):
-            job = CorrJob(
-                sampler.window(), sampler.symbols, sampler.samples, sampler.newest_ts_ns,
-                self._sink,
-            )  # fmt: skip
-            if self.dispatcher.submit(job, "stream"):
-                self._corr_submitted += 1
-            else:
-                self._corr_refused += 1
+        sampler.due(now)
+        prices, newest = sampler.read(self._symbols_array())
+        if self.stream_process is not None:
+            self.stream_process.send(stream_process.SAMPLE, pack_sample(prices, newest))
+        else:
+            self.stream_jobs.on_sample(prices, newest)
+
+    def _symbols_array(self) -> np.ndarray:
+        return self._engine.processor.state.sym_i
 
     # ------------------------------------------------------------------ results
 
     def _sink(self, topic: bytes, kind: int, stream_id: int, records: np.ndarray) -> None:
         """Worker thread: send finished records to the engine thread."""
-        self.pipe.send([ROUTE_PUBLISH, topic, _META.pack(kind, stream_id), records.view(np.uint8)])
+        self.pipe.send([ROUTE_PUBLISH, topic, PUBLISH_META.pack(kind, stream_id),
+                        records.view(np.uint8)])  # fmt: skip
 
     def _on_pipe(self, engine: Any) -> None:
         """Engine thread: the pipe is readable."""
@@ -392,10 +354,17 @@ class MilliPath(EngineExtension):
 
     def _on_publish(self, parts: list[zmq.Frame]) -> None:
         """Engine thread: add the header and publish one result frame on the PUB socket."""
+        if len(parts) != 3:
+            self.pipe.unrouted += 1
+            return
         topic = parts[0].bytes
-        kind, stream_id = _META.unpack(parts[1].bytes)
+        kind, stream_id = PUBLISH_META.unpack(parts[1].bytes)
         body = parts[2].buffer
-        count = len(body) // s.RECORD_DTYPES[kind].itemsize
+        dtype = s.RECORD_DTYPES.get(kind)
+        if dtype is None or kind not in s.ANALYTIC_OF_KIND or len(body) % dtype.itemsize:
+            self.pipe.unrouted += 1
+            return
+        count = len(body) // dtype.itemsize
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + count  # sequence numbers count records
         header = _HEADER.pack(s.MAGIC, s.VERSION, kind, stream_id, count, seq, time.time_ns())
@@ -403,52 +372,62 @@ class MilliPath(EngineExtension):
         name = s.ANALYTIC_OF_KIND[kind]
         self._published[f"{name}_frames"] += 1
         self._published[f"{name}_records"] += count
-        if kind == s.KIND_RESULT_CHAIN and stream_id in self._chains:
-            self._chains[stream_id].published += 1
+        if kind == s.KIND_RESULT_CHAIN and stream_id in self._chain_published:
+            self._chain_published[stream_id] += 1
 
     # ------------------------------------------------------------------ stats, close
 
     def stats(self) -> dict:
-        """Routing, lanes, backends, health, pipe and what was published."""
+        """Routing, lanes, backends, health, pipe, chains, correlation, what was published,
+        and the stream process."""
         out: dict[str, Any] = {}
         if self.routing is not None:
             out["routing"] = self.routing.as_dict()
         if self.dispatcher is not None:
             out.update(self.dispatcher.stats())
+        if self.stream_jobs is not None:
+            out.update(self.stream_jobs.stats())
+        if self.stream_process is not None:
+            snap = self.stream_process.snapshot()
+            lanes = snap.get("lanes", {})
+            out.setdefault("lanes", {}).update(
+                {name: lane for name, lane in lanes.items() if name == "stream"}
+                if self.dispatcher is not None else lanes
+            )  # fmt: skip
+            for key in ("backends", "health", "cpu_threads_per_worker", "chains", "correlation"):
+                if key in snap:
+                    out[key] = snap[key]
+            out["stream_process"] = {
+                **self.stream_process.process_stats(),
+                "events_received": snap.get("events", 0),
+                "messages_received": snap.get("received", {}).get("messages", 0),
+                "kernels": snap.get("kernels", []),
+            }
         if self.pipe is not None:
-            out["pipe"] = self.pipe.stats()
+            pipe = self.pipe.stats()
+            if self.stream_process is not None:  # the workers' side is the child's
+                child = self.stream_process.snapshot().get("pipe", {})
+                pipe["sent"] += child.get("sent", 0)
+                pipe["dropped"] += child.get("dropped", 0)
+            out["pipe"] = pipe
         if self.request_process is not None:  # the request lane lives in that process
             lane = self.request_process.lane_stats()
             if lane is not None:
                 out.setdefault("lanes", {})["requests"] = lane
         out["published"] = dict(self._published)
-        out["chains"] = {
-            str(u): {
-                "contracts": c.spec.size if c.spec is not None else 0,
-                "last_price": c.last_price if c.last_price == c.last_price else None,
-                "submitted": c.submitted,
-                "refused": c.refused,
-                "published": c.published,
-                "quoted": int(np.count_nonzero(np.isfinite(c.option_mid)))
-                if c.option_mid is not None
-                else 0,
-            }
-            for u, c in self._chains.items()
-        }
-        if self._sampler is not None:
-            out["correlation"] = {
-                "symbols": len(self._sampler.symbols),
-                "samples": self._sampler.samples,
-                "rows": self._sampler.rows,
-                "submitted": self._corr_submitted,
-                "refused": self._corr_refused,
-            }
+        if self.has_stream_jobs:
+            out["events"] = dict(self._events)
+            for u, entry in out.get("chains", {}).items():
+                entry["published"] = self._chain_published.get(int(u), 0)
         return out
 
     def close(self) -> None:
-        """Stop the workers, then close the pipe."""
+        """Stop the workers and the stream process, then close the pipe."""
         if self.dispatcher is not None:
             self.dispatcher.close()
+        if self.stream_process is not None:
+            self.stream_process.close()
+            self.stream_process = None
         if self.pipe is not None:
             self.pipe.close()
             self.pipe = None

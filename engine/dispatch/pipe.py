@@ -1,4 +1,4 @@
-"""Worker threads to the engine thread: an inproc PUSH/PULL pair.
+"""Worker threads to the engine thread: a PUSH/PULL pair (inproc, or ipc across processes).
 
 ZeroMQ sockets are not thread-safe, so results computed on worker threads are never
 sent on the engine's PUB or ROUTER sockets from there. Each worker thread gets its own
@@ -14,6 +14,7 @@ worker never waits for the engine thread.
 from __future__ import annotations
 
 import itertools
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,18 +23,33 @@ import zmq
 
 _ids = itertools.count()
 
+PUBLISH_ROUTE = b"P"  # [PUBLISH_ROUTE, topic, PUBLISH_META, records]: publish on the PUB
+PUBLISH_META = struct.Struct("<HI")  # result kind, stream_id
+
 
 class ResultPipe:
     """The inproc PUSH (per worker thread) / PULL (engine thread) pair."""
 
-    def __init__(self, context: zmq.Context, hwm: int = 10_000) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        hwm: int = 10_000,
+        endpoint: str | None = None,
+        *,
+        pull: bool = True,
+    ) -> None:
+        """A pipe on `endpoint` (a private inproc address by default). ``pull=False``: the
+        sending side only, in another process than the PULL's (``endpoint`` is then an
+        ipc address that the PULL's process binds)."""
         self.context = context
         self.hwm = hwm
-        self.endpoint = f"inproc://tickpath-dispatch-{id(self):x}-{next(_ids)}"
-        self.pull = context.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.RCVHWM, hwm)
-        self.pull.setsockopt(zmq.LINGER, 0)
-        self.pull.bind(self.endpoint)
+        self.endpoint = endpoint or f"inproc://tickpath-dispatch-{id(self):x}-{next(_ids)}"
+        self.pull: zmq.Socket | None = None
+        if pull:
+            self.pull = context.socket(zmq.PULL)
+            self.pull.setsockopt(zmq.RCVHWM, hwm)
+            self.pull.setsockopt(zmq.LINGER, 0)
+            self.pull.bind(self.endpoint)
         self._local = threading.local()
         self._pushes: list[zmq.Socket] = []
         self._lock = threading.Lock()
@@ -109,4 +125,5 @@ class ResultPipe:
             for sock in self._pushes:
                 sock.close(linger=0)
             self._pushes.clear()
-        self.pull.close(linger=0)
+        if self.pull is not None:
+            self.pull.close(linger=0)

@@ -27,6 +27,7 @@ from tickpath.engine.dispatch.calibration import Crossover
 from tickpath.engine.dispatch.config import (
     KERNEL_OF_ANALYTIC,
     MILLI_ANALYTICS,
+    DispatchConfig,
     HealthConfig,
     RoutesConfig,
 )
@@ -286,3 +287,16 @@ class RoutingTable:
             route, why = self.static_route(analytic)
             table[analytic] = {"route": route, "why": why}
         return table
+
+
+def routed_backends(config: DispatchConfig, registry: BackendRegistry) -> list[str]:
+    """The usable backends other than the CPU that a milli-path route can send a job to
+    (the ones worth warming up at start)."""
+    names = set()
+    for analytic in MILLI_ANALYTICS:
+        route = config.routes.route(analytic)
+        candidates = config.gpu_preference if route == "auto" else (route,)
+        for name in candidates:
+            if name != CPU and registry.usable(name):
+                names.add(name)
+    return sorted(names)

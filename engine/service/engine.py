@@ -288,6 +288,7 @@ class EngineExtension:
     hook is a typed protocol below; the engine calls a hook of the extensions that
     implement it (``isinstance(ext, FrameHook)``), and no other:
 
+    * :class:`PrepareHook` ``on_prepare(engine)``: before the kernels are compiled.
     * :class:`StartHook` ``on_start(engine)``: after the kernels are ready, before the
       sockets open (recovery replays the journal here).
     * :class:`DropHook` ``on_dropped(nbytes, recv_ns)``: a message refused before the buffer
@@ -307,6 +308,14 @@ class EngineExtension:
     """
 
     name = "extension"
+
+
+@runtime_checkable
+class PrepareHook(Protocol):
+    """An extension that starts slow work of its own before the kernels are compiled
+    (a child process that loads its kernels meanwhile)."""
+
+    def on_prepare(self, engine: Engine) -> None: ...
 
 
 @runtime_checkable
@@ -399,6 +408,8 @@ class Engine:
         notice = threading.Thread(target=_compile_notice, args=(done,), daemon=True)
         notice.start()
         try:
+            for ext in self._having(PrepareHook):
+                ext.on_prepare(self)
             seconds = self.processor.warm_up()
             log.info("kernels ready in %.2f s (compiled or loaded from numba's cache)", seconds)
             if not self._descriptors:  # RLIMIT_NOFILE up to the hard limit, less a reserve

@@ -1,4 +1,6 @@
-"""The milli path warms only the kernels its configuration can run (a cold start compiles less)."""
+"""The milli path warms only the kernels its configuration can run (a cold start compiles less),
+in the process that runs them: stream jobs in the stream process, requests in the request
+process; the engine process itself loads none of the batch kernels."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ config = load_config(sys.argv[1], {"analytics.n_symbols": 4,
     "ingest.endpoints": ["tcp://127.0.0.1:*"], "publish.endpoint": "tcp://127.0.0.1:*"})
 engine = Engine(config, extensions=dispatch_cli.serve_extensions(config))
 engine.start()
+child = engine.stats()["dispatch"].get("stream_process", {}).get("kernels", [])
 engine.close()
 print(" ".join(sorted(m.rsplit(".", 1)[1] for m in sys.modules
                       if m.startswith("tickpath.kernels.cpu."))))
+print(" ".join(child))
 """
 CHAINS = "[[dispatch.chains]]\nunderlying = 0\nexpiries = [0.1]\nstrike_count = 3\n"
 CORR = "[dispatch.correlation]\nsymbols = [0, 1]\n"
@@ -30,8 +34,7 @@ REQUESTS = '[dispatch.requests]\nendpoint = "tcp://127.0.0.1:*"\n'
     [
         (CHAINS, {"chain", "black_scholes"}, {"correlation", "montecarlo", "implied_vol"}),
         (CHAINS + CORR, {"chain", "correlation"}, {"montecarlo", "implied_vol"}),
-        # requests are served by the request process (docs/architecture.md): the engine
-        # process itself loads none of the batch kernels
+        # requests are served by the request process (docs/architecture.md)
         (REQUESTS, set(), {"chain", "correlation", "montecarlo", "implied_vol"}),
     ],
 )
@@ -42,5 +45,8 @@ def test_start_up_loads_only_the_kernels_the_config_uses(tmp_path, config, loade
         [sys.executable, "-c", CHECK, str(path)], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    modules = set(result.stdout.split())
+    engine_line, child_line = result.stdout.split("\n")[:2]
+    batch = {"chain", "black_scholes", "correlation", "montecarlo", "implied_vol"}
+    assert not (batch & set(engine_line.split())), engine_line
+    modules = set(child_line.split())
     assert loaded <= modules and not (not_loaded & modules), modules

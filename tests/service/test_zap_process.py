@@ -18,6 +18,7 @@ from zmq.auth.thread import AuthenticationThread
 
 from tests.factories import make_quotes
 from tests.reliability.helpers import SMALL
+from tests.waiting import all_threads_stopped
 from tickpath.engine.config import load_config
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.curve import apply_curve_client
@@ -141,15 +142,6 @@ def _round_trip_until_answered(run, pub, sub) -> None:
         sub.recv_multipart()
 
 
-def _all_threads_stopped(pid: int) -> bool:
-    """Every thread of ``pid`` is in the stopped state (Linux /proc)."""
-    states = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/status") as status:
-            states += [line.split()[1] for line in status if line.startswith("State:")]
-    return bool(states) and all(state == "T" for state in states)
-
-
 def test_a_frozen_zap_process_does_not_stop_the_ticks(curve_engine):
     run = curve_engine
     alice_pub = run.client(zmq.XPUB, run.keys.alice)
@@ -162,7 +154,7 @@ def test_a_frozen_zap_process_does_not_stop_the_ticks(curve_engine):
     try:
         # a group stop completes asynchronously: on a busy machine a thread of the child can
         # still answer a check after kill() returned, so wait until every thread is stopped
-        wait_for(lambda: _all_threads_stopped(pid), "the ZAP process to stop")
+        wait_for(lambda: all_threads_stopped(pid), "the ZAP process to stop")
         late = run.client(zmq.XPUB, run.keys.alice)  # its check waits for the frozen process
         for _ in range(20):  # connected clients' ticks go through meanwhile
             _round_trip(run, alice_pub, alice_sub)
