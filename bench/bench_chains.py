@@ -24,9 +24,12 @@ Three measurements, in one run, both paths side by side:
    quotes at ``--rate`` per second; this process ping-pongs quotes of another symbol and
    measures their round trips: no flood, flood on a symbol without a chain (the ingest
    cost alone), flood on the chain's underlying (ingest + repricing). The engine runs
-   ``--rounds`` times per path, alternating (the generic path: the CPU's fast-path
-   capability removed at start-up). ``compute us`` is the dispatcher's CPU busy time
-   per repricing (compute + check) from the engine's stats.
+   ``--rounds`` times per variant, alternating: the fast path with its stream jobs in
+   the stream process (the default) and on worker threads of the engine process (the
+   isolation the stream process brings, in one run), and the generic path on threads
+   (the CPU's fast-path capability removed at start-up, which only reaches the engine
+   process). ``compute us`` is the dispatcher's CPU busy time per repricing (compute +
+   check) from the engine's stats.
 
 Self-checks: before timing, both paths' records of each chain are compared bit for bit;
 the engine phases check that the chain was repriced (stats) and every ping answered.
@@ -266,6 +269,9 @@ print(sent, flush=True)
 """
 
 PING_SYMBOL = 1
+# (repricing path, where stream jobs run): the stream process (the default) against worker
+# threads of the engine process, both on the fast path; the generic path on threads
+ENGINE_VARIANTS = (("generic", "thread"), ("fast", "thread"), ("fast", "process"))
 OTHER_SYMBOL = 2
 OPTION_BASE = 10
 
@@ -278,22 +284,24 @@ def _chain_counters(stats: dict) -> tuple[int, int, int]:
     return published, cpu.get("jobs", 0), cpu.get("busy_us", 0)
 
 
-def engine_run(path: str, args: argparse.Namespace, workdir: Path) -> dict:
-    """Round trips of PING_SYMBOL quotes, per phase, with the engine on `path`."""
+def engine_run(path: str, isolation: str, args: argparse.Namespace, workdir: Path) -> dict:
+    """Round trips of PING_SYMBOL quotes, per phase, with the engine on `path`, its stream
+    jobs in the stream process or on worker threads of the engine (`isolation`)."""
     ports = [free_port() for _ in range(2)]
     ingest, results = (f"tcp://127.0.0.1:{p}" for p in ports)
     n = args.engine_contracts
     config = chain_config(n, underlying=0, symbol_base=OPTION_BASE)
     spec = build_chain(config)
-    toml = workdir / f"serve-{path}.toml"
+    toml = workdir / f"serve-{path}-{isolation}.toml"
     toml.write_text(
         "[publish]\nstats_interval_s = 0.25\n[dispatch]\ncpu_threads = 1\n"
+        f'stream_isolation = "{isolation}"\n'
         "[[dispatch.chains]]\nunderlying = 0\n"
         f"strikes = {list(config.strikes)}\nexpiries = {list(config.expiries)}\n"
         f"vol = {VOL}\nrate = {RATE}\ndividend = {DIVIDEND}\n"
         f"option_symbol_base = {OPTION_BASE}\nreprice_on_option_quote = false\n"
     )
-    log = open(workdir / f"serve-{path}.log", "w")
+    log = open(workdir / f"serve-{path}-{isolation}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-c", ENGINE_BOOT, path, "serve", "--ingest", ingest, "--publish",
          results, "--symbols", str(OPTION_BASE + spec.size + 1), "--log-level", "INFO",
@@ -302,17 +310,23 @@ def engine_run(path: str, args: argparse.Namespace, workdir: Path) -> dict:
     )  # fmt: skip
     ctx = zmq.Context.instance()
     ticker = Ticker(ctx, ingest, results, symbol=PING_SYMBOL)
-    out: dict = {"path": path, "contracts": spec.size}
+    out: dict = {"path": path, "isolation": isolation, "contracts": spec.size}
     try:
         deadline = time.monotonic() + 60
         while ticker.tick(timeout_s=0.2) is None:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((workdir / f"serve-{path}.log").read_text()[-3000:])
+                raise RuntimeError((workdir / f"serve-{path}-{isolation}.log").read_text()[-3000:])
         mids = fair_mids(spec, S0, np.full(spec.size, 0.3))
         ticker.send_quotes(spec.option_symbol.astype(np.uint32), mids)
         for _ in range(200):
             ticker.tick()
-        quoted = ticker.stats().get("dispatch", {}).get("chains", {}).get("0", {}).get("quoted")
+        deadline = time.monotonic() + 30  # the stream process's counters come in snapshots
+        while True:
+            chains = ticker.stats().get("dispatch", {}).get("chains", {})
+            quoted = chains.get("0", {}).get("quoted")
+            if quoted == spec.size or time.monotonic() > deadline:
+                break
+            ticker.tick()
         if quoted != spec.size:
             raise RuntimeError(f"the engine holds {quoted} option quotes of {spec.size}")
         for phase, symbol in (("no flood", None), ("flood, other symbol", OTHER_SYMBOL),
@@ -378,7 +392,7 @@ def _engine_row(name: str, phase: str, row: dict) -> str:
         return "-" if value is None else f"{value:,.0f}"
 
     return (
-        f"{name:>8} {phase:>24} {row['p50_us']:>7.0f} {row['p90_us']:>7.0f} "
+        f"{name:>14} {phase:>24} {row['p50_us']:>7.0f} {row['p90_us']:>7.0f} "
         f"{row['p99_us']:>7.0f} {row['pings']:>6} {fmt(row['flood_per_s']):>8} "
         f"{row['repricings_per_s']:>12.0f} {fmt(row['compute_us_per_repricing']):>10}"
     )
@@ -441,17 +455,18 @@ def main() -> int:
             f"\n3. quote round trips of another symbol, engine with a "
             f"{args.engine_contracts}-contract chain, flood {args.rate:,.0f} ticks/s, us"
         )
-        print(f"{'path':>8} {'phase':>24} {'p50':>7} {'p90':>7} {'p99':>7} {'pings':>6} "
+        print(f"{'path':>14} {'phase':>24} {'p50':>7} {'p90':>7} {'p99':>7} {'pings':>6} "
               f"{'flood/s':>8} {'repricings/s':>12} {'compute us':>10}")  # fmt: skip
         report["engine"] = []
         with tempfile.TemporaryDirectory() as tmp:
-            for _ in range(args.rounds):  # alternating, so that both see the same machine
-                for name in ("generic", "fast"):
-                    run = engine_run(name, args, Path(tmp))
+            for _ in range(args.rounds):  # alternating, so that all see the same machine
+                # the generic path is patched into the engine process: thread isolation only
+                for name, isolation in ENGINE_VARIANTS:
+                    run = engine_run(name, isolation, args, Path(tmp))
                     report["engine"].append(run)
                     for phase, row in run.items():
                         if isinstance(row, dict):
-                            print(_engine_row(name, phase, row))
+                            print(_engine_row(f"{name}/{isolation}", phase, row))
     report["load_average_end"] = os.getloadavg()
     print(f"\nload average {os.getloadavg()}")
     if args.json:

@@ -18,20 +18,18 @@ engine thread's whole cost is reading a small msgpack stats snapshot when it pub
 ``stats`` (a seqlock over a shared-memory file: the child never waits for the reader,
 the reader never blocks).
 
-Protocol with the child: one JSON line on its stdin (config, endpoint, stats file,
-crossovers); one JSON line ``{"bound": ..., "pid": ...}`` on its stdout once the
-ROUTER is bound (or ``{"error": ...}``); then the stdin stays open until the engine
-closes it. Logs go to the inherited stderr.
+Protocol with the child (`tickpath.engine.service.child_process`): one JSON line on its
+stdin (config, endpoint, stats file, crossovers); one JSON line ``{"bound": ..., "pid":
+...}`` on its stdout once the ROUTER is bound (or ``{"error": ...}``); then the stdin
+stays open until the engine closes it. Logs go to the inherited stderr.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import pickle
-import select
 import subprocess
 import sys
 import time
@@ -40,12 +38,17 @@ from typing import Any
 import msgspec
 import zmq
 
+from tickpath.engine.service.child_process import (
+    READY_TIMEOUT_S,
+    ChildProcess,
+    read_start_line,
+    report,
+)
 from tickpath.engine.service.engine import EngineExtension
 from tickpath.engine.service.stats_slot import StatsSlot
 
 log = logging.getLogger("tickpath.requests")
 
-READY_TIMEOUT_S = 600.0  # a cold numba cache on a loaded machine compiles for minutes
 STATS_INTERVAL_S = 0.25  # the child refreshes its snapshot at least this often
 
 
@@ -68,14 +71,25 @@ class RequestProcess(EngineExtension):
             raise ValueError("RequestProcess needs an endpoint (dispatch.requests.endpoint)")
         milli.request_process = self
         self.bound = ""
-        self.pid = 0
-        self.restarts = 0
-        self.proc: subprocess.Popen | None = None
         self.slot: StatsSlot | None = None
-        self._start_line = b""
-        self._ready_buffer = b""
-        self._starting = False
+        self.child: ChildProcess | None = None
+        self._start: dict = {}
         self._closing = False
+
+    @property
+    def pid(self) -> int:
+        """The child's pid (0 before it started)."""
+        return self.child.pid if self.child is not None else 0
+
+    @property
+    def restarts(self) -> int:
+        """How many times the child was started again after it died."""
+        return self.child.restarts if self.child is not None else 0
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The child's process."""
+        return self.child.proc if self.child is not None else None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -85,83 +99,40 @@ class RequestProcess(EngineExtension):
         crossovers = dict(routing.crossovers) if routing is not None else {}
         note = routing.calibration_note if routing is not None else ""
         self.slot = StatsSlot.create()
-        self._start_line = json.dumps({
+        self.child = ChildProcess(
+            "tickpath.engine.service.request_process", "the request process", (self.slot.fd,)
+        )
+        self._start = {
             "config": msgspec.json.encode(engine.config).decode(),
             "stats_fd": self.slot.fd,
             "crossovers": base64.b64encode(pickle.dumps(crossovers)).decode(),
             "calibration_note": note,
-        }).encode()  # fmt: skip
-        self._spawn(self.endpoint)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while self._starting:
-            if self.proc.poll() is not None and not self._poll_ready(0.0):
-                raise RuntimeError(
-                    f"the request process exited with status {self.proc.returncode} at start-up"
-                )
-            if time.monotonic() > deadline:
-                self._kill()
-                raise RuntimeError(f"the request process was not ready in {READY_TIMEOUT_S} s")
-            self._poll_ready(0.2)
+        }
+        self.child.spawn({**self._start, "endpoint": self.endpoint})
+        self.bound = self.child.wait_ready(READY_TIMEOUT_S)["bound"]
         log.info("requests: process %d serves ROUTER %s", self.pid, self.bound)
-
-    def _spawn(self, endpoint: str) -> None:
-        line = json.loads(self._start_line)
-        line["endpoint"] = endpoint
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tickpath.engine.service.request_process"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.slot.fd,),
-        )  # fmt: skip
-        self.proc.stdin.write(json.dumps(line).encode() + b"\n")
-        self.proc.stdin.flush()
-        self._ready_buffer = b""
-        self._starting = True
-
-    def _poll_ready(self, timeout_s: float) -> bool:
-        """Read the child's ready line if it is there (waits at most `timeout_s`)."""
-        fd = self.proc.stdout.fileno()
-        readable, _, _ = select.select([fd], [], [], timeout_s)
-        if not readable:
-            return False
-        chunk = os.read(fd, 65536)
-        if not chunk:  # the child closed its stdout (it exited)
-            if self._ready_buffer:
-                chunk = b"\n"
-            else:
-                return False
-        self._ready_buffer += chunk
-        if b"\n" not in self._ready_buffer:
-            return False
-        ready = json.loads(self._ready_buffer.split(b"\n", 1)[0])
-        if "error" in ready:
-            self._starting = False
-            raise RuntimeError(f"request process: {ready['error']}")
-        self.bound = ready["bound"]
-        self.pid = ready["pid"]
-        self._starting = False
-        return True
 
     def on_tick(self, engine: Any, now_ns: int) -> None:
         """Restart the child if it died (without waiting: it reports ready later)."""
-        if self._closing or self.proc is None:
+        child = self.child
+        if self._closing or child is None or child.proc is None:
             return
-        if self._starting:
-            try:
-                if self._poll_ready(0.0):
-                    log.warning("requests: process %d serves ROUTER %s again", self.pid,
-                                self.bound)  # fmt: skip
-            except RuntimeError as exc:
-                log.error("%s", exc)
-            if self.proc.poll() is None:
-                return
-        elif self.proc.poll() is None:
+        if child.alive:
+            if child.ready is None:
+                try:
+                    if child.poll_ready(0.0) is not None:
+                        log.warning("requests: process %d serves ROUTER %s again", self.pid,
+                                    self.bound)  # fmt: skip
+                except RuntimeError as exc:
+                    log.error("%s", exc)
             return
-        self.restarts += 1
+        child.restarts += 1
         log.error(
             "requests: the request process exited with status %s; starting it again (%d)",
-            self.proc.returncode, self.restarts,
+            child.proc.returncode, child.restarts,
         )  # fmt: skip
-        self._close_pipes()
-        self._spawn(self.bound or self.endpoint)
+        child.close_pipes()
+        child.spawn({**self._start, "endpoint": self.bound or self.endpoint})
 
     # -- stats ---------------------------------------------------------------------------
 
@@ -185,38 +156,22 @@ class RequestProcess(EngineExtension):
         out = dict(snap.get("requests") or {"received": 0, "replied_ok": 0,
                                             "replied_error": 0, "errors": {}})  # fmt: skip
         out["endpoint"] = self.bound
-        alive = self.proc is not None and self.proc.poll() is None
+        alive = self.child is not None and self.child.alive
         out["process"] = {"pid": self.pid, "alive": alive, "restarts": self.restarts,
-                          "ready": alive and not self._starting}  # fmt: skip
+                          "ready": alive and self.child.ready is not None}  # fmt: skip
         if "backends" in snap:
             out["backends"] = snap["backends"]
         return out
 
     # -- shutdown ------------------------------------------------------------------------
 
-    def _close_pipes(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
-
-    def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
     def close(self) -> None:
         """Close the child's stdin (it answers what is queued ``shutdown`` and exits)."""
         self._closing = True
-        if self.proc is not None:
-            self._close_pipes()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                log.warning("requests: process %d did not exit in 15 s: killed", self.proc.pid)
-                self._kill()
-            self.proc = None
+        if self.child is not None and self.child.proc is not None:
+            pid = self.child.proc.pid
+            if not self.child.stop(15):
+                log.warning("requests: process %d did not exit in 15 s: killed", pid)
         if self.slot is not None:
             self.slot.close()
             self.slot = None
@@ -322,7 +277,7 @@ def _serve(start: dict) -> int:
 
     endpoint.on_count = publish
     publish()
-    os.write(1, json.dumps({"bound": endpoint.bound, "pid": os.getpid()}).encode() + b"\n")
+    report({"bound": endpoint.bound, "pid": os.getpid()})
     poller = zmq.Poller()
     poller.register(endpoint.socket, zmq.POLLIN)
     poller.register(host.pipe.pull, zmq.POLLIN)
@@ -362,18 +317,14 @@ def _serve(start: dict) -> int:
 
 def main() -> int:
     """Entry point of the request process (started by `RequestProcess`)."""
-    line = sys.stdin.buffer.readline()
-    if not line:
+    start = read_start_line()
+    if start is None:
         return 0
-    start = json.loads(line)
     try:
         return _serve(start)
     except Exception as exc:  # report it to the engine, which refuses to start
         log.exception("the request process failed")
-        try:
-            os.write(1, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
-        except OSError:
-            pass
+        report({"error": f"{type(exc).__name__}: {exc}"})
         return 1
 
 
