@@ -48,8 +48,8 @@ import zmq
 from tickpath.engine.service.child_process import (
     ChildProcess,
     read_next_line,
-    read_start_line,
     report,
+    run_child,
 )
 from tickpath.engine.service.stats_slot import StatsSlot
 
@@ -295,15 +295,7 @@ def _serve(start: dict) -> int:
 
 def main() -> int:
     """Entry point of the stream process (started by `StreamProcess`)."""
-    start = read_start_line()
-    if start is None:
-        return 0
-    try:
-        return _serve(start)
-    except Exception as exc:  # report it to the engine, which refuses to start
-        log.exception("the stream process failed")
-        report({"error": f"{type(exc).__name__}: {exc}"})
-        return 1
+    return run_child(_serve, "the stream process")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ stream jobs) in child processes, each ``python -m <module>``, started the same w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 READY_TIMEOUT_S = 600.0  # a cold numba cache on a loaded machine compiles for minutes
@@ -160,3 +162,17 @@ def report(message: dict[str, Any]) -> None:
         os.write(1, json.dumps(message).encode() + b"\n")
     except OSError:  # the engine is gone
         pass
+
+
+def run_child(serve: Callable[[dict], int], what: str) -> int:
+    """A child's ``main``: read the start line, run ``serve(start)``, return its status;
+    an exception is logged and reported to the engine (which then refuses to start)."""
+    start = read_start_line()
+    if start is None:
+        return 0
+    try:
+        return serve(start)
+    except Exception as exc:
+        logging.getLogger("tickpath").exception("%s failed", what)
+        report({"error": f"{type(exc).__name__}: {exc}"})
+        return 1

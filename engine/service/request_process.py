@@ -41,8 +41,8 @@ import zmq
 from tickpath.engine.service.child_process import (
     READY_TIMEOUT_S,
     ChildProcess,
-    read_start_line,
     report,
+    run_child,
 )
 from tickpath.engine.service.engine import EngineExtension
 from tickpath.engine.service.stats_slot import StatsSlot
@@ -317,15 +317,7 @@ def _serve(start: dict) -> int:
 
 def main() -> int:
     """Entry point of the request process (started by `RequestProcess`)."""
-    start = read_start_line()
-    if start is None:
-        return 0
-    try:
-        return _serve(start)
-    except Exception as exc:  # report it to the engine, which refuses to start
-        log.exception("the request process failed")
-        report({"error": f"{type(exc).__name__}: {exc}"})
-        return 1
+    return run_child(_serve, "the request process")
 
 
 if __name__ == "__main__":
