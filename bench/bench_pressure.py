@@ -18,6 +18,8 @@ handshakes_ingest   the same on the ingest endpoint
 stalled_subs        20 subscribers (allowed keys) that subscribe to everything and never read,
                     while a feed sends 200 frames/s of 64 quotes on another stream
 backlog_1mib        a publisher sending legal 1 MiB quote frames as fast as the socket takes them
+chain_flood         5,000 single-record quotes/s of symbol 0, the underlying of a 1,000-contract
+                    option chain: every one is a repricing (coalesced) on the milli path
 idle_end            nothing again (is the engine back to its idle figures?)
 ==================  =======================================================================
 
@@ -59,7 +61,9 @@ from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
 
 PHASES = ("idle", "json_chain", "json_190mib", "var_3000", "handshakes_req",
-          "handshakes_ingest", "stalled_subs", "backlog_1mib", "idle_end")  # fmt: skip
+          "handshakes_ingest", "stalled_subs", "backlog_1mib", "chain_flood",
+          "idle_end")  # fmt: skip
+CHAIN_UNDERLYING = 0  # no other pressure sends symbol 0; the probe's is 1
 READY_TIMEOUT_S = 600.0  # a cold numba cache on a loaded VM
 PING_TIMEOUT_S = 5.0
 # `tickpath serve`, with the engine's ZeroMQ context made first with argv[1] I/O threads
@@ -215,6 +219,31 @@ def role_stalled_subs(spec: dict) -> None:
         time.sleep(max(0.0, next_t - time.monotonic()))
 
 
+def role_chain_flood(spec: dict) -> None:
+    """5,000 quotes/s of the chain's underlying, its mid moving every time."""
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    apply_curve_client(pub, spec["server_key"].encode(), spec["client_key"])
+    pub.connect(spec["ingest"])
+    time.sleep(1.0)
+    q = np.zeros(1, s.QUOTE)
+    q["symbol"] = CHAIN_UNDERLYING
+    q["bid_size"] = q["ask_size"] = s.SIZE_SCALE
+    seq = 0
+    _started()
+    next_t = time.monotonic()
+    while True:
+        for _ in range(10):
+            q["ts_ns"] = time.time_ns()
+            q["bid_price"] = 1_000_000 + (seq % 100) * 100
+            q["ask_price"] = q["bid_price"] + 200
+            pub.send(codec.encode_frame(s.KIND_QUOTE, 7, seq, q, time.time_ns()))
+            seq += 1
+        next_t += 0.002
+        time.sleep(max(0.0, next_t - time.monotonic()))
+
+
 def role_backlog_1mib(spec: dict) -> None:
     """Legal 1 MiB quote frames, as fast as the socket takes them."""
     ctx = zmq.Context.instance()
@@ -245,6 +274,7 @@ ROLES = {
     "handshakes_ingest": role_handshakes,
     "stalled_subs": role_stalled_subs,
     "backlog_1mib": role_backlog_1mib,
+    "chain_flood": role_chain_flood,
 }
 
 
@@ -292,6 +322,7 @@ def _pressure_counters(stats: dict) -> dict:
         "ingest_handshakes_denied": stats.get("security", {}).get("clients_denied", 0),
         "frames_received": stats.get("frames_received", 0),
         "bytes_received": stats.get("bytes_received", 0),
+        "chain_frames": stats.get("dispatch", {}).get("published", {}).get("chain_frames", 0),
     }
 
 
@@ -307,6 +338,8 @@ def _applied(phase: str, before: dict, after: dict) -> bool:
         return delta["frames_received"] > 100
     if phase == "backlog_1mib":
         return delta["bytes_received"] > 100 << 20
+    if phase == "chain_flood":
+        return delta["chain_frames"] > 0
     return True
 
 
@@ -368,11 +401,15 @@ def run(args: argparse.Namespace) -> dict:
     engine_set = list(args.engine_set)
     if args.design == "before":  # no JSON cap then: bodies were decoded whatever their size
         engine_set.append("dispatch.requests.max_json_bytes=268435456")
+        engine_set.append("dispatch.stream_isolation=thread")  # stream jobs on engine threads
     config.write_text(
         f'[security]\ncurve = true\nsecret_key = "{keys["server_secret"]}"\n'
         f'allow = "{keys["allow"]}"\nzap = "{"thread" if args.design == "before" else args.zap}"\n'
         "[publish]\nstats_interval_s = 0.25\n"
         "[dispatch]\ncpu_threads = 1\n"
+        # the chain of the chain_flood phase: 125 strikes x 4 expiries x (call, put)
+        f"[[dispatch.chains]]\nunderlying = {CHAIN_UNDERLYING}\n"
+        "expiries = [0.1, 0.25, 0.5, 1.0]\nstrike_count = 125\nstrike_step = 0.005\n"
     )
     log = open(workdir / "serve.log", "w")
     engine = subprocess.Popen(
