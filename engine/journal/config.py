@@ -44,7 +44,12 @@ class JournalConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     snapshot_interval_s: float = 60.0  # 0: snapshots only at shutdown
     snapshot_keep: int = 2  # newest snapshots kept; older ones are deleted
     snapshot_on_close: bool = True  # a final snapshot at clean shutdown (fast restart)
-    snapshot_background: bool = True  # copy the state, write it from a thread
+    snapshot_background: bool = True  # write snapshots while the engine runs on
+    # How a background snapshot freezes the state: "fork", a child process writes the
+    # state as it was at fork() (copy-on-write: the tick thread pays the fork itself, a
+    # few ms, docs/reliability.md), or "copy", one memcpy of the state into a shadow
+    # on the tick thread, written by a thread.
+    snapshot_method: Literal["fork", "copy"] = "fork"
     truncate_corrupt: bool = False  # also cut a corrupt entry followed by valid ones
     # "all": segments are never deleted (the whole history stays replayable);
     # "snapshots": after each snapshot, segments whose every entry precedes the oldest

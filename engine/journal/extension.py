@@ -109,7 +109,9 @@ class JournalExtension(EngineExtension):
             state,
             keep=self.config.snapshot_keep,
             background=self.config.snapshot_background,
+            method=self.config.snapshot_method,
             before_commit=self.writer.sync,
+            commit_fd=self.writer.segment_fd,
             after_prune=self._prune_segments if self.config.retain == "snapshots" else None,
         )
         if self.config.snapshot_interval_s > 0:
@@ -190,7 +192,9 @@ class JournalExtension(EngineExtension):
         self.writer.append_drop(nbytes, recv_ns)
 
     def on_tick(self, engine: Engine, now_ns: int) -> None:
-        """Take a snapshot when one is due."""
+        """Take a snapshot when one is due (and reap one written by a child)."""
+        if self.snapshotter is not None:
+            self.snapshotter.poll()
         interval = self.config.snapshot_interval_s
         if interval > 0 and time.monotonic() >= self._next_snapshot:
             self.snapshot()

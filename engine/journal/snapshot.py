@@ -312,6 +312,7 @@ def write_snapshot(
     journal_position: tuple[str, int] | None = None,
     before_commit: Callable[[], None] | None = None,
     dir_fd: int = -1,
+    opener: Callable[[str | os.PathLike[str], int], int] = open_fd,
 ) -> Path:
     """Write ``arrays`` (from :func:`state_arrays`) atomically; return the snapshot's path.
 
@@ -329,7 +330,7 @@ def write_snapshot(
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     head, layouts = _layout(arrays, params, journal_next_index, journal_position)
     # from the engine's reserve: no EMFILE while idle peers hold every other descriptor
-    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+    fd = opener(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
     try:
         _write_all(fd, head)
         for piece in _body(layouts):
@@ -511,13 +512,37 @@ def warm_up() -> None:
         _block_runs(_rows(np.zeros((2, width), np.uint8)), 1)
 
 
-class Snapshotter:
-    """Takes snapshots of a live state, optionally writing them from a background thread.
+def _libc_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up now: a forked child must not load anything."""
+    try:
+        import ctypes
 
-    In background mode :meth:`take` copies every array into a preallocated
-    shadow (one memcpy of the state on the engine thread) and a thread writes,
-    checksums and fsyncs the copy; a snapshot requested while the previous one
-    is still being written is skipped (and counted).
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux/glibc: children may outlive the engine
+        return None
+
+
+_PRCTL = _libc_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+class Snapshotter:
+    """Takes snapshots of a live state, optionally while the engine runs on.
+
+    Background snapshots (``background``) freeze the state in one of two ways
+    (``method``):
+
+    * ``"fork"``: a child process (``os.fork``) writes the state as it was at the
+      fork: the kernel shares the pages copy-on-write, so the tick thread pays the
+      fork itself (page tables, a few ms) and a page fault for each page it changes
+      while the child writes, instead of a copy of the whole state. The child only
+      writes the file (its own descriptor limit, no lock of the engine's, no ZeroMQ)
+      and leaves with ``os._exit``; the engine reaps it (``poll``) and then prunes.
+    * ``"copy"``: :meth:`take` copies every array into a preallocated shadow (one
+      memcpy of the state on the engine thread) and a thread writes the copy.
+
+    A snapshot requested while the previous one is still being written is skipped
+    (and counted).
     """
 
     def __init__(
@@ -527,16 +552,24 @@ class Snapshotter:
         *,
         keep: int = 2,
         background: bool = True,
+        method: str = "copy",
         before_commit: Callable[[], None] | None = None,
+        commit_fd: Callable[[], int] | None = None,
         after_prune: Callable[[int], None] | None = None,
     ) -> None:
+        if method not in ("fork", "copy"):
+            raise ValueError(f"snapshot method must be 'fork' or 'copy', not {method!r}")
         self.directory = Path(directory)
         self.before_commit = before_commit
+        # fork: the descriptor the child fdatasyncs before its rename (the journal's
+        # current segment), instead of before_commit (whose lock another thread may hold)
+        self.commit_fd = commit_fd
         # called with the journal index of the oldest snapshot kept, after each snapshot
         self.after_prune = after_prune
         self.state = state
         self.keep = keep
         self.background = background
+        self.method = method
         self.taken = 0
         self.skipped = 0
         self.failed = 0
@@ -546,6 +579,7 @@ class Snapshotter:
         self.last_error: str | None = None
         self._shadow: dict[str, np.ndarray] | None = None
         self._thread: threading.Thread | None = None
+        self._child: tuple[int, int, float] | None = None  # pid, journal index, start
         warm_up()  # numba loads its cache now, not at the first snapshot (no JIT, no open)
         # Held open, with the list of snapshots on disk, so that a snapshot needs one new
         # descriptor only (its file): idle peers may hold every other one.
@@ -555,12 +589,13 @@ class Snapshotter:
         self._known = list_snapshots(self.directory)  # newest first
 
     def prepare(self) -> float:
-        """Allocate and touch the background shadow now, not at the first snapshot; return ms.
+        """Allocate and touch the copy method's shadow now, not at the first snapshot;
+        return ms.
 
         The engine's memory then stays flat from the start (the shadow is a second
         copy of the state), and the first snapshot does not pay the page faults.
         """
-        if not self.background:
+        if not self.background or self.method != "copy":
             return 0.0
         t0 = time.perf_counter()
         live = state_arrays(self.state)
@@ -571,8 +606,15 @@ class Snapshotter:
         return (time.perf_counter() - t0) * 1e3
 
     def busy(self) -> bool:
-        """True while a background snapshot is being written."""
+        """True while a background snapshot is being written (reaps a finished child)."""
+        if self._child is not None:
+            self._reap(block=False)
+            return self._child is not None
         return self._thread is not None and self._thread.is_alive()
+
+    def poll(self) -> None:
+        """Finish the bookkeeping of a snapshot written by a child (call now and then)."""
+        self.busy()
 
     def take(self, journal_next_index: int, position: tuple[str, int] | None) -> bool:
         """Snapshot the state as it is now; False if skipped (busy, or already on disk)."""
@@ -585,6 +627,9 @@ class Snapshotter:
             self.last_copy_ms = 0.0
             self._write(state_arrays(self.state), journal_next_index, position)
             return True
+        if self.method == "fork":
+            self._fork(journal_next_index, position)
+            return True
         self.last_copy_ms = self.prepare()
         self._thread = threading.Thread(
             target=self._write,
@@ -594,6 +639,50 @@ class Snapshotter:
         )
         self._thread.start()
         return True
+
+    # -- fork ------------------------------------------------------------------------------
+
+    def _fork(self, index: int, position: tuple[str, int] | None) -> None:
+        arrays = state_arrays(self.state)  # views: the child sees them as at the fork
+        sync_fd = self.commit_fd() if self.commit_fd is not None else -1
+        parent = os.getpid()
+        t0 = time.perf_counter()
+        try:
+            pid = os.fork()  # needs no descriptor: works when idle peers hold them all
+        except OSError as exc:
+            self._failed(index, f"fork: {exc}")
+            return
+        if pid == 0:  # the child: nothing but the file, then leave without any clean-up
+            status = 1
+            try:
+                _child_write(self.directory, arrays, self.state.params, index, position,
+                             sync_fd, self._dir_fd, parent)  # fmt: skip
+                status = 0
+            except OSError as exc:  # its errno is the exit status: the parent says why
+                status = exc.errno if exc.errno and 0 < exc.errno < 126 else 1
+            finally:
+                os._exit(status)
+        self.last_copy_ms = (time.perf_counter() - t0) * 1e3
+        self._child = (pid, index, t0)
+
+    def _reap(self, block: bool) -> None:
+        pid, index, t0 = self._child
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        if done == 0:
+            return
+        self._child = None
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            (self.directory / f".{snapshot_name(index)}.{pid}.tmp").unlink(missing_ok=True)
+            why = (
+                f"[Errno {code}] {os.strerror(code)}" if code > 1
+                else f"the snapshot process ended with status {code}"
+            )  # fmt: skip
+            self._failed(index, f"{why} (writing it in process {pid})")
+            return
+        self._committed(self.directory / snapshot_name(index), index, t0)
+
+    # -- bookkeeping -----------------------------------------------------------------------
 
     def _write(
         self, arrays: dict[str, np.ndarray], index: int, position: tuple[str, int] | None
@@ -609,6 +698,19 @@ class Snapshotter:
                 self.before_commit,
                 self._dir_fd,
             )
+        except OSError as exc:
+            self._failed(index, str(exc))
+            return
+        self._committed(path, index, t0)
+
+    def _failed(self, index: int, error: str) -> None:
+        self.failed += 1
+        self.last_error = error
+        log.error("snapshot at journal index %d failed: %s", index, error)
+
+    def _committed(self, path: Path, index: int, t0: float) -> None:
+        """A snapshot is on disk: keep the newest ``keep``, prune, count."""
+        try:
             known = [info for info in self._known if info.path != path]
             known.append(SnapshotInfo(path, index))
             known.sort(key=lambda info: info.journal_next_index, reverse=True)
@@ -618,17 +720,16 @@ class Snapshotter:
             if self.after_prune is not None and kept:
                 self.after_prune(min(info.journal_next_index for info in kept))
         except OSError as exc:
-            self.failed += 1
-            self.last_error = str(exc)
-            log.error("snapshot at journal index %d failed: %s", index, exc)
+            self._failed(index, f"pruning after the snapshot: {exc}")
             return
         self.taken += 1
         self.last_index = index
         self.last_write_ms = (time.perf_counter() - t0) * 1e3
         log.info(
-            "snapshot %s written in %.0f ms (copy %.0f ms)",
+            "snapshot %s written in %.0f ms (%s %.1f ms on the engine thread)",
             path.name,
             self.last_write_ms,
+            "fork" if self.method == "fork" and self.background else "copy",
             self.last_copy_ms,
         )
 
@@ -639,6 +740,8 @@ class Snapshotter:
 
     def wait(self) -> None:
         """Wait for a background snapshot in flight."""
+        if self._child is not None:
+            self._reap(block=True)
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -654,3 +757,31 @@ class Snapshotter:
             "last_write_ms": round(self.last_write_ms, 3),
             "last_error": self.last_error,
         }
+
+
+def _child_write(
+    directory: Path,
+    arrays: dict[str, np.ndarray],
+    params: k.StreamingParams,
+    index: int,
+    position: tuple[str, int] | None,
+    sync_fd: int,
+    dir_fd: int,
+    parent: int,
+) -> None:
+    """In the forked child: write the snapshot (raises OSError on failure)."""
+    import resource
+    import signal
+
+    if _PRCTL is not None:  # die with the engine: no snapshot outlives its writer's engine
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before that took effect
+        os._exit(1)
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # the parent's descriptors are all here too: take the hard limit for the one file
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    commit = (lambda: os.fdatasync(sync_fd)) if sync_fd >= 0 else None
+    write_snapshot(directory, arrays, params, index, position, commit, dir_fd, os.open)

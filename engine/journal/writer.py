@@ -376,6 +376,13 @@ class JournalWriter:
                 self._dirty = False
                 self.syncs += 1
 
+    def segment_fd(self) -> int:
+        r"""The descriptor of the segment being written: a forked snapshot writer
+        ``fdatasync``\ s it before its rename (every entry up to the snapshot is in it or
+        in an older segment, synced when it was finished)."""
+        self.settle()
+        return self._fd
+
     def position(self) -> tuple[str, int]:
         """``(segment file name, byte offset)`` where the next entry will be written."""
         self.settle()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import numpy as np
 import pytest
 
@@ -101,15 +103,16 @@ def test_pruning_keeps_the_newest_and_removes_stale_temporaries(tmp_path, busy):
     assert not stale.exists()
 
 
-def test_background_snapshot_is_the_state_at_take_time(tmp_path):
+@pytest.mark.parametrize("method", ["fork", "copy"])
+def test_background_snapshot_is_the_state_at_take_time(tmp_path, method):
     proc = processor()
     frames = market_frames(600)
     drive(proc, frames[:300])
     at_take = processor()
     drive(at_take, frames[:300])
-    snap = Snapshotter(tmp_path, proc.state, keep=3, background=True)
+    snap = Snapshotter(tmp_path, proc.state, keep=3, background=True, method=method)
     assert snap.take(300, None)
-    drive(proc, frames[300:])  # keeps changing while the thread writes
+    drive(proc, frames[300:])  # keeps changing while the thread (or child) writes
     snap.wait()
     loaded = processor()
     load_snapshot(tmp_path / snapshot_name(300), loaded.state)
@@ -117,6 +120,27 @@ def test_background_snapshot_is_the_state_at_take_time(tmp_path):
     assert differing_arrays(loaded.state, proc.state) != []
     assert snap.stats()["taken"] == 1
     assert not snap.take(300, None)  # already on disk
+
+
+def test_a_failed_forked_snapshot_is_counted_and_says_why(tmp_path):
+    proc = processor()
+    drive(proc, market_frames(300))
+    snap = Snapshotter(tmp_path, proc.state, keep=3, background=True, method="fork")
+    # the child inherits a 4 KiB file-size limit: its write fails with EFBIG
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        assert snap.take(300, None)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    snap.wait()
+    stats = snap.stats()
+    assert stats["failed"] == 1 and stats["taken"] == 0
+    assert "File too large" in stats["last_error"]
+    assert list_snapshots(tmp_path) == [] and not list(tmp_path.glob(".*.tmp"))
+    assert snap.take(300, None)  # the next one, with room again, is written
+    snap.wait()
+    assert snap.stats()["taken"] == 1 and len(list_snapshots(tmp_path)) == 1
 
 
 def test_unused_capacity_costs_no_space_and_any_pattern_round_trips(tmp_path):
