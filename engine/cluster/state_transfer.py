@@ -12,10 +12,10 @@ per-stream sequences, result sequences).  A replica started with
     3. REQ {"need": {stream: seq}}  --------->  ROUTER (its own thread)
                                                  the engine thread, at its next stats tick
                                                  (at most ``publish.stats_interval_s``), once
-                                                 its stream has reached ``seq``: one copy of
-                                                 the state arrays into a kept shadow
-                                                 the ROUTER thread: encode the shadow (the
-                                                 journal's snapshot format) and send it
+                                                 its stream has reached ``seq``: fork(); the
+                                                 child encodes the state as at the fork (the
+                                                 journal's snapshot format) into a pipe
+                                                 the ROUTER thread: read the pipe, send it
     4. load it (same checks as a journal  <------
        snapshot: format, checksums, params)
     5. the held frame, then the queued ones: those the snapshot covers are skipped (counted
@@ -33,11 +33,11 @@ A twin that does not answer within ``--state-timeout`` (gone, unreachable, other
 analytics parameters): the replica starts empty, logs a WARNING and shows it in
 ``stats.state_transfer`` (``outcome``, ``empty_starts``).
 
-Cost to the twin: a second copy of the state in memory (the shadow, allocated and
-touched at start, so a request pays no page faults); per request, one ``np.copyto`` of
-every state array on its engine thread (the stall its frames see; ``last_copy_ms``), and
-the encoding (block runs, checksums) and sending on the ROUTER thread, which shares the
-interpreter with the engine thread (``last_encode_ms``).  See docs/mesos.md.
+Cost to the twin, per request: one ``fork()`` on its engine thread (the stall its frames
+see, ``last_copy_ms``: page tables, a few ms; then a page fault for each page it changes
+while the child encodes), and the encoding in the child, outside the engine's
+interpreter (``last_encode_ms``: fork to the last byte read); the ROUTER thread only reads
+the pipe and sends.  See docs/mesos.md.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -123,14 +124,14 @@ class StateTransfer:
         self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()
         self._requests: list[_Request] = []
-        self._copied = threading.Event()  # the shadow holds a state to encode and send
+        self._copied = threading.Event()  # a forked encoder is writing the state to send
         self._stop = threading.Event()
         self._bound = threading.Event()
         self._thread: threading.Thread | None = None
         self._bind_error: str | None = None
         self._state = None
-        self._shadow: dict[str, np.ndarray] | None = None
-        self._shadow_streams: np.ndarray | None = None
+        # (pid, pipe read end, streams covered, requests, start) of the forked encoder
+        self._in_flight: tuple | None = None
         # server figures
         self.requests = 0
         self.served = 0
@@ -152,13 +153,6 @@ class StateTransfer:
         self._state = engine.processor.state
         if self.endpoint is None:
             return
-        # the shadow, allocated and touched now: a request later costs one copy, no faults
-        from tickpath.engine.journal.snapshot import state_arrays
-
-        live = state_arrays(self._state)
-        self._shadow = {name: np.empty_like(a, order="C") for name, a in live.items()}
-        for name, array in live.items():
-            np.copyto(self._shadow[name], array)
         self._thread = threading.Thread(target=self._serve, name="tickpath-state", daemon=True)
         self._thread.start()
         self._bound.wait(30)
@@ -167,24 +161,53 @@ class StateTransfer:
         log.info("serving this replica's state on %s", self.endpoint)
 
     def on_tick(self, engine: object, now_ns: int) -> None:
-        """Copy the state into the shadow when a waiting request can be served."""
+        """Fork a child that encodes the state as it is now, when a waiting request can be
+        served (the engine thread pays the fork, not a copy or the encoding)."""
         if not self._requests or self._copied.is_set():
             return
-        from tickpath.engine.journal.snapshot import state_arrays
+        from tickpath.engine.journal.snapshot import encode_snapshot, forked, state_arrays
 
         state = self._state
-        with self._lock:
-            if not any(_covers(state.streams, r.need) for r in self._requests):
-                return
+        with self._lock:  # taken off the list now: _expire cannot answer them too
+            ready = [r for r in self._requests if _covers(state.streams, r.need)]
+            self._requests = [r for r in self._requests if r not in ready]
+        if not ready:
+            return
+        streams = StreamTable(state.streams).next_seqs()
+        covered = {str(i): int(v) for i, v in enumerate(streams.tolist()) if v >= 0}
+        arrays, params, extra = state_arrays(state), state.params, {
+            "sender": self.endpoint, "streams_next": covered,
+        }  # fmt: skip
         t0 = time.perf_counter()
-        live = state_arrays(state)
-        if self._shadow is None:
-            self._shadow = {name: np.empty_like(a, order="C") for name, a in live.items()}
-        for name, array in live.items():
-            np.copyto(self._shadow[name], array)
-        self._shadow_streams = StreamTable(self._shadow["streams"]).next_seqs()
+        try:
+            read_end, write_end = os.pipe()
+        except OSError as exc:  # no descriptor free: the request waits (and may expire)
+            log.warning("state request waits: cannot open a pipe: %s", exc)
+            self._put_back(ready)
+            return
+
+        def encode_into_pipe() -> None:
+            os.close(read_end)
+            data = memoryview(encode_snapshot(arrays, params, extra=extra))
+            while data:
+                data = data[os.write(write_end, data) :]
+
+        try:
+            pid = forked(encode_into_pipe)
+        except OSError as exc:
+            os.close(read_end)
+            os.close(write_end)
+            log.warning("state request waits: fork failed: %s", exc)
+            self._put_back(ready)
+            return
+        os.close(write_end)
         self.last_copy_ms = (time.perf_counter() - t0) * 1e3
+        self._in_flight = (pid, read_end, covered, ready, t0)
         self._copied.set()
+
+    def _put_back(self, requests: list[_Request]) -> None:
+        with self._lock:
+            self._requests = requests + self._requests
 
     def stats(self) -> dict:
         """Counters for the ``stats`` message (``state_transfer``)."""
@@ -252,33 +275,39 @@ class StateTransfer:
             self._requests.append(_Request(envelope, need, time.monotonic()))
 
     def _answer(self, sock: zmq.Socket) -> None:
-        from tickpath.engine.journal.snapshot import encode_snapshot
+        """Read the forked encoder's bytes and send them to the requests it serves."""
+        from tickpath.engine.journal.snapshot import exit_reason
 
-        streams = self._shadow_streams
-        with self._lock:
-            ready = [r for r in self._requests if _covers(self._shadow["streams"], r.need)]
-            self._requests = [r for r in self._requests if r not in ready]
-        if ready:
-            t0 = time.perf_counter()
-            covered = {str(i): int(v) for i, v in enumerate(streams.tolist()) if v >= 0}
-            data = encode_snapshot(
-                self._shadow,
-                self._state.params,
-                extra={"sender": self.endpoint, "streams_next": covered},
-            )
-            self.last_encode_ms = (time.perf_counter() - t0) * 1e3
+        pid, read_end, covered, ready, t0 = self._in_flight
+        chunks = []
+        try:
+            while chunk := os.read(read_end, 1 << 20):  # releases the GIL while it waits
+                chunks.append(chunk)
+        finally:
+            os.close(read_end)
+        why = exit_reason(os.waitpid(pid, 0)[1])
+        self.last_encode_ms = (time.perf_counter() - t0) * 1e3
+        if why:
+            log.error("encoding the state for %d replica(s) failed: %s", len(ready), why)
+            refusal = json.dumps({"ok": False, "error": f"encoding the state: {why}"}).encode()
+            for request in ready:
+                sock.send_multipart([*request.envelope, refusal])
+                self.refused += 1
+        else:
+            data = b"".join(chunks)
             self.last_bytes = len(data)
             head = json.dumps({"ok": True, "bytes": len(data), "streams_next": covered}).encode()
             for request in ready:
                 sock.send_multipart([*request.envelope, head, data], copy=False)
                 self.served += 1
             log.info(
-                "state sent to %d replica(s): %d bytes, copy %.1f ms, encode %.1f ms",
+                "state sent to %d replica(s): %d bytes, fork %.1f ms, encode %.1f ms",
                 len(ready),
                 len(data),
                 self.last_copy_ms,
                 self.last_encode_ms,
             )
+        self._in_flight = None
         self._copied.clear()
 
     def _expire(self, sock: zmq.Socket) -> None:

@@ -645,23 +645,18 @@ class Snapshotter:
     def _fork(self, index: int, position: tuple[str, int] | None) -> None:
         arrays = state_arrays(self.state)  # views: the child sees them as at the fork
         sync_fd = self.commit_fd() if self.commit_fd is not None else -1
-        parent = os.getpid()
+        commit = (lambda: os.fdatasync(sync_fd)) if sync_fd >= 0 else None
+        params, directory, dir_fd = self.state.params, self.directory, self._dir_fd
+
+        def write() -> None:
+            write_snapshot(directory, arrays, params, index, position, commit, dir_fd, os.open)
+
         t0 = time.perf_counter()
         try:
-            pid = os.fork()  # needs no descriptor: works when idle peers hold them all
+            pid = forked(write)  # needs no descriptor: works when idle peers hold them all
         except OSError as exc:
             self._failed(index, f"fork: {exc}")
             return
-        if pid == 0:  # the child: nothing but the file, then leave without any clean-up
-            status = 1
-            try:
-                _child_write(self.directory, arrays, self.state.params, index, position,
-                             sync_fd, self._dir_fd, parent)  # fmt: skip
-                status = 0
-            except OSError as exc:  # its errno is the exit status: the parent says why
-                status = exc.errno if exc.errno and 0 < exc.errno < 126 else 1
-            finally:
-                os._exit(status)
         self.last_copy_ms = (time.perf_counter() - t0) * 1e3
         self._child = (pid, index, t0)
 
@@ -671,13 +666,9 @@ class Snapshotter:
         if done == 0:
             return
         self._child = None
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
+        why = exit_reason(status)
+        if why:
             (self.directory / f".{snapshot_name(index)}.{pid}.tmp").unlink(missing_ok=True)
-            why = (
-                f"[Errno {code}] {os.strerror(code)}" if code > 1
-                else f"the snapshot process ended with status {code}"
-            )  # fmt: skip
             self._failed(index, f"{why} (writing it in process {pid})")
             return
         self._committed(self.directory / snapshot_name(index), index, t0)
@@ -759,29 +750,46 @@ class Snapshotter:
         }
 
 
-def _child_write(
-    directory: Path,
-    arrays: dict[str, np.ndarray],
-    params: k.StreamingParams,
-    index: int,
-    position: tuple[str, int] | None,
-    sync_fd: int,
-    dir_fd: int,
-    parent: int,
-) -> None:
-    """In the forked child: write the snapshot (raises OSError on failure)."""
-    import resource
-    import signal
+def forked(work: Callable[[], None]) -> int:
+    """Run ``work()`` in a child made by ``os.fork()``; return the child's pid.
 
-    if _PRCTL is not None:  # die with the engine: no snapshot outlives its writer's engine
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # it died before that took effect
-        os._exit(1)
+    The child sees the parent's memory as it was at the fork (copy-on-write). It runs
+    only `work` (which must touch no lock, socket or thread of the parent's: plain
+    system calls and compiled code), dies with the parent (``PR_SET_PDEATHSIG``), has
+    the hard descriptor limit (the parent's descriptors are all there too), and leaves
+    with ``os._exit``: status 0, or an OSError's errno, or 1. Raises OSError if the
+    fork fails.
+    """
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 1
+    try:
+        import resource
+        import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # the parent's descriptors are all here too: take the hard limit for the one file
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    commit = (lambda: os.fdatasync(sync_fd)) if sync_fd >= 0 else None
-    write_snapshot(directory, arrays, params, index, position, commit, dir_fd, os.open)
+        if _PRCTL is not None:  # no child outlives its engine
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # it died before that took effect
+            os._exit(1)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        work()
+        status = 0
+    except OSError as exc:  # its errno is the exit status: the parent can say why
+        status = exc.errno if exc.errno and 0 < exc.errno < 126 else 1
+    finally:
+        os._exit(status)
+
+
+def exit_reason(status: int) -> str:
+    """What a `forked` child's wait status says (``""`` for success)."""
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return ""
+    if code > 1:
+        return f"[Errno {code}] {os.strerror(code)}"
+    return f"ended with status {code}"
