@@ -22,6 +22,7 @@ filter exact topics on the subscriber where that matters.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgspec
@@ -222,7 +223,7 @@ class _Batch:
         self.buffer = np.zeros(header + len(frames) * record, np.uint8)
         self.raw = memoryview(self.buffer)
         self.words = None
-        if size % 8 == 0 and frames.flags.c_contiguous:
+        if size % 8 == 0 and frames.flags.c_contiguous and sys.byteorder == "little":
             # the fast path: header and records as 8-byte words, packed in one call
             self.frame_words = frames.view(np.uint64).reshape(len(frames), size // 8)
             self.words = self.buffer.view(np.uint64)

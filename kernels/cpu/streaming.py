@@ -807,7 +807,8 @@ def pack_batch(frames, n, out, seq, stream_id):
     the batch buffer, both seen as 8-byte words (``uint64[rows, words]`` and
     ``uint64[words]``; a frame's size is a multiple of 8).  The header is the
     first frame's with ``stream_id``, ``count = n`` and ``seq``; the records
-    follow in order.  One call per batched message: no Python slicing or copy.
+    follow in order.  One call per batched message, no Python-level slicing.  The
+    wire format is little-endian: callers on a big-endian host must not use this.
     """
     width = frames.shape[1]
     out[0] = frames[0, 0]  # magic, version, kind
