@@ -28,6 +28,7 @@ and quote results for a sample of symbols equal the numpy reference
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,87 @@ def bench_config(symbols: int, batch: int) -> EngineConfig:
 FRAME_TIMEOUT_S = JOIN_TIMEOUT_S + 30
 
 
+def _threads(pid: int) -> dict[int, tuple[str, int, int]]:
+    """``{tid: (name, run ns, runnable-but-waiting ns)}`` of a process's threads, from
+    ``/proc/<pid>/task/*/schedstat`` (empty where that is missing: not Linux, or gone)."""
+    found = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run, wait = f.read().split()[:2]
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        found[int(tid)] = (name, int(run), int(wait))
+    return found
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """``(busy, total)`` jiffies of every CPU since boot; ``(0, 0)`` without ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class CpuWindow:
+    """Who used the CPUs during a timed window (Linux ``/proc``; empty figures elsewhere).
+
+    On a machine with few cores the receivers share them with the sender process,
+    ZeroMQ's I/O threads and (when publishing) the result sink: the records/s of a
+    receiver follow from how much CPU its loop got, not only from what each frame
+    costs.  For the window: this process's main thread (the receive loop: CPU time,
+    and time it was runnable but waiting for a CPU), its other threads (ZeroMQ I/O),
+    each watched child process (all its threads), and the busy fraction of all CPUs.
+    """
+
+    def __init__(self, children: dict[str, int]) -> None:
+        self.children = children
+        self.start_at = 0.0
+        self.before: tuple = ()
+
+    def _snapshot(self) -> tuple:
+        pid = os.getpid()
+        kids = {name: _threads(child) for name, child in self.children.items()}
+        return _threads(pid), kids, _machine_jiffies(), time.perf_counter()
+
+    def start(self) -> None:
+        """Begin the window (after the first frame)."""
+        self.before = self._snapshot()
+
+    def stop(self) -> dict:
+        """End the window; return its CPU figures in seconds (and the machine's busy share)."""
+        own1, kids1, (busy1, total1), t1 = self._snapshot()
+        own0, kids0, (busy0, total0), t0 = self.before
+        pid = os.getpid()
+
+        def spent(now: dict, then: dict, tids: set[int], field: int) -> float:
+            return sum(now[t][field] - then.get(t, (0, 0, 0))[field] for t in tids) / 1e9
+
+        others = set(own1) - {pid}
+        figures: dict[str, float | None] = {
+            "window_s": round(t1 - t0, 4),
+            "main_thread_cpu_s": round(spent(own1, own0, {pid} & set(own1), 1), 4),
+            "main_thread_waiting_s": round(spent(own1, own0, {pid} & set(own1), 2), 4),
+            "other_threads_cpu_s": round(spent(own1, own0, others, 1), 4),
+        }
+        for name in self.children:
+            now, then = kids1[name], kids0.get(name, {})
+            figures[f"{name}_cpu_s"] = round(spent(now, then, set(now), 1), 4) if now else None
+        figures["machine_busy"] = (
+            round((busy1 - busy0) / (total1 - total0), 3) if total1 > total0 else None
+        )
+        return figures
+
+
 class _Receiver:
     """One timed pass of the frames through ``on_frame``, fed by a sender process."""
 
@@ -137,11 +219,14 @@ class _Receiver:
         self.workdir = workdir
         self.frames_path = frames_path
         self.n_frames = n_frames
+        self.cpu: dict = {}  # the last run's CpuWindow figures
 
-    def run(self, name: str, on_frame: Any) -> float:
+    def run(self, name: str, on_frame: Any, watch: dict[str, int] | None = None) -> float:
         """Bind a SUB, start the sender, call ``on_frame(sub)`` per frame; return seconds.
 
         The clock starts after the first frame (which also completes the handshake).
+        ``self.cpu`` then holds the window's :class:`CpuWindow` figures, for the sender
+        and the processes of ``watch`` (name: pid) too.
         """
         ctx = zmq.Context.instance()
         sub = ctx.socket(zmq.SUB)
@@ -160,12 +245,16 @@ class _Receiver:
                         "--endpoint", endpoint,
                     ),
                 )  # fmt: skip
+                sender = children.procs[f"sender-{name}"].pid
+                cpu = CpuWindow({"sender": sender, **(watch or {})})
                 try:
                     on_frame(sub)  # blocks in recv: also drives the subscription handshake
+                    cpu.start()
                     t0 = time.perf_counter()
                     for _ in range(self.n_frames - 1):
                         on_frame(sub)
                     elapsed = time.perf_counter() - t0
+                    self.cpu = cpu.stop()
                 except zmq.Again:
                     children.check()
                     raise BenchError(
@@ -197,6 +286,7 @@ def bench_raw(receiver: _Receiver, frames: list[bytes], max_bytes: int) -> dict:
         "ok": records[0] == total,
         "records_per_s": (records[0] - first) / elapsed,
         "frames_per_s": (len(frames) - 1) / elapsed,
+        "cpu": receiver.cpu,
     }
 
 
@@ -251,7 +341,8 @@ def bench_engine(
         )
         received = None
         try:
-            elapsed = receiver.run(name, on_frame)
+            watch = {"sink": sink.procs["sink"].pid} if publish else None
+            elapsed = receiver.run(name, on_frame, watch)
             if publish:
                 # the sink exits once nothing came for a while: every result queued
                 # in the sockets has then been read (or dropped at a high-water mark)
@@ -274,6 +365,7 @@ def bench_engine(
         "results": stats["results_published"],
         "records_per_s": (accepted - first) / elapsed,
         "frames_per_s": (len(frames) - 1) / elapsed,
+        "cpu": receiver.cpu,
     }
     result["ok"] = accepted == total and result["gaps"] == 0 and result["rejected"] == 0
     if received is not None:
@@ -370,6 +462,42 @@ def _per_record(profile: dict, batch: int) -> dict:
     }
 
 
+def print_cpu(report: dict, console: Any) -> None:
+    """Where the CPUs went during each receiver's best run (:class:`CpuWindow`)."""
+    from rich.table import Table
+
+    rows = [(name, r["cpu"]) for name, r in report["results"].items() if r.get("cpu")]
+    if not rows:
+        return
+    table = Table(
+        title="CPU in each timed window, % of the window (100 = one core); "
+        f"{report['machine']['cores']} cores",
+        title_justify="left",
+    )
+    table.add_column("receiver", no_wrap=True)
+    for col in ("window ms", "loop thread", "loop waiting", "ZeroMQ I/O", "sender", "sink"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("all CPUs busy", justify="right", no_wrap=True)
+
+    def share(cpu: dict, key: str) -> str:
+        value = cpu.get(key)
+        return "-" if value is None else f"{100 * value / cpu['window_s']:.0f}"
+
+    for name, cpu in rows:
+        busy = cpu.get("machine_busy")
+        table.add_row(
+            name,
+            f"{1e3 * cpu['window_s']:.0f}",
+            share(cpu, "main_thread_cpu_s"),
+            share(cpu, "main_thread_waiting_s"),
+            share(cpu, "other_threads_cpu_s"),
+            share(cpu, "sender_cpu_s"),
+            share(cpu, "sink_cpu_s"),
+            "-" if busy is None else f"{100 * busy:.0f}%",
+        )
+    console.print(table)
+
+
 def print_ingest(report: dict, console: Any) -> None:
     """The rich table of one run."""
     from rich.table import Table
@@ -393,6 +521,7 @@ def print_ingest(report: dict, console: Any) -> None:
             "yes" if r["ok"] else "[red]NO[/]",
         )
     console.print(table)
+    print_cpu(report, console)
     per_record = ", ".join(
         f"{kind} {v.get('process')} + {v.get('publish')}"
         for kind, v in report["ns_per_record_by_kind"].items()

@@ -22,6 +22,7 @@ filter exact topics on the subscriber where that matters.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgspec
@@ -41,7 +42,6 @@ BATCH_STREAM_ID = 0xFFFFFFFF  # stream_id of a batched result frame: all symbols
 _COUNT_AT = s.HEADER.fields["count"][1]  # byte offsets in the header
 _STREAM_AT = s.HEADER.fields["stream_id"][1]
 _SEQ_AT = s.HEADER.fields["seq"][1]
-_SEND_NS_AT = s.HEADER.fields["send_ns"][1]
 
 
 class ResultPublisher:
@@ -86,6 +86,9 @@ class ResultPublisher:
         self.batched = config.mode in ("batch", "both")
         self.batch_topics = [f"{BATCH_PREFIX}{name}".encode() for name in k.ANALYTIC_NAMES]
         self._batches: dict[str, _Batch] = {}  # per analytic: frame buffer and result seq
+        if self.batched:  # compiled (or loaded from numba's cache) now, not on the first frame
+            words = s.HEADER_SIZE // 8 + 1
+            k.pack_batch(np.zeros((1, words), np.uint64), 1, np.zeros(words, np.uint64), 0, 0)
 
     def publish_results(self, state: k.StreamingState, total: int = 0) -> int:
         """Send every result frame of the last input frame; return how many were sent.
@@ -205,7 +208,8 @@ class ResultPublisher:
 
 class _Batch:
     """One analytic's batched result frame: a buffer for a header and every record of an
-    input frame's results, filled by one copy out of the kernel's output array."""
+    input frame's results, packed by one numba call (:func:`streaming.pack_batch`) out of
+    the kernel's output array, or by numpy where its frames are not whole 8-byte words."""
 
     def __init__(self, topic: bytes, frames: np.ndarray) -> None:
         self.topic = topic
@@ -217,26 +221,33 @@ class _Batch:
         # every element of ``frames`` is a whole wire frame: header + one record
         self.rows = frames.view(np.uint8).reshape(len(frames), size)
         self.buffer = np.zeros(header + len(frames) * record, np.uint8)
+        self.raw = memoryview(self.buffer)
+        self.words = None
+        if size % 8 == 0 and frames.flags.c_contiguous and sys.byteorder == "little":
+            # the fast path: header and records as 8-byte words, packed in one call
+            self.frame_words = frames.view(np.uint64).reshape(len(frames), size // 8)
+            self.words = self.buffer.view(np.uint64)
+            return
         self.header = self.buffer[:header]
         self.records = self.buffer[header:].reshape(len(frames), record)
+        self.stream_id = self.buffer[_STREAM_AT : _STREAM_AT + 4].view("<u4")
         self.count = self.buffer[_COUNT_AT : _COUNT_AT + 4].view("<u4")
         self.seq_field = self.buffer[_SEQ_AT : _SEQ_AT + 8].view("<u8")
-        self.send_ns = self.buffer[_SEND_NS_AT : _SEND_NS_AT + 8].view("<i8")
-        self.source_send_ns = frames["send_ns"]  # a view: the kernel's send_ns of each frame
-        self.filled = False  # magic, version, kind and stream_id written (once)
-        self.raw = memoryview(self.buffer)
 
     def send(self, send: Any, n: int) -> None:
         """Send the first ``n`` result frames of the source array as one frame."""
+        seq = self.seq
+        self.seq = seq + n
+        if self.words is not None:
+            nbytes = k.pack_batch(self.frame_words, n, self.words, seq, BATCH_STREAM_ID)
+            send(self.topic, zmq.SNDMORE)
+            send(self.raw[:nbytes])
+            return
         rows = self.rows
         np.copyto(self.records[:n], rows[:n, s.HEADER_SIZE :])
-        if not self.filled:  # the same for every frame of the source array
-            self.header[:] = rows[0, : s.HEADER_SIZE]
-            self.buffer[_STREAM_AT : _STREAM_AT + 4].view("<u4")[0] = BATCH_STREAM_ID
-            self.filled = True
-        self.send_ns[0] = self.source_send_ns[0]
+        self.header[:] = rows[0, : s.HEADER_SIZE]  # magic, version, kind, send_ns
+        self.stream_id[0] = BATCH_STREAM_ID
         self.count[0] = n
-        self.seq_field[0] = self.seq
-        self.seq += n
+        self.seq_field[0] = seq
         send(self.topic, zmq.SNDMORE)
         send(self.raw[: s.HEADER_SIZE + n * self.record_size])

@@ -648,6 +648,8 @@ def _ingest_orders(
     frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
     h = header[0]
     seq0 = np.int64(h.seq)
+    stream_id = h.stream_id
+    send_ns = h.send_ns
     n_symbols = sym_i.shape[0]
     accepted = 0
     for i in range(n):
@@ -671,7 +673,7 @@ def _ingest_orders(
             counters[C_BOOK_LEVEL_OVERFLOW] += 1
         elif code == bk.BOOK_TABLE_FULL:
             counters[C_BOOK_TABLE_FULL] += 1
-        _provenance(sym_i, sym, A_BOOK, o.ts_ns, seq0 + i, h.stream_id, h.send_ns)
+        _provenance(sym_i, sym, A_BOOK, o.ts_ns, seq0 + i, stream_id, send_ns)
         _touch(touched, touched_list, n_touched, A_BOOK, sym, frame_no)
         accepted += 1
     counters[C_RECORDS_ACCEPTED] += accepted
@@ -789,6 +791,38 @@ def _results(counters, n_touched):
     total = n_touched[0] + n_touched[1] + n_touched[2] + n_touched[3]
     counters[C_RESULTS] += total
     return total
+
+
+_HEADER_WORDS = s.HEADER_SIZE // 8
+assert s.HEADER_SIZE % 8 == 0 and s.HEADER.fields["stream_id"][1] == 8
+assert s.HEADER.fields["count"][1] == 12 and s.HEADER.fields["seq"][1] == 16
+_U32 = np.uint64(32)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def pack_batch(frames, n, out, seq, stream_id):
+    """Pack the first ``n`` result frames as one frame of ``n`` records; return its bytes.
+
+    ``frames`` is a result array (header + one record per element) and ``out``
+    the batch buffer, both seen as 8-byte words (``uint64[rows, words]`` and
+    ``uint64[words]``; a frame's size is a multiple of 8).  The header is the
+    first frame's with ``stream_id``, ``count = n`` and ``seq``; the records
+    follow in order.  One call per batched message, no Python-level slicing.  The
+    wire format is little-endian: callers on a big-endian host must not use this.
+    """
+    width = frames.shape[1]
+    out[0] = frames[0, 0]  # magic, version, kind
+    out[1] = np.uint64(stream_id) | (np.uint64(n) << _U32)  # stream_id, count
+    out[2] = np.uint64(seq)
+    out[3] = frames[0, 3]  # send_ns (every result of a frame has the same)
+    record = width - _HEADER_WORDS
+    for j in range(n):
+        src = frames[j]
+        base = j * record  # out[base + c] for c in HEADER_WORDS .. width - 1
+        for c in range(_HEADER_WORDS, width):
+            # unsigned indices: no negative-index wraparound, so the copy vectorises
+            out[np.uint64(base + c)] = src[np.uint64(c)]
+    return 8 * (_HEADER_WORDS + n * record)
 
 
 # ---------------------------------------------------------------------------

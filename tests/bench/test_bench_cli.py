@@ -183,6 +183,14 @@ def test_ingest_run(tmp_path):
         assert r["results"] > 0 and r["results_received_by_subscriber"] == r["results"]
         assert r["subscriber_sequence_gaps"] == 0
     assert per_symbol["messages_received_by_subscriber"] == per_symbol["results"]
+    if sys.platform.startswith("linux"):  # who used the CPUs in each window (/proc)
+        for name, r in report["results"].items():
+            cpu = r["cpu"]
+            assert cpu["window_s"] > 0 and cpu["main_thread_cpu_s"] > 0, (name, cpu)
+            assert cpu["sender_cpu_s"] is not None, (name, cpu)
+            # (from /proc/stat's 10 ms ticks: None when the window saw none)
+            assert cpu["machine_busy"] is None or 0 <= cpu["machine_busy"] <= 1, (name, cpu)
+        assert per_symbol["cpu"]["sink_cpu_s"] > 0 and batched["cpu"]["sink_cpu_s"] is not None
     # one message per analytic per frame: 512-record frames over 16 symbols batch many
     assert batched["messages_received_by_subscriber"] < batched["results"] / 4
     assert report["goals"]["engine_publish_batch_ratio_to_raw"]["target_min"] == 0.5
