@@ -181,7 +181,11 @@ class CpuWindow:
     def _snapshot(self) -> tuple:
         pid = os.getpid()
         kids = {name: _threads(child) for name, child in self.children.items()}
-        return _threads(pid), kids, _machine_jiffies(), time.perf_counter()
+        # the receive loop's own CPU from the clock, not schedstat: the kernel updates a
+        # running thread's schedstat only at ticks and switches, so a window shorter than
+        # that reads 0 there (a small run's raw receiver: half a millisecond)
+        return (_threads(pid), kids, _machine_jiffies(), time.perf_counter(),
+                time.thread_time_ns())  # fmt: skip
 
     def start(self) -> None:
         """Begin the window (after the first frame)."""
@@ -189,8 +193,8 @@ class CpuWindow:
 
     def stop(self) -> dict:
         """End the window; return its CPU figures in seconds (and the machine's busy share)."""
-        own1, kids1, (busy1, total1), t1 = self._snapshot()
-        own0, kids0, (busy0, total0), t0 = self.before
+        own1, kids1, (busy1, total1), t1, cpu1 = self._snapshot()
+        own0, kids0, (busy0, total0), t0, cpu0 = self.before
         pid = os.getpid()
 
         def spent(now: dict, then: dict, tids: set[int], field: int) -> float:
@@ -198,8 +202,8 @@ class CpuWindow:
 
         others = set(own1) - {pid}
         figures: dict[str, float | None] = {
-            "window_s": round(t1 - t0, 4),
-            "main_thread_cpu_s": round(spent(own1, own0, {pid} & set(own1), 1), 4),
+            "window_s": round(t1 - t0, 6),
+            "main_thread_cpu_s": round((cpu1 - cpu0) / 1e9, 6),
             "main_thread_waiting_s": round(spent(own1, own0, {pid} & set(own1), 2), 4),
             "other_threads_cpu_s": round(spent(own1, own0, others, 1), 4),
         }
