@@ -49,6 +49,8 @@ DEPTH = 24  # the bound stated in docs/fpga.md and run by tests/fpga/test_fpga_f
 CUTS = (
     "w:dut.p_st_reg",
     "w:dut.fwd_reg*",
+    "w:dut.ema_gu_reg*",
+    "w:dut.ema_gs_reg*",
     "w:dut.ram_rd_reg",
     "w:dut.s_state_reg",
     "w:dut.pp_reg*",

@@ -42,6 +42,7 @@ RTL = BLOCK / "rtl"
 SOURCES = ("tick_features.v", "tick_features_core.v", "tick_features_axil.v")
 TOP = "tick_features"
 TARGET_MHZ = 322.265625  # the 10/25GbE MAC clock (25.78125 Gb/s / 80)
+XCUP_EXTRA = os.environ.get("TF_XCUP_EXTRA", "")  # experiment hook (temporary)
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
     netlist = work / "xcup.json"
     script.write_text(
         read_sources(n_symbols, work)
-        + f"synth_xilinx -family xcup -top {TOP} -flatten -noiopad -noclkbuf -widemux 5\n"
+        + f"synth_xilinx -family xcup -top {TOP} -flatten -noiopad -noclkbuf -widemux 5{XCUP_EXTRA}\n"
         + "stat\nwrite_json xcup.json\n"
     )
     log = work / "xcup_yosys.log"
