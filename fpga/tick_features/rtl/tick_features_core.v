@@ -172,6 +172,8 @@ module tick_features_core #(
   wire [31:0] in_sym = in_data[`TF_IN_TRADE_SYMBOL_LSB+:32];
   wire [63:0] in_a = in_data[`TF_IN_TRADE_PRICE_LSB+:64];  // price or bid_price
   wire [63:0] in_b = in_data[`TF_IN_TRADE_SIZE_LSB+:64];  // size or bid_size
+  wire [63:0] in_c = in_data[`TF_IN_QUOTE_ASK_PRICE_LSB+:64];  // ask_price
+  wire [63:0] in_d = in_data[`TF_IN_QUOTE_ASK_SIZE_LSB+:64];  // ask_size
 
   // -------------------------------------------------------------------------
   // q[1..M]: the record.
@@ -191,6 +193,8 @@ module tick_features_core #(
   reg [63:0] q_b_reg[1:M];
   reg [63:0] q_c_reg[1:M];
   reg [63:0] q_d_reg[1:M];
+  // A quote's own features, computed from the input: {imb_den, imb_num, spread, mid_x2}.
+  reg [255:0] q_qf_reg[1:M];
   reg [1:0] q_k0_reg[1:M];  // k selections (indices into K0_SET / K1_SET)
   reg [1:0] q_k1_reg[1:M];
 
@@ -218,6 +222,7 @@ module tick_features_core #(
     q_b_reg[1] <= in_b;
     q_c_reg[1] <= in_data[`TF_IN_QUOTE_ASK_PRICE_LSB+:64];
     q_d_reg[1] <= in_data[`TF_IN_QUOTE_ASK_SIZE_LSB+:64];
+    q_qf_reg[1] <= {in_b + in_d, in_b - in_d, in_c - in_a, in_a + in_c};
     q_k0_reg[1] <= k0_sel;
     q_k1_reg[1] <= k1_sel;
     for (i = 3; i <= M; i = i + 1) begin
@@ -237,6 +242,7 @@ module tick_features_core #(
       q_b_reg[i] <= q_b_reg[i-1];
       q_c_reg[i] <= q_c_reg[i-1];
       q_d_reg[i] <= q_d_reg[i-1];
+      q_qf_reg[i] <= q_qf_reg[i-1];
       q_k0_reg[i] <= q_k0_reg[i-1];
       q_k1_reg[i] <= q_k1_reg[i-1];
     end
@@ -256,13 +262,24 @@ module tick_features_core #(
   // q[2]: partial products (one DSP each) and the sign correction;
   // q[3]: four rows (M >= 4); q[4]: two halves; p: the product.
   // -------------------------------------------------------------------------
-  reg [31:0] pp_reg[0:15];  // pp_reg[4*i+j] = a[16i +: 16] * b[16j +: 16]
+  // Partial product n = 4*i+j is a[16i +: 16] * b[16j +: 16], in pp_reg[32n +: 32]
+  // (one DSP each).  Its operands are registered for that multiplier alone
+  // (its input registers): q_a/q_b also go elsewhere.
+  reg [511:0] pp_reg;
   reg [63:0] corr2_reg;
+  (* keep *) reg [255:0] mul_a_reg;  // slice i of a for product n, at 16n
+  (* keep *) reg [255:0] mul_b_reg;  // slice j of b for product n
   integer pi, pj;
   always @(posedge clk) begin
     for (pi = 0; pi < 4; pi = pi + 1)
-    for (pj = 0; pj < 4; pj = pj + 1)
-    pp_reg[4*pi+pj] <= q_a_reg[1][16*pi+:16] * q_b_reg[1][16*pj+:16];
+    for (pj = 0; pj < 4; pj = pj + 1) begin
+      mul_a_reg[16*(4*pi+pj)+:16] <= in_a[16*pi+:16];
+      mul_b_reg[16*(4*pi+pj)+:16] <= in_b[16*pj+:16];
+    end
+  end
+  always @(posedge clk) begin
+    for (pi = 0; pi < 16; pi = pi + 1)
+    pp_reg[32*pi+:32] <= mul_a_reg[16*pi+:16] * mul_b_reg[16*pi+:16];
     corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
   end
 
@@ -272,8 +289,8 @@ module tick_features_core #(
   genvar gr;
   generate
     for (gr = 0; gr < 4; gr = gr + 1) begin : g_row
-      assign row_w[gr] = {16'd0, pp_reg[4*gr+2], pp_reg[4*gr+0]} +
-          {pp_reg[4*gr+3], pp_reg[4*gr+1], 16'd0};
+      assign row_w[gr] = {16'd0, pp_reg[32*(4*gr+2)+:32], pp_reg[32*(4*gr+0)+:32]} +
+          {pp_reg[32*(4*gr+3)+:32], pp_reg[32*(4*gr+1)+:32], 16'd0};
     end
   endgenerate
 
@@ -330,6 +347,8 @@ module tick_features_core #(
   reg [1:0] p_k0_reg, p_k1_reg;
   reg [127:0] p_prod_reg;  // price * size of a trade, 0 for a quote
   reg [63:0] p_size_reg;  // size of a trade, 0 for a quote
+  // The quote features of the record's own quote (used when it is a quote).
+  reg [63:0] p_qmid_reg, p_qspread_reg, p_qimb_num_reg, p_qimb_den_reg;
   reg [STATE_W-1:0] p_st_reg;
 
   wire p_bcast = p_valid_reg && p_ok_reg;  // this record's state goes to those behind it
@@ -364,6 +383,8 @@ module tick_features_core #(
   // and each copy drives only its own consumer (fanout bounded).
   reg [127:0] ema_gu_reg[0:4];  // {u1, u0}
   reg [127:0] ema_gs_reg[0:4];
+  // Likewise the sums {vol, pv} for targets 0..3 (hit ? old sums : 0).
+  reg [191:0] sum_g_reg[0:3];
   wire [127:0] gu4 = ema_gu_reg[4], gs4 = ema_gs_reg[4];
 
   // a + b + c + cin (64-bit, wrapping) as a carry-save step and one carry
@@ -384,12 +405,13 @@ module tick_features_core #(
     // x - u + s as one three-input addition: x + ~u + s + 1 (~0 + 1 = -0).
     p_new[ST_E0+:64] = add3(p_x, ~gu4[63:0], shr4(gs4[63:0], p_k0_reg, K0_SET), 1'b1);
     p_new[ST_E1+:64] = add3(p_x, ~gu4[127:64], shr4(gs4[127:64], p_k1_reg, K1_SET), 1'b1);
+    // (p_prod_reg and p_size_reg are zero for a quote: no selection.)
+    p_new[ST_PV+:128] = p_st_reg[ST_PV+:128] + p_prod_reg;
+    p_new[ST_VOL+:64] = p_st_reg[ST_VOL+:64] + p_size_reg;
     if (p_trade_reg) begin
       p_new[ST_HAS_T] = 1'b1;
       p_new[ST_LP+:64] = p_a_reg;
       p_new[ST_LS+:64] = p_b_reg;
-      p_new[ST_PV+:128] = p_st_reg[ST_PV+:128] + p_prod_reg;
-      p_new[ST_VOL+:64] = p_st_reg[ST_VOL+:64] + p_size_reg;
     end else begin
       p_new[ST_HAS_Q] = 1'b1;
       p_new[ST_BP+:64] = p_a_reg;
@@ -406,17 +428,16 @@ module tick_features_core #(
   // copies of u (zero unless hit).  E = (hit ? dx : prev) + gu - (gs >>> k):
   // with hit low the result is prev (0 + ~0 + 1 = 0).
   function [STATE_W-1:0] bcast(input [STATE_W-1:0] prev, input hit, input [63:0] dx,
-                               input [127:0] gu, input [127:0] gs);
+                               input [127:0] gu, input [127:0] gs, input [191:0] gsum);
     begin
       bcast = hit ? p_new : prev;
       bcast[ST_E0+:64] = add3(hit ? dx : prev[ST_E0+:64], gu[63:0],
                               ~shr4(gs[63:0], p_k0_reg, K0_SET), 1'b1);
       bcast[ST_E1+:64] = add3(hit ? dx : prev[ST_E1+:64], gu[127:64],
                               ~shr4(gs[127:64], p_k1_reg, K1_SET), 1'b1);
-      bcast[ST_PV+:128] = (hit ? p_prod_reg : prev[ST_PV+:128]) +
-          (hit ? p_st_reg[ST_PV+:128] : 128'd0);
-      bcast[ST_VOL+:64] = (hit ? p_size_reg : prev[ST_VOL+:64]) +
-          (hit ? p_st_reg[ST_VOL+:64] : 64'd0);
+      // The sums: gsum = {vol, pv} of this record's old state where hit, else 0.
+      bcast[ST_PV+:128] = (hit ? p_prod_reg : prev[ST_PV+:128]) + gsum[127:0];
+      bcast[ST_VOL+:64] = (hit ? p_size_reg : prev[ST_VOL+:64]) + gsum[191:128];
     end
   endfunction
 
@@ -497,7 +518,8 @@ module tick_features_core #(
   // What the record entering p holds without a broadcast from the record in p.
   wire [STATE_W-1:0] p_prev = fwd_has_reg[2] ? fwd_reg[2] : ram_u_reg;
   // The state of the record entering p (the EMA loop closes here).
-  wire [STATE_W-1:0] p_next = bcast(p_prev, hit[3], dx[3], ema_gu_reg[3], ema_gs_reg[3]);
+  wire [STATE_W-1:0] p_next = bcast(p_prev, hit[3], dx[3], ema_gu_reg[3], ema_gs_reg[3],
+                                    sum_g_reg[3]);
 
   // The gates of the next cycle: the record entering p adds its old u unless
   // it is the symbol's first trade, and subtracts u >>> k if it is a later trade.
@@ -506,11 +528,13 @@ module tick_features_core #(
   wire nx_use_u = !(nx_trade && !nx_has_t);
   wire nx_use_s = nx_trade && nx_has_t;
   wire [127:0] nx_u = {p_next[ST_E1+:64], p_next[ST_E0+:64]};
+  wire [191:0] nx_sums = {p_next[ST_VOL+:64], p_next[ST_PV+:128]};
   integer gc;
   always @(posedge clk) begin
     for (gc = 0; gc < 4; gc = gc + 1) begin
       ema_gu_reg[gc] <= (hit_next[gc] && nx_use_u && !rst) ? nx_u : 128'd0;
       ema_gs_reg[gc] <= (hit_next[gc] && nx_use_s && !rst) ? nx_u : 128'd0;
+      sum_g_reg[gc] <= (hit_next[gc] && !rst) ? nx_sums : 192'd0;
     end
     ema_gu_reg[4] <= nx_use_u ? nx_u : 128'd0;
     ema_gs_reg[4] <= nx_use_s ? nx_u : 128'd0;
@@ -519,20 +543,23 @@ module tick_features_core #(
   // Target 0's gated copies: registers, or (MUL_STAGES = 3, hit[0] computed
   // in place from the input) gated here.
   wire [127:0] gu0, gs0;
+  wire [191:0] gsum0;
   generate
     if (M >= 4) begin : g_gate0_reg
       assign gu0 = ema_gu_reg[0];
       assign gs0 = ema_gs_reg[0];
+      assign gsum0 = sum_g_reg[0];
     end else begin : g_gate0_comb
       assign gu0 = (hit[0] && p_use_u) ? {p_u1, p_u0} : 128'd0;
       assign gs0 = (hit[0] && p_use_s) ? {p_u1, p_u0} : 128'd0;
+      assign gsum0 = hit[0] ? {p_st_reg[ST_VOL+:64], p_st_reg[ST_PV+:128]} : 192'd0;
     end
   endgenerate
 
   always @(posedge clk) begin
-    fwd_reg[0] <= bcast({STATE_W{1'b0}}, hit[0], dx[0], gu0, gs0);
-    fwd_reg[1] <= bcast(fwd_reg[0], hit[1], dx[1], ema_gu_reg[1], ema_gs_reg[1]);
-    fwd_reg[2] <= bcast(fwd_reg[1], hit[2], dx[2], ema_gu_reg[2], ema_gs_reg[2]);
+    fwd_reg[0] <= bcast({STATE_W{1'b0}}, hit[0], dx[0], gu0, gs0, gsum0);
+    fwd_reg[1] <= bcast(fwd_reg[0], hit[1], dx[1], ema_gu_reg[1], ema_gs_reg[1], sum_g_reg[1]);
+    fwd_reg[2] <= bcast(fwd_reg[1], hit[2], dx[2], ema_gu_reg[2], ema_gs_reg[2], sum_g_reg[2]);
     fwd_has_reg <= {fwd_has_reg[1] | hit[2], fwd_has_reg[0] | hit[1], hit[0]};
     ram_u_reg <= ram_u_next;
     p_st_reg <= p_next;
@@ -555,6 +582,7 @@ module tick_features_core #(
     p_k1_reg <= q_k1_reg[M];
     p_prod_reg <= q_trade_reg[M] ? {half_hi_mq, 32'd0} + {32'd0, half_lo_mq} : 128'd0;
     p_size_reg <= q_trade_reg[M] ? q_b_reg[M] : 64'd0;
+    {p_qimb_den_reg, p_qimb_num_reg, p_qspread_reg, p_qmid_reg} <= q_qf_reg[M];
     if (rst) begin
       // Also keeps the p registers out of shift-register (SRL) inference:
       // they select the update, an SRL's clock-to-out is slow.
@@ -585,7 +613,12 @@ module tick_features_core #(
   reg [SYM_W-1:0] s_wr_addr_reg;
   // The quote features, computed from the new state beside the s registers
   // (not between them and the output register).
-  reg [63:0] s_mid_reg, s_spread_reg, s_imb_num_reg, s_imb_den_reg;
+  // Two candidates each: from the symbol's stored quote (a trade keeps it)
+  // and from the record's own quote (computed a stage earlier, in p); the
+  // output selects by s_trade_reg.
+  reg [63:0] s_mid_reg, s_spread_reg, s_imb_num_reg, s_imb_den_reg;  // stored quote
+  reg [63:0] s_qmid_reg, s_qspread_reg, s_qimb_num_reg, s_qimb_den_reg;  // own quote
+  reg s_trade_reg;
 
   always @(posedge clk) begin
     s_valid_reg <= p_valid_reg;
@@ -600,10 +633,15 @@ module tick_features_core #(
     s_state_reg <= sweep_reg ? {STATE_W{1'b0}} : p_new;
     // Both candidates from registers, then a selection: a trade keeps the
     // quote fields, a quote brings new ones.
-    s_mid_reg <= p_trade_reg ? p_st_reg[ST_BP+:64] + p_st_reg[ST_AP+:64] : p_a_reg + p_c_reg;
-    s_spread_reg <= p_trade_reg ? p_st_reg[ST_AP+:64] - p_st_reg[ST_BP+:64] : p_c_reg - p_a_reg;
-    s_imb_num_reg <= p_trade_reg ? p_st_reg[ST_BS+:64] - p_st_reg[ST_AS+:64] : p_b_reg - p_d_reg;
-    s_imb_den_reg <= p_trade_reg ? p_st_reg[ST_BS+:64] + p_st_reg[ST_AS+:64] : p_b_reg + p_d_reg;
+    s_mid_reg <= p_st_reg[ST_BP+:64] + p_st_reg[ST_AP+:64];
+    s_spread_reg <= p_st_reg[ST_AP+:64] - p_st_reg[ST_BP+:64];
+    s_imb_num_reg <= p_st_reg[ST_BS+:64] - p_st_reg[ST_AS+:64];
+    s_imb_den_reg <= p_st_reg[ST_BS+:64] + p_st_reg[ST_AS+:64];
+    s_qmid_reg <= p_qmid_reg;
+    s_qspread_reg <= p_qspread_reg;
+    s_qimb_num_reg <= p_qimb_num_reg;
+    s_qimb_den_reg <= p_qimb_den_reg;
+    s_trade_reg <= p_trade_reg;
     s_wr_reg <= sweep_reg || p_bcast;
     s_wr_addr_reg <= sweep_reg ? sweep_addr_reg : p_sym_reg[SYM_W-1:0];
     s_sweep_reg <= sweep_reg;
@@ -637,10 +675,10 @@ module tick_features_core #(
       feat[`TF_OUT_VOLUME_LSB+:64] = s_state_reg[ST_VOL+:64];
       feat[`TF_OUT_BID_PRICE_LSB+:64] = s_state_reg[ST_BP+:64];
       feat[`TF_OUT_ASK_PRICE_LSB+:64] = s_state_reg[ST_AP+:64];
-      feat[`TF_OUT_MID_X2_LSB+:64] = s_mid_reg;
-      feat[`TF_OUT_SPREAD_LSB+:64] = s_spread_reg;
-      feat[`TF_OUT_IMB_NUM_LSB+:64] = s_imb_num_reg;
-      feat[`TF_OUT_IMB_DEN_LSB+:64] = s_imb_den_reg;
+      feat[`TF_OUT_MID_X2_LSB+:64] = s_trade_reg ? s_mid_reg : s_qmid_reg;
+      feat[`TF_OUT_SPREAD_LSB+:64] = s_trade_reg ? s_spread_reg : s_qspread_reg;
+      feat[`TF_OUT_IMB_NUM_LSB+:64] = s_trade_reg ? s_imb_num_reg : s_qimb_num_reg;
+      feat[`TF_OUT_IMB_DEN_LSB+:64] = s_trade_reg ? s_imb_den_reg : s_qimb_den_reg;
     end else begin
       feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, s_rej_reg};
     end
