@@ -8,9 +8,10 @@
 // admitting a record only while a credit counter says the output buffer has
 // room for it and for every record already in flight):
 //
-//   in -> q[1]        the record (and K0/K1, sampled here: a K write applies
-//                     to the records accepted after it)
-//      -> q[2]        16 partial products 16x16 of price*size (DSP, registered)
+//   in -> q[1]        the record (and the k selections, sampled here: a K
+//                     write applies to the records accepted after it)
+//      -> q[2]        16 partial products 16x16 of price*size (DSP, registered);
+//                     kind and symbol range checked from the q[1] registers
 //      -> q[3..M]     partial-product sums; the symbol's state is read from
 //                     block RAM with the address of q[M-2] and arrives in q[M]
 //      -> p           the record with the newest state of its symbol (its own
@@ -41,6 +42,13 @@
 // between "a broadcast arrived" and "keep what you have" is folded into the
 // adder's operands (gated to zero), so there is no multiplexer after it.
 // The EMA itself, ema = x - u + (u >>> k), is computed beside the loop into s.
+// k is one of four per EMA fixed at build time (K0_SET, K1_SET): the shift is
+// a 4-way selection of wired shifts (one LUT per bit), not a barrel shifter.
+// The operand gating is done a cycle ahead, as synchronous resets of per-
+// consumer copies of u (ema_gu_reg, ema_gs_reg, sum_g_reg): each adder sees
+// registers only, and each copy drives one consumer (bounded fanout).  The
+// 128-bit sum of price*size is two 64-bit carry chains with the carry between
+// them kept as a state bit (ST_PVC) and added at the output.
 
 `default_nettype none
 `timescale 1ns / 1ps
@@ -112,13 +120,14 @@ module tick_features_core #(
   localparam ST_LS = ST_LP + 64;
   localparam ST_E0 = ST_LS + 64;
   localparam ST_E1 = ST_E0 + 64;
-  localparam ST_PV = ST_E1 + 64;  // 128 bits
+  localparam ST_PV = ST_E1 + 64;  // 128 bits, with a pending carry into the high half (ST_PVC)
   localparam ST_VOL = ST_PV + 128;
   localparam ST_BP = ST_VOL + 64;
   localparam ST_BS = ST_BP + 64;
   localparam ST_AP = ST_BS + 64;
   localparam ST_AS = ST_AP + 64;
-  localparam STATE_W = ST_AS + 64;
+  localparam ST_PVC = ST_AS + 64;  // sum of price*size = PV + (PVC << 64)
+  localparam STATE_W = ST_PVC + 1;
   // In the pipeline the same layout holds u = x - ema in ST_E0 / ST_E1 ("u form").
 
   // Parameter checks (elaboration fails on a bad value).
@@ -384,7 +393,7 @@ module tick_features_core #(
   reg [127:0] ema_gu_reg[0:4];  // {u1, u0}
   reg [127:0] ema_gs_reg[0:4];
   // Likewise the sums {vol, pv} for targets 0..3 (hit ? old sums : 0).
-  reg [191:0] sum_g_reg[0:3];
+  reg [192:0] sum_g_reg[0:3];
   wire [127:0] gu4 = ema_gu_reg[4], gs4 = ema_gs_reg[4];
 
   // a + b + c + cin (64-bit, wrapping) as a carry-save step and one carry
@@ -398,6 +407,19 @@ module tick_features_core #(
     end
   endfunction
 
+  // The 128-bit sums as two 64-bit carry chains: the carry out of the low
+  // half is kept as a bit (ST_PVC) and added into the high half by the next
+  // addition (or at the output), never carried across 128 bits in one cycle.
+  // {c, s} = a + ac<<64 + b + bc<<64 - (c<<64): ac and bc are never both 1.
+  function [128:0] pvadd(input [127:0] a, input ac, input [127:0] b, input bc);
+    reg [64:0] lo, hi;
+    begin
+      lo = {1'b0, a[63:0]} + {1'b0, b[63:0]};
+      hi = {a[127:64], 1'b1} + {b[127:64], ac | bc};  // a + b + cin, one chain
+      pvadd = {lo[64], hi[64:1], lo[63:0]};
+    end
+  endfunction
+
   // The new state (e form) of this record's symbol.
   reg [STATE_W-1:0] p_new;
   always @* begin
@@ -406,7 +428,8 @@ module tick_features_core #(
     p_new[ST_E0+:64] = add3(p_x, ~gu4[63:0], shr4(gs4[63:0], p_k0_reg, K0_SET), 1'b1);
     p_new[ST_E1+:64] = add3(p_x, ~gu4[127:64], shr4(gs4[127:64], p_k1_reg, K1_SET), 1'b1);
     // (p_prod_reg and p_size_reg are zero for a quote: no selection.)
-    p_new[ST_PV+:128] = p_st_reg[ST_PV+:128] + p_prod_reg;
+    {p_new[ST_PVC], p_new[ST_PV+:128]} = pvadd(p_st_reg[ST_PV+:128], p_st_reg[ST_PVC], p_prod_reg,
+                                               1'b0);
     p_new[ST_VOL+:64] = p_st_reg[ST_VOL+:64] + p_size_reg;
     if (p_trade_reg) begin
       p_new[ST_HAS_T] = 1'b1;
@@ -428,15 +451,16 @@ module tick_features_core #(
   // copies of u (zero unless hit).  E = (hit ? dx : prev) + gu - (gs >>> k):
   // with hit low the result is prev (0 + ~0 + 1 = 0).
   function [STATE_W-1:0] bcast(input [STATE_W-1:0] prev, input hit, input [63:0] dx,
-                               input [127:0] gu, input [127:0] gs, input [191:0] gsum);
+                               input [127:0] gu, input [127:0] gs, input [192:0] gsum);
     begin
       bcast = hit ? p_new : prev;
       bcast[ST_E0+:64] = add3(hit ? dx : prev[ST_E0+:64], gu[63:0],
                               ~shr4(gs[63:0], p_k0_reg, K0_SET), 1'b1);
       bcast[ST_E1+:64] = add3(hit ? dx : prev[ST_E1+:64], gu[127:64],
                               ~shr4(gs[127:64], p_k1_reg, K1_SET), 1'b1);
-      // The sums: gsum = {vol, pv} of this record's old state where hit, else 0.
-      bcast[ST_PV+:128] = (hit ? p_prod_reg : prev[ST_PV+:128]) + gsum[127:0];
+      // The sums: gsum = {pvc, vol, pv} of this record's old state where hit, else 0.
+      {bcast[ST_PVC], bcast[ST_PV+:128]} = pvadd(hit ? p_prod_reg : prev[ST_PV+:128],
+                                                 !hit && prev[ST_PVC], gsum[127:0], gsum[192]);
       bcast[ST_VOL+:64] = (hit ? p_size_reg : prev[ST_VOL+:64]) + gsum[191:128];
     end
   endfunction
@@ -528,13 +552,13 @@ module tick_features_core #(
   wire nx_use_u = !(nx_trade && !nx_has_t);
   wire nx_use_s = nx_trade && nx_has_t;
   wire [127:0] nx_u = {p_next[ST_E1+:64], p_next[ST_E0+:64]};
-  wire [191:0] nx_sums = {p_next[ST_VOL+:64], p_next[ST_PV+:128]};
+  wire [192:0] nx_sums = {p_next[ST_PVC], p_next[ST_VOL+:64], p_next[ST_PV+:128]};
   integer gc;
   always @(posedge clk) begin
     for (gc = 0; gc < 4; gc = gc + 1) begin
       ema_gu_reg[gc] <= (hit_next[gc] && nx_use_u && !rst) ? nx_u : 128'd0;
       ema_gs_reg[gc] <= (hit_next[gc] && nx_use_s && !rst) ? nx_u : 128'd0;
-      sum_g_reg[gc] <= (hit_next[gc] && !rst) ? nx_sums : 192'd0;
+      sum_g_reg[gc] <= (hit_next[gc] && !rst) ? nx_sums : 193'd0;
     end
     ema_gu_reg[4] <= nx_use_u ? nx_u : 128'd0;
     ema_gs_reg[4] <= nx_use_s ? nx_u : 128'd0;
@@ -543,7 +567,7 @@ module tick_features_core #(
   // Target 0's gated copies: registers, or (MUL_STAGES = 3, hit[0] computed
   // in place from the input) gated here.
   wire [127:0] gu0, gs0;
-  wire [191:0] gsum0;
+  wire [192:0] gsum0;
   generate
     if (M >= 4) begin : g_gate0_reg
       assign gu0 = ema_gu_reg[0];
@@ -552,7 +576,8 @@ module tick_features_core #(
     end else begin : g_gate0_comb
       assign gu0 = (hit[0] && p_use_u) ? {p_u1, p_u0} : 128'd0;
       assign gs0 = (hit[0] && p_use_s) ? {p_u1, p_u0} : 128'd0;
-      assign gsum0 = hit[0] ? {p_st_reg[ST_VOL+:64], p_st_reg[ST_PV+:128]} : 192'd0;
+      assign gsum0 = hit[0] ? {p_st_reg[ST_PVC], p_st_reg[ST_VOL+:64], p_st_reg[ST_PV+:128]} :
+          193'd0;
     end
   endgenerate
 
@@ -630,7 +655,9 @@ module tick_features_core #(
     s_sym_reg <= p_sym_reg;
     s_ts_reg <= p_ts_reg;
     s_seq_reg <= p_seq_reg;
-    s_state_reg <= sweep_reg ? {STATE_W{1'b0}} : p_new;
+    // Zero for a rejected record too (never written to the block RAM then):
+    // its output needs no gating after the pv_hi carry below.
+    s_state_reg <= (sweep_reg || !p_ok_reg) ? {STATE_W{1'b0}} : p_new;
     // Both candidates from registers, then a selection: a trade keeps the
     // quote fields, a quote brings new ones.
     s_mid_reg <= p_st_reg[ST_BP+:64] + p_st_reg[ST_AP+:64];
@@ -671,7 +698,7 @@ module tick_features_core #(
       feat[`TF_OUT_EMA0_LSB+:64] = s_state_reg[ST_E0+:64];
       feat[`TF_OUT_EMA1_LSB+:64] = s_state_reg[ST_E1+:64];
       feat[`TF_OUT_PV_LO_LSB+:64] = s_state_reg[ST_PV+:64];
-      feat[`TF_OUT_PV_HI_LSB+:64] = s_state_reg[ST_PV+64+:64];
+
       feat[`TF_OUT_VOLUME_LSB+:64] = s_state_reg[ST_VOL+:64];
       feat[`TF_OUT_BID_PRICE_LSB+:64] = s_state_reg[ST_BP+:64];
       feat[`TF_OUT_ASK_PRICE_LSB+:64] = s_state_reg[ST_AP+:64];
@@ -682,6 +709,9 @@ module tick_features_core #(
     end else begin
       feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, s_rej_reg};
     end
+    // The pending carry of the sum goes into the high half here (the state is
+    // zero for a rejected record, so no gating after the addition).
+    feat[`TF_OUT_PV_HI_LSB+:64] = s_state_reg[ST_PV+64+:64] + {63'd0, s_state_reg[ST_PVC]};
   end
 
   // -------------------------------------------------------------------------
