@@ -55,6 +55,7 @@ def k_register_fields(value: int) -> tuple[int, tuple[int, ...]]:
     ks = tuple((value >> (K_BITS * (i + 1))) & K_MAX for i in range(K_SET_SIZE))
     return value & K_MAX, ks
 
+
 # ---------------------------------------------------------------------------
 # Output record flags.
 # ---------------------------------------------------------------------------

@@ -14,10 +14,8 @@ module tick_features #(
     parameter N_SYMBOLS = 4096,  // symbol state entries; symbol ids >= N_SYMBOLS are rejected
     parameter MUL_STAGES = 4,  // stages before the state update (>= 3); latency = MUL_STAGES + 3
     parameter OUT_FIFO_DEPTH = 16,  // output FIFO entries: a power of two >= MUL_STAGES + 4
-    // The four k (alpha = 2^-k) each EMA supports in this build, 5 bits each,
-    // [4:0] first; the K registers accept only these (see docs/fpga.md).
-    parameter [`TF_K_BITS*4-1:0] K0_SET = `TF_K0_SET,
-    parameter [`TF_K_BITS*4-1:0] K1_SET = `TF_K1_SET
+    parameter [`TF_K_BITS*4-1:0] K0_SET = `TF_K0_SET,  // the four k (alpha = 2^-k) of EMA 0, 5 bits each
+    parameter [`TF_K_BITS*4-1:0] K1_SET = `TF_K1_SET  // the four k of EMA 1; the K registers take only these
 ) (
     input wire aclk,
     input wire aresetn,
