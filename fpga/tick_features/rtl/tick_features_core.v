@@ -540,10 +540,42 @@ module tick_features_core #(
   end
 
   // What the record entering p holds without a broadcast from the record in p.
-  wire [STATE_W-1:0] p_prev = fwd_has_reg[2] ? fwd_reg[2] : ram_u_reg;
+  // The two selects of it (fwd_has_reg[2], hit_reg[3]) drive every bit of
+  // the state entering p: each has three replicas, and each of the four
+  // copies selects one part of the word (fanout about 180 instead of 707).
+  // The replicas differ in their initial or reset value (a don't-care: they
+  // are loaded every cycle and nothing is accepted during a reset), which
+  // keeps synthesis from merging them back into one register.
+  reg fh_r1 = 1'b0, fh_r2 = 1'b1, fh_r3 = 1'b1;  // replicas of fwd_has_reg[2]
+  reg h3_r1 = 1'b0, h3_r2 = 1'b1, h3_r3 = 1'b1;  // replicas of hit_reg[3]
+  always @(posedge clk) begin
+    fh_r1 <= fwd_has_reg[1] | hit[2];
+    fh_r2 <= fwd_has_reg[1] | hit[2];
+    fh_r3 <= rst ? 1'b1 : fwd_has_reg[1] | hit[2];
+    h3_r1 <= hit_next[3];
+    h3_r2 <= hit_next[3];
+    h3_r3 <= rst ? 1'b1 : hit_next[3];
+  end
+  wire [3:0] fh_sel = {fh_r3, fh_r2, fh_r1, fwd_has_reg[2]};
+  wire [3:0] h3_sel = {h3_r3, h3_r2, h3_r1, hit[3]};
+  // Part g of the word: [0, ST_E0), the EMAs, the sums, the quote and the carry bit.
+  wire [STATE_W-1:0] p_prev_g[0:3], p_next_g[0:3];
+  genvar gp;
+  generate
+    for (gp = 0; gp < 4; gp = gp + 1) begin : g_p_part
+      assign p_prev_g[gp] = fh_sel[gp] ? fwd_reg[2] : ram_u_reg;
+      assign p_next_g[gp] = bcast(p_prev_g[gp], h3_sel[gp], dx[3], ema_gu_reg[3], ema_gs_reg[3],
+                                  sum_g_reg[3]);
+    end
+  endgenerate
+  wire [STATE_W-1:0] p_prev = p_prev_g[0];
   // The state of the record entering p (the EMA loop closes here).
-  wire [STATE_W-1:0] p_next = bcast(p_prev, hit[3], dx[3], ema_gu_reg[3], ema_gs_reg[3],
-                                    sum_g_reg[3]);
+  wire [STATE_W-1:0] p_next = {
+    p_next_g[3][STATE_W-1:ST_BP],
+    p_next_g[2][ST_BP-1:ST_PV],
+    p_next_g[1][ST_PV-1:ST_E0],
+    p_next_g[0][ST_E0-1:0]
+  };
 
   // The gates of the next cycle: the record entering p adds its old u unless
   // it is the symbol's first trade, and subtracts u >>> k if it is a later trade.
