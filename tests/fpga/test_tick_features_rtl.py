@@ -3,7 +3,8 @@
 Two builds: the default ``N_SYMBOLS = 4096`` (directed tests, latency/II and a
 random scoreboard), and ``N_SYMBOLS = 16`` for the 100,000-record random
 scoreboard, where a small table makes symbol collisions and read-modify-write
-hazards frequent (built with other EMA k sets than the default, extremes included).  Build folders go under ``fpga/tick_features/tb/sim_build/``
+hazards frequent (built with other EMA k sets than the default, extremes
+included).  Build folders go under ``fpga/tick_features/tb/sim_build/``
 (gitignored).
 
 cocotb's runner writes an xUnit results file per run; `run_cocotb` reads it and fails
