@@ -35,6 +35,26 @@ N_EMA_HW = 2  # EMA spans computed by the core (k0, k1)
 K_BITS = 5  # width of a k register: alpha = 2**-k with 0 <= k <= 31
 K_MAX = (1 << K_BITS) - 1
 K_RESET = (4, 8)  # k0, k1 after reset (engine spans 31 and 511)
+# The k values a default build of the core supports, per EMA (parameters K0_SET,
+# K1_SET: four each, selected by a one-LUT multiplexer in the update loop).  The
+# K registers read back the k in force in [4:0] and the build's four in [24:5].
+K_SET_SIZE = 4
+K_SETS = ((2, 3, 4, 5), (6, 8, 10, 12))  # EMA 0 spans 7..63, EMA 1 spans 127..8191
+
+
+def k_register_value(k: int, k_set: tuple[int, ...]) -> int:
+    """What a K register reads: the k in force in [4:0], the build's set in [24:5]."""
+    value = k
+    for i, ks in enumerate(k_set):
+        value |= ks << (K_BITS * (i + 1))
+    return value
+
+
+def k_register_fields(value: int) -> tuple[int, tuple[int, ...]]:
+    """(k in force, the build's supported k values) from a K register's value."""
+    ks = tuple((value >> (K_BITS * (i + 1))) & K_MAX for i in range(K_SET_SIZE))
+    return value & K_MAX, ks
+
 
 # ---------------------------------------------------------------------------
 # Output record flags.
@@ -174,8 +194,21 @@ REGISTERS: tuple[Register, ...] = (
         reset=None,
         doc="bit 0 RESET_BUSY; bit 1 IDLE; bit 2 MMIO_DONE; bit 3 MMIO_BUSY",
     ),
-    Register(name="K0", offset=0x10, access="RW", reset=K_RESET[0], doc="EMA 0: alpha = 2^-K0"),
-    Register(name="K1", offset=0x14, access="RW", reset=K_RESET[1], doc="EMA 1: alpha = 2^-K1"),
+    Register(
+        name="K0",
+        offset=0x10,
+        access="RW",
+        reset=k_register_value(K_RESET[0], K_SETS[0]),
+        doc="EMA 0: alpha = 2^-k; [4:0] k in force; [24:5] the four k of this build "
+        "(5 bits each, RO): a write of any other k is ignored",
+    ),
+    Register(
+        name="K1",
+        offset=0x14,
+        access="RW",
+        reset=k_register_value(K_RESET[1], K_SETS[1]),
+        doc="EMA 1: as K0",
+    ),
     Register(
         name="N_SYMBOLS", offset=0x18, access="RO", reset=None, doc="symbol ids accepted: 0..N-1"
     ),
@@ -318,6 +351,8 @@ def render_verilog_header() -> str:
         f"`define TF_K_BITS {K_BITS}",
         f"`define TF_K0_RESET {K_RESET[0]}",
         f"`define TF_K1_RESET {K_RESET[1]}",
+        f"`define TF_K0_SET {K_BITS * K_SET_SIZE}'h{k_register_value(0, K_SETS[0]) >> K_BITS:05X}",
+        f"`define TF_K1_SET {K_BITS * K_SET_SIZE}'h{k_register_value(0, K_SETS[1]) >> K_BITS:05X}",
         "",
         "// Identity and AXI4-Lite register map (byte offsets).",
         f"`define TF_CORE_ID 32'h{CORE_ID:08X}",

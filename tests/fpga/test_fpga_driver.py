@@ -136,7 +136,8 @@ class CoreRegisterDevice:
                 elif name == "STATUS":
                     value = L.STATUS_IDLE | (L.STATUS_MMIO_DONE if self.done else 0)
                 elif name in ("K0", "K1"):
-                    value = self.k[int(name[1])]
+                    j = int(name[1])
+                    value = L.k_register_value(self.k[j], L.K_SETS[j])
                 elif name == "N_SYMBOLS":
                     value = n_symbols
                 elif name == "CONFIG":
@@ -167,8 +168,9 @@ class CoreRegisterDevice:
                         self.done = True
                 elif off in (L.REGISTER_OFFSETS["K0"], L.REGISTER_OFFSETS["K1"]):
                     j = 0 if off == L.REGISTER_OFFSETS["K0"] else 1
-                    self.k[j] = value & L.K_MAX
-                    self.model.set_k(*self.k)
+                    if value & L.K_MAX in L.K_SETS[j]:  # the core ignores other k
+                        self.k[j] = value & L.K_MAX
+                        self.model.set_k(*self.k)
 
         return _Dev()
 
@@ -233,10 +235,14 @@ def test_registers_land_at_the_layout_offsets_on_a_memory_mapped_device():
     words[L.REGISTER_OFFSETS["ID"] // 4] = L.CORE_ID
     words[L.REGISTER_OFFSETS["VERSION"] // 4] = L.CORE_VERSION
     ip.check_identity()
-    ip.set_k(6, 13)
+    # The K registers carry the build's supported k (the core's reset values).
+    words[L.REGISTER_OFFSETS["K0"] // 4] = L.k_register_value(4, L.K_SETS[0])
+    words[L.REGISTER_OFFSETS["K1"] // 4] = L.k_register_value(8, L.K_SETS[1])
+    assert ip.k_supported == L.K_SETS and ip.k == (4, 8)
+    ip.set_k(3, 10)
     ip.enable()
-    assert words[L.REGISTER_OFFSETS["K0"] // 4] == 6
-    assert words[L.REGISTER_OFFSETS["K1"] // 4] == 13
+    assert words[L.REGISTER_OFFSETS["K0"] // 4] == 3
+    assert words[L.REGISTER_OFFSETS["K1"] // 4] == 10
     assert words[L.REGISTER_OFFSETS["CTRL"] // 4] == L.CTRL_ENABLE
     words[L.REGISTER_OFFSETS["RECORDS_IN_LO"] // 4] = 5
     words[L.REGISTER_OFFSETS["RECORDS_IN_HI"] // 4] = 2
@@ -252,11 +258,11 @@ def test_mmio_single_record_path_through_pynq_mmio(core_device):
     ip.check_identity()
     with pytest.raises(RuntimeError, match="disabled"):
         ip.process_one(random_slots(0, 1, 16)[0])
-    ip.set_k(2, 9)
+    ip.set_k(2, 10)
     ip.enable()
     slots = random_slots(2, 40, 16)
     got = np.concatenate([ip.process_one(slots[i]) for i in range(40)])
-    assert got.tobytes() == process(slots, FeatureState(16, (2, 9))).tobytes()
+    assert got.tobytes() == process(slots, FeatureState(16, (2, 10))).tobytes()
     # The slot went to MMIO_IN word by word before each submit.
     submit = (L.REGISTER_OFFSETS["CTRL"], L.CTRL_ENABLE | L.CTRL_MMIO_SUBMIT)
     last = len(core_device.writes) - 1 - core_device.writes[::-1].index(submit)
@@ -334,22 +340,39 @@ def test_overlay_batches_through_the_dma_and_shares_state_with_mmio(core_device)
         axi_dma_0=dma,
     )
     ol = fpga.FpgaOverlay.from_overlay(
-        overlay, host_allocate, k=(4, 11), max_records_per_transfer=7
+        overlay, host_allocate, k=(5, 12), max_records_per_transfer=7
     )
-    assert ol.n_symbols == 16 and ip.k == (4, 11) and ip.enabled
+    assert ol.n_symbols == 16 and ip.k == (5, 12) and ip.enabled
     trades = np.zeros(30, dtype=schema.TRADE)
     trades["symbol"] = np.arange(30) % 5
     trades["price"] = 1000 + np.arange(30)
     trades["size"] = 3
     slots = random_slots(4, 20, 16)
     got = np.concatenate([ol.process(trades), ol.process_one(slots[0]), ol.process(slots[1:])])
-    state = FeatureState(16, (4, 11))
+    state = FeatureState(16, (5, 12))
     want = np.concatenate([process(trades, state), process(slots, state)])
     assert got.tobytes() == want.tobytes()
     assert dma.transfers[:5] == [7 * 64] * 4 + [2 * 64]  # 30 records in chunks of 7
     assert HostBuffer.flushes >= 5 and HostBuffer.invalidates >= 5
     ol.close()
     assert not ip.enabled
+
+
+@needs_pynq
+def test_a_k_the_bitstream_does_not_support_is_refused_in_one_line(core_device):
+    ip = fpga.driver_class()({"phys_addr": BASE, "addr_range": RANGE})
+    assert ip.k_supported == L.K_SETS and ip.k == L.K_RESET
+    writes = len(core_device.writes)
+    with pytest.raises(ValueError) as err:
+        ip.set_k(4, 11)  # span 4095: EMA 1 of this build has k 6, 8, 10, 12
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("EMA 1: k=11 (span 4095) is not supported by this bitstream")
+    assert "k 6, 8, 10, 12 (spans 127, 511, 2047, 8191)" in message
+    assert len(core_device.writes) == writes and ip.k == L.K_RESET  # nothing written
+    overlay = SimpleNamespace(ip_dict={"tf": {"type": L.VLNV}}, tf=ip)
+    with pytest.raises(fpga.FpgaUnavailableError, match="EMA 0: k=7 .* is not supported"):
+        fpga.FpgaOverlay.from_overlay(overlay, host_allocate, k=(7, 8))
 
 
 @needs_pynq

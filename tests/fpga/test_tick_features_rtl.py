@@ -3,7 +3,8 @@
 Two builds: the default ``N_SYMBOLS = 4096`` (directed tests, latency/II and a
 random scoreboard), and ``N_SYMBOLS = 16`` for the 100,000-record random
 scoreboard, where a small table makes symbol collisions and read-modify-write
-hazards frequent.  Build folders go under ``fpga/tick_features/tb/sim_build/``
+hazards frequent (built with other EMA k sets than the default, extremes
+included).  Build folders go under ``fpga/tick_features/tb/sim_build/``
 (gitignored).
 
 cocotb's runner writes an xUnit results file per run; `run_cocotb` reads it and fails
@@ -22,6 +23,8 @@ from xml.etree import ElementTree
 
 import pytest
 
+from tickpath.kernels.fixedpoint import layout as L
+
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = ROOT / "fpga" / "tick_features"
 RTL = BLOCK / "rtl"
@@ -31,6 +34,10 @@ SOURCES = [RTL / "tick_features.v", RTL / "tick_features_core.v", RTL / "tick_fe
 needs_iverilog = pytest.mark.skipif(
     shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) is not on PATH"
 )
+
+# The small-table build supports other k than the default one (extremes included).
+K0_SET_SMALL = L.k_register_value(0, (0, 4, 17, 31)) >> L.K_BITS
+K1_SET_SMALL = L.k_register_value(0, (1, 8, 13, 23)) >> L.K_BITS
 
 DIRECTED = [
     "test_latency_and_initiation_interval",
@@ -136,7 +143,7 @@ def test_tick_features_scoreboard_100k_small_table() -> None:
     records = os.environ.get("TF_RECORDS_100K", "100000")
     run_cocotb(
         "n16",
-        {"N_SYMBOLS": 16, "MUL_STAGES": 3},
+        {"N_SYMBOLS": 16, "MUL_STAGES": 3, "K0_SET": K0_SET_SMALL, "K1_SET": K1_SET_SMALL},
         ["test_scoreboard_random"],
         {"TF_RECORDS": records, "TF_SEED": "2"},
     )

@@ -42,6 +42,16 @@ class FpgaUnavailableError(RuntimeError):
     """The FPGA overlay cannot be used here; the message says why, in one line."""
 
 
+def unsupported_k_message(ema: int, k: int, supported: tuple[int, ...]) -> str:
+    """One line: EMA ``ema`` cannot use ``k`` on this bitstream, and what it can use."""
+    spans = ", ".join(str(2 ** (s + 1) - 1) for s in supported)
+    span = f" (span {2 ** (k + 1) - 1})" if isinstance(k, int) and 0 <= k <= L.K_MAX else ""
+    return (
+        f"EMA {ema}: k={k}{span} is not supported by this bitstream; it supports "
+        f"k {', '.join(map(str, supported))} (spans {spans})"
+    )
+
+
 class RegisterWindow(Protocol):
     """What the register layer needs: 32-bit reads and writes at byte offsets."""
 
@@ -98,16 +108,31 @@ class TickFeaturesRegisters:
 
     @property
     def k(self) -> tuple[int, int]:
-        """The EMA shifts (alpha = 2**-k) in registers K0, K1."""
-        return self.read_reg("K0"), self.read_reg("K1")
+        """The EMA shifts in force (alpha = 2**-k), from registers K0, K1."""
+        k0 = L.k_register_fields(self.read_reg("K0"))[0]
+        k1 = L.k_register_fields(self.read_reg("K1"))[0]
+        return k0, k1
+
+    @property
+    def k_supported(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The four k each EMA of this bitstream supports (a per-build choice)."""
+        s0 = L.k_register_fields(self.read_reg("K0"))[1]
+        s1 = L.k_register_fields(self.read_reg("K1"))[1]
+        return s0, s1
 
     def set_k(self, k0: int, k1: int) -> None:
-        """Set the EMA shifts; takes effect for the records that follow."""
-        for k in (k0, k1):
-            if not 0 <= k <= L.K_MAX:
-                raise ValueError(f"k must be in 0..{L.K_MAX}, got {k}")
+        """Set the EMA shifts; takes effect for the records that follow.
+
+        Raises ValueError (one line) for a k this bitstream does not support:
+        the core ignores such a write, so it is refused here before any write.
+        """
+        for j, (k, supported) in enumerate(zip((k0, k1), self.k_supported)):
+            if k not in supported:
+                raise ValueError(unsupported_k_message(j, k, supported))
         self.write_reg("K0", k0)
         self.write_reg("K1", k1)
+        if self.k != (k0, k1):
+            raise RuntimeError(f"the core did not take k = {(k0, k1)}: it reads {self.k}")
 
     @property
     def enabled(self) -> bool:
@@ -263,7 +288,10 @@ class FpgaOverlay:
         self.core: TickFeaturesRegisters = _ip(overlay, cores[0])
         self.dma = _ip(overlay, dmas[0]) if dmas else None
         self.core.check_identity()
-        self.core.set_k(*k)
+        try:
+            self.core.set_k(*k)
+        except ValueError as exc:  # a k this bitstream was not built for
+            raise FpgaUnavailableError(str(exc)) from None
         self.core.enable()
         self._in_buf: Any = None
         self._out_buf: Any = None

@@ -49,9 +49,15 @@ DEPTH = 24  # the bound stated in docs/fpga.md and run by tests/fpga/test_fpga_f
 CUTS = (
     "w:dut.p_st_reg",
     "w:dut.fwd_reg*",
+    "w:dut.ema_gu_reg*",
+    "w:dut.ema_gs_reg*",
+    "w:dut.sum_g_reg*",
     "w:dut.ram_rd_reg",
     "w:dut.s_state_reg",
     "w:dut.pp_reg*",
+    "w:dut.mul_a_reg",
+    "w:dut.mul_b_reg",
+    "w:dut.q_qf_reg*",
     "w:dut.corr2_reg",
     "w:dut.mmio_out_reg",
 )

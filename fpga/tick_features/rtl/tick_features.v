@@ -13,7 +13,9 @@
 module tick_features #(
     parameter N_SYMBOLS = 4096,  // symbol state entries; symbol ids >= N_SYMBOLS are rejected
     parameter MUL_STAGES = 4,  // stages before the state update (>= 3); latency = MUL_STAGES + 3
-    parameter OUT_FIFO_DEPTH = 16  // output FIFO entries: a power of two >= MUL_STAGES + 4
+    parameter OUT_FIFO_DEPTH = 16,  // output FIFO entries: a power of two >= MUL_STAGES + 4
+    parameter [`TF_K_BITS*4-1:0] K0_SET = `TF_K0_SET,  // the four k (alpha = 2^-k) of EMA 0, 5 bits each
+    parameter [`TF_K_BITS*4-1:0] K1_SET = `TF_K1_SET  // the four k of EMA 1; the K registers take only these
 ) (
     input wire aclk,
     input wire aresetn,
@@ -57,14 +59,16 @@ module tick_features #(
   always @(posedge aclk) rst_reg <= !aresetn;
 
   wire enable, soft_reset, mmio_submit, reset_busy, idle, mmio_done, mmio_busy;
-  wire [`TF_K_BITS-1:0] k0, k1;
+  wire [1:0] k0_sel, k1_sel;
   wire [`TF_IN_W-1:0] mmio_in;
   wire [`TF_OUT_W-1:0] mmio_out;
   wire [63:0] records_in, records_out, reject_symbol, reject_kind;
 
   tick_features_axil #(
       .N_SYMBOLS(N_SYMBOLS),
-      .LATENCY  (LATENCY)
+      .LATENCY(LATENCY),
+      .K0_SET(K0_SET),
+      .K1_SET(K1_SET)
   ) regs (
       .clk(aclk),
       .rst(rst_reg),
@@ -88,8 +92,8 @@ module tick_features #(
       .s_axil_rvalid(s_axil_rvalid),
       .s_axil_rready(s_axil_rready),
       .enable(enable),
-      .k0(k0),
-      .k1(k1),
+      .k0_sel(k0_sel),
+      .k1_sel(k1_sel),
       .soft_reset(soft_reset),
       .mmio_submit(mmio_submit),
       .mmio_in(mmio_in),
@@ -107,7 +111,9 @@ module tick_features #(
   tick_features_core #(
       .N_SYMBOLS(N_SYMBOLS),
       .MUL_STAGES(MUL_STAGES),
-      .OUT_FIFO_DEPTH(OUT_FIFO_DEPTH)
+      .OUT_FIFO_DEPTH(OUT_FIFO_DEPTH),
+      .K0_SET(K0_SET),
+      .K1_SET(K1_SET)
   ) core (
       .clk(aclk),
       .rst(rst_reg),
@@ -121,8 +127,8 @@ module tick_features #(
       .m_axis_tready(m_axis_tready),
       .m_axis_tlast(m_axis_tlast),
       .enable(enable),
-      .k0(k0),
-      .k1(k1),
+      .k0_sel(k0_sel),
+      .k1_sel(k1_sel),
       .soft_reset(soft_reset),
       .reset_busy(reset_busy),
       .idle(idle),

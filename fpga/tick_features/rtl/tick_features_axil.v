@@ -12,7 +12,9 @@
 
 module tick_features_axil #(
     parameter N_SYMBOLS = 4096,  // reported in the N_SYMBOLS register
-    parameter LATENCY = 6  // reported in CONFIG[15:8]: s_axis to m_axis cycles
+    parameter LATENCY = 6,  // reported in CONFIG[15:8]: s_axis to m_axis cycles
+    parameter [`TF_K_BITS*4-1:0] K0_SET = `TF_K0_SET,  // the four k EMA 0 accepts (5 bits each)
+    parameter [`TF_K_BITS*4-1:0] K1_SET = `TF_K1_SET  // the four k EMA 1 accepts
 ) (
     input wire clk,
     input wire rst,
@@ -38,8 +40,8 @@ module tick_features_axil #(
     input  wire                          s_axil_rready,
 
     output wire                  enable,
-    output wire [`TF_K_BITS-1:0] k0,
-    output wire [`TF_K_BITS-1:0] k1,
+    output wire [           1:0] k0_sel,  // index of the k in force in K0_SET
+    output wire [           1:0] k1_sel,  // index of the k in force in K1_SET
     output wire                  soft_reset,
     output wire                  mmio_submit,
     output wire [  `TF_IN_W-1:0] mmio_in,
@@ -67,10 +69,35 @@ module tick_features_axil #(
   reg rvalid_reg = 1'b0, rvalid_next;
   reg [31:0] rdata_reg = 0, rdata_next;
 
+  // k: only the four values of a set are accepted (the core's update loop
+  // selects among four fixed shifts); a write of any other value is ignored,
+  // so the register always reads back the k in force.
+  localparam KW = `TF_K_BITS;
+  function [2:0] k_index;  // {found, index} of k in a set
+    input [KW-1:0] k;
+    input [KW*4-1:0] set;
+    integer n;
+    begin
+      k_index = 3'd0;
+      for (n = 3; n >= 0; n = n - 1) if (set[KW*n+:KW] == k) k_index = {1'b1, n[1:0]};
+    end
+  endfunction
+  localparam [2:0] K0_RESET_IX = k_index(`TF_K0_RESET, K0_SET);
+  localparam [2:0] K1_RESET_IX = k_index(`TF_K1_RESET, K1_SET);
+  generate
+    if (!K0_RESET_IX[2] || !K1_RESET_IX[2]) begin : g_bad_k_set
+      initial $fatal(1, "K0_SET / K1_SET must contain the reset k (TF_K0_RESET / TF_K1_RESET)");
+    end
+  endgenerate
+  wire [2:0] k0_wr_ix = k_index(w_data_reg[KW-1:0], K0_SET);
+  wire [2:0] k1_wr_ix = k_index(w_data_reg[KW-1:0], K1_SET);
+
   // Registers.
   reg enable_reg = 1'b0, enable_next;
-  reg [`TF_K_BITS-1:0] k0_reg = `TF_K0_RESET, k0_next;
-  reg [`TF_K_BITS-1:0] k1_reg = `TF_K1_RESET, k1_next;
+  reg [KW-1:0] k0_reg = `TF_K0_RESET, k0_next;
+  reg [KW-1:0] k1_reg = `TF_K1_RESET, k1_next;
+  reg [1:0] k0_sel_reg = K0_RESET_IX[1:0], k0_sel_next;
+  reg [1:0] k1_sel_reg = K1_RESET_IX[1:0], k1_sel_next;
   reg soft_reset_reg = 1'b0, soft_reset_next;
   reg mmio_submit_reg = 1'b0, mmio_submit_next;
   reg [`TF_IN_W-1:0] mmio_in_reg = 0, mmio_in_next;
@@ -89,8 +116,8 @@ module tick_features_axil #(
   assign s_axil_rvalid = rvalid_reg;
 
   assign enable = enable_reg;
-  assign k0 = k0_reg;
-  assign k1 = k1_reg;
+  assign k0_sel = k0_sel_reg;
+  assign k1_sel = k1_sel_reg;
   assign soft_reset = soft_reset_reg;
   assign mmio_submit = mmio_submit_reg;
   assign mmio_in = mmio_in_reg;
@@ -127,6 +154,8 @@ module tick_features_axil #(
     enable_next = enable_reg;
     k0_next = k0_reg;
     k1_next = k1_reg;
+    k0_sel_next = k0_sel_reg;
+    k1_sel_next = k1_sel_reg;
     soft_reset_next = 1'b0;
     mmio_submit_next = 1'b0;
     mmio_in_next = mmio_in_reg;
@@ -164,8 +193,16 @@ module tick_features_axil #(
             soft_reset_next = w_data_reg[`TF_CTRL_SOFT_RESET_BIT];
             mmio_submit_next = w_data_reg[`TF_CTRL_MMIO_SUBMIT_BIT];
           end
-          `TF_REG_K0: if (w_strb_reg[0]) k0_next = w_data_reg[`TF_K_BITS-1:0];
-          `TF_REG_K1: if (w_strb_reg[0]) k1_next = w_data_reg[`TF_K_BITS-1:0];
+          `TF_REG_K0:
+          if (w_strb_reg[0] && k0_wr_ix[2]) begin
+            k0_next = w_data_reg[KW-1:0];
+            k0_sel_next = k0_wr_ix[1:0];
+          end
+          `TF_REG_K1:
+          if (w_strb_reg[0] && k1_wr_ix[2]) begin
+            k1_next = w_data_reg[KW-1:0];
+            k1_sel_next = k1_wr_ix[1:0];
+          end
           default: ;
         endcase
       end
@@ -181,8 +218,8 @@ module tick_features_axil #(
           `TF_REG_VERSION: rdata_next = `TF_CORE_VERSION;
           `TF_REG_CTRL: rdata_next = {30'd0, reset_busy, enable_reg};
           `TF_REG_STATUS: rdata_next = status;
-          `TF_REG_K0: rdata_next = {{(32 - `TF_K_BITS) {1'b0}}, k0_reg};
-          `TF_REG_K1: rdata_next = {{(32 - `TF_K_BITS) {1'b0}}, k1_reg};
+          `TF_REG_K0: rdata_next = {{(32 - 5 * KW) {1'b0}}, K0_SET, k0_reg};
+          `TF_REG_K1: rdata_next = {{(32 - 5 * KW) {1'b0}}, K1_SET, k1_reg};
           `TF_REG_N_SYMBOLS: rdata_next = N_SYMBOLS;
           `TF_REG_CONFIG: rdata_next = config_word;
           `TF_REG_RECORDS_IN_LO: begin
@@ -223,6 +260,8 @@ module tick_features_axil #(
     enable_reg <= enable_next;
     k0_reg <= k0_next;
     k1_reg <= k1_next;
+    k0_sel_reg <= k0_sel_next;
+    k1_sel_reg <= k1_sel_next;
     soft_reset_reg <= soft_reset_next;
     mmio_submit_reg <= mmio_submit_next;
     mmio_in_reg <= mmio_in_next;
@@ -238,6 +277,8 @@ module tick_features_axil #(
       enable_reg <= 1'b0;
       k0_reg <= `TF_K0_RESET;
       k1_reg <= `TF_K1_RESET;
+      k0_sel_reg <= K0_RESET_IX[1:0];
+      k1_sel_reg <= K1_RESET_IX[1:0];
       soft_reset_reg <= 1'b0;
       mmio_submit_reg <= 1'b0;
       mmio_in_reg <= 0;

@@ -8,9 +8,10 @@
 // admitting a record only while a credit counter says the output buffer has
 // room for it and for every record already in flight):
 //
-//   in -> q[1]        the record (and K0/K1, sampled here: a K write applies
-//                     to the records accepted after it)
-//      -> q[2]        16 partial products 16x16 of price*size (DSP, registered)
+//   in -> q[1]        the record (and the k selections, sampled here: a K
+//                     write applies to the records accepted after it)
+//      -> q[2]        16 partial products 16x16 of price*size (DSP, registered);
+//                     kind and symbol range checked from the q[1] registers
 //      -> q[3..M]     partial-product sums; the symbol's state is read from
 //                     block RAM with the address of q[M-2] and arrives in q[M]
 //      -> p           the record with the newest state of its symbol (its own
@@ -41,6 +42,13 @@
 // between "a broadcast arrived" and "keep what you have" is folded into the
 // adder's operands (gated to zero), so there is no multiplexer after it.
 // The EMA itself, ema = x - u + (u >>> k), is computed beside the loop into s.
+// k is one of four per EMA fixed at build time (K0_SET, K1_SET): the shift is
+// a 4-way selection of wired shifts (one LUT per bit), not a barrel shifter.
+// The operand gating is done a cycle ahead, as synchronous resets of per-
+// consumer copies of u (ema_gu_reg, ema_gs_reg, sum_g_reg): each adder sees
+// registers only, and each copy drives one consumer (bounded fanout).  The
+// 128-bit sum of price*size is two 64-bit carry chains with the carry between
+// them kept as a state bit (ST_PVC) and added at the output.
 
 `default_nettype none
 `timescale 1ns / 1ps
@@ -50,7 +58,9 @@
 module tick_features_core #(
     parameter N_SYMBOLS = 4096,  // symbol state entries; symbol ids >= N_SYMBOLS are rejected
     parameter MUL_STAGES = 4,  // stages before the state update (>= 3); 4 keeps every path short
-    parameter OUT_FIFO_DEPTH = 16  // output buffer entries: a power of two >= MUL_STAGES + 4
+    parameter OUT_FIFO_DEPTH = 16,  // output buffer entries: a power of two >= MUL_STAGES + 4
+    parameter [`TF_K_BITS*4-1:0] K0_SET = `TF_K0_SET,  // the four k of EMA 0 (5 bits each)
+    parameter [`TF_K_BITS*4-1:0] K1_SET = `TF_K1_SET  // the four k of EMA 1
 ) (
     input wire clk,
     input wire rst,
@@ -70,8 +80,8 @@ module tick_features_core #(
 
     // Control.
     input  wire                 enable,
-    input  wire [`TF_K_BITS-1:0] k0,
-    input  wire [`TF_K_BITS-1:0] k1,
+    input  wire [           1:0] k0_sel,  // k of EMA 0 = K0_SET[5*k0_sel +: 5]
+    input  wire [           1:0] k1_sel,  // k of EMA 1 = K1_SET[5*k1_sel +: 5]
     input  wire                 soft_reset,   // pulse: clear state and counters once idle
     output wire                 reset_busy,
     output wire                 idle,
@@ -110,13 +120,14 @@ module tick_features_core #(
   localparam ST_LS = ST_LP + 64;
   localparam ST_E0 = ST_LS + 64;
   localparam ST_E1 = ST_E0 + 64;
-  localparam ST_PV = ST_E1 + 64;  // 128 bits
+  localparam ST_PV = ST_E1 + 64;  // 128 bits, with a pending carry into the high half (ST_PVC)
   localparam ST_VOL = ST_PV + 128;
   localparam ST_BP = ST_VOL + 64;
   localparam ST_BS = ST_BP + 64;
   localparam ST_AP = ST_BS + 64;
   localparam ST_AS = ST_AP + 64;
-  localparam STATE_W = ST_AS + 64;
+  localparam ST_PVC = ST_AS + 64;  // sum of price*size = PV + (PVC << 64)
+  localparam STATE_W = ST_PVC + 1;
   // In the pipeline the same layout holds u = x - ema in ST_E0 / ST_E1 ("u form").
 
   // Parameter checks (elaboration fails on a bad value).
@@ -168,11 +179,10 @@ module tick_features_core #(
   wire in_last = mmio_pending_reg ? 1'b0 : s_axis_tlast;
   wire [7:0] in_kind = in_data[`TF_IN_KIND_LSB+:8];
   wire [31:0] in_sym = in_data[`TF_IN_TRADE_SYMBOL_LSB+:32];
-  wire in_kind_ok = (in_kind == `TF_KIND_TRADE) || (in_kind == `TF_KIND_QUOTE);
-  wire in_bad_kind = !in_kind_ok;
-  wire in_bad_sym = in_kind_ok && (in_sym >= N_SYMBOLS);
   wire [63:0] in_a = in_data[`TF_IN_TRADE_PRICE_LSB+:64];  // price or bid_price
   wire [63:0] in_b = in_data[`TF_IN_TRADE_SIZE_LSB+:64];  // size or bid_size
+  wire [63:0] in_c = in_data[`TF_IN_QUOTE_ASK_PRICE_LSB+:64];  // ask_price
+  wire [63:0] in_d = in_data[`TF_IN_QUOTE_ASK_SIZE_LSB+:64];  // ask_size
 
   // -------------------------------------------------------------------------
   // q[1..M]: the record.
@@ -180,19 +190,25 @@ module tick_features_core #(
   reg q_valid_reg[1:M];
   reg q_mmio_reg[1:M];
   reg q_last_reg[1:M];
-  reg q_ok_reg[1:M];
-  reg q_trade_reg[1:M];
-  reg [3:0] q_rej_reg[1:M];  // FLAG_BAD_* bits
+  // Checked from the q[1] registers into q[2] (not from the input port).
+  reg q_ok_reg[2:M];
+  reg q_trade_reg[2:M];
+  reg [3:0] q_rej_reg[2:M];  // FLAG_BAD_* bits
   reg [7:0] q_kind_reg[1:M];
   reg [31:0] q_sym_reg[1:M];
   reg [63:0] q_ts_reg[1:M];
-  reg [63:0] q_seq_reg[1:M];
+  reg [63:0] q_seq_reg[2:M];
   reg [63:0] q_a_reg[1:M];
   reg [63:0] q_b_reg[1:M];
   reg [63:0] q_c_reg[1:M];
   reg [63:0] q_d_reg[1:M];
-  reg [KW-1:0] q_k0_reg[1:M];
-  reg [KW-1:0] q_k1_reg[1:M];
+  // A quote's own features, computed from the input: {imb_den, imb_num, spread, mid_x2}.
+  reg [255:0] q_qf_reg[1:M];
+  reg [1:0] q_k0_reg[1:M];  // k selections (indices into K0_SET / K1_SET)
+  reg [1:0] q_k1_reg[1:M];
+
+  wire q1_kind_ok = (q_kind_reg[1] == `TF_KIND_TRADE) || (q_kind_reg[1] == `TF_KIND_QUOTE);
+  wire q1_sym_out = q_sym_reg[1] >= N_SYMBOLS;
 
   integer i;
   initial begin
@@ -203,39 +219,49 @@ module tick_features_core #(
     q_valid_reg[1] <= in_fire;
     q_mmio_reg[1] <= inject_mmio;
     q_last_reg[1] <= in_last;
-    q_ok_reg[1] <= in_kind_ok && !in_bad_sym;
-    q_trade_reg[1] <= (in_kind == `TF_KIND_TRADE);
-    q_rej_reg[1] <= (in_bad_kind ? `TF_FLAG_BAD_KIND : 4'd0) | (in_bad_sym ? `TF_FLAG_BAD_SYMBOL : 4'd0);
+    q_ok_reg[2] <= q1_kind_ok && !q1_sym_out;
+    q_trade_reg[2] <= (q_kind_reg[1] == `TF_KIND_TRADE);
+    q_rej_reg[2] <= (!q1_kind_ok ? `TF_FLAG_BAD_KIND : 4'd0) |
+        (q1_kind_ok && q1_sym_out ? `TF_FLAG_BAD_SYMBOL : 4'd0);
     q_kind_reg[1] <= in_kind;
     q_sym_reg[1] <= in_sym;
     q_ts_reg[1] <= in_data[`TF_IN_TRADE_TS_NS_LSB+:64];
-    q_seq_reg[1] <= records_in_reg;
+    q_seq_reg[2] <= records_in_reg;  // records that passed q[1] before this one
     q_a_reg[1] <= in_a;
     q_b_reg[1] <= in_b;
     q_c_reg[1] <= in_data[`TF_IN_QUOTE_ASK_PRICE_LSB+:64];
     q_d_reg[1] <= in_data[`TF_IN_QUOTE_ASK_SIZE_LSB+:64];
-    q_k0_reg[1] <= k0;
-    q_k1_reg[1] <= k1;
+    q_qf_reg[1] <= {in_b + in_d, in_b - in_d, in_c - in_a, in_a + in_c};
+    q_k0_reg[1] <= k0_sel;
+    q_k1_reg[1] <= k1_sel;
+    for (i = 3; i <= M; i = i + 1) begin
+      q_ok_reg[i] <= q_ok_reg[i-1];
+      q_trade_reg[i] <= q_trade_reg[i-1];
+      q_rej_reg[i] <= q_rej_reg[i-1];
+      q_seq_reg[i] <= q_seq_reg[i-1];
+    end
     for (i = 2; i <= M; i = i + 1) begin
       q_valid_reg[i] <= q_valid_reg[i-1];
       q_mmio_reg[i] <= q_mmio_reg[i-1];
       q_last_reg[i] <= q_last_reg[i-1];
-      q_ok_reg[i] <= q_ok_reg[i-1];
-      q_trade_reg[i] <= q_trade_reg[i-1];
-      q_rej_reg[i] <= q_rej_reg[i-1];
       q_kind_reg[i] <= q_kind_reg[i-1];
       q_sym_reg[i] <= q_sym_reg[i-1];
       q_ts_reg[i] <= q_ts_reg[i-1];
-      q_seq_reg[i] <= q_seq_reg[i-1];
       q_a_reg[i] <= q_a_reg[i-1];
       q_b_reg[i] <= q_b_reg[i-1];
       q_c_reg[i] <= q_c_reg[i-1];
       q_d_reg[i] <= q_d_reg[i-1];
+      q_qf_reg[i] <= q_qf_reg[i-1];
       q_k0_reg[i] <= q_k0_reg[i-1];
       q_k1_reg[i] <= q_k1_reg[i-1];
     end
     if (rst) begin
+      // (ok and trade also stay out of shift registers: they gate the update.)
       for (i = 1; i <= M; i = i + 1) q_valid_reg[i] <= 1'b0;
+      for (i = 2; i <= M; i = i + 1) begin
+        q_ok_reg[i] <= 1'b0;
+        q_trade_reg[i] <= 1'b0;
+      end
     end
   end
 
@@ -245,13 +271,24 @@ module tick_features_core #(
   // q[2]: partial products (one DSP each) and the sign correction;
   // q[3]: four rows (M >= 4); q[4]: two halves; p: the product.
   // -------------------------------------------------------------------------
-  reg [31:0] pp_reg[0:15];  // pp_reg[4*i+j] = a[16i +: 16] * b[16j +: 16]
+  // Partial product n = 4*i+j is a[16i +: 16] * b[16j +: 16], in pp_reg[32n +: 32]
+  // (one DSP each).  Its operands are registered for that multiplier alone
+  // (its input registers): q_a/q_b also go elsewhere.
+  reg [511:0] pp_reg;
   reg [63:0] corr2_reg;
+  (* keep *) reg [255:0] mul_a_reg;  // slice i of a for product n, at 16n
+  (* keep *) reg [255:0] mul_b_reg;  // slice j of b for product n
   integer pi, pj;
   always @(posedge clk) begin
     for (pi = 0; pi < 4; pi = pi + 1)
-    for (pj = 0; pj < 4; pj = pj + 1)
-    pp_reg[4*pi+pj] <= q_a_reg[1][16*pi+:16] * q_b_reg[1][16*pj+:16];
+    for (pj = 0; pj < 4; pj = pj + 1) begin
+      mul_a_reg[16*(4*pi+pj)+:16] <= in_a[16*pi+:16];
+      mul_b_reg[16*(4*pi+pj)+:16] <= in_b[16*pj+:16];
+    end
+  end
+  always @(posedge clk) begin
+    for (pi = 0; pi < 16; pi = pi + 1)
+    pp_reg[32*pi+:32] <= mul_a_reg[16*pi+:16] * mul_b_reg[16*pi+:16];
     corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
   end
 
@@ -261,8 +298,8 @@ module tick_features_core #(
   genvar gr;
   generate
     for (gr = 0; gr < 4; gr = gr + 1) begin : g_row
-      assign row_w[gr] = {16'd0, pp_reg[4*gr+2], pp_reg[4*gr+0]} +
-          {pp_reg[4*gr+3], pp_reg[4*gr+1], 16'd0};
+      assign row_w[gr] = {16'd0, pp_reg[32*(4*gr+2)+:32], pp_reg[32*(4*gr+0)+:32]} +
+          {pp_reg[32*(4*gr+3)+:32], pp_reg[32*(4*gr+1)+:32], 16'd0};
     end
   endgenerate
 
@@ -316,9 +353,11 @@ module tick_features_core #(
   reg [7:0] p_kind_reg;
   reg [31:0] p_sym_reg;
   reg [63:0] p_ts_reg, p_seq_reg, p_a_reg, p_b_reg, p_c_reg, p_d_reg;
-  reg [KW-1:0] p_k0_reg, p_k1_reg;
+  reg [1:0] p_k0_reg, p_k1_reg;
   reg [127:0] p_prod_reg;  // price * size of a trade, 0 for a quote
   reg [63:0] p_size_reg;  // size of a trade, 0 for a quote
+  // The quote features of the record's own quote (used when it is a quote).
+  reg [63:0] p_qmid_reg, p_qspread_reg, p_qimb_num_reg, p_qimb_den_reg;
   reg [STATE_W-1:0] p_st_reg;
 
   wire p_bcast = p_valid_reg && p_ok_reg;  // this record's state goes to those behind it
@@ -329,11 +368,33 @@ module tick_features_core #(
   wire [63:0] p_u0 = p_st_reg[ST_E0+:64];
   wire [63:0] p_u1 = p_st_reg[ST_E1+:64];
 
-  // The shift, as a 32-way selection of a sign-extended word.
-  wire [63+31:0] ext0 = {{31{p_u0[63]}}, p_u0};
-  wire [63+31:0] ext1 = {{31{p_u1[63]}}, p_u1};
-  wire [63:0] p_s0 = ext0[p_k0_reg+:64];
-  wire [63:0] p_s1 = ext1[p_k1_reg+:64];
+  // The shift u >>> k with k one of the four of the build: a 4-way selection
+  // of fixed shifts (wiring), one LUT6 per bit (a multiplexer tree on the
+  // select bits, not a decoded case).
+  function [63:0] shr4(input [63:0] v, input [1:0] sel, input [KW*4-1:0] set);
+    reg [63+31:0] e;
+    reg [63:0] s0, s1, s2, s3;
+    begin
+      e  = {{31{v[63]}}, v};
+      s0 = e[set[0*KW+:KW]+:64];
+      s1 = e[set[1*KW+:KW]+:64];
+      s2 = e[set[2*KW+:KW]+:64];
+      s3 = e[set[3*KW+:KW]+:64];
+      shr4 = sel[1] ? (sel[0] ? s3 : s2) : (sel[0] ? s1 : s0);
+    end
+  endfunction
+
+  // Gated copies of the EMA loop registers, one pair per consumer: c = 0..3
+  // the broadcast targets (below), c = 4 the record's own new state.
+  // gu = u where the consumer adds u, else 0; gs = u where it subtracts
+  // u >>> k, else 0.  The gates are known a cycle ahead and applied as the
+  // registers' synchronous resets, so the loop's adders see no gating logic
+  // and each copy drives only its own consumer (fanout bounded).
+  reg [127:0] ema_gu_reg[0:4];  // {u1, u0}
+  reg [127:0] ema_gs_reg[0:4];
+  // Likewise the sums {vol, pv} for targets 0..3 (hit ? old sums : 0).
+  reg [192:0] sum_g_reg[0:3];
+  wire [127:0] gu4 = ema_gu_reg[4], gs4 = ema_gs_reg[4];
 
   // a + b + c + cin (64-bit, wrapping) as a carry-save step and one carry
   // chain: the per-bit sum and majority are one LUT level.
@@ -346,19 +407,34 @@ module tick_features_core #(
     end
   endfunction
 
+  // The 128-bit sums as two 64-bit carry chains: the carry out of the low
+  // half is kept as a bit (ST_PVC) and added into the high half by the next
+  // addition (or at the output), never carried across 128 bits in one cycle.
+  // {c, s} = a + ac<<64 + b + bc<<64 - (c<<64): ac and bc are never both 1.
+  function [128:0] pvadd(input [127:0] a, input ac, input [127:0] b, input bc);
+    reg [64:0] lo, hi;
+    begin
+      lo = {1'b0, a[63:0]} + {1'b0, b[63:0]};
+      hi = {a[127:64], 1'b1} + {b[127:64], ac | bc};  // a + b + cin, one chain
+      pvadd = {lo[64], hi[64:1], lo[63:0]};
+    end
+  endfunction
+
   // The new state (e form) of this record's symbol.
   reg [STATE_W-1:0] p_new;
   always @* begin
     p_new = p_st_reg;
     // x - u + s as one three-input addition: x + ~u + s + 1 (~0 + 1 = -0).
-    p_new[ST_E0+:64] = add3(p_x, p_use_u ? ~p_u0 : ~64'd0, p_use_s ? p_s0 : 64'd0, 1'b1);
-    p_new[ST_E1+:64] = add3(p_x, p_use_u ? ~p_u1 : ~64'd0, p_use_s ? p_s1 : 64'd0, 1'b1);
+    p_new[ST_E0+:64] = add3(p_x, ~gu4[63:0], shr4(gs4[63:0], p_k0_reg, K0_SET), 1'b1);
+    p_new[ST_E1+:64] = add3(p_x, ~gu4[127:64], shr4(gs4[127:64], p_k1_reg, K1_SET), 1'b1);
+    // (p_prod_reg and p_size_reg are zero for a quote: no selection.)
+    {p_new[ST_PVC], p_new[ST_PV+:128]} = pvadd(p_st_reg[ST_PV+:128], p_st_reg[ST_PVC], p_prod_reg,
+                                               1'b0);
+    p_new[ST_VOL+:64] = p_st_reg[ST_VOL+:64] + p_size_reg;
     if (p_trade_reg) begin
       p_new[ST_HAS_T] = 1'b1;
       p_new[ST_LP+:64] = p_a_reg;
       p_new[ST_LS+:64] = p_b_reg;
-      p_new[ST_PV+:128] = p_st_reg[ST_PV+:128] + p_prod_reg;
-      p_new[ST_VOL+:64] = p_st_reg[ST_VOL+:64] + p_size_reg;
     end else begin
       p_new[ST_HAS_Q] = 1'b1;
       p_new[ST_BP+:64] = p_a_reg;
@@ -371,20 +447,21 @@ module tick_features_core #(
 
   // Broadcast of this record's state (u form) into a younger record with
   // x = x_younger: prev is what it holds, hit says whether it has this
-  // symbol, dx = x_younger - x_p (a register).  With hit low the result is
-  // prev, with every selection folded into the adders' operands.
-  function [STATE_W-1:0] bcast(input [STATE_W-1:0] prev, input hit, input [63:0] dx);
-    reg gu, gs;
+  // symbol, dx = x_younger - x_p (a register), gu / gs the target's gated
+  // copies of u (zero unless hit).  E = (hit ? dx : prev) + gu - (gs >>> k):
+  // with hit low the result is prev (0 + ~0 + 1 = 0).
+  function [STATE_W-1:0] bcast(input [STATE_W-1:0] prev, input hit, input [63:0] dx,
+                               input [127:0] gu, input [127:0] gs, input [192:0] gsum);
     begin
-      gu = hit && p_use_u;
-      gs = hit && p_use_s;
       bcast = hit ? p_new : prev;
-      bcast[ST_E0+:64] = add3(hit ? dx : prev[ST_E0+:64], gu ? p_u0 : 64'd0, gs ? ~p_s0 : 64'd0, gs);
-      bcast[ST_E1+:64] = add3(hit ? dx : prev[ST_E1+:64], gu ? p_u1 : 64'd0, gs ? ~p_s1 : 64'd0, gs);
-      bcast[ST_PV+:128] = (hit ? p_prod_reg : prev[ST_PV+:128]) +
-          (hit ? p_st_reg[ST_PV+:128] : 128'd0);
-      bcast[ST_VOL+:64] = (hit ? p_size_reg : prev[ST_VOL+:64]) +
-          (hit ? p_st_reg[ST_VOL+:64] : 64'd0);
+      bcast[ST_E0+:64] = add3(hit ? dx : prev[ST_E0+:64], gu[63:0],
+                              ~shr4(gs[63:0], p_k0_reg, K0_SET), 1'b1);
+      bcast[ST_E1+:64] = add3(hit ? dx : prev[ST_E1+:64], gu[127:64],
+                              ~shr4(gs[127:64], p_k1_reg, K1_SET), 1'b1);
+      // The sums: gsum = {pvc, vol, pv} of this record's old state where hit, else 0.
+      {bcast[ST_PVC], bcast[ST_PV+:128]} = pvadd(hit ? p_prod_reg : prev[ST_PV+:128],
+                                                 !hit && prev[ST_PVC], gsum[127:0], gsum[192]);
+      bcast[ST_VOL+:64] = (hit ? p_size_reg : prev[ST_VOL+:64]) + gsum[191:128];
     end
   endfunction
 
@@ -419,15 +496,18 @@ module tick_features_core #(
     end
   endgenerate
 
+  // hit in the next cycle (the D of hit_reg), also the gates of ema_g*_reg.
+  wire [3:0] hit_next;
+  // Target t is stage M-2+t; its record is now in stage M-4+t.
+  assign hit_next[0] = q_m_bcast && (src0_sym == q_m_sym);
+  assign hit_next[1] = q_m_bcast && (src1_sym == q_m_sym);
+  assign hit_next[2] = q_m_bcast && (q_sym_reg[M-2][SYM_W-1:0] == q_m_sym);
+  assign hit_next[3] = q_m_bcast && (q_sym_reg[M-1][SYM_W-1:0] == q_m_sym);
   always @(posedge clk) begin
-    // Target t is stage M-2+t; its record is now in stage M-4+t.
-    hit_reg[0] <= q_m_bcast && (src0_sym == q_m_sym);
+    hit_reg <= hit_next;
     dx_reg[0] <= xof(src0_a) - xof(q_a_reg[M]);
-    hit_reg[1] <= q_m_bcast && (src1_sym == q_m_sym);
     dx_reg[1] <= xof(src1_a) - xof(q_a_reg[M]);
-    hit_reg[2] <= q_m_bcast && (q_sym_reg[M-2][SYM_W-1:0] == q_m_sym);
     dx_reg[2] <= xof(q_a_reg[M-2]) - xof(q_a_reg[M]);
-    hit_reg[3] <= q_m_bcast && (q_sym_reg[M-1][SYM_W-1:0] == q_m_sym);
     dx_reg[3] <= xof(q_a_reg[M-1]) - xof(q_a_reg[M]);
     if (rst) hit_reg <= 4'd0;
   end
@@ -460,15 +540,86 @@ module tick_features_core #(
   end
 
   // What the record entering p holds without a broadcast from the record in p.
-  wire [STATE_W-1:0] p_prev = fwd_has_reg[2] ? fwd_reg[2] : ram_u_reg;
+  // The two selects of it (fwd_has_reg[2], hit_reg[3]) drive every bit of
+  // the state entering p: each has three replicas, and each of the four
+  // copies selects one part of the word (fanout about 180 instead of 707).
+  // The replicas differ in their initial or reset value (a don't-care: they
+  // are loaded every cycle and nothing is accepted during a reset), which
+  // keeps synthesis from merging them back into one register.
+  reg fh_r1 = 1'b0, fh_r2 = 1'b1, fh_r3 = 1'b1;  // replicas of fwd_has_reg[2]
+  reg h3_r1 = 1'b0, h3_r2 = 1'b1, h3_r3 = 1'b1;  // replicas of hit_reg[3]
+  always @(posedge clk) begin
+    fh_r1 <= fwd_has_reg[1] | hit[2];
+    fh_r2 <= fwd_has_reg[1] | hit[2];
+    fh_r3 <= rst ? 1'b1 : fwd_has_reg[1] | hit[2];
+    h3_r1 <= hit_next[3];
+    h3_r2 <= hit_next[3];
+    h3_r3 <= rst ? 1'b1 : hit_next[3];
+  end
+  wire [3:0] fh_sel = {fh_r3, fh_r2, fh_r1, fwd_has_reg[2]};
+  wire [3:0] h3_sel = {h3_r3, h3_r2, h3_r1, hit[3]};
+  // Part g of the word: [0, ST_E0), the EMAs, the sums, the quote and the carry bit.
+  wire [STATE_W-1:0] p_prev_g[0:3], p_next_g[0:3];
+  genvar gp;
+  generate
+    for (gp = 0; gp < 4; gp = gp + 1) begin : g_p_part
+      assign p_prev_g[gp] = fh_sel[gp] ? fwd_reg[2] : ram_u_reg;
+      assign p_next_g[gp] = bcast(p_prev_g[gp], h3_sel[gp], dx[3], ema_gu_reg[3], ema_gs_reg[3],
+                                  sum_g_reg[3]);
+    end
+  endgenerate
+  wire [STATE_W-1:0] p_prev = p_prev_g[0];
+  // The state of the record entering p (the EMA loop closes here).
+  wire [STATE_W-1:0] p_next = {
+    p_next_g[3][STATE_W-1:ST_BP],
+    p_next_g[2][ST_BP-1:ST_PV],
+    p_next_g[1][ST_PV-1:ST_E0],
+    p_next_g[0][ST_E0-1:0]
+  };
+
+  // The gates of the next cycle: the record entering p adds its old u unless
+  // it is the symbol's first trade, and subtracts u >>> k if it is a later trade.
+  wire nx_trade = q_trade_reg[M];
+  wire nx_has_t = hit[3] ? (p_has_t || p_trade_reg) : p_prev[ST_HAS_T];
+  wire nx_use_u = !(nx_trade && !nx_has_t);
+  wire nx_use_s = nx_trade && nx_has_t;
+  wire [127:0] nx_u = {p_next[ST_E1+:64], p_next[ST_E0+:64]};
+  wire [192:0] nx_sums = {p_next[ST_PVC], p_next[ST_VOL+:64], p_next[ST_PV+:128]};
+  integer gc;
+  always @(posedge clk) begin
+    for (gc = 0; gc < 4; gc = gc + 1) begin
+      ema_gu_reg[gc] <= (hit_next[gc] && nx_use_u && !rst) ? nx_u : 128'd0;
+      ema_gs_reg[gc] <= (hit_next[gc] && nx_use_s && !rst) ? nx_u : 128'd0;
+      sum_g_reg[gc] <= (hit_next[gc] && !rst) ? nx_sums : 193'd0;
+    end
+    ema_gu_reg[4] <= nx_use_u ? nx_u : 128'd0;
+    ema_gs_reg[4] <= nx_use_s ? nx_u : 128'd0;
+  end
+
+  // Target 0's gated copies: registers, or (MUL_STAGES = 3, hit[0] computed
+  // in place from the input) gated here.
+  wire [127:0] gu0, gs0;
+  wire [192:0] gsum0;
+  generate
+    if (M >= 4) begin : g_gate0_reg
+      assign gu0 = ema_gu_reg[0];
+      assign gs0 = ema_gs_reg[0];
+      assign gsum0 = sum_g_reg[0];
+    end else begin : g_gate0_comb
+      assign gu0 = (hit[0] && p_use_u) ? {p_u1, p_u0} : 128'd0;
+      assign gs0 = (hit[0] && p_use_s) ? {p_u1, p_u0} : 128'd0;
+      assign gsum0 = hit[0] ? {p_st_reg[ST_PVC], p_st_reg[ST_VOL+:64], p_st_reg[ST_PV+:128]} :
+          193'd0;
+    end
+  endgenerate
 
   always @(posedge clk) begin
-    fwd_reg[0] <= bcast({STATE_W{1'b0}}, hit[0], dx[0]);
-    fwd_reg[1] <= bcast(fwd_reg[0], hit[1], dx[1]);
-    fwd_reg[2] <= bcast(fwd_reg[1], hit[2], dx[2]);
+    fwd_reg[0] <= bcast({STATE_W{1'b0}}, hit[0], dx[0], gu0, gs0, gsum0);
+    fwd_reg[1] <= bcast(fwd_reg[0], hit[1], dx[1], ema_gu_reg[1], ema_gs_reg[1], sum_g_reg[1]);
+    fwd_reg[2] <= bcast(fwd_reg[1], hit[2], dx[2], ema_gu_reg[2], ema_gs_reg[2], sum_g_reg[2]);
     fwd_has_reg <= {fwd_has_reg[1] | hit[2], fwd_has_reg[0] | hit[1], hit[0]};
     ram_u_reg <= ram_u_next;
-    p_st_reg <= bcast(p_prev, hit[3], dx[3]);
+    p_st_reg <= p_next;
 
     p_valid_reg <= q_valid_reg[M];
     p_mmio_reg <= q_mmio_reg[M];
@@ -488,6 +639,7 @@ module tick_features_core #(
     p_k1_reg <= q_k1_reg[M];
     p_prod_reg <= q_trade_reg[M] ? {half_hi_mq, 32'd0} + {32'd0, half_lo_mq} : 128'd0;
     p_size_reg <= q_trade_reg[M] ? q_b_reg[M] : 64'd0;
+    {p_qimb_den_reg, p_qimb_num_reg, p_qspread_reg, p_qmid_reg} <= q_qf_reg[M];
     if (rst) begin
       // Also keeps the p registers out of shift-register (SRL) inference:
       // they select the update, an SRL's clock-to-out is slow.
@@ -518,7 +670,12 @@ module tick_features_core #(
   reg [SYM_W-1:0] s_wr_addr_reg;
   // The quote features, computed from the new state beside the s registers
   // (not between them and the output register).
-  reg [63:0] s_mid_reg, s_spread_reg, s_imb_num_reg, s_imb_den_reg;
+  // Two candidates each: from the symbol's stored quote (a trade keeps it)
+  // and from the record's own quote (computed a stage earlier, in p); the
+  // output selects by s_trade_reg.
+  reg [63:0] s_mid_reg, s_spread_reg, s_imb_num_reg, s_imb_den_reg;  // stored quote
+  reg [63:0] s_qmid_reg, s_qspread_reg, s_qimb_num_reg, s_qimb_den_reg;  // own quote
+  reg s_trade_reg;
 
   always @(posedge clk) begin
     s_valid_reg <= p_valid_reg;
@@ -530,11 +687,20 @@ module tick_features_core #(
     s_sym_reg <= p_sym_reg;
     s_ts_reg <= p_ts_reg;
     s_seq_reg <= p_seq_reg;
-    s_state_reg <= sweep_reg ? {STATE_W{1'b0}} : p_new;
-    s_mid_reg <= p_new[ST_BP+:64] + p_new[ST_AP+:64];
-    s_spread_reg <= p_new[ST_AP+:64] - p_new[ST_BP+:64];
-    s_imb_num_reg <= p_new[ST_BS+:64] - p_new[ST_AS+:64];
-    s_imb_den_reg <= p_new[ST_BS+:64] + p_new[ST_AS+:64];
+    // Zero for a rejected record too (never written to the block RAM then):
+    // its output needs no gating after the pv_hi carry below.
+    s_state_reg <= (sweep_reg || !p_ok_reg) ? {STATE_W{1'b0}} : p_new;
+    // Both candidates from registers, then a selection: a trade keeps the
+    // quote fields, a quote brings new ones.
+    s_mid_reg <= p_st_reg[ST_BP+:64] + p_st_reg[ST_AP+:64];
+    s_spread_reg <= p_st_reg[ST_AP+:64] - p_st_reg[ST_BP+:64];
+    s_imb_num_reg <= p_st_reg[ST_BS+:64] - p_st_reg[ST_AS+:64];
+    s_imb_den_reg <= p_st_reg[ST_BS+:64] + p_st_reg[ST_AS+:64];
+    s_qmid_reg <= p_qmid_reg;
+    s_qspread_reg <= p_qspread_reg;
+    s_qimb_num_reg <= p_qimb_num_reg;
+    s_qimb_den_reg <= p_qimb_den_reg;
+    s_trade_reg <= p_trade_reg;
     s_wr_reg <= sweep_reg || p_bcast;
     s_wr_addr_reg <= sweep_reg ? sweep_addr_reg : p_sym_reg[SYM_W-1:0];
     s_sweep_reg <= sweep_reg;
@@ -564,17 +730,20 @@ module tick_features_core #(
       feat[`TF_OUT_EMA0_LSB+:64] = s_state_reg[ST_E0+:64];
       feat[`TF_OUT_EMA1_LSB+:64] = s_state_reg[ST_E1+:64];
       feat[`TF_OUT_PV_LO_LSB+:64] = s_state_reg[ST_PV+:64];
-      feat[`TF_OUT_PV_HI_LSB+:64] = s_state_reg[ST_PV+64+:64];
+
       feat[`TF_OUT_VOLUME_LSB+:64] = s_state_reg[ST_VOL+:64];
       feat[`TF_OUT_BID_PRICE_LSB+:64] = s_state_reg[ST_BP+:64];
       feat[`TF_OUT_ASK_PRICE_LSB+:64] = s_state_reg[ST_AP+:64];
-      feat[`TF_OUT_MID_X2_LSB+:64] = s_mid_reg;
-      feat[`TF_OUT_SPREAD_LSB+:64] = s_spread_reg;
-      feat[`TF_OUT_IMB_NUM_LSB+:64] = s_imb_num_reg;
-      feat[`TF_OUT_IMB_DEN_LSB+:64] = s_imb_den_reg;
+      feat[`TF_OUT_MID_X2_LSB+:64] = s_trade_reg ? s_mid_reg : s_qmid_reg;
+      feat[`TF_OUT_SPREAD_LSB+:64] = s_trade_reg ? s_spread_reg : s_qspread_reg;
+      feat[`TF_OUT_IMB_NUM_LSB+:64] = s_trade_reg ? s_imb_num_reg : s_qimb_num_reg;
+      feat[`TF_OUT_IMB_DEN_LSB+:64] = s_trade_reg ? s_imb_den_reg : s_qimb_den_reg;
     end else begin
       feat[`TF_OUT_FLAGS_LSB+:8] = {4'd0, s_rej_reg};
     end
+    // The pending carry of the sum goes into the high half here (the state is
+    // zero for a rejected record, so no gating after the addition).
+    feat[`TF_OUT_PV_HI_LSB+:64] = s_state_reg[ST_PV+64+:64] + {63'd0, s_state_reg[ST_PVC]};
   end
 
   // -------------------------------------------------------------------------
@@ -603,8 +772,13 @@ module tick_features_core #(
   reg [`TF_OUT_W-1:0] mmio_out_reg;
   assign mmio_out = mmio_out_reg;
 
-  wire [FIFO_AW:0] fifo_count_next = fifo_count_reg + {{FIFO_AW{1'b0}}, fifo_push} -
-      {{FIFO_AW{1'b0}}, from_fifo};
+  // The count moves by one at most: the +1 / -1 values come from the
+  // register, the selection after them (no adder behind the handshakes).
+  wire fifo_up = fifo_push && !from_fifo;
+  wire fifo_down = from_fifo && !fifo_push;
+  wire [FIFO_AW:0] fifo_count_next = fifo_up ? fifo_count_reg + 1'b1 :
+      fifo_down ? fifo_count_reg - 1'b1 : fifo_count_reg;
+  wire fifo_one = (fifo_count_reg == 1);
 
   always @(posedge clk) begin
     if (fifo_push) begin
@@ -619,7 +793,7 @@ module tick_features_core #(
     end
     if (out_load) out_valid_reg <= from_fifo || push;
     fifo_count_reg <= fifo_count_next;
-    fifo_empty_reg <= (fifo_count_next == 0);
+    fifo_empty_reg <= fifo_up ? 1'b0 : fifo_down ? fifo_one : fifo_empty_reg;
     if (mmio_capture) mmio_out_reg <= feat;
     if (rst) begin
       fifo_wr_reg <= 0;
@@ -634,8 +808,9 @@ module tick_features_core #(
   // Control: credits, soft reset sweep, MMIO handshake, counters.
   // -------------------------------------------------------------------------
   wire pipe_empty = (credit_reg == OUT_FIFO_DEPTH);
-  wire q1_bad_sym = q_valid_reg[1] && q_rej_reg[1][2];  // FLAG_BAD_SYMBOL
-  wire q1_bad_kind = q_valid_reg[1] && q_rej_reg[1][3];  // FLAG_BAD_KIND
+  wire credit_one = (credit_reg == 1);
+  wire q2_bad_sym = q_valid_reg[2] && q_rej_reg[2][2];  // FLAG_BAD_SYMBOL
+  wire q2_bad_kind = q_valid_reg[2] && q_rej_reg[2][3];  // FLAG_BAD_KIND
 
   always @* begin
     credit_next = credit_reg - {{FIFO_AW{1'b0}}, in_fire} + {{FIFO_AW{1'b0}}, m_fire} +
@@ -646,11 +821,12 @@ module tick_features_core #(
     mmio_pending_next = mmio_pending_reg;
     mmio_inflight_next = mmio_inflight_reg;
     mmio_done_next = mmio_done_reg;
-    records_in_next = records_in_reg + (in_fire ? 64'd1 : 64'd0);
+    // Counted when the record is in q[1] (a register, not the handshake).
+    records_in_next = records_in_reg + (q_valid_reg[1] ? 64'd1 : 64'd0);
     records_out_next = records_out_reg + (m_fire ? 64'd1 : 64'd0) + (mmio_capture ? 64'd1 : 64'd0);
-    // Rejects are counted a cycle after the record is accepted, from q[1].
-    reject_symbol_next = reject_symbol_reg + (q1_bad_sym ? 64'd1 : 64'd0);
-    reject_kind_next = reject_kind_reg + (q1_bad_kind ? 64'd1 : 64'd0);
+    // Rejects are counted two cycles after the record is accepted, from q[2].
+    reject_symbol_next = reject_symbol_reg + (q2_bad_sym ? 64'd1 : 64'd0);
+    reject_kind_next = reject_kind_reg + (q2_bad_kind ? 64'd1 : 64'd0);
 
     if (mmio_submit && !mmio_pending_reg && !mmio_inflight_reg) begin
       mmio_pending_next = 1'b1;
@@ -688,7 +864,9 @@ module tick_features_core #(
 
   always @(posedge clk) begin
     credit_reg <= credit_next;
-    credit_nz_reg <= (credit_next != 0);
+    // credit_next == 0 without the adder: credits move by -1 .. +2 a cycle.
+    credit_nz_reg <= !((credit_one && in_fire && !m_fire && !mmio_capture) ||
+                       (!credit_nz_reg && !m_fire && !mmio_capture));
     clear_counters_reg <= sweep_next && !sweep_reg;
     reset_pending_reg <= reset_pending_next;
     sweep_reg <= sweep_next;

@@ -89,6 +89,8 @@
 `define TF_K_BITS 5
 `define TF_K0_RESET 4
 `define TF_K1_RESET 8
+`define TF_K0_SET 20'h29062
+`define TF_K1_SET 20'h62906
 
 // Identity and AXI4-Lite register map (byte offsets).
 `define TF_CORE_ID 32'h54504B46

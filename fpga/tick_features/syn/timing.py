@@ -280,6 +280,13 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
         "target_period_ns": round(1000 / TARGET_MHZ, 3),
         "delay_models": {m.name: m.__dict__ for m in MODELS},
         "worst_nominal_ns": nominal[0]["ns"] if nominal else None,
+        # Yosys (0.23 and 0.70) packs no register into a DSP48E2: a product
+        # between registers is timed as a combinational DSP.  The worst path
+        # that does not pass through one (Vivado packs such registers as
+        # AREG/BREG/MREG/PREG, making that path internal to the DSP):
+        "worst_nominal_ns_without_dsp": next(
+            (p["ns"] for p in nominal if not p["through_dsp"]), None
+        ),
         "worst_levels": max((p["levels"] for p in paths), default=0),
         "paths_nominal": nominal[:top_paths],
         "worst_by_model_ns": {k: (v[0]["ns"] if v else None) for k, v in worst.items()},
@@ -407,16 +414,17 @@ class _Paths:
         self.kinds = kinds
         self.driver = driver
         self.inputs = inputs
-        self.memo: dict[int, tuple[float, int, int, int, str]] = {}
+        self.memo: dict[int, tuple[float, int, int, int, str, int]] = {}
 
-    def arrival(self, bit: int) -> tuple[float, int, int, int, str]:
-        """(ns, luts, muxf, carry cells, start group) of the latest signal on ``bit``."""
+    def arrival(self, bit: int) -> tuple[float, int, int, int, str, int]:
+        """(ns, luts, muxf, carry cells, start group, combinational DSPs) of the latest
+        signal on ``bit``."""
         if bit in self.memo:
             return self.memo[bit]
         m = self.m
-        self.memo[bit] = (0.0, 0, 0, 0, "loop?")  # guards a combinational loop
+        self.memo[bit] = (0.0, 0, 0, 0, "loop?", 0)  # guards a combinational loop
         if bit in self.inputs or bit not in self.driver:
-            res = (m.ff_clk_q, 0, 0, 0, "input port")
+            res = (m.ff_clk_q, 0, 0, 0, "input port", 0)
         else:
             cname, port = self.driver[bit]
             cell = self.cells[cname]
@@ -432,7 +440,7 @@ class _Paths:
                                 a = self.arrival(b)
                                 t = a[0] + m.net + m.lut
                                 if t > res[0]:
-                                    res = (t, a[1] + 1, a[2], a[3], a[4])
+                                    res = (t, a[1] + 1, a[2], a[3], a[4], a[5])
             else:
                 res = _through(k, cell, port, self.arrival, m)
         self.memo[bit] = res
@@ -457,6 +465,8 @@ class _Paths:
                         "luts": a[1],
                         "muxf": a[2],
                         "carry_cells": a[3],
+                        # through a DSP48E2 that Yosys left without registers
+                        "through_dsp": bool(a[5]),
                     }
 
         for cname, cell in self.cells.items():
@@ -510,18 +520,19 @@ def _start(k: str, cname: str, cell: dict, port: str, m: DelayModel) -> tuple:
         "lutram": m.lutram_clk_q,
         "dsp_seq": m.ff_clk_q,
     }
-    return (clk_q[k], 0, 0, 0, _group(cell.get("_rtl_name", cname)) + f" ({cell['type']})")
+    return (clk_q[k], 0, 0, 0, _group(cell.get("_rtl_name", cname)) + f" ({cell['type']})", 0)
 
 
 def _through(k: str, cell: dict, port: str, arrival, m: DelayModel) -> tuple:  # noqa: ANN001
     """Latest arrival at an output of a combinational cell."""
     dirs = cell.get("port_directions", {})
-    best = (0.0, 0, 0, 0, "constant")
+    best = (0.0, 0, 0, 0, "constant", 0)
     for p, conn in cell["connections"].items():
         if dirs.get(p) != "input":
             continue
         for b in _bits(conn):
             a = arrival(b)
+            dsp = 0
             if k == "lut":
                 t, add = a[0] + m.net + m.lut, (1, 0, 0)
             elif k == "muxf":
@@ -534,11 +545,11 @@ def _through(k: str, cell: dict, port: str, arrival, m: DelayModel) -> tuple:  #
                 else:
                     t, add = a[0] + m.net + m.carry_entry + width * m.carry_bit, (0, 0, 1)
             elif k == "dsp_comb":
-                t, add = a[0] + m.net + m.dsp_comb, (0, 0, 0)
+                t, add, dsp = a[0] + m.net + m.dsp_comb, (0, 0, 0), 1
             else:  # unknown cell: a LUT-like element
                 t, add = a[0] + m.net + m.lut, (1, 0, 0)
             if t > best[0]:
-                best = (t, a[1] + add[0], a[2] + add[1], a[3] + add[2], a[4])
+                best = (t, a[1] + add[0], a[2] + add[1], a[3] + add[2], a[4], a[5] + dsp)
     return best
 
 
@@ -590,10 +601,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  worst path (ns by model): {x['worst_by_model_ns']}  target {x['target_period_ns']}"
         )
+        print(f"  worst nominal path not through a DSP: {x['worst_nominal_ns_without_dsp']} ns")
         for p in x["paths_nominal"][:6]:
             print(
                 f"  {p['ns']:6.3f} ns  {p['levels']:2d} levels (LUT {p['luts']}, MUXF {p['muxf']}, "
                 f"carry {p['carry_cells']})  {p['from']} -> {p['to']}"
+                + ("  (through a DSP48E2 without registers)" if p["through_dsp"] else "")
             )
         print(f"  resources: {x['resources']}")
         print(f"  max fanout: {x['max_fanout'][:4]}")

@@ -88,9 +88,17 @@ class TB:
             await ClockCycles(self.dut.aclk, 64)
         raise AssertionError("RESET_BUSY never cleared")
 
+    async def k_sets(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The four k each EMA of this build supports (from the K registers)."""
+        sets = [L.k_register_fields(await self.read(REG[name]))[1] for name in ("K0", "K1")]
+        return sets[0], sets[1]
+
     async def start(self, k: tuple[int, int]) -> None:
-        await self.write(REG["K0"], k[0])
-        await self.write(REG["K1"], k[1])
+        """Set k (checked against the build's sets: other writes are ignored) and enable."""
+        sets = await self.k_sets()
+        for name, value, supported in zip(("K0", "K1"), k, sets):
+            assert value in supported, f"{name}={value} is not in this build's {supported}"
+            await self.write(REG[name], value)
         await self.write(REG["CTRL"], L.CTRL_ENABLE)
 
     def pauses(self, source_idle: float, sink_stall: float, seed: int) -> None:
@@ -275,7 +283,8 @@ async def test_scoreboard_random(dut: HierarchyObject) -> None:
     rng = np.random.default_rng(seed)
     tb = TB(dut, axis_models=False)
     await tb.reset()
-    k = (int(rng.integers(0, 8)), int(rng.integers(8, 20)))
+    sets = await tb.k_sets()
+    k = (int(rng.choice(sets[0])), int(rng.choice(sets[1])))
     await tb.start(k)
     slots = random_slots(rng, n, tb.n_symbols)
     lasts = random_lasts(rng, n, 200)
@@ -371,9 +380,18 @@ async def test_registers(dut: HierarchyObject) -> None:
     for reg in L.REGISTERS:
         if reg.reset is not None and reg.access != "WO":
             assert await tb.read(reg.offset) == reg.reset, reg.name
-    for name, value, back in (("K0", 17, 17), ("K1", 0xFF, L.K_MAX), ("K0", 0, 0)):
-        await tb.write(REG[name], value)
-        assert await tb.read(REG[name]) == back, name
+    # K: a supported k is taken, any other write is ignored (reads back the k in force).
+    sets = await tb.k_sets()
+    params = (int(dut.K0_SET.value), int(dut.K1_SET.value))
+    assert sets == tuple(L.k_register_fields(p << L.K_BITS)[1] for p in params)
+    for name, supported in zip(("K0", "K1"), sets):
+        in_force = L.k_register_fields(await tb.read(REG[name]))[0]
+        unsupported = [v for v in (0, 1, 7, 17, 31, 0xFF) if v & L.K_MAX not in supported]
+        for value in (supported[3], *unsupported, supported[0], *unsupported, supported[2]):
+            await tb.write(REG[name], value)
+            if value & L.K_MAX in supported:
+                in_force = value & L.K_MAX
+            assert await tb.read(REG[name]) == L.k_register_value(in_force, supported), value
     await tb.write(REG["CTRL"], L.CTRL_ENABLE)
     assert await tb.read(REG["CTRL"]) == L.CTRL_ENABLE
     status = await tb.read(REG["STATUS"])
@@ -395,7 +413,7 @@ async def test_rejects_and_counters(dut: HierarchyObject) -> None:
     """Out-of-range symbols and bad kinds: flagged, counted, state untouched."""
     tb = TB(dut)
     await tb.reset()
-    await tb.start((2, 5))
+    await tb.start((2, 6))
     ns = tb.n_symbols
     t = np.zeros(8, dtype=schema.TRADE)
     t["symbol"] = [0, ns, ns - 1, 2**32 - 1, 0, ns + 1, ns - 1, 0]
@@ -403,7 +421,7 @@ async def test_rejects_and_counters(dut: HierarchyObject) -> None:
     t["size"] = [1, 2, 3, 4, 5, 6, 7, 8]
     slots = to_slots(t)
     slots["kind"][4] = schema.KIND_ORDER  # a bad kind on an in-range symbol
-    state = FeatureState(ns, (2, 5))
+    state = FeatureState(ns, (2, 6))
     want = process(slots, state)
     got = await tb.run_batches(slots, [8])
     assert_same(got, want)
@@ -424,10 +442,10 @@ async def test_soft_reset_clears_state(dut: HierarchyObject) -> None:
     """CTRL.SOFT_RESET clears every symbol's state and the counters, keeps k."""
     tb = TB(dut)
     await tb.reset()
-    await tb.start((3, 9))
+    await tb.start((3, 10))
     rng = np.random.default_rng(3)
     slots = random_slots(rng, 300, min(tb.n_symbols, 8))
-    state = FeatureState(tb.n_symbols, (3, 9))
+    state = FeatureState(tb.n_symbols, (3, 10))
     assert_same(await tb.run_batches(slots, [300]), process(slots, state))
 
     await tb.write(REG["CTRL"], L.CTRL_ENABLE | L.CTRL_SOFT_RESET)
@@ -435,7 +453,8 @@ async def test_soft_reset_clears_state(dut: HierarchyObject) -> None:
     assert await tb.counters() == dict.fromkeys(
         ("RECORDS_IN", "RECORDS_OUT", "REJECT_SYMBOL", "REJECT_KIND"), 0
     )
-    assert await tb.read(REG["K0"]) == 3 and await tb.read(REG["CTRL"]) == L.CTRL_ENABLE
+    assert await tb.read(REG["K0"]) & L.K_MAX == 3
+    assert await tb.read(REG["CTRL"]) == L.CTRL_ENABLE
     state.reset()
     again = process(slots, state)
     got = await tb.run_batches(slots, [300])
@@ -444,7 +463,7 @@ async def test_soft_reset_clears_state(dut: HierarchyObject) -> None:
 
     # A hard reset clears state too (and restores the register defaults).
     await tb.reset()
-    await tb.start((3, 9))
+    await tb.start((3, 10))
     state.reset()
     assert_same(await tb.run_batches(slots[:50], [50]), process(slots[:50], state))
 
@@ -609,7 +628,7 @@ async def test_soft_reset_mid_stream(dut: HierarchyObject) -> None:
     with the old state, the core clears, the rest start from empty state, seq 0."""
     tb = TB(dut, axis_models=False)
     await tb.reset()
-    await tb.start((3, 7))
+    await tb.start((3, 8))
     n = 400
     slots = _hazard_slots(17, n, min(tb.n_symbols, 4))
 
@@ -622,7 +641,7 @@ async def test_soft_reset_mid_stream(dut: HierarchyObject) -> None:
     assert len(restarts) == 1, restarts  # exactly one restart of seq
     split = int(restarts[0])
     assert 0 < split < n
-    state = FeatureState(tb.n_symbols, (3, 7))
+    state = FeatureState(tb.n_symbols, (3, 8))
     want_before = process(slots[:split], state)
     state.reset()
     want_after = process(slots[split:], state)
@@ -639,7 +658,8 @@ async def test_alpha_change_in_flight(dut: HierarchyObject) -> None:
     record; neither k alone explains it."""
     tb = TB(dut, axis_models=False)
     await tb.reset()
-    old_k, new_k = (2, 9), (6, 3)
+    sets = await tb.k_sets()
+    old_k, new_k = (sets[0][0], sets[1][3]), (sets[0][3], sets[1][0])
     await tb.start(old_k)
     n = 300
     slots = _hazard_slots(19, n, min(tb.n_symbols, 3))
