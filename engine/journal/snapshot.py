@@ -304,6 +304,21 @@ def encode_snapshot(
     return b"".join([head, *_body(layouts)])
 
 
+def open_snapshot_file(
+    directory: str | os.PathLike[str], journal_next_index: int
+) -> tuple[Path, int]:
+    """The temporary file a snapshot is written to, open: ``(path, descriptor)``.
+
+    Opened from the engine's descriptor reserve, so idle peers holding every other
+    descriptor cannot make it fail with EMFILE (a forked writer gets it opened here,
+    in the engine, before the fork: its own table is the engine's).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{snapshot_name(journal_next_index)}.{os.getpid()}.tmp"
+    return tmp, open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+
+
 def write_snapshot(
     directory: str | os.PathLike[str],
     arrays: dict[str, np.ndarray],
@@ -312,7 +327,7 @@ def write_snapshot(
     journal_position: tuple[str, int] | None = None,
     before_commit: Callable[[], None] | None = None,
     dir_fd: int = -1,
-    opener: Callable[[str | os.PathLike[str], int], int] = open_fd,
+    opened: tuple[Path, int] | None = None,
 ) -> Path:
     """Write ``arrays`` (from :func:`state_arrays`) atomically; return the snapshot's path.
 
@@ -322,15 +337,13 @@ def write_snapshot(
     use, not its capacity.  ``before_commit`` runs after the data is on disk and
     before the rename (the journal uses it to make its entries up to
     ``journal_next_index`` durable first, so a snapshot never covers journal
-    entries a crash could lose).
+    entries a crash could lose).  ``opened``: the temporary file, already open
+    (:func:`open_snapshot_file`; a forked writer gets it from its parent).
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / snapshot_name(journal_next_index)
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     head, layouts = _layout(arrays, params, journal_next_index, journal_position)
-    # from the engine's reserve: no EMFILE while idle peers hold every other descriptor
-    fd = opener(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+    tmp, fd = opened if opened is not None else open_snapshot_file(directory, journal_next_index)
     try:
         _write_all(fd, head)
         for piece in _body(layouts):
@@ -579,7 +592,7 @@ class Snapshotter:
         self.last_error: str | None = None
         self._shadow: dict[str, np.ndarray] | None = None
         self._thread: threading.Thread | None = None
-        self._child: tuple[int, int, float] | None = None  # pid, journal index, start
+        self._child: tuple[int, int, float, Path] | None = None  # pid, index, start, tmp
         warm_up()  # numba loads its cache now, not at the first snapshot (no JIT, no open)
         # Held open, with the list of snapshots on disk, so that a snapshot needs one new
         # descriptor only (its file): idle peers may hold every other one.
@@ -647,28 +660,36 @@ class Snapshotter:
         sync_fd = self.commit_fd() if self.commit_fd is not None else -1
         commit = (lambda: os.fdatasync(sync_fd)) if sync_fd >= 0 else None
         params, directory, dir_fd = self.state.params, self.directory, self._dir_fd
+        t0 = time.perf_counter()
+        try:  # opened here, from the reserve: the child's table is a copy of this one
+            opened = open_snapshot_file(directory, index)
+        except OSError as exc:
+            self._failed(index, str(exc))
+            return
 
         def write() -> None:
-            write_snapshot(directory, arrays, params, index, position, commit, dir_fd, os.open)
+            write_snapshot(directory, arrays, params, index, position, commit, dir_fd, opened)
 
-        t0 = time.perf_counter()
         try:
-            pid = forked(write)  # needs no descriptor: works when idle peers hold them all
+            pid = forked(write)
         except OSError as exc:
+            opened[0].unlink(missing_ok=True)
             self._failed(index, f"fork: {exc}")
             return
+        finally:
+            os.close(opened[1])  # the child has its own copy
         self.last_copy_ms = (time.perf_counter() - t0) * 1e3
-        self._child = (pid, index, t0)
+        self._child = (pid, index, t0, opened[0])
 
     def _reap(self, block: bool) -> None:
-        pid, index, t0 = self._child
+        pid, index, t0, tmp = self._child
         done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
         if done == 0:
             return
         self._child = None
         why = exit_reason(status)
         if why:
-            (self.directory / f".{snapshot_name(index)}.{pid}.tmp").unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             self._failed(index, f"{why} (writing it in process {pid})")
             return
         self._committed(self.directory / snapshot_name(index), index, t0)
