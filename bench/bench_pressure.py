@@ -185,6 +185,16 @@ def role_handshakes(spec: dict) -> None:
         time.sleep(1)
 
 
+def _curve_pub(spec: dict) -> zmq.Socket:
+    """A CURVE PUB (an allowed key) connected to the engine's ingest, given a second to join."""
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    apply_curve_client(pub, spec["server_key"].encode(), spec["client_key"])
+    pub.connect(spec["ingest"])
+    time.sleep(1.0)  # a pressure role's own ramp-up, not a wait of a test
+    return pub
+
+
 def role_stalled_subs(spec: dict) -> None:
     """20 subscribers that never read, and a feed of 200 frames/s x 64 quotes."""
     ctx = zmq.Context.instance()
@@ -198,11 +208,7 @@ def role_stalled_subs(spec: dict) -> None:
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(spec["results"])
         subs.append(sub)
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    apply_curve_client(pub, spec["server_key"].encode(), spec["client_key"])
-    pub.connect(spec["ingest"])
-    time.sleep(1.0)
+    pub = _curve_pub(spec)
     q = np.zeros(64, s.QUOTE)
     q["symbol"] = np.arange(64) % 6 + 2  # not the probe's symbol
     q["bid_size"] = q["ask_size"] = s.SIZE_SCALE
@@ -221,12 +227,7 @@ def role_stalled_subs(spec: dict) -> None:
 
 def role_chain_flood(spec: dict) -> None:
     """5,000 quotes/s of the chain's underlying, its mid moving every time."""
-    ctx = zmq.Context.instance()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    apply_curve_client(pub, spec["server_key"].encode(), spec["client_key"])
-    pub.connect(spec["ingest"])
-    time.sleep(1.0)
+    pub = _curve_pub(spec)
     q = np.zeros(1, s.QUOTE)
     q["symbol"] = CHAIN_UNDERLYING
     q["bid_size"] = q["ask_size"] = s.SIZE_SCALE
@@ -246,12 +247,7 @@ def role_chain_flood(spec: dict) -> None:
 
 def role_backlog_1mib(spec: dict) -> None:
     """Legal 1 MiB quote frames, as fast as the socket takes them."""
-    ctx = zmq.Context.instance()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    apply_curve_client(pub, spec["server_key"].encode(), spec["client_key"])
-    pub.connect(spec["ingest"])
-    time.sleep(1.0)
+    pub = _curve_pub(spec)
     n = ((1 << 20) - s.HEADER_SIZE) // s.QUOTE_SIZE
     q = np.zeros(n, s.QUOTE)
     q["symbol"] = np.arange(n) % 6 + 2

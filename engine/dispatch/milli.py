@@ -283,18 +283,14 @@ class MilliPath(EngineExtension):
                 self._on_ticks(k.A_QUOTE, counts[k.A_QUOTE])
             elif counts[k.A_TRADE]:
                 self._on_ticks(k.A_TRADE, counts[k.A_TRADE])
-        if self._sampler is not None:
-            now = time.monotonic_ns()
-            if now >= self._sampler.next_ns:
-                self._sample(now)
+        if self._sampler is not None and self._sampler.due(time.monotonic_ns()):
+            self._sample()
 
     def _every_tick(self, engine: Any, now_ns: int) -> None:
         """on_tick: sample returns when no frame came during the interval; restart the
         stream process if it died."""
-        if self._sampler is not None:
-            now = time.monotonic_ns()
-            if now >= self._sampler.next_ns:
-                self._sample(now)
+        if self._sampler is not None and self._sampler.due(time.monotonic_ns()):
+            self._sample()
         if self.stream_process is not None:
             self.stream_process.check()
 
@@ -329,17 +325,12 @@ class MilliPath(EngineExtension):
             self.stream_jobs.on_events(data)
             self._events["sent"] += len(events)
 
-    def _sample(self, now: int) -> None:
-        sampler = self._sampler
-        sampler.due(now)
-        prices, newest = sampler.read(self._symbols_array())
+    def _sample(self) -> None:
+        prices, newest = self._sampler.read(self._engine.processor.state.sym_i)
         if self.stream_process is not None:
             self.stream_process.send(stream_process.SAMPLE, pack_sample(prices, newest))
         else:
             self.stream_jobs.on_sample(prices, newest)
-
-    def _symbols_array(self) -> np.ndarray:
-        return self._engine.processor.state.sym_i
 
     # ------------------------------------------------------------------ results
 
@@ -387,13 +378,11 @@ class MilliPath(EngineExtension):
             out.update(self.dispatcher.stats())
         if self.stream_jobs is not None:
             out.update(self.stream_jobs.stats())
+        snap = self.stream_process.snapshot() if self.stream_process is not None else {}
         if self.stream_process is not None:
-            snap = self.stream_process.snapshot()
-            lanes = snap.get("lanes", {})
-            out.setdefault("lanes", {}).update(
-                {name: lane for name, lane in lanes.items() if name == "stream"}
-                if self.dispatcher is not None else lanes
-            )  # fmt: skip
+            # the stream lane is the child's (an in-process dispatcher's is idle then)
+            if "stream" in snap.get("lanes", {}):
+                out.setdefault("lanes", {})["stream"] = snap["lanes"]["stream"]
             for key in ("backends", "health", "cpu_threads_per_worker", "chains", "correlation"):
                 if key in snap:
                     out[key] = snap[key]
@@ -405,10 +394,9 @@ class MilliPath(EngineExtension):
             }
         if self.pipe is not None:
             pipe = self.pipe.stats()
-            if self.stream_process is not None:  # the workers' side is the child's
-                child = self.stream_process.snapshot().get("pipe", {})
-                pipe["sent"] += child.get("sent", 0)
-                pipe["dropped"] += child.get("dropped", 0)
+            child = snap.get("pipe", {})  # the workers' side, in the stream process
+            pipe["sent"] += child.get("sent", 0)
+            pipe["dropped"] += child.get("dropped", 0)
             out["pipe"] = pipe
         if self.request_process is not None:  # the request lane lives in that process
             lane = self.request_process.lane_stats()

@@ -125,35 +125,12 @@ class StreamProcess:
 
     def check(self) -> None:
         """Once per stats interval: note the child's ready line; restart it if it died."""
-        if self._closing or self.child.proc is None:
-            return
-        if self.child.alive:
-            if self.child.ready is None:
-                try:
-                    if self.child.poll_ready(0.0) is not None:
-                        log.warning("milli path: stream process %d ready again", self.child.pid)
-                except RuntimeError as exc:
-                    log.error("%s", exc)
-            return
-        self.child.restarts += 1
-        log.error(
-            "milli path: the stream process exited with status %s; starting it again (%d)",
-            self.child.proc.returncode, self.child.restarts,
-        )  # fmt: skip
-        self.child.close_pipes()
-        self.child.spawn(self._start_line())
-        if self._configure is not None:
-            self.child.send_line(self._configure)
+        if not self._closing:
+            self.child.keep_alive(self._start_line(), [self._configure] if self._configure else [])
 
     def snapshot(self) -> dict:
         """The child's latest stats snapshot ({} before its first)."""
-        data = self.slot.read()
-        if not data:
-            return {}
-        try:
-            return msgspec.msgpack.decode(data)
-        except msgspec.DecodeError:
-            return {}
+        return self.slot.read_dict()
 
     def process_stats(self) -> dict:
         """pid, alive, ready, restarts."""
@@ -241,15 +218,16 @@ def _serve(start: dict) -> int:
         dispatch, config.analytics.n_symbols, lambda job: dispatcher.submit(job, "stream"), sink
     )
     received = {"messages": 0, "unknown": 0}
+    kernels = sorted(  # loaded once, at start: what this configuration compiled
+        m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("tickpath.kernels.cpu.")
+    )
 
     def publish() -> None:
         snap = dispatcher.stats()
         snap.update(jobs.stats())
         snap["pipe"] = pipe.stats()
         snap["received"] = dict(received)
-        snap["kernels"] = sorted(
-            m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("tickpath.kernels.cpu.")
-        )
+        snap["kernels"] = kernels
         slot.write(msgspec.msgpack.encode(snap))
 
     publish()

@@ -775,11 +775,11 @@ def forked(work: Callable[[], None]) -> int:
     """Run ``work()`` in a child made by ``os.fork()``; return the child's pid.
 
     The child sees the parent's memory as it was at the fork (copy-on-write). It runs
-    only `work` (which must touch no lock, socket or thread of the parent's: plain
-    system calls and compiled code), dies with the parent (``PR_SET_PDEATHSIG``), has
-    the hard descriptor limit (the parent's descriptors are all there too), and leaves
-    with ``os._exit``: status 0, or an OSError's errno, or 1. Raises OSError if the
-    fork fails.
+    only `work` (which must touch no lock, socket or thread of the parent's, and open
+    no descriptor: the parent's table, full at times, is its table; plain system calls
+    and compiled code), dies with the parent (``PR_SET_PDEATHSIG``), and leaves with
+    ``os._exit``: status 0, or an OSError's errno, or 1. Raises OSError if the fork
+    fails.
     """
     parent = os.getpid()
     pid = os.fork()
@@ -787,7 +787,6 @@ def forked(work: Callable[[], None]) -> int:
         return pid
     status = 1
     try:
-        import resource
         import signal
 
         if _PRCTL is not None:  # no child outlives its engine
@@ -796,8 +795,6 @@ def forked(work: Callable[[], None]) -> int:
             os._exit(1)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         work()
         status = 0
     except OSError as exc:  # its errno is the exit status: the parent can say why

@@ -19,8 +19,11 @@ import os
 import select
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
+
+_log = logging.getLogger("tickpath.engine")
 
 READY_TIMEOUT_S = 600.0  # a cold numba cache on a loaded machine compiles for minutes
 
@@ -94,8 +97,6 @@ class ChildProcess:
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> dict:
         """Block until the child is ready; RuntimeError (and the child killed) if it is
         not within `timeout_s` or fails."""
-        import time
-
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -108,6 +109,29 @@ class ChildProcess:
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"{self.what} was not ready within {timeout_s:g} s")
+
+    def keep_alive(self, start: dict, lines: Sequence[dict] = ()) -> None:
+        """Once per stats tick (never waits): note the ready line of a child started again;
+        start the child again with `start` (then `lines`) if it died."""
+        if self.proc is None:
+            return
+        if self.alive:
+            if self.ready is None:
+                try:
+                    if self.poll_ready(0.0) is not None:
+                        _log.warning("%s (pid %d) is ready again", self.what, self.pid)
+                except RuntimeError as exc:
+                    _log.error("%s", exc)
+            return
+        self.restarts += 1
+        _log.error(
+            "%s exited with status %s; starting it again (%d)",
+            self.what, self.proc.returncode, self.restarts,
+        )  # fmt: skip
+        self.close_pipes()
+        self.spawn(start)
+        for line in lines:
+            self.send_line(line)
 
     def close_pipes(self) -> None:
         """Close our ends of its stdin (the child sees EOF and exits) and stdout."""

@@ -114,37 +114,14 @@ class RequestProcess(EngineExtension):
 
     def on_tick(self, engine: Any, now_ns: int) -> None:
         """Restart the child if it died (without waiting: it reports ready later)."""
-        child = self.child
-        if self._closing or child is None or child.proc is None:
-            return
-        if child.alive:
-            if child.ready is None:
-                try:
-                    if child.poll_ready(0.0) is not None:
-                        log.warning("requests: process %d serves ROUTER %s again", self.pid,
-                                    self.bound)  # fmt: skip
-                except RuntimeError as exc:
-                    log.error("%s", exc)
-            return
-        child.restarts += 1
-        log.error(
-            "requests: the request process exited with status %s; starting it again (%d)",
-            child.proc.returncode, child.restarts,
-        )  # fmt: skip
-        child.close_pipes()
-        child.spawn({**self._start, "endpoint": self.bound or self.endpoint})
+        if not self._closing and self.child is not None:
+            self.child.keep_alive({**self._start, "endpoint": self.bound or self.endpoint})
 
     # -- stats ---------------------------------------------------------------------------
 
     def snapshot(self) -> dict:
         """The child's latest stats snapshot ({} before its first)."""
-        data = self.slot.read() if self.slot is not None else None
-        if not data:
-            return {}
-        try:
-            return msgspec.msgpack.decode(data)
-        except msgspec.DecodeError:
-            return {}
+        return self.slot.read_dict() if self.slot is not None else {}
 
     def lane_stats(self) -> dict | None:
         """The request lane's counters (merged by the milli path into dispatch.lanes)."""

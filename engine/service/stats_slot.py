@@ -71,6 +71,18 @@ class StatsSlot:
                 return data
         return None
 
+    def read_dict(self) -> dict:
+        """The latest snapshot decoded from msgpack ({} when there is none or it is bad)."""
+        import msgspec
+
+        data = self.read()
+        if not data:
+            return {}
+        try:
+            return msgspec.msgpack.decode(data)
+        except msgspec.DecodeError:
+            return {}
+
     def close(self) -> None:
         """Unmap and close the descriptor."""
         self._mm.close()
