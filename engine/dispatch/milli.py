@@ -49,7 +49,7 @@ from tickpath.engine.dispatch.correlation import ReturnSampler
 from tickpath.engine.dispatch.dispatcher import Dispatcher, worker_cpu_threads
 from tickpath.engine.dispatch.jobs import Job
 from tickpath.engine.dispatch.pipe import PUBLISH_META, PUBLISH_ROUTE, ResultPipe
-from tickpath.engine.dispatch.routing import HealthBook, RoutingTable, routed_backends
+from tickpath.engine.dispatch.routing import HealthBook, RoutingTable, warm_up_routed
 from tickpath.engine.dispatch.stream_jobs import StreamJobs, pack_event, pack_sample, symbol_roles
 from tickpath.engine.dispatch.stream_process import StreamProcess
 from tickpath.engine.service.engine import EngineExtension
@@ -197,11 +197,7 @@ class MilliPath(EngineExtension):
             if self._sampler is not None:
                 needed.add("covariance")
         self.registry.get(CPU).warmup(needed)
-        for name in routed_backends(self.config, self.registry):
-            try:
-                self.registry.get(name).warmup(needed)
-            except Exception as exc:  # it fails again on its first job and falls back
-                log.warning("warm-up of backend %s failed: %s", name, exc)
+        warm_up_routed(self.config, self.registry, needed)
         log.info("milli-path kernels ready in %.2f s", time.perf_counter() - t0)
         self.dispatcher = Dispatcher(self.config, self.registry, self.routing, self.health)
         self.dispatcher.start()

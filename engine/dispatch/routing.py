@@ -18,6 +18,7 @@ over the next job routed to it is a retry: success makes it healthy again.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from tickpath.engine.dispatch.config import (
     HealthConfig,
     RoutesConfig,
 )
+
+log = logging.getLogger("tickpath.dispatch")
 
 
 @dataclass
@@ -300,3 +303,16 @@ def routed_backends(config: DispatchConfig, registry: BackendRegistry) -> list[s
             if name != CPU and registry.usable(name):
                 names.add(name)
     return sorted(names)
+
+
+def warm_up_routed(
+    config: DispatchConfig, registry: BackendRegistry, needed: set[str] | None = None
+) -> None:
+    """Load the kernels in `needed` (None: all) on every backend other than the CPU a
+    route can use; one that fails is logged (it fails again on its first job, which then
+    falls back to the CPU)."""
+    for name in routed_backends(config, registry):
+        try:
+            registry.get(name).warmup(needed)
+        except Exception as exc:
+            log.warning("warm-up of backend %s failed: %s", name, exc)

@@ -163,7 +163,7 @@ def _serve(start: dict) -> int:
     from tickpath.engine.dispatch.backends import CHAIN_JOB, CPU, default_registry
     from tickpath.engine.dispatch.dispatcher import Dispatcher
     from tickpath.engine.dispatch.pipe import PUBLISH_META, PUBLISH_ROUTE, ResultPipe
-    from tickpath.engine.dispatch.routing import HealthBook, RoutingTable, routed_backends
+    from tickpath.engine.dispatch.routing import HealthBook, RoutingTable, warm_up_routed
     from tickpath.engine.dispatch.stream_jobs import StreamJobs, unpack_sample
 
     config = msgspec.json.decode(start["config"].encode(), type=EngineConfig)
@@ -199,11 +199,7 @@ def _serve(start: dict) -> int:
         dispatch.routes, registry, health, crossovers, dispatch.gpu_preference,
         second.get("calibration_note", ""),
     )  # fmt: skip
-    for name in routed_backends(dispatch, registry):
-        try:
-            registry.get(name).warmup(needed)
-        except Exception as exc:  # it fails again on its first job and falls back
-            log.warning("warm-up of backend %s failed: %s", name, exc)
+    warm_up_routed(dispatch, registry, needed)
     log.info("stream kernels ready in %.2f s", time.perf_counter() - t0)
     pipe = ResultPipe(context, dispatch.result_hwm, start["results"], pull=False)
     dispatcher = Dispatcher(dispatch, registry, routing, health)

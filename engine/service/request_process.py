@@ -162,10 +162,9 @@ class _Host:
 
     def __init__(self, context: zmq.Context, config: Any, crossovers: dict, note: str) -> None:
         from tickpath.engine.dispatch.backends import CPU, default_registry
-        from tickpath.engine.dispatch.config import MILLI_ANALYTICS
         from tickpath.engine.dispatch.dispatcher import Dispatcher
         from tickpath.engine.dispatch.pipe import ResultPipe
-        from tickpath.engine.dispatch.routing import HealthBook, RoutingTable
+        from tickpath.engine.dispatch.routing import HealthBook, RoutingTable, warm_up_routed
 
         self.config = config.dispatch
         self.registry = default_registry()
@@ -176,14 +175,7 @@ class _Host:
             self.config.gpu_preference, note,
         )  # fmt: skip
         self.registry.get(CPU).warmup()
-        for analytic in MILLI_ANALYTICS:
-            route = self.config.routes.route(analytic)
-            for name in self.config.gpu_preference if route == "auto" else (route,):
-                if name != CPU and self.registry.usable(name):
-                    try:
-                        self.registry.get(name).warmup()
-                    except Exception as exc:  # it fails again on its first job, falls back
-                        log.warning("warm-up of backend %s failed: %s", name, exc)
+        warm_up_routed(self.config, self.registry)  # requests may ask for any kernel
         self.pipe = ResultPipe(context, self.config.result_hwm)
         self.routes: dict[bytes, Any] = {}
         self.dispatcher = Dispatcher(self.config, self.registry, self.routing, self.health)
