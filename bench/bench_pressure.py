@@ -55,6 +55,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from tickpath.engine.bench.ticker import Ticker
 from tickpath.engine.security.curve import apply_curve_client
+from tickpath.engine.service.child_process import lower_priority
 from tickpath.engine.service.demo import free_port
 from tickpath.engine.service.requests import encode_request
 from tickpath.engine.wire import codec
@@ -421,7 +422,7 @@ def run(args: argparse.Namespace) -> dict:
             "server_key": server_key.decode(), "client_key": keys["client_secret"]}  # fmt: skip
     ctx = zmq.Context.instance()
     ticker = Ticker(ctx, ingest, results, curve=(server_key, keys["client_secret"]))
-    report: dict = {"phases": {}, "log": str(workdir / "serve.log")}
+    report: dict = {"phases": {}, "log": str(workdir / "serve.log"), "attackers": args.attackers}
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -446,6 +447,7 @@ def run(args: argparse.Namespace) -> dict:
             before = _pressure_counters(ticker.stats())
             if role is not None:
                 pspec = dict(spec, target=requests if phase == "handshakes_req" else ingest)
+                pspec["sched_idle"] = args.attackers == "idle"
                 proc = subprocess.Popen(
                     [sys.executable, __file__, "--role", role, "--spec", json.dumps(pspec)],
                     stdout=subprocess.PIPE, text=True,
@@ -557,12 +559,23 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="a config setting for the engine (serve --set), repeatable",
     )
+    p.add_argument(
+        "--attackers",
+        choices=["normal", "idle"],
+        default="normal",
+        help="idle: the pressure processes run at SCHED_IDLE, standing in for attackers on "
+        "other machines (they then take only CPU time the engine and the probe leave); "
+        "normal: they compete for this machine's cores at the engine's priority",
+    )
     p.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role:
+        role_spec = json.loads(args.spec)
+        if role_spec.get("sched_idle"):
+            lower_priority(0, True, "the pressure process")
         try:
-            ROLES[args.role](json.loads(args.spec))
+            ROLES[args.role](role_spec)
         except KeyboardInterrupt:
             pass
         return 0

@@ -268,8 +268,10 @@ class RequestsConfig(_Struct):
     # A JSON body longer than this is answered too_large before anything is decoded: large
     # arrays travel as msgpack ``bin`` (raw little-endian float64), never as JSON lists.
     max_json_bytes: int = 1 << 20
-    # The request process's scheduling niceness (added to the engine's): on a busy machine
-    # the kernel's scheduler gives the tick process the CPU first.
+    # The request process's CPU priority below the engine's, so that on a busy machine the
+    # kernel's scheduler gives the tick thread the CPU first: SCHED_IDLE (preempted as soon
+    # as the tick thread wakes), or, with sched_idle off, this niceness added to the engine's.
+    sched_idle: bool = True
     nice: int = 10
 
     def __post_init__(self) -> None:
@@ -332,7 +334,10 @@ class DispatchConfig(_Struct):
     # "thread", worker threads of the engine process (tests of the dispatcher's internals).
     stream_isolation: Literal["process", "thread"] = "process"
     # The stream process's scheduling niceness (added to the engine's): ticks come first.
+    # Not SCHED_IDLE by default: a tick flood that keeps the CPUs busy would stop chain
+    # results altogether, where a niceness of 5 still gives the stream jobs a share.
     stream_nice: int = 5
+    stream_sched_idle: bool = False
     # Tick events and samples queued for the stream process; beyond, dropped and counted.
     event_hwm: int = 10_000
     # CPython's GIL switch interval once milli-path workers run, in us: about the longest

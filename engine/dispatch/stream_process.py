@@ -47,6 +47,7 @@ import zmq
 
 from tickpath.engine.service.child_process import (
     ChildProcess,
+    lower_priority,
     read_next_line,
     report,
     run_child,
@@ -133,12 +134,14 @@ class StreamProcess:
         return self.slot.read_dict()
 
     def process_stats(self) -> dict:
-        """pid, alive, ready, restarts."""
+        """pid, alive, ready, restarts, priority (what the child applied: "idle", "nice N")."""
+        ready = self.child.ready if self.child.alive else None
         return {
             "pid": self.child.pid,
             "alive": self.child.alive,
-            "ready": self.child.alive and self.child.ready is not None,
+            "ready": ready is not None,
             "restarts": self.child.restarts,
+            "priority": (ready or {}).get("priority"),
         }
 
     def close(self) -> None:
@@ -172,11 +175,8 @@ def _serve(start: dict) -> int:
         format="%(asctime)s %(name)s %(levelname)s [stream process] %(message)s",
     )
     dispatch = config.dispatch
-    if dispatch.stream_nice:
-        try:
-            os.nice(dispatch.stream_nice)
-        except OSError as exc:
-            log.warning("cannot lower the stream process's priority: %s", exc)
+    what = "the stream process"
+    priority = lower_priority(dispatch.stream_nice, dispatch.stream_sched_idle, what)
     context = zmq.Context()
     events = context.socket(zmq.PULL)
     events.setsockopt(zmq.RCVHWM, dispatch.event_hwm)
@@ -227,7 +227,7 @@ def _serve(start: dict) -> int:
         slot.write(msgspec.msgpack.encode(snap))
 
     publish()
-    report({"ready": True, "pid": os.getpid()})
+    report({"ready": True, "pid": os.getpid(), "priority": priority})
     poller = zmq.Poller()
     poller.register(events, zmq.POLLIN)
     poller.register(0, zmq.POLLIN)  # stdin: EOF when the engine closes it or dies

@@ -42,6 +42,7 @@ import zmq
 
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.guard import bind_zap_endpoint
+from tickpath.engine.service.child_process import lower_priority
 from tickpath.engine.service.stats_slot import StatsSlot
 
 log = logging.getLogger("tickpath.security")
@@ -218,10 +219,7 @@ def _serve(start: dict) -> int:
     root = logging.getLogger()
     root.addHandler(_JsonLines())
     root.setLevel(start.get("log_level", logging.INFO))
-    try:
-        os.nice(NICE)
-    except OSError:
-        pass
+    lower_priority(NICE, False, "the ZAP process")
     slot = StatsSlot(start["stats_fd"])
     context = zmq.Context()
     auth = CurveAuthenticator(context, security)

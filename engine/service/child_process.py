@@ -188,6 +188,38 @@ def report(message: dict[str, Any]) -> None:
         pass
 
 
+def lower_priority(nice: int, idle: bool, what: str) -> str:
+    """Lower the CPU priority of this process's threads below the engine's.
+
+    ``idle``: Linux's ``SCHED_IDLE`` policy for every thread, which the threads started
+    afterwards (libzmq's I/O threads, lane workers) inherit.  The scheduler then preempts them as
+    soon as a normal thread, the engine's tick thread, wakes up on their CPU, and gives
+    them a tiny share while normal threads are runnable (they may wait long on a
+    saturated machine: that is the point).  Otherwise ``nice`` is added to the niceness.
+    Returns what was applied (``"idle"``, ``"nice N"`` or ``"normal"``); a refusal is
+    logged and the process runs at the engine's priority.
+    """
+    # Linux schedules threads: the policy and the niceness are per thread, so the threads
+    # already running (OpenBLAS's pool, started when numpy was imported) are set one by one.
+    try:
+        tids = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    try:
+        if idle and hasattr(os, "SCHED_IDLE"):
+            for tid in tids:
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            return "idle"
+        if nice:
+            for tid in tids:
+                level = os.getpriority(os.PRIO_PROCESS, tid) + nice
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, level))
+            return f"nice {nice}"
+    except OSError as exc:
+        _log.warning("cannot lower %s's priority: %s", what, exc)
+    return "normal"
+
+
 def run_child(serve: Callable[[dict], int], what: str) -> int:
     """A child's ``main``: read the start line, run ``serve(start)``, return its status;
     an exception is logged and reported to the engine (which then refuses to start)."""

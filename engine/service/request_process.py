@@ -41,6 +41,7 @@ import zmq
 from tickpath.engine.service.child_process import (
     READY_TIMEOUT_S,
     ChildProcess,
+    lower_priority,
     report,
     run_child,
 )
@@ -134,8 +135,10 @@ class RequestProcess(EngineExtension):
                                             "replied_error": 0, "errors": {}})  # fmt: skip
         out["endpoint"] = self.bound
         alive = self.child is not None and self.child.alive
+        ready = self.child.ready if alive else None
         out["process"] = {"pid": self.pid, "alive": alive, "restarts": self.restarts,
-                          "ready": alive and self.child.ready is not None}  # fmt: skip
+                          "ready": ready is not None,
+                          "priority": (ready or {}).get("priority")}  # fmt: skip
         if "backends" in snap:
             out["backends"] = snap["backends"]
         return out
@@ -212,12 +215,8 @@ def _serve(start: dict) -> int:
         level=config.log_level,
         format="%(asctime)s %(name)s %(levelname)s [request process] %(message)s",
     )
-    nice = config.dispatch.requests.nice
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError as exc:
-            log.warning("cannot lower the request process's priority: %s", exc)
+    requests = config.dispatch.requests
+    priority = lower_priority(requests.nice, requests.sched_idle, "the request process")
     context = zmq.Context()
     auth = None
     if config.security.curve:
@@ -246,7 +245,7 @@ def _serve(start: dict) -> int:
 
     endpoint.on_count = publish
     publish()
-    report({"bound": endpoint.bound, "pid": os.getpid()})
+    report({"bound": endpoint.bound, "pid": os.getpid(), "priority": priority})
     poller = zmq.Poller()
     poller.register(endpoint.socket, zmq.POLLIN)
     poller.register(host.pipe.pull, zmq.POLLIN)

@@ -29,6 +29,10 @@ def _process(rig) -> dict:
 def test_chain_jobs_run_in_the_stream_process(rig):
     info = _process(rig)
     assert info["alive"] and info["ready"] and info["pid"] not in (0, os.getpid())
+    assert info["priority"] == "nice 5"  # below the engine, not SCHED_IDLE (a share kept)
+    tids = [int(t) for t in os.listdir(f"/proc/{info['pid']}/task")]  # every thread
+    niceness = {os.getpriority(os.PRIO_PROCESS, tid) for tid in tids}
+    assert niceness == {os.getpriority(os.PRIO_PROCESS, 0) + 5}
     assert rig.milli.dispatcher is None  # no worker thread in the engine process
     rig.quote(0, 100.0)
     ((_, _, rec),) = rig.results(b"chain.")

@@ -71,6 +71,18 @@ def test_requests_are_served_by_another_process(rig):
     assert lane["completed"] >= 1  # the child's lane counters, merged into dispatch
 
 
+def test_every_thread_of_the_request_process_runs_at_sched_idle(rig):
+    """The tick thread preempts request work as soon as it wakes: the request process and
+    every thread it started (libzmq's I/O threads, the lane worker) run SCHED_IDLE."""
+    proc = rig.engine.stats()["requests"]["process"]
+    assert proc["priority"] == "idle"
+    tids = [int(t) for t in os.listdir(f"/proc/{proc['pid']}/task")]
+    assert len(tids) >= 3  # main, libzmq I/O and reaper, lane worker
+    assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_IDLE}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the engine's threads stay normal
+    assert {os.sched_getscheduler(t.native_id) for t in threading.enumerate()} == {os.SCHED_OTHER}
+
+
 def test_a_frozen_request_process_does_not_stop_the_ticks(rig):
     pid = rig.engine.stats()["requests"]["process"]["pid"]
     dealer = zmq.Context.instance().socket(zmq.DEALER)
