@@ -31,7 +31,11 @@ refused or answered, handshakes denied, frames received), else the phase is mark
 ``not applied``.
 
     python bench/bench_pressure.py [--phase-s 8] [--rate 1000] [--phases idle json_chain ...]
-                                   [--json PATH]
+                                   [--json PATH] [--attackers normal|idle]
+
+``--attackers idle`` runs the pressure processes under ``SCHED_IDLE``, standing in for
+attackers on other machines (on a 2-core VM their own CPU use would otherwise compete
+with the tick thread); ``normal`` (the default) leaves them at the engine's priority.
 """
 
 from __future__ import annotations
