@@ -771,15 +771,19 @@ class Snapshotter:
         }
 
 
+FORKED_NICE = 10  # a forked child's niceness above its parent's: the tick thread first
+
+
 def forked(work: Callable[[], None]) -> int:
     """Run ``work()`` in a child made by ``os.fork()``; return the child's pid.
 
     The child sees the parent's memory as it was at the fork (copy-on-write). It runs
     only `work` (which must touch no lock, socket or thread of the parent's, and open
     no descriptor: the parent's table, full at times, is its table; plain system calls
-    and compiled code), dies with the parent (``PR_SET_PDEATHSIG``), and leaves with
-    ``os._exit``: status 0, or an OSError's errno, or 1. Raises OSError if the fork
-    fails.
+    and compiled code), at :data:`FORKED_NICE` above the parent's niceness (not
+    ``SCHED_IDLE``: a snapshot must finish even while ticks keep the CPUs busy), dies
+    with the parent (``PR_SET_PDEATHSIG``), and leaves with ``os._exit``: status 0, or
+    an OSError's errno, or 1. Raises OSError if the fork fails.
     """
     parent = os.getpid()
     pid = os.fork()
@@ -795,6 +799,7 @@ def forked(work: Callable[[], None]) -> int:
             os._exit(1)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.nice(FORKED_NICE)  # the child's one thread (fork copies only the caller)
         work()
         status = 0
     except OSError as exc:  # its errno is the exit status: the parent can say why

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 
 import numpy as np
@@ -9,9 +10,11 @@ import pytest
 
 from tests.reliability.helpers import drive, market_frames, processor, small_config, with_bad_input
 from tickpath.engine.journal.snapshot import (
+    FORKED_NICE,
     SnapshotError,
     Snapshotter,
     differing_arrays,
+    forked,
     list_snapshots,
     load_newest,
     load_snapshot,
@@ -120,6 +123,18 @@ def test_background_snapshot_is_the_state_at_take_time(tmp_path, method):
     assert differing_arrays(loaded.state, proc.state) != []
     assert snap.stats()["taken"] == 1
     assert not snap.take(300, None)  # already on disk
+
+
+def test_a_forked_child_runs_below_its_parent():
+    """A snapshot's (or a state transfer's) child yields the CPU to the tick thread."""
+    read_end, write_end = os.pipe()
+    pid = forked(lambda: os.write(write_end, b"%d" % os.getpriority(os.PRIO_PROCESS, 0)))
+    os.close(write_end)
+    child_nice = int(os.read(read_end, 32))
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + FORKED_NICE)
 
 
 def test_a_failed_forked_snapshot_is_counted_and_says_why(tmp_path):
