@@ -543,9 +543,9 @@ class Snapshotter:
     """Takes snapshots of a live state, optionally while the engine runs on.
 
     Background snapshots (``background``) freeze the state in one of two ways
-    (``method``):
+    (``method``, as ``journal.snapshot_method``):
 
-    * ``"fork"``: a child process (``os.fork``) writes the state as it was at the
+    * ``"fork"`` (the default): a child process (``os.fork``) writes the state as it was at the
       fork: the kernel shares the pages copy-on-write, so the tick thread pays the
       fork itself (page tables, a few ms) and a page fault for each page it changes
       while the child writes, instead of a copy of the whole state. The child only
@@ -565,7 +565,7 @@ class Snapshotter:
         *,
         keep: int = 2,
         background: bool = True,
-        method: str = "copy",
+        method: str = "fork",
         before_commit: Callable[[], None] | None = None,
         commit_fd: Callable[[], int] | None = None,
         after_prune: Callable[[int], None] | None = None,
