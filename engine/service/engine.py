@@ -114,6 +114,8 @@ class StreamProcessor:
         self.orders_v2 = self._view(s.ORDER, body, s.HEADER_V2_SIZE)
         self._kind = self.buffer[6:8].view("<u2")
         self._version = self.buffer[4:6].view("<u2")
+        # the header's version and kind as Python ints, without a numpy scalar per frame
+        self._words = memoryview(self.buffer[:8]).cast("H")
         max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
         self.state = k.new_state(streaming_params(config, max_records))
         if config.ingest.shard_map:  # uneven shards: ownership from the map, not symbol % N
@@ -123,6 +125,30 @@ class StreamProcessor:
             symbols = np.arange(config.analytics.n_symbols)
             index = self.state.params.shard_index
             self.state.owned[:] = shard_map.shard_of(symbols) == index
+        self._calls = self._bind_calls()
+
+    def _bind_calls(self) -> dict[tuple[int, bool], tuple]:
+        """Per (kind, version 2): the kernel and its arguments after ``nbytes, recv_ns``,
+        made once, so a frame costs one call and no attribute lookups."""
+        st = self.state
+        p = st.params
+        common = (st.streams, st.counters, st.limits, st.owned, st.sym_i)
+        calls = {}
+        for v2 in (False, True):
+            calls[s.KIND_QUOTE, v2] = (k.on_quote_frame, self.quotes_v2 if v2 else self.quotes, (
+                *common, st.touched, st.touched_list, st.n_touched, st.out_seq, st.out_quote,
+            ))  # fmt: skip
+            calls[s.KIND_ORDER, v2] = (k.on_order_frame, self.orders_v2 if v2 else self.orders, (
+                *common, *k.book_arrays(st.book), st.touched, st.touched_list, st.n_touched,
+                st.out_seq, st.out_book,
+            ))  # fmt: skip
+            # Trades, and every other kind: the trade kernel's header check rejects those.
+            calls[s.KIND_TRADE, v2] = (k.on_trade_frame, self.trades_v2 if v2 else self.trades, (
+                *common, st.sym_f, st.alphas, st.ring_ts, st.ring_f, st.ret_ring,
+                p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list, st.n_touched,
+                st.out_seq, st.out_trade, st.out_bar,
+            ))  # fmt: skip
+        return calls
 
     def _view(self, dtype: np.dtype, body: int, offset: int = s.HEADER_SIZE) -> np.ndarray:
         n = (body - (offset - s.HEADER_SIZE)) // dtype.itemsize
@@ -181,33 +207,18 @@ class StreamProcessor:
         call.  ``nbytes == -2`` stands for a multipart message, ``nbytes >
         len(buffer)`` for a truncated oversize frame: both are counted and rejected here.
         """
-        st = self.state
         if nbytes < 0 or nbytes > len(self.buffer):
-            st.n_touched[:] = 0
-            CounterView(st.counters).count_refused(nbytes)
+            self.state.n_touched[:] = 0
+            CounterView(self.state.counters).count_refused(nbytes)
             return 0
-        kind = int(self._kind[0]) if nbytes >= 8 else 0
-        v2 = nbytes >= 6 and self._version[0] == s.VERSION_SESSION
-        if kind == s.KIND_QUOTE:
-            return k.on_quote_frame(
-                self.header, self.quotes_v2 if v2 else self.quotes, nbytes, recv_ns, st.streams,
-                st.counters, st.limits, st.owned, st.sym_i, st.touched, st.touched_list,
-                st.n_touched, st.out_seq, st.out_quote,
-            )  # fmt: skip
-        if kind == s.KIND_ORDER:
-            return k.on_order_frame(
-                self.header, self.orders_v2 if v2 else self.orders, nbytes, recv_ns, st.streams,
-                st.counters, st.limits, st.owned, st.sym_i, st.book, st.touched,
-                st.touched_list, st.n_touched, st.out_seq, st.out_book,
-            )  # fmt: skip
-        # Trades, and every other kind: the trade kernel's header check rejects those.
-        p = st.params
-        return k.on_trade_frame(
-            self.header, self.trades_v2 if v2 else self.trades, nbytes, recv_ns, st.streams,
-            st.counters, st.limits, st.owned, st.sym_i, st.sym_f, st.alphas, st.ring_ts,
-            st.ring_f, st.ret_ring, p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list,
-            st.n_touched, st.out_seq, st.out_trade, st.out_bar,
-        )  # fmt: skip
+        words = self._words
+        kind = words[3] if nbytes >= 8 else 0
+        v2 = nbytes >= 6 and words[2] == s.VERSION_SESSION
+        call = self._calls.get((kind, v2))
+        if call is None:  # any other kind: the trade kernel's header check rejects it
+            call = self._calls[s.KIND_TRADE, v2]
+        kernel, records, rest = call
+        return kernel(self.header, records, nbytes, recv_ns, *rest)
 
     def results(self) -> list[tuple[str, np.ndarray]]:
         """The emitted result frames as ``(analytic, record copy)``: for tests and tools."""

@@ -871,10 +871,19 @@ def on_trade_frame(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_order_frame(
-    header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book, touched,
+    header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book_levels,
+    book_sides, book_index, book_pool, book_links, book_scratch, book_counters, touched,
     touched_list, n_touched, out_seq, out_book,
 ):  # fmt: skip
-    """Process an ORDER frame and fill its book result frames; return the number of results."""
+    """Process an ORDER frame and fill its book result frames; return the number of results.
+
+    The book comes as its arrays, in :class:`~tickpath.kernels.cpu.book.BookState` field
+    order (:func:`book_arrays`): numba types an array argument from C, a NamedTuple of
+    arrays with Python code, about 1 us a call.
+    """
+    book = bk.BookState(
+        book_levels, book_sides, book_index, book_pool, book_links, book_scratch, book_counters
+    )
     _start_frame(n_touched)
     if _ingest_orders(
         header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book, touched,
@@ -882,6 +891,11 @@ def on_order_frame(
     ):  # fmt: skip
         _emit_book(recv_ns, realtime_ns(), sym_i, book, touched_list, n_touched, out_seq, out_book)
     return _results(counters, n_touched)
+
+
+def book_arrays(book: bk.BookState) -> tuple[np.ndarray, ...]:
+    """The arguments :func:`on_order_frame` takes for ``book``."""
+    return tuple(book)
 
 
 # The frame kernels inline the book and the clock and freeze the schema's
