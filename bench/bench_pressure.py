@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -400,6 +401,10 @@ def run(args: argparse.Namespace) -> dict:
     ingest, results, requests = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
     config = workdir / "serve.toml"
     engine_set = list(args.engine_set)
+    public = None  # --public-ingest: the ingest handshakes go to a public endpoint
+    if args.public_ingest:
+        public = f"tcp://127.0.0.1:{free_port()}"
+        engine_set.append(f'ingest.public_endpoints=["{public}"]')
     if args.design == "before":  # no JSON cap then: bodies were decoded whatever their size
         engine_set.append("dispatch.requests.max_json_bytes=268435456")
         engine_set.append("dispatch.stream_isolation=thread")  # stream jobs on engine threads
@@ -426,7 +431,8 @@ def run(args: argparse.Namespace) -> dict:
             "server_key": server_key.decode(), "client_key": keys["client_secret"]}  # fmt: skip
     ctx = zmq.Context.instance()
     ticker = Ticker(ctx, ingest, results, curve=(server_key, keys["client_secret"]))
-    report: dict = {"phases": {}, "log": str(workdir / "serve.log"), "attackers": args.attackers}
+    report: dict = {"phases": {}, "log": str(workdir / "serve.log"), "attackers": args.attackers,
+                    "public_ingest": args.public_ingest}  # fmt: skip
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -450,7 +456,8 @@ def run(args: argparse.Namespace) -> dict:
             proc = None
             before = _pressure_counters(ticker.stats())
             if role is not None:
-                pspec = dict(spec, target=requests if phase == "handshakes_req" else ingest)
+                target = requests if phase == "handshakes_req" else public or ingest
+                pspec = dict(spec, target=target)
                 pspec["sched_idle"] = args.attackers == "idle"
                 proc = subprocess.Popen(
                     [sys.executable, __file__, "--role", role, "--spec", json.dumps(pspec)],
@@ -571,11 +578,22 @@ def main(argv: list[str] | None = None) -> int:
         "other machines (they then take only CPU time the engine and the probe leave); "
         "normal: they compete for this machine's cores at the engine's priority",
     )
+    p.add_argument(
+        "--public-ingest",
+        action="store_true",
+        help="the engine also binds a public ingest endpoint (ingest.public_endpoints), and "
+        "the ingest handshakes of handshakes_ingest go there, while the probe keeps the "
+        "private one",
+    )
     p.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role:
         role_spec = json.loads(args.spec)
+        # 100 sockets and their monitors at a time, closed by a reaper thread that may
+        # run late (SCHED_IDLE): room for several batches' descriptors
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         if role_spec.get("sched_idle"):
             lower_priority(0, True, "the pressure process")
         try:

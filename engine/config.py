@@ -56,6 +56,11 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     """Where market data comes in."""
 
     endpoints: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
+    # Endpoints for publishers on networks you do not control (bound, on the same socket):
+    # their connections, CURVE handshakes included, are served by a ZeroMQ I/O thread of
+    # their own that runs SCHED_IDLE, so a handshake flood there does not delay the frames
+    # arriving on ``endpoints`` (docs/reliability.md, "Pressure").  Needs bind = true.
+    public_endpoints: tuple[str, ...] = ()
     bind: bool = True  # the engine binds its SUB socket; publishers connect
     rcvhwm: int = 100_000  # most frames queued per publisher (see effective_rcvhwm)
     max_frame_bytes: int = 1 << 20  # larger frames are rejected as "oversize"
@@ -95,8 +100,12 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
                 raise ConfigError(f"ingest.shard: {exc}") from None
         else:
             _require(not self.shard_map, "ingest.shard_map needs ingest.shard (I/N)")
-        for endpoint in self.endpoints:
+        for endpoint in (*self.endpoints, *self.public_endpoints):
             _require("://" in endpoint, f"ingest endpoint {endpoint!r} is not a ZeroMQ endpoint")
+        _require(
+            self.bind or not self.public_endpoints,
+            "ingest.public_endpoints needs ingest.bind = true (the engine binds them)",
+        )
         _require(self.rcvhwm >= 0, "ingest.rcvhwm must be >= 0")
         _require(
             s.HEADER_SIZE + s.QUOTE_SIZE <= self.max_frame_bytes <= 1 << 26,

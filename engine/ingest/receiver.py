@@ -21,13 +21,15 @@ import numpy as np
 import zmq
 
 from tickpath.engine.config import ConnectionsConfig, IngestConfig
+from tickpath.engine.ingest.io_threads import PRIVATE, PUBLIC, has_public_thread
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.curve import apply_curve_server
 from tickpath.engine.security.guard import apply_connection_options, guard_socket
 
 
 class FrameReceiver:
-    """Receives tickpath frames from one SUB socket bound or connected to every endpoint."""
+    """Receives tickpath frames from one SUB socket bound or connected to every endpoint
+    (``ingest.endpoints``, and ``ingest.public_endpoints`` bound on their own I/O thread)."""
 
     def __init__(
         self,
@@ -58,6 +60,22 @@ class FrameReceiver:
             else:
                 self.socket.connect(endpoint)
                 self.endpoints.append(endpoint)
+        # Public endpoints: their connections on the context's second (SCHED_IDLE) I/O
+        # thread, the others keep the first (io_threads.py).  The affinity a listener
+        # takes is the socket's at bind time.
+        self.public_endpoints: list[str] = []
+        if config.public_endpoints:
+            if not has_public_thread(context):
+                self.socket.close(linger=0)
+                raise ValueError(
+                    "ingest.public_endpoints needs a ZeroMQ context with 2 I/O threads "
+                    "(the engine makes one when none is given)"
+                )
+            self.socket.setsockopt(zmq.AFFINITY, PUBLIC)
+            for endpoint in config.public_endpoints:
+                self.socket.bind(endpoint)
+                self.public_endpoints.append(self.socket.getsockopt_string(zmq.LAST_ENDPOINT))
+            self.socket.setsockopt(zmq.AFFINITY, PRIVATE)
         self._spill = bytearray(64)
 
     def receive(self) -> int:

@@ -42,7 +42,8 @@ class SecurityExtension(EngineExtension):
 
     def on_start(self, engine: Engine) -> None:
         """Start the guard; warn about plain endpoints other machines can reach."""
-        endpoints = [*engine.config.ingest.endpoints, engine.config.publish.endpoint]
+        ingest = engine.config.ingest
+        endpoints = [*ingest.endpoints, *ingest.public_endpoints, engine.config.publish.endpoint]
         requests = getattr(getattr(engine.config, "dispatch", None), "requests", None)
         if getattr(requests, "endpoint", None):
             endpoints.append(requests.endpoint)  # the request (ROUTER) endpoint

@@ -23,6 +23,7 @@ import numpy as np
 import zmq
 
 from tickpath.engine.config import EngineConfig
+from tickpath.engine.ingest.io_threads import split_context
 from tickpath.engine.ingest.receiver import FrameReceiver
 from tickpath.engine.service import descriptors
 from tickpath.engine.service.publisher import ResultPublisher
@@ -400,6 +401,12 @@ class Engine:
         extensions: list[EngineExtension] | None = None,
     ) -> None:
         self.config = config
+        self._own_context = context is None and bool(config.ingest.public_endpoints)
+        # thread ids of the context's I/O threads (private, public) when the engine split
+        # it for ingest.public_endpoints (engine/ingest/io_threads.py); None otherwise
+        self.io_threads: tuple[int, int] | None = None
+        if self._own_context:  # a second, SCHED_IDLE I/O thread for the public endpoints
+            context, self.io_threads = split_context()
         self.context = context or zmq.Context.instance()
         self.extensions = list(extensions or [])
         self.processor = StreamProcessor(config)
@@ -446,6 +453,9 @@ class Engine:
         )
         self.started_ns = time.time_ns()
         log.info("routing: micro path (quote, trade, bar, book) -> cpu (numba), inline on ingest")
+        if self.receiver.public_endpoints:
+            public = ", ".join(self.receiver.public_endpoints)
+            log.info("ingest, public (an I/O thread of their own, SCHED_IDLE): %s", public)
         log.info(
             "ingest %s (rcvhwm %d), publish %s (sndhwm %d), %d symbols",
             ", ".join(self.receiver.endpoints),
@@ -476,6 +486,9 @@ class Engine:
         if self._descriptors:
             descriptors.release()
             self._descriptors = False
+        if self._own_context:
+            self.context.destroy(linger=0)
+            self._own_context = False
 
     def run(self, duration_s: float | None = None) -> None:
         """Receive, process and publish until :meth:`stop` is called (or ``duration_s``)."""
