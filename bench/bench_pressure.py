@@ -191,12 +191,13 @@ def role_handshakes(spec: dict) -> None:
         time.sleep(1)
 
 
-def _curve_pub(spec: dict) -> zmq.Socket:
-    """A CURVE PUB (an allowed key) connected to the engine's ingest, given a second to join."""
+def _curve_pub(spec: dict, endpoint: str | None = None) -> zmq.Socket:
+    """A CURVE PUB (an allowed key) connected to the engine's ingest (or ``endpoint``),
+    given a second to join."""
     pub = zmq.Context.instance().socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
     apply_curve_client(pub, spec["server_key"].encode(), spec["client_key"])
-    pub.connect(spec["ingest"])
+    pub.connect(endpoint or spec["ingest"])
     time.sleep(1.0)  # a pressure role's own ramp-up, not a wait of a test
     return pub
 
@@ -252,8 +253,9 @@ def role_chain_flood(spec: dict) -> None:
 
 
 def role_backlog_1mib(spec: dict) -> None:
-    """Legal 1 MiB quote frames, as fast as the socket takes them."""
-    pub = _curve_pub(spec)
+    """Legal 1 MiB quote frames, as fast as the socket takes them (on the public ingest
+    endpoint with --public-ingest)."""
+    pub = _curve_pub(spec, spec["target"])
     n = ((1 << 20) - s.HEADER_SIZE) // s.QUOTE_SIZE
     q = np.zeros(n, s.QUOTE)
     q["symbol"] = np.arange(n) % 6 + 2
@@ -582,8 +584,8 @@ def main(argv: list[str] | None = None) -> int:
         "--public-ingest",
         action="store_true",
         help="the engine also binds a public ingest endpoint (ingest.public_endpoints), and "
-        "the ingest handshakes of handshakes_ingest go there, while the probe keeps the "
-        "private one",
+        "the attackers on ingest (handshakes_ingest, backlog_1mib) go there, while the probe "
+        "and the legitimate feeds keep the private one",
     )
     p.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)

@@ -84,6 +84,11 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     # a little over max_frame_bytes still arrive and are counted "oversize").
     max_message_bytes: int | None = None
     max_connections: int = 16  # publisher connections to the ingest socket (ZAP refuses more)
+    # A frame of more records than this that continues its stream in order is processed
+    # (journaled, published and counted: frames_received counts its slices) as slices of
+    # this many records, and a waiting frame of another stream may be processed between
+    # two slices (engine/ingest/slicer.py).  0 (the default): every frame whole.
+    slice_records: int = 0
 
     def __post_init__(self) -> None:
         _require(len(self.endpoints) > 0, "ingest.endpoints must not be empty")
@@ -107,6 +112,10 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
             "ingest.public_endpoints needs ingest.bind = true (the engine binds them)",
         )
         _require(self.rcvhwm >= 0, "ingest.rcvhwm must be >= 0")
+        _require(
+            self.slice_records == 0 or 64 <= self.slice_records <= 1 << 20,
+            "ingest.slice_records must be 0 (off) or in 64..1048576",
+        )
         _require(
             s.HEADER_SIZE + s.QUOTE_SIZE <= self.max_frame_bytes <= 1 << 26,
             "ingest.max_frame_bytes must be between 80 and 64 MiB",

@@ -14,6 +14,7 @@ before the sockets open, so no tick ever waits for the JIT.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import zmq
 from tickpath.engine.config import EngineConfig
 from tickpath.engine.ingest.io_threads import split_context
 from tickpath.engine.ingest.receiver import FrameReceiver
+from tickpath.engine.ingest.slicer import FrameSlicer
 from tickpath.engine.service import descriptors
 from tickpath.engine.service.publisher import ResultPublisher
 from tickpath.engine.wire import schema as s
@@ -411,6 +413,7 @@ class Engine:
         self.extensions = list(extensions or [])
         self.processor = StreamProcessor(config)
         self.receiver: FrameReceiver | None = None
+        self.slicer: FrameSlicer | None = None
         self.publisher: ResultPublisher | None = None
         self.started_ns = 0
         self.stop_event = threading.Event()
@@ -444,6 +447,13 @@ class Engine:
             security=self.config.security,
             connections=self.config.connections,
         )
+        if self.config.ingest.slice_records:
+            self.slicer = FrameSlicer(
+                self.processor.buffer,
+                self.receiver.socket,
+                StreamTable(self.processor.state.streams),
+                self.config.ingest.slice_records,
+            )
         self.publisher = ResultPublisher(
             self.context,
             self.config.publish,
@@ -518,6 +528,25 @@ class Engine:
                 handlers[sock] = handler
         view = memoryview(proc.buffer)
         receive = receiver.receive
+        slicer = self.slicer
+        # frames of slice_from bytes or more may be sliced (a refused one reports more than
+        # the buffer holds: never); without a slicer, none
+        slice_from = slicer.min_bytes if slicer is not None else sys.maxsize
+
+        def handle(nbytes: int, recv_ns: int) -> None:
+            """Journal (and the other frame hooks), process and publish one frame."""
+            if frame_hooks and 0 <= nbytes <= len(view):
+                for hook in frame_hooks:
+                    hook(view[:nbytes], recv_ns)
+            elif drop_hooks and (nbytes < 0 or nbytes > len(view)):
+                for hook in drop_hooks:
+                    hook(nbytes, recv_ns)
+            n = proc.process(nbytes, recv_ns)
+            if n:
+                publish(state, n)
+                for hook in result_hooks:
+                    hook(self, n)
+
         while not stop.is_set():
             if poller is None:
                 nbytes = receive()
@@ -531,17 +560,15 @@ class Engine:
                     nbytes = receiver.receive()
             if nbytes != -1:
                 recv_ns = clock()  # one stamp: the journal's entry and the kernels' rules
-                if frame_hooks and 0 <= nbytes <= len(view):
-                    for hook in frame_hooks:
-                        hook(view[:nbytes], recv_ns)
-                elif drop_hooks and (nbytes < 0 or nbytes > len(view)):
-                    for hook in drop_hooks:
-                        hook(nbytes, recv_ns)
-                n = proc.process(nbytes, recv_ns)
-                if n:
-                    publish(state, n)
-                    for hook in result_hooks:
-                        hook(self, n)
+                while True:  # a large in-order frame: in slices (slicer.py)
+                    plan = slicer.slice_plan(nbytes) if nbytes >= slice_from else None
+                    if plan is None:
+                        handle(nbytes, recv_ns)
+                        break
+                    waited = slicer.run(plan, recv_ns, handle, clock)
+                    if waited is None:
+                        break
+                    nbytes, recv_ns = waited  # a frame that waited for the sliced one
             now = time.monotonic_ns()
             if now >= next_stats:
                 for hook in tick_hooks:
@@ -567,6 +594,8 @@ class Engine:
             stats["state"] = state
         if self.publisher is not None and self.publisher.batched:
             stats["topics"]["batch"] = self.publisher.batch_sequences()
+        if self.slicer is not None:
+            stats["slicing"] = self.slicer.stats()
         for ext in self._having(StatsHook):
             stats[ext.name] = ext.stats()
         return stats

@@ -216,6 +216,14 @@ class StreamTable:
         """The rows of the streams that accepted a frame (``next_seq >= 0``), by id."""
         return self.rows(np.flatnonzero(self._streams[:, k.S_NEXT] >= 0).tolist())
 
+    def in_order(self, stream: int, seq: int, session: int) -> bool:
+        """Whether a frame at ``seq`` of ``session`` (int64 bits; 0: version 1) continues
+        ``stream`` exactly where it stands: the holder's session, the next sequence."""
+        if not 0 <= stream < self._streams.shape[0]:
+            return False
+        row = self._streams[stream]
+        return 0 <= seq == row[k.S_NEXT] and row[k.S_SESSION] == session
+
     def next_seqs(self) -> np.ndarray:
         """Every stream's next expected sequence (-1: no frame accepted yet), as a live view
         of the table (no copy: it follows the kernels' updates)."""

@@ -1,0 +1,167 @@
+"""Large frames processed in slices, with other streams' frames taken in between.
+
+A frame of ``count`` records takes the tick thread ``count`` times a record's cost: a
+legal 1 MiB frame of 20,000 quotes about 3 ms. Fair queueing in libzmq is per message,
+so a feed's one-record frame that arrives meanwhile waits for all of it (and possibly
+for the next one from the same connection). With ``ingest.slice_records = c`` an input
+frame of more than ``c`` records that continues its stream in order (the holder's
+session, the next sequence) is processed as slices of at most ``c`` records:
+
+* each slice is a frame of its own for everything downstream: a header with the
+  original fields, ``count`` the slice's and ``seq`` its first record's, followed by its
+  records, journaled, processed and published like any received frame (so a recovery
+  replays exactly what ran, and ``frames_received`` counts slices);
+* slice ``j`` is moved to the front of the receive buffer (the records before it are
+  done) and the original header written in front of it with the slice's count and seq;
+* between two slices the engine takes at most one waiting frame off the socket (non
+  blocking), into a second buffer: a frame of another stream that fits the free front of
+  the receive buffer is processed at once; a frame of the same stream, or a larger one,
+  waits until the sliced frame is done (per-stream order is never changed), and nothing
+  more is taken meanwhile.
+
+Frames that start a stream, skip ahead, restart or change session are processed whole:
+their verdict depends on the whole frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import zmq
+
+from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu.streaming_view import StreamTable
+
+_RECORD_SIZE = {s.KIND_TRADE: s.TRADE_SIZE, s.KIND_QUOTE: s.QUOTE_SIZE, s.KIND_ORDER: s.ORDER_SIZE}
+_STREAM_AT = s.HEADER.fields["stream_id"][1]
+_COUNT_AT = s.HEADER.fields["count"][1]
+_SEQ_AT = s.HEADER.fields["seq"][1]
+_SESSION_AT = s.HEADER_V2.fields["session"][1]
+_U64 = 1 << 64
+
+
+class FrameSlicer:
+    """Slices the large in-order frames of one receive buffer (see the module doc)."""
+
+    def __init__(
+        self, buffer: np.ndarray, socket: zmq.Socket, streams: StreamTable, slice_records: int
+    ) -> None:
+        self.buffer = buffer
+        self.socket = socket
+        self.streams = streams
+        self.slice_records = slice_records
+        # the smallest frame that can be sliced: a header and slice_records + 1 records
+        self.min_bytes = s.HEADER_SIZE + (slice_records + 1) * min(_RECORD_SIZE.values())
+        # a frame taken off the socket between two slices; written now, so its pages
+        # are part of the engine's resident size after start-up, not of an attack's
+        self.waiting = np.zeros(len(buffer), np.uint8)
+        self.waiting.fill(0)
+        self._header = np.zeros(s.HEADER_V2_SIZE, np.uint8)  # the sliced frame's own
+        self._spill = bytearray(64)
+        self.frames_sliced = 0
+        self.slices = 0
+        self.interleaved = 0  # frames of other streams processed between two slices
+        self.deferred = 0  # frames taken between slices that waited for the sliced one
+
+    def slice_plan(self, nbytes: int) -> tuple[int, int, int, int] | None:
+        """``(header bytes, record bytes, count, stream)`` if the frame of ``nbytes`` in
+        the buffer is to be sliced, else None."""
+        if nbytes < self.min_bytes or nbytes > len(self.buffer):  # too small, or refused
+            return None
+        head = self.buffer[: s.HEADER_V2_SIZE]
+        header = head[: s.HEADER_SIZE].view(s.HEADER)[0]
+        version = int(header["version"])
+        size = _RECORD_SIZE.get(int(header["kind"]))
+        if int(header["magic"]) != s.MAGIC or size is None:
+            return None
+        if version == s.VERSION:
+            hdr, session = s.HEADER_SIZE, 0
+        elif version == s.VERSION_SESSION:
+            hdr = s.HEADER_V2_SIZE
+            session = int(head.view(s.HEADER_V2)[0]["session"])
+            session = session - _U64 if session >= _U64 // 2 else session  # int64 bits
+        else:
+            return None
+        count, stream = int(header["count"]), int(header["stream_id"])
+        if count <= self.slice_records or nbytes != hdr + count * size:
+            return None
+        if not self.streams.in_order(stream, int(header["seq"]), session):
+            return None
+        return hdr, size, count, stream
+
+    def run(
+        self,
+        plan: tuple[int, int, int, int],
+        recv_ns: int,
+        handle: Callable[[int, int], None],
+        clock: Callable[[], int],
+    ) -> tuple[int, int] | None:
+        """Process the planned frame slice by slice through ``handle(nbytes, recv_ns)``;
+        return a frame that waited meanwhile as ``(nbytes, recv_ns)`` (it is then in the
+        receive buffer, for the caller to process as if just received), or None."""
+        hdr, size, count, stream = plan
+        buf = self.buffer
+        header = self._header
+        header[:hdr] = buf[:hdr]
+        c = self.slice_records
+        self.frames_sliced += 1
+        waiting: tuple[int, int] | None = None
+        done = 0
+        while done < count:
+            n = min(c, count - done)
+            if done:  # slice 0 is in place already
+                src = hdr + done * size
+                buf[hdr : hdr + n * size] = buf[src : src + n * size]
+                buf[:hdr] = header[:hdr]
+            buf[_COUNT_AT : _COUNT_AT + 4].view("<u4")[0] = n
+            buf[_SEQ_AT : _SEQ_AT + 8].view("<u8")[0] += done
+            handle(hdr + n * size, recv_ns)
+            self.slices += 1
+            done += n
+            if done < count and waiting is None:
+                waiting = self._take_one(stream, hdr + done * size, handle, clock)
+        if waiting is None:
+            return None
+        nbytes, at = waiting
+        buf[:nbytes] = self.waiting[:nbytes]
+        return nbytes, at
+
+    def _take_one(
+        self, stream: int, free: int, handle: Callable[[int, int], None], clock: Callable[[], int]
+    ) -> tuple[int, int] | None:
+        """Take one waiting frame, if any: process it now (another stream, fits in the
+        first ``free`` bytes of the buffer) or return it to wait for the sliced frame."""
+        sock = self.socket
+        try:
+            nbytes = sock.recv_into(self.waiting, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        at = clock()
+        if sock.getsockopt(zmq.RCVMORE):
+            while sock.getsockopt(zmq.RCVMORE):
+                sock.recv_into(self._spill)
+            nbytes = -2
+        if nbytes < 0 or nbytes > len(self.waiting):
+            handle(nbytes, at)  # refused from its length alone: no buffer is read
+            return None
+        other = nbytes < _STREAM_AT + 4 or (
+            int(self.waiting[_STREAM_AT : _STREAM_AT + 4].view("<u4")[0]) != stream
+        )
+        if other and nbytes <= free:
+            self.buffer[:nbytes] = self.waiting[:nbytes]
+            handle(nbytes, at)
+            self.interleaved += 1
+            return None
+        self.deferred += 1
+        return nbytes, at
+
+    def stats(self) -> dict[str, int]:
+        """Frames sliced, slices processed, frames interleaved and deferred."""
+        return {
+            "slice_records": self.slice_records,
+            "frames_sliced": self.frames_sliced,
+            "slices": self.slices,
+            "interleaved": self.interleaved,
+            "deferred": self.deferred,
+        }

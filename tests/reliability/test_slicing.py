@@ -1,0 +1,134 @@
+"""ingest.slice_records: a large in-order frame is processed in slices, and other streams'
+frames are taken in between, over real sockets. The slices are frames for everything
+downstream, so the per-symbol state equals that of the whole frames, no stream's order
+changes, and the journal replays to the identical state."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import msgspec
+import numpy as np
+import zmq
+
+from tests.factories import make_quotes
+from tests.reliability.helpers import SMALL, accounting_holds, processor
+from tests.waiting import DEADLINE_S, wait_until
+from tickpath.engine.config import load_config
+from tickpath.engine.journal.config import JournalConfig
+from tickpath.engine.journal.extension import JournalExtension
+from tickpath.engine.journal.recovery import replay
+from tickpath.engine.journal.snapshot import differing_arrays
+from tickpath.engine.service.engine import Engine
+from tickpath.engine.wire import codec
+from tickpath.engine.wire import schema as s
+
+SLICE = 64
+BIG = 20_000  # quotes per large frame (960 KB): 313 slices, milliseconds of work
+BURST = 2  # large frames sent back to back before each small one
+BIG_STREAM, SMALL_STREAM = 1, 2
+
+
+def _big_frame(i: int) -> bytes:
+    """Stream 1, frame ``i``: large quote frames of symbols 0..7, contiguous sequences."""
+    q = make_quotes(BIG, symbols=8, seed=i)
+    return codec.encode_frame(s.KIND_QUOTE, BIG_STREAM, i * BIG, q, 1_000 + i)
+
+
+def _small_frame(seq: int) -> bytes:
+    """Stream 2: one quote of a symbol in 8..15."""
+    q = make_quotes(1, seed=10_000 + seq)
+    q["symbol"] = 8 + seq % 8
+    return codec.encode_frame(s.KIND_QUOTE, SMALL_STREAM, seq - 1, q, 2_000 + seq)
+
+
+def test_large_frames_are_sliced_and_other_streams_go_in_between(tmp_path):
+    values = dict(SMALL)
+    values.update({
+        "ingest.endpoints": ["tcp://127.0.0.1:*"],
+        "publish.endpoint": "tcp://127.0.0.1:*",
+        "ingest.slice_records": SLICE,
+        "ingest.max_frame_bytes": 1 << 20,
+    })  # fmt: skip
+    config = load_config(None, values)
+    config = msgspec.structs.replace(
+        config, journal=JournalConfig(dir=str(tmp_path), snapshot_background=False, sync="os")
+    )
+    context = zmq.Context()
+    engine = Engine(config, context, extensions=[JournalExtension(config.journal)])
+    engine.start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    big_pub, small_pub = context.socket(zmq.XPUB), context.socket(zmq.XPUB)
+    # the per-symbol state of the same frames processed whole (the streams' symbols are
+    # disjoint, so the order between the streams does not matter), fed as they are sent
+    whole = processor(load_config(None, {**SMALL, "ingest.max_frame_bytes": 1 << 20}))
+    sent = {"frames": 0, "big": 0, "records": 0}
+
+    def send(pub: zmq.Socket, frame: bytes) -> None:
+        pub.send(frame)
+        whole.buffer[: len(frame)] = np.frombuffer(frame, np.uint8)
+        whole.process(len(frame), 0)
+        sent["frames"] += 1
+        sent["big"] += pub is big_pub
+        sent["records"] += int(np.frombuffer(frame, s.HEADER, 1)[0]["count"])
+
+    try:
+        for pub in (big_pub, small_pub):
+            pub.setsockopt(zmq.SNDHWM, 0)
+            pub.connect(engine.receiver.endpoints[0])
+            assert pub.poll(DEADLINE_S * 1000)  # the engine's subscription
+            pub.recv()
+        # the stream's first frame (whole), then an in-order frame over max_frame_bytes:
+        # refused from its length (libzmq delivers it truncated), never sliced
+        send(big_pub, _big_frame(0))
+        wait_until(lambda: engine.stats()["frames_received"] == 1, what="the first frame")
+        over = make_quotes((1 << 20) // s.QUOTE_SIZE + 1, symbols=8)
+        big_pub.send(codec.encode_frame(s.KIND_QUOTE, BIG_STREAM, BIG, over, 1_000))
+        wait_until(lambda: engine.stats()["rejected"]["oversize"] == 1, what="the oversize one")
+        # The next large frames continue the stream (sliced). Bursts of them, each
+        # followed by a one-quote frame of another stream, until some of those went
+        # between two slices: fair queueing hands the engine the other connection's
+        # frame next, while the large ones wait their turn
+        deadline = time.monotonic() + DEADLINE_S
+        big_seq = small_seq = 1
+        while engine.stats()["slicing"]["interleaved"] < 3:
+            assert time.monotonic() < deadline, engine.stats()["slicing"]
+            for _ in range(BURST):
+                send(big_pub, _big_frame(big_seq))
+                big_seq += 1
+            send(small_pub, _small_frame(small_seq))
+            small_seq += 1
+            wait_until(
+                lambda n=sent["records"]: engine.stats()["records_received"] >= n,
+                what="the burst",
+            )
+        wait_until(
+            lambda: engine.stats()["records_accepted"] == sent["records"],
+            what=lambda: f"{sent} sent: {engine.stats()['records_accepted']} records",
+        )
+    finally:
+        engine.stop()
+        thread.join(timeout=DEADLINE_S)
+        big_pub.close(linger=0)
+        small_pub.close(linger=0)
+        engine.close()
+        context.term()
+
+    stats = engine.stats()
+    slicing = stats["slicing"]
+    assert slicing["frames_sliced"] == sent["big"] - 1  # all but the stream's first
+    assert slicing["deferred"] >= 1  # the large frames queued behind a sliced one waited
+    assert slicing["slices"] == slicing["frames_sliced"] * -(-BIG // SLICE)
+    assert stats["gaps"] == 0 and stats["records_lost"] == 0
+    assert stats["frames_rejected"] == stats["rejected"]["oversize"] == 1
+    assert accounting_holds(stats)
+    extra = slicing["slices"] - slicing["frames_sliced"]
+    assert stats["frames_received"] == sent["frames"] + 1 + extra
+    live = engine.processor.state
+    assert "sym_i" not in differing_arrays(whole.state, live)
+    # the journal holds the slices and the frames between them, in the order they ran
+    replayed = processor(config)
+    replay(replayed, tmp_path)
+    assert differing_arrays(replayed.state, live) == []
