@@ -5,9 +5,7 @@ keep the engine's I/O thread. Over real sockets, with CURVE on."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
-from types import SimpleNamespace
 
 import msgspec
 import pytest
@@ -20,29 +18,11 @@ from tickpath.engine.config import ConfigError, load_config
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.curve import apply_curve_client
 from tickpath.engine.security.extension import SecurityExtension
-from tickpath.engine.security.keys import new_keypair
 from tickpath.engine.service.engine import Engine
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
 
 FLOOD = 60  # refused handshakes on the public endpoint
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    root = tmp_path_factory.mktemp("keys")
-    for name in ("engine", "alice", "mallory"):
-        new_keypair(root / "all", name)
-    allow = root / "allow"
-    allow.mkdir()
-    shutil.copy(root / "all" / "alice.key", allow / "alice.key")
-    return SimpleNamespace(
-        server_secret=root / "all" / "engine.key_secret",
-        server_public=root / "all" / "engine.key",
-        alice=root / "all" / "alice.key_secret",
-        mallory=root / "all" / "mallory.key_secret",
-        allow=allow,
-    )
 
 
 def _cpu_ns(tid: int) -> int:

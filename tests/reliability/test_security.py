@@ -23,29 +23,11 @@ from tickpath.engine.feed.publisher import run_feed
 from tickpath.engine.security.config import SecurityConfig
 from tickpath.engine.security.curve import apply_curve_client, is_loopback
 from tickpath.engine.security.extension import SecurityExtension
-from tickpath.engine.security.keys import list_keys, new_keypair
+from tickpath.engine.security.keys import list_keys
 from tickpath.engine.service.engine import Engine
 from tickpath.engine.service.watch import watch
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    root = tmp_path_factory.mktemp("keys")
-    for name in ("engine", "alice", "mallory"):
-        new_keypair(root / "all", name)
-    allow = root / "allow"
-    allow.mkdir()
-    shutil.copy(root / "all" / "alice.key", allow / "alice.key")
-    return SimpleNamespace(
-        dir=root / "all",
-        allow=allow,
-        server_secret=root / "all" / "engine.key_secret",
-        server_public=root / "all" / "engine.key",
-        alice=root / "all" / "alice.key_secret",
-        mallory=root / "all" / "mallory.key_secret",
-    )
 
 
 def test_keys_command_creates_private_pairs_and_lists_them(tmp_path, capsys):
