@@ -85,9 +85,9 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     max_message_bytes: int | None = None
     max_connections: int = 16  # publisher connections to the ingest socket (ZAP refuses more)
     # A frame of more records than this that continues its stream in order is processed
-    # (journaled, published and counted: frames_received counts its slices) as slices of
-    # this many records, and a waiting frame of another stream may be processed between
-    # two slices (engine/ingest/slicer.py).  0 (the default): every frame whole.
+    # (journaled and published) as slices of this many records, and a waiting frame of
+    # another stream may be processed between two slices (engine/ingest/slicer.py); its
+    # results then come per slice.  0 (the default): every frame whole.
     slice_records: int = 0
 
     def __post_init__(self) -> None:

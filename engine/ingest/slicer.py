@@ -7,10 +7,13 @@ for the next one from the same connection). With ``ingest.slice_records = c`` an
 frame of more than ``c`` records that continues its stream in order (the holder's
 session, the next sequence) is processed as slices of at most ``c`` records:
 
-* each slice is a frame of its own for everything downstream: a header with the
-  original fields, ``count`` the slice's and ``seq`` its first record's, followed by its
-  records, journaled, processed and published like any received frame (so a recovery
-  replays exactly what ran, and ``frames_received`` counts slices);
+* each slice is a frame for everything downstream: a header with the original fields,
+  ``count`` the slice's and ``seq`` its first record's, followed by its records,
+  journaled, processed and published like a received frame, so a recovery replays
+  exactly what ran.  Slice ``j`` > 0 is handed on as ``part = j``: the kernels count it
+  as records of the frame, not as a frame (``frames_received`` and the streams' frame
+  counts stay per message, ``bytes_received`` counts the message's bytes), and the
+  journal marks its entry with ``j``;
 * slice ``j`` is moved to the front of the receive buffer (the records before it are
   done) and the original header written in front of it with the slice's count and seq;
 * between two slices the engine takes at most one waiting frame off the socket (non
@@ -94,10 +97,11 @@ class FrameSlicer:
         self,
         plan: tuple[int, int, int, int],
         recv_ns: int,
-        handle: Callable[[int, int], None],
+        handle: Callable[..., None],
         clock: Callable[[], int],
     ) -> tuple[int, int] | None:
-        """Process the planned frame slice by slice through ``handle(nbytes, recv_ns)``;
+        """Process the planned frame slice by slice through ``handle(nbytes, recv_ns,
+        part)`` (``part``: the slice's index, 0 for the first);
         return a frame that waited meanwhile as ``(nbytes, recv_ns)`` (it is then in the
         receive buffer, for the caller to process as if just received), or None."""
         hdr, size, count, stream = plan
@@ -107,7 +111,7 @@ class FrameSlicer:
         c = self.slice_records
         self.frames_sliced += 1
         waiting: tuple[int, int] | None = None
-        done = 0
+        done = part = 0
         while done < count:
             n = min(c, count - done)
             if done:  # slice 0 is in place already
@@ -116,8 +120,9 @@ class FrameSlicer:
                 buf[:hdr] = header[:hdr]
             buf[_COUNT_AT : _COUNT_AT + 4].view("<u4")[0] = n
             buf[_SEQ_AT : _SEQ_AT + 8].view("<u8")[0] += done
-            handle(hdr + n * size, recv_ns)
+            handle(hdr + n * size, recv_ns, part)
             self.slices += 1
+            part += 1
             done += n
             if done < count and waiting is None:
                 waiting = self._take_one(stream, hdr + done * size, handle, clock)
@@ -128,7 +133,7 @@ class FrameSlicer:
         return nbytes, at
 
     def _take_one(
-        self, stream: int, free: int, handle: Callable[[int, int], None], clock: Callable[[], int]
+        self, stream: int, free: int, handle: Callable[..., None], clock: Callable[[], int]
     ) -> tuple[int, int] | None:
         """Take one waiting frame, if any: process it now (another stream, fits in the
         first ``free`` bytes of the buffer) or return it to wait for the sliced frame."""

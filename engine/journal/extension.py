@@ -183,9 +183,10 @@ class JournalExtension(EngineExtension):
             self._verify_thread.join(timeout)
         return self.verify
 
-    def on_frame(self, frame: memoryview, recv_ns: int | None = None) -> None:
-        """Journal a received frame before it is processed (stamped ``recv_ns``)."""
-        self.writer.append_frame(frame, recv_ns)
+    def on_frame(self, frame: memoryview, recv_ns: int | None = None, part: int = 0) -> None:
+        """Journal a received frame (or continuation slice ``part``) before it is processed
+        (stamped ``recv_ns``)."""
+        self.writer.append_frame(frame, recv_ns, part)
 
     def on_dropped(self, nbytes: int, recv_ns: int | None = None) -> None:
         """Journal a message refused before the buffer (-2 multipart, else oversize length)."""

@@ -18,7 +18,7 @@ back to back::
     entry header (32 bytes, little-endian), then ``length`` payload bytes
       0  u32 magic   0x454A5054 (the bytes "TPJE")
       4  u16 type    1 FRAME, 2 REJECT, 3 DROP
-      6  u16 flags   0
+      6  u16 flags   FRAME: its slice index (0: a whole frame); other types: 0
       8  u32 length  payload bytes
      12  u64 index   journal index of the entry (0, 1, 2, ... over all segments)
      20  i64 recv_ns wall clock when the engine journaled the frame
@@ -28,7 +28,9 @@ Entry types (what ``payload`` holds):
 
 * ``FRAME``: a frame whose header passed the engine's header checks, byte for
   byte as received.  Replay runs it through the kernels, which re-apply the
-  sequence and record rules.
+  sequence and record rules.  With ``ingest.slice_records`` a large frame is
+  journaled as it ran: one FRAME per slice, each with its own header (count and
+  seq of the slice), the flags of slice ``j`` holding ``j``.
 * ``REJECT``: a frame the header checks refuse.  Only ``u32 nbytes`` and its
   first ``min(nbytes, 32)`` bytes are kept: the kernels' verdict on such a frame
   depends on nothing else, so replay counts it exactly as the live engine did,

@@ -97,6 +97,7 @@ class Entry(NamedTuple):
     type: int
     recv_ns: int
     payload: np.ndarray  # uint8
+    flags: int = 0  # a FRAME's slice index (0: a whole frame or a first slice)
 
 
 def list_segments(directory: str | os.PathLike[str]) -> list[SegmentInfo]:
@@ -162,7 +163,7 @@ def _entry_at(data: np.ndarray, offset: int, expect_index: int | None) -> tuple[
     magic, etype, flags, length, index, _recv, crc = fmt.ENTRY.unpack_from(data, offset)
     if magic != fmt.ENTRY_MAGIC:
         return -1, "bad entry magic"
-    if etype not in fmt.ENTRY_TYPES or flags != 0:
+    if etype not in fmt.ENTRY_TYPES or (flags != 0 and etype != fmt.ENTRY_FRAME):
         return -1, f"bad entry type {etype}"
     if length > left - fmt.ENTRY_SIZE:
         return length, f"entry of {length} bytes runs past the end of the file"
@@ -399,9 +400,9 @@ def iter_entries(
                     )
                     return
                 raise JournalCorruptError(f"{seg.path}: {problem} at byte {offset}")
-            _m, etype, _f, _l, _i, recv_ns, _c = fmt.ENTRY.unpack_from(data, offset)
+            _m, etype, flags, _l, _i, recv_ns, _c = fmt.ENTRY.unpack_from(data, offset)
             body = offset + fmt.ENTRY_SIZE
-            yield Entry(index, etype, recv_ns, data[body : body + length])
+            yield Entry(index, etype, recv_ns, data[body : body + length], flags)
             offset = body + length
             index += 1
         expect = index

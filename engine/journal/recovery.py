@@ -61,13 +61,18 @@ class RecoveryReport(msgspec.Struct, kw_only=True):
     skipped_snapshots: list[str]  # newer snapshots that could not be used, and why
 
 
-def apply_entry(processor: StreamProcessor, entry_type: int, payload: Any, recv_ns: int) -> int:
-    """Run one journal entry through ``processor``; return the number of results."""
+def apply_entry(
+    processor: StreamProcessor, entry_type: int, payload: Any, recv_ns: int, flags: int = 0
+) -> int:
+    """Run one journal entry through ``processor``; return the number of results.
+
+    A FRAME's ``flags`` is its slice index (engine/ingest/slicer.py): 0 for a whole frame.
+    """
     buffer = processor.buffer
     if entry_type == fmt.ENTRY_FRAME:
         n = len(payload)
         buffer[:n] = payload
-        return processor.process(n, recv_ns)
+        return processor.process(n, recv_ns, flags)
     if entry_type == fmt.ENTRY_REJECT:
         (nbytes,) = fmt.REJECT_PREFIX.unpack_from(payload)
         head = payload[fmt.REJECT_PREFIX.size :]
@@ -110,7 +115,7 @@ def replay(
     for entry in iter_entries(directory, start, stop, start_hint=start_hint):
         if pace is not None:
             pace(entry.recv_ns)
-        n = apply_entry(processor, entry.type, entry.payload, entry.recv_ns)
+        n = apply_entry(processor, entry.type, entry.payload, entry.recv_ns, entry.flags)
         counts.entries += 1
         counts.last_index = entry.index
         if entry.type == fmt.ENTRY_FRAME:

@@ -202,13 +202,19 @@ class JournalWriter:
 
     # -- appending ----------------------------------------------------------
 
-    def append_frame(self, frame: memoryview, recv_ns: int | None = None) -> None:
+    def append_frame(self, frame: memoryview, recv_ns: int | None = None, part: int = 0) -> None:
         """Journal one received frame (FRAME when its header passes, else REJECT).
 
         ``recv_ns``: the receive time the engine hands the kernels with this frame
         (they use it for the clock-skew and failover rules), so replay decides alike.
+        ``part`` > 0: continuation slice ``part`` of a frame (engine/ingest/slicer.py),
+        in order by construction: a FRAME entry whose flags hold ``part``.
         """
         n = len(frame)
+        if part:
+            self.append(fmt.ENTRY_FRAME, frame, n, recv_ns, part)
+            self.frames += 1
+            return
         if n >= s.HEADER_SIZE:
             magic, version, kind, stream, count = _FRAME_HEADER.unpack_from(frame)
             size = _RECORD_SIZE.get(kind, 0)
@@ -249,10 +255,12 @@ class JournalWriter:
         payload: memoryview | bytes | bytearray,
         n: int = -1,
         recv_ns: int | None = None,
+        flags: int = 0,
     ) -> None:
         """Write one entry (header + ``payload``) under the sync policy.
 
-        ``recv_ns`` is the entry's timestamp (now when None).
+        ``recv_ns`` is the entry's timestamp (now when None); ``flags`` the header's
+        (a FRAME's slice index, see :mod:`tickpath.engine.journal.format`).
         """
         if n < 0:
             n = len(payload)
@@ -269,7 +277,7 @@ class JournalWriter:
             self._roll()
         header = self._header
         fmt.ENTRY.pack_into(
-            header, 0, fmt.ENTRY_MAGIC, entry_type, 0, n, self.next_index, recv_ns, 0
+            header, 0, fmt.ENTRY_MAGIC, entry_type, flags, n, self.next_index, recv_ns, 0
         )
         _CRC.pack_into(
             header, fmt.ENTRY_CRC_OFFSET, zlib.crc32(payload, zlib.crc32(self._header_crc_part))

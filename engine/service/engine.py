@@ -203,12 +203,14 @@ class StreamProcessor:
             return self.orders_v2 if v2 else self.orders
         return self.trades_v2 if v2 else self.trades
 
-    def process(self, nbytes: int, recv_ns: int) -> int:
+    def process(self, nbytes: int, recv_ns: int, part: int = 0) -> int:
         """Run the kernels on the frame of ``nbytes`` in ``buffer``; return the results ready.
 
         The result frames are left in the state's output arrays until the next
         call.  ``nbytes == -2`` stands for a multipart message, ``nbytes >
         len(buffer)`` for a truncated oversize frame: both are counted and rejected here.
+        ``part`` > 0: the buffer holds continuation slice ``part`` of a larger frame
+        (engine/ingest/slicer.py), counted as records of that frame, not as a frame.
         """
         if nbytes < 0 or nbytes > len(self.buffer):
             self.state.n_touched[:] = 0
@@ -221,7 +223,7 @@ class StreamProcessor:
         if call is None:  # any other kind: the trade kernel's header check rejects it
             call = self._calls[s.KIND_TRADE, v2]
         kernel, records, rest = call
-        return kernel(self.header, records, nbytes, recv_ns, *rest)
+        return kernel(self.header, records, nbytes, recv_ns, part, *rest)
 
     def results(self) -> list[tuple[str, np.ndarray]]:
         """The emitted result frames as ``(analytic, record copy)``: for tests and tools."""
@@ -307,9 +309,10 @@ class EngineExtension:
       sockets open (recovery replays the journal here).
     * :class:`DropHook` ``on_dropped(nbytes, recv_ns)``: a message refused before the buffer
       (-2 multipart, or the length of an oversize frame), before it is counted.
-    * :class:`FrameHook` ``on_frame(frame, recv_ns)``: every received frame, before it
-      is processed; ``frame`` is a memoryview of the receive buffer, valid only during the
-      call; ``recv_ns`` is the receive time the kernels get with it.
+    * :class:`FrameHook` ``on_frame(frame, recv_ns, part)``: every received frame, before
+      it is processed; ``frame`` is a memoryview of the receive buffer, valid only during
+      the call; ``recv_ns`` is the receive time the kernels get with it; ``part`` > 0:
+      ``frame`` is continuation slice ``part`` of a larger frame (engine/ingest/slicer.py).
     * :class:`ResultsHook` ``on_results(engine, n)``: after a frame produced ``n`` results
       (already published).
     * :class:`SocketsHook` ``sockets()``: ``[(zmq socket, handler)]`` the loop also polls;
@@ -350,7 +353,9 @@ class DropHook(Protocol):
 class FrameHook(Protocol):
     """An extension that sees every received frame before it is processed."""
 
-    def on_frame(self, frame: memoryview, recv_ns: int) -> None: ...
+    def on_frame(self, frame: memoryview, recv_ns: int, part: int = 0) -> None:
+        """``frame`` was received at ``recv_ns``; ``part`` > 0: it is continuation slice
+        ``part`` of a larger frame (engine/ingest/slicer.py)."""
 
 
 @runtime_checkable
@@ -533,15 +538,16 @@ class Engine:
         # the buffer holds: never); without a slicer, none
         slice_from = slicer.min_bytes if slicer is not None else sys.maxsize
 
-        def handle(nbytes: int, recv_ns: int) -> None:
-            """Journal (and the other frame hooks), process and publish one frame."""
+        def handle(nbytes: int, recv_ns: int, part: int = 0) -> None:
+            """Journal (and the other frame hooks), process and publish one frame (or
+            continuation slice ``part``)."""
             if frame_hooks and 0 <= nbytes <= len(view):
                 for hook in frame_hooks:
-                    hook(view[:nbytes], recv_ns)
+                    hook(view[:nbytes], recv_ns, part)
             elif drop_hooks and (nbytes < 0 or nbytes > len(view)):
                 for hook in drop_hooks:
                     hook(nbytes, recv_ns)
-            n = proc.process(nbytes, recv_ns)
+            n = proc.process(nbytes, recv_ns, part)
             if n:
                 publish(state, n)
                 for hook in result_hooks:

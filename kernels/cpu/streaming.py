@@ -273,10 +273,11 @@ def _sat_add(a, b):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
-def _accept_sequence(streams, counters, limits, stream, seq, count, session, recv_ns):
+def _accept_sequence(streams, counters, limits, stream, seq, count, session, recv_ns, part):
     """Account a frame's session and sequence range; return -1 to accept or a REJECT_* code.
 
-    ``session`` is the version 2 session id as int64 bits, 0 for a version 1 frame.
+    ``session`` is the version 2 session id as int64 bits, 0 for a version 1 frame;
+    ``part`` > 0 is a continuation slice of a frame (not a frame of its own).
     """
     expected = streams[stream, S_NEXT]
     if expected >= 0 and session != streams[stream, S_SESSION]:
@@ -309,7 +310,8 @@ def _accept_sequence(streams, counters, limits, stream, seq, count, session, rec
     else:
         return s.REJECT_OUT_OF_ORDER
     streams[stream, S_NEXT] = seq + count
-    streams[stream, S_FRAMES] += 1
+    if part == 0:
+        streams[stream, S_FRAMES] += 1
     streams[stream, S_LAST_NS] = recv_ns
     streams[stream, S_ENDED] = 0
     return -1
@@ -330,20 +332,26 @@ def _end_session(streams, counters, stream, session):
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _check_frame(
-    header, nbytes, expect_kind, record_size, max_records, streams, counters, limits, recv_ns
+    header, nbytes, expect_kind, record_size, max_records, streams, counters, limits, recv_ns,
+    part,
 ):  # fmt: skip
     """Header checks and sequence accounting; return the record count or -1 (rejected).
 
     ``header`` is a HEADER_V2 view of the buffer; its ``session`` is read only
-    for a version 2 frame long enough to hold it.
+    for a version 2 frame long enough to hold it.  ``part`` > 0: a continuation slice
+    of a frame (engine/ingest/slicer.py), whose first slice counted the frame and its
+    header: it adds its records and their bytes only.
     """
-    counters[C_FRAMES] += 1
-    counters[C_BYTES] = _sat_add(counters[C_BYTES], nbytes)
     h = header[0]
     count = np.int64(h.count)
     hsize = s.HEADER_SIZE
     if h.version == s.VERSION_SESSION:
         hsize = s.HEADER_V2_SIZE
+    if part == 0:
+        counters[C_FRAMES] += 1
+        counters[C_BYTES] = _sat_add(counters[C_BYTES], nbytes)
+    else:
+        counters[C_BYTES] = _sat_add(counters[C_BYTES], max(0, nbytes - hsize))
     reason = -1
     if nbytes < s.HEADER_SIZE:
         reason = s.REJECT_SHORT
@@ -372,14 +380,25 @@ def _check_frame(
         if hsize == s.HEADER_V2_SIZE:
             session = np.int64(h.session)  # the u64's bits
         reason = _accept_sequence(
-            streams, counters, limits, h.stream_id, np.int64(h.seq), count, session, recv_ns
-        )
+            streams, counters, limits, h.stream_id, np.int64(h.seq), count, session, recv_ns,
+            part,
+        )  # fmt: skip
     if reason >= 0:
         counters[reason] += 1
         return -1
-    counters[C_FRAMES_ACCEPTED] += 1
+    if part == 0:
+        counters[C_FRAMES_ACCEPTED] += 1
     counters[C_RECORDS] += count
     return count
+
+
+@numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
+def _stamp(counters, part):
+    """What a frame (part 0) or a continuation slice (``part`` > 0) stamps the symbols it
+    touches with: a number no earlier call used (slices: negative, below -2**20)."""
+    if part == 0:
+        return counters[C_FRAMES]
+    return -((counters[C_FRAMES] << 20) | part)
 
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
@@ -472,18 +491,19 @@ def order_reject_reason(o, n_symbols, ts_max):
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_quotes(
-    header, quotes, nbytes, recv_ns, streams, counters, limits, owned, sym_i, touched,
+    header, quotes, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, touched,
     touched_list, n_touched,
 ):  # fmt: skip
     """Update the state with one QUOTE frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
     n = _check_frame(
-        header, nbytes, s.KIND_QUOTE, s.QUOTE_SIZE, max_records, streams, counters, limits, recv_ns
-    )
+        header, nbytes, s.KIND_QUOTE, s.QUOTE_SIZE, max_records, streams, counters, limits, recv_ns,
+        part,
+    )  # fmt: skip
     if n < 0:
         return 0
     ts_max = _ts_limit(limits, recv_ns)
-    frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
+    frame_no = _stamp(counters, part)  # stamps what this frame (or slice) touched
     h = header[0]
     seq0 = np.int64(h.seq)
     n_symbols = sym_i.shape[0]
@@ -546,18 +566,19 @@ def _close_bar(sym_i, out_bar, n_touched, sym, frame_no):
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_trades(
-    header, trades, nbytes, recv_ns, streams, counters, limits, owned, sym_i, sym_f, alphas,
+    header, trades, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, sym_f, alphas,
     ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_bar,
 ):  # fmt: skip
     """Update the state with one TRADE frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
     n = _check_frame(
-        header, nbytes, s.KIND_TRADE, s.TRADE_SIZE, max_records, streams, counters, limits, recv_ns
-    )
+        header, nbytes, s.KIND_TRADE, s.TRADE_SIZE, max_records, streams, counters, limits, recv_ns,
+        part,
+    )  # fmt: skip
     if n < 0:
         return 0
     ts_max = _ts_limit(limits, recv_ns)
-    frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
+    frame_no = _stamp(counters, part)  # stamps what this frame (or slice) touched
     h = header[0]
     seq0 = np.int64(h.seq)
     n_symbols = sym_i.shape[0]
@@ -634,18 +655,19 @@ def _ingest_trades(
 
 @numba.njit(cache=True, nogil=True, inline="always", _nrt=False)
 def _ingest_orders(
-    header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book, touched,
+    header, orders, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, book, touched,
     touched_list, n_touched,
 ):  # fmt: skip
     """Update the state (the books) with one ORDER frame; return the number of records accepted."""
     max_records = touched_list.shape[1]
     n = _check_frame(
-        header, nbytes, s.KIND_ORDER, s.ORDER_SIZE, max_records, streams, counters, limits, recv_ns
-    )
+        header, nbytes, s.KIND_ORDER, s.ORDER_SIZE, max_records, streams, counters, limits, recv_ns,
+        part,
+    )  # fmt: skip
     if n < 0:
         return 0
     ts_max = _ts_limit(limits, recv_ns)
-    frame_no = counters[C_FRAMES]  # this frame's number: stamps what it touched
+    frame_no = _stamp(counters, part)  # stamps what this frame (or slice) touched
     h = header[0]
     seq0 = np.int64(h.seq)
     stream_id = h.stream_id
@@ -832,8 +854,8 @@ def pack_batch(frames, n, out, seq, stream_id):
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_quote_frame(
-    header, quotes, nbytes, recv_ns, streams, counters, limits, owned, sym_i, touched, touched_list,
-    n_touched, out_seq, out_quote,
+    header, quotes, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, touched,
+    touched_list, n_touched, out_seq, out_quote,
 ):  # fmt: skip
     """Process a QUOTE frame and fill its result frames; return the number of results.
 
@@ -842,7 +864,7 @@ def on_quote_frame(
     """
     _start_frame(n_touched)
     if _ingest_quotes(
-        header, quotes, nbytes, recv_ns, streams, counters, limits, owned, sym_i, touched,
+        header, quotes, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, touched,
         touched_list, n_touched,
     ):  # fmt: skip
         _emit_quotes(recv_ns, realtime_ns(), sym_i, touched_list, n_touched, out_seq, out_quote)
@@ -851,16 +873,16 @@ def on_quote_frame(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_trade_frame(
-    header, trades, nbytes, recv_ns, streams, counters, limits, owned, sym_i, sym_f, alphas,
+    header, trades, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, sym_f, alphas,
     ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched, out_seq,
     out_trade, out_bar,
 ):  # fmt: skip
     """Process a TRADE frame (or reject a frame of any other kind); return the number of results."""
     _start_frame(n_touched)
     if _ingest_trades(
-        header, trades, nbytes, recv_ns, streams, counters, limits, owned, sym_i, sym_f, alphas,
-        ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list, n_touched,
-        out_bar,
+        header, trades, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, sym_f,
+        alphas, ring_ts, ring_f, ret_ring, vwap_window_ns, bar_ns, touched, touched_list,
+        n_touched, out_bar,
     ):  # fmt: skip
         _emit_trades(
             recv_ns, realtime_ns(), sym_i, sym_f, ret_ring, touched_list, n_touched, out_seq,
@@ -871,7 +893,7 @@ def on_trade_frame(
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
 def on_order_frame(
-    header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book_levels,
+    header, orders, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, book_levels,
     book_sides, book_index, book_pool, book_links, book_scratch, book_counters, touched,
     touched_list, n_touched, out_seq, out_book,
 ):  # fmt: skip
@@ -886,8 +908,8 @@ def on_order_frame(
     )
     _start_frame(n_touched)
     if _ingest_orders(
-        header, orders, nbytes, recv_ns, streams, counters, limits, owned, sym_i, book, touched,
-        touched_list, n_touched,
+        header, orders, nbytes, recv_ns, part, streams, counters, limits, owned, sym_i, book,
+        touched, touched_list, n_touched,
     ):  # fmt: skip
         _emit_book(recv_ns, realtime_ns(), sym_i, book, touched_list, n_touched, out_seq, out_book)
     return _results(counters, n_touched)

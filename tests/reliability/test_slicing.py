@@ -1,7 +1,7 @@
 """ingest.slice_records: a large in-order frame is processed in slices, and other streams'
-frames are taken in between, over real sockets. The slices are frames for everything
-downstream, so the per-symbol state equals that of the whole frames, no stream's order
-changes, and the journal replays to the identical state."""
+frames are taken in between, over real sockets. The per-symbol state and the counters
+(frames, bytes, records, per stream) equal those of the whole frames, no stream's order
+changes, and the journal, which holds the slices, replays to the identical state."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_large_frames_are_sliced_and_other_streams_go_in_between(tmp_path):
     # the per-symbol state of the same frames processed whole (the streams' symbols are
     # disjoint, so the order between the streams does not matter), fed as they are sent
     whole = processor(load_config(None, {**SMALL, "ingest.max_frame_bytes": 1 << 20}))
-    sent = {"frames": 0, "big": 0, "records": 0}
+    sent = {"frames": 0, "big": 0, "records": 0, "oversize_bytes": 0}
 
     def send(pub: zmq.Socket, frame: bytes) -> None:
         pub.send(frame)
@@ -85,7 +85,9 @@ def test_large_frames_are_sliced_and_other_streams_go_in_between(tmp_path):
         send(big_pub, _big_frame(0))
         wait_until(lambda: engine.stats()["frames_received"] == 1, what="the first frame")
         over = make_quotes((1 << 20) // s.QUOTE_SIZE + 1, symbols=8)
-        big_pub.send(codec.encode_frame(s.KIND_QUOTE, BIG_STREAM, BIG, over, 1_000))
+        oversize = codec.encode_frame(s.KIND_QUOTE, BIG_STREAM, BIG, over, 1_000)
+        big_pub.send(oversize)
+        sent["oversize_bytes"] = len(oversize)
         wait_until(lambda: engine.stats()["rejected"]["oversize"] == 1, what="the oversize one")
         # The next large frames continue the stream (sliced). Bursts of them, each
         # followed by a one-quote frame of another stream, until some of those went
@@ -124,8 +126,16 @@ def test_large_frames_are_sliced_and_other_streams_go_in_between(tmp_path):
     assert stats["gaps"] == 0 and stats["records_lost"] == 0
     assert stats["frames_rejected"] == stats["rejected"]["oversize"] == 1
     assert accounting_holds(stats)
-    extra = slicing["slices"] - slicing["frames_sliced"]
-    assert stats["frames_received"] == sent["frames"] + 1 + extra
+    # a slice after the first counts as records of its frame: frames, bytes and each
+    # stream's frames are those of the messages, as for the whole frames
+    reference = whole.stats(0)
+    assert stats["frames_received"] == sent["frames"] + 1  # and the oversize one
+    assert stats["frames_accepted"] == reference["frames_accepted"] == sent["frames"]
+    assert stats["records_accepted"] == reference["records_accepted"] == sent["records"]
+    assert stats["bytes_received"] == reference["bytes_received"] + sent["oversize_bytes"]
+    for stream in (BIG_STREAM, SMALL_STREAM):
+        row, ref = stats["streams"][str(stream)], reference["streams"][str(stream)]
+        assert (row["frames"], row["next_seq"]) == (ref["frames"], ref["next_seq"])
     live = engine.processor.state
     assert "sym_i" not in differing_arrays(whole.state, live)
     # the journal holds the slices and the frames between them, in the order they ran
