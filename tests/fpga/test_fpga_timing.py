@@ -104,6 +104,7 @@ def _check_ecp5(ecp5: dict, flow: str) -> None:
     fmax = ecp5["fmax_aclk_mhz"]
     assert fmax is not None and 10 < fmax < 1000, ecp5["fmax_mhz"]
     assert set(ecp5["fmax_mhz"]) == {"aclk"}
+    assert ecp5["tool_versions"]["nextpnr"] and ecp5["tool_versions"]["yosys"]
     assert ecp5["critical_path_steps"] > 0
     assert ecp5["critical_path_logic_ns"] > 0 and ecp5["critical_path_routing_ns"] > 0
     # it placed and routed: every phase of its log was seen

@@ -283,7 +283,7 @@ def ecp5(
                         "ns": step.get("delay"),
                     }
                 )
-    log_text = (work / "ecp5_nextpnr.log").read_text(errors="replace")
+    yosys_log = (work / "ecp5_yosys.log").read_text(errors="replace")
     label = f"nextpnr-ecp5, LFE5U-{device.upper()}, routed (out of context)"
     if flow != "full":
         label += f", {flow} flow ({' '.join(options)}): not the full-settings figure"
@@ -305,7 +305,10 @@ def ecp5(
         "critical_path_to": crit[-1]["to"] if crit else None,
         "critical_path_logic_ns": round(sum(s["ns"] for s in crit if s["type"] == "logic"), 3),
         "critical_path_routing_ns": round(sum(s["ns"] for s in crit if s["type"] == "routing"), 3),
-        "tool_versions": {"nextpnr": _first_line(log_text, "nextpnr")},
+        "tool_versions": {
+            "nextpnr": _version(nextpnr),
+            "yosys": (re.findall(r"Yosys (\d+\.\d+)", yosys_log) or [None])[-1],
+        },
         "seconds": {"synthesis": round(t_syn, 1), "place_and_route": round(t_pnr, 1)},
         # nextpnr's phases, wall seconds (pack includes reading the netlist's
         # cells; place is the main placer, refine its annealing pass).
@@ -313,11 +316,16 @@ def ecp5(
     }
 
 
-def _first_line(text: str, word: str) -> str | None:
-    for line in text.splitlines():
-        if word in line.lower():
-            return line.strip()
-    return None
+def _version(tool: str) -> str | None:
+    """The first line of ``tool --version``, or None."""
+    try:
+        proc = subprocess.run(
+            [tool, "--version"], capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    return lines[0] if lines else None
 
 
 # ---------------------------------------------------------------------------
