@@ -275,10 +275,6 @@ module tick_features_core #(
   // (one DSP each).  Its operands are registered for that multiplier alone
   // (its input registers): q_a/q_b also go elsewhere.  Two register stages
   // either way: the operand registers (q[1]) and the product register (q[2]).
-  reg [63:0] corr2_reg;
-  always @(posedge clk) begin
-    corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
-  end
 `ifdef TF_XILINX_DSP48E2
   // UltraScale+ synthesis (timing.py's xcup flow defines TF_XILINX_DSP48E2):
   // Yosys packs no register into a DSP48E2, so the multipliers are
@@ -290,6 +286,10 @@ module tick_features_core #(
   // are zero-extended into the signed 27 x 18 multiplier (A is 30 bits, B 18).
   // Simulation, the formal check and ECP5 use the behavioural code below.
   wire [511:0] pp_reg;
+  reg [63:0] corr2_reg;
+  always @(posedge clk) begin
+    corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
+  end
   genvar gdsp;
   generate
     for (gdsp = 0; gdsp < 16; gdsp = gdsp + 1) begin : g_pp_dsp
@@ -363,6 +363,7 @@ module tick_features_core #(
   endgenerate
 `else
   reg [511:0] pp_reg;
+  reg [63:0] corr2_reg;
   (* keep *) reg [255:0] mul_a_reg;  // slice i of a for product n, at 16n
   (* keep *) reg [255:0] mul_b_reg;  // slice j of b for product n
   integer pi, pj;
@@ -376,6 +377,7 @@ module tick_features_core #(
   always @(posedge clk) begin
     for (pi = 0; pi < 16; pi = pi + 1)
     pp_reg[32*pi+:32] <= mul_a_reg[16*pi+:16] * mul_b_reg[16*pi+:16];
+    corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
   end
 `endif
 
