@@ -100,7 +100,7 @@ MODELS = (
 )
 
 # nextpnr-ecp5 settings.  "full": nextpnr's defaults (HeAP placer, timing
-# driven, router1), the figure docs/fpga.md reports; 16-30 minutes of one core
+# driven, router1), the figure docs/fpga.md reports; 11-32 minutes of one core
 # with the WebAssembly build.  "fast": the static (electrostatic) placer, no
 # timing-driven placement, router2, for CI: a real place and route of the same
 # netlist in a few minutes, with a lower Fmax; labelled as such.
