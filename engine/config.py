@@ -59,7 +59,8 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     # Endpoints for publishers on networks you do not control (bound, on the same socket):
     # their connections, CURVE handshakes included, are served by a ZeroMQ I/O thread of
     # their own that runs SCHED_IDLE, so a handshake flood there does not delay the frames
-    # arriving on ``endpoints`` (docs/reliability.md, "Pressure").  Needs bind = true.
+    # arriving on ``endpoints`` (docs/reliability.md, "Pressure").  A publisher there gets
+    # CPU only when no normal thread of the host wants it.  Needs bind = true.
     public_endpoints: tuple[str, ...] = ()
     bind: bool = True  # the engine binds its SUB socket; publishers connect
     rcvhwm: int = 100_000  # most frames queued per publisher (see effective_rcvhwm)
