@@ -84,8 +84,13 @@ class FrameReceiver:
         A multipart message returns -2 (its parts are drained); a frame larger
         than the buffer returns its full length, which exceeds ``len(buffer)``.
         """
+        return self.receive_into(self.buffer)
+
+    def receive_into(self, buffer: np.ndarray, flags: int = 0) -> int:
+        """:meth:`receive` into ``buffer`` (``flags``: ``zmq.NOBLOCK`` returns -1 at once
+        when no frame is waiting)."""
         try:
-            nbytes = self.socket.recv_into(self.buffer)
+            nbytes = self.socket.recv_into(buffer, flags=flags)
         except zmq.Again:
             return -1
         if self.socket.getsockopt(zmq.RCVMORE):

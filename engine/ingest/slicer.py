@@ -33,6 +33,7 @@ from collections.abc import Callable
 import numpy as np
 import zmq
 
+from tickpath.engine.ingest.receiver import FrameReceiver
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu.streaming_view import StreamTable
 
@@ -40,18 +41,15 @@ _RECORD_SIZE = {s.KIND_TRADE: s.TRADE_SIZE, s.KIND_QUOTE: s.QUOTE_SIZE, s.KIND_O
 _STREAM_AT = s.HEADER.fields["stream_id"][1]
 _COUNT_AT = s.HEADER.fields["count"][1]
 _SEQ_AT = s.HEADER.fields["seq"][1]
-_SESSION_AT = s.HEADER_V2.fields["session"][1]
 _U64 = 1 << 64
 
 
 class FrameSlicer:
     """Slices the large in-order frames of one receive buffer (see the module doc)."""
 
-    def __init__(
-        self, buffer: np.ndarray, socket: zmq.Socket, streams: StreamTable, slice_records: int
-    ) -> None:
-        self.buffer = buffer
-        self.socket = socket
+    def __init__(self, receiver: FrameReceiver, streams: StreamTable, slice_records: int) -> None:
+        self.buffer = buffer = receiver.buffer
+        self.receiver = receiver
         self.streams = streams
         self.slice_records = slice_records
         # the smallest frame that can be sliced: a header and slice_records + 1 records
@@ -61,7 +59,10 @@ class FrameSlicer:
         self.waiting = np.zeros(len(buffer), np.uint8)
         self.waiting.fill(0)
         self._header = np.zeros(s.HEADER_V2_SIZE, np.uint8)  # the sliced frame's own
-        self._spill = bytearray(64)
+        # header fields, viewed once: a slice rewrites count and seq in place
+        self._count = buffer[_COUNT_AT : _COUNT_AT + 4].view("<u4")
+        self._seq = buffer[_SEQ_AT : _SEQ_AT + 8].view("<u8")
+        self._waiting_stream = self.waiting[_STREAM_AT : _STREAM_AT + 4].view("<u4")
         self.frames_sliced = 0
         self.slices = 0
         self.interleaved = 0  # frames of other streams processed between two slices
@@ -118,8 +119,8 @@ class FrameSlicer:
                 src = hdr + done * size
                 buf[hdr : hdr + n * size] = buf[src : src + n * size]
                 buf[:hdr] = header[:hdr]
-            buf[_COUNT_AT : _COUNT_AT + 4].view("<u4")[0] = n
-            buf[_SEQ_AT : _SEQ_AT + 8].view("<u8")[0] += done
+            self._count[0] = n
+            self._seq[0] += done
             handle(hdr + n * size, recv_ns, part)
             self.slices += 1
             part += 1
@@ -137,22 +138,14 @@ class FrameSlicer:
     ) -> tuple[int, int] | None:
         """Take one waiting frame, if any: process it now (another stream, fits in the
         first ``free`` bytes of the buffer) or return it to wait for the sliced frame."""
-        sock = self.socket
-        try:
-            nbytes = sock.recv_into(self.waiting, flags=zmq.NOBLOCK)
-        except zmq.Again:
+        nbytes = self.receiver.receive_into(self.waiting, zmq.NOBLOCK)
+        if nbytes == -1:
             return None
         at = clock()
-        if sock.getsockopt(zmq.RCVMORE):
-            while sock.getsockopt(zmq.RCVMORE):
-                sock.recv_into(self._spill)
-            nbytes = -2
         if nbytes < 0 or nbytes > len(self.waiting):
             handle(nbytes, at)  # refused from its length alone: no buffer is read
             return None
-        other = nbytes < _STREAM_AT + 4 or (
-            int(self.waiting[_STREAM_AT : _STREAM_AT + 4].view("<u4")[0]) != stream
-        )
+        other = nbytes < _STREAM_AT + 4 or int(self._waiting_stream[0]) != stream
         if other and nbytes <= free:
             self.buffer[:nbytes] = self.waiting[:nbytes]
             handle(nbytes, at)

@@ -115,9 +115,7 @@ class StreamProcessor:
         self.trades_v2 = self._view(s.TRADE, body, s.HEADER_V2_SIZE)
         self.quotes_v2 = self._view(s.QUOTE, body, s.HEADER_V2_SIZE)
         self.orders_v2 = self._view(s.ORDER, body, s.HEADER_V2_SIZE)
-        self._kind = self.buffer[6:8].view("<u2")
-        self._version = self.buffer[4:6].view("<u2")
-        # the header's version and kind as Python ints, without a numpy scalar per frame
+        # the header's version (word 2) and kind (word 3) as Python ints, no numpy scalar
         self._words = memoryview(self.buffer[:8]).cast("H")
         max_records = body // min(s.TRADE_SIZE, s.QUOTE_SIZE, s.ORDER_SIZE)
         self.state = k.new_state(streaming_params(config, max_records))
@@ -192,11 +190,11 @@ class StreamProcessor:
     @property
     def kind(self) -> int:
         """Kind field of the frame in the buffer."""
-        return int(self._kind[0])
+        return self._words[3]
 
     def records(self, kind: int) -> np.ndarray:
         """The records view of ``kind`` for the frame in the buffer (after its header)."""
-        v2 = int(self._version[0]) == s.VERSION_SESSION
+        v2 = self._words[2] == s.VERSION_SESSION
         if kind == s.KIND_QUOTE:
             return self.quotes_v2 if v2 else self.quotes
         if kind == s.KIND_ORDER:
@@ -454,8 +452,7 @@ class Engine:
         )
         if self.config.ingest.slice_records:
             self.slicer = FrameSlicer(
-                self.processor.buffer,
-                self.receiver.socket,
+                self.receiver,
                 StreamTable(self.processor.state.streams),
                 self.config.ingest.slice_records,
             )
