@@ -245,29 +245,32 @@ class EngineRig:
 
     def _connect(self, timeout: float = 120.0) -> None:
         """Probe until a probe's result comes back (both sockets joined), then send a fence
-        probe and read up to its result: no probe result is left in flight after it."""
+        probe and read up to its result: no probe result is left in flight after it.
+
+        Every message that is here is read each round: one probe yields several
+        results, and reading one per probe sent would fall behind for good."""
         deadline = time.monotonic() + timeout
-        mid = 10.0
-        while not self._probe_answered(mid, poll_ms=50):
+        while not self._probe_mids(poll_ms=50):
             assert time.monotonic() < deadline, "no result of the probe quotes: not joined"
-            mid = 10.0 if mid >= 19.0 else mid + 1.0
-            self.quote(63, mid, stream=7)
+            self.quote(63, 10.0, stream=7)
         fence = 42.0  # never a probe's mid: its result is the last one of the probes
         self.quote(63, fence, stream=7)
-        while not self._probe_answered(fence, poll_ms=100):
+        while fence not in self._probe_mids(poll_ms=100):
             assert time.monotonic() < deadline, "the fence probe's result never came back"
 
-    def _probe_answered(self, mid: float, poll_ms: int) -> bool:
-        """Read one message (if any comes within `poll_ms`): a quote.63 result at `mid`?"""
+    def _probe_mids(self, poll_ms: int) -> set[float]:
+        """Read every message that is here (waiting up to `poll_ms` for the first one): the
+        mids of the quote.63 results among them."""
         from tickpath.engine.wire import codec
 
-        if not self.sub.poll(poll_ms):
-            return False
-        topic, payload = self.sub.recv_multipart()
-        if topic != b"quote.63":
-            return False
-        _header, records = codec.decode_frame(payload)
-        return abs(float(records["mid"][0]) - mid) < 1e-6
+        mids: set[float] = set()
+        while self.sub.poll(poll_ms):
+            poll_ms = 0
+            topic, payload = self.sub.recv_multipart()
+            if topic == b"quote.63":
+                _header, records = codec.decode_frame(payload)
+                mids.update(round(float(m), 6) for m in records["mid"])
+        return mids
 
     def _send(self, kind: int, records: np.ndarray, stream: int = 1) -> int:
         from tickpath.engine.wire import codec

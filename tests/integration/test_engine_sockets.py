@@ -58,28 +58,34 @@ class Harness:
     def _wait_connected(self, timeout=120.0):
         # Probe (on a stream of its own) until a probe's result comes back: both sockets
         # have joined. Then a fence probe: once its result is here, every earlier probe
-        # has been processed and published, so no probe is still in flight.
+        # has been processed and published, so no probe is still in flight. Every message
+        # that is here is read each round: a probe can yield several (an extension's
+        # results, stats), and reading one per probe sent would fall behind for good.
         deadline = time.monotonic() + timeout
         probe = make_quotes(1)
         seq = 0
-        while not self._probe_result(seq - 1, poll_ms=50):
+        while self._last_probe_result(poll_ms=50) < 0:
             assert time.monotonic() < deadline, "no result of the probe frames: not joined"
             self.pub.send(codec.encode_frame(s.KIND_QUOTE, 7, seq, probe))
             seq += 1
         self.pub.send(codec.encode_frame(s.KIND_QUOTE, 7, seq, probe))
-        while not self._probe_result(seq, poll_ms=100):
+        while self._last_probe_result(poll_ms=100) < seq:
             assert time.monotonic() < deadline, "the fence probe's result never came back"
         self.base = self.engine.stats()
 
-    def _probe_result(self, seq, poll_ms):
-        """Read one message (if one comes within `poll_ms`): the result of probe `seq`?"""
-        if seq < 0 or not self.sub.poll(poll_ms):
-            return False
-        topic, payload = self.sub.recv_multipart()
-        if not topic.startswith((b"quote.", b"batch.quote")):  # per-symbol or batched mode
-            return False
-        _header, records = codec.decode_frame(payload)
-        return int(records["in_stream"][0]) == 7 and int(records["in_seq"][0]) == seq
+    def _last_probe_result(self, poll_ms):
+        """Read every message that is here (waiting up to `poll_ms` for the first one): the
+        highest probe sequence among their quote results, -1 if none."""
+        highest = -1
+        while self.sub.poll(poll_ms):
+            poll_ms = 0
+            topic, payload = self.sub.recv_multipart()
+            if topic.startswith((b"quote.", b"batch.quote")):  # per-symbol or batched mode
+                _header, records = codec.decode_frame(payload)
+                probes = records["in_seq"][records["in_stream"] == 7]
+                if len(probes):
+                    highest = max(highest, int(probes.max()))
+        return highest
 
     def send(self, frame):
         self.pub.send(frame)
