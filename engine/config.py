@@ -245,6 +245,11 @@ class ConnectionsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     handshake_timeout_s: float = 10.0  # ZMQ_HANDSHAKE_IVL: a peer that never greets is closed
     log_interval_s: float = 10.0  # refused/dropped connections: one log line per reason and this
     nofile_reserve: int = 32  # descriptors kept out of libzmq's reach for the journal/snapshots
+    # ZMQ_RCVBUF (SO_RCVBUF) of every TCP connection to the ingest and publish endpoints:
+    # bounds the bytes a peer has in flight in the kernel and what one read copies (under
+    # Linux's default non-preemptive kernel a multi-MiB copy delays the tick thread's
+    # wake-up); 0: the kernel's autotuning (up to net.ipv4.tcp_rmem's maximum)
+    receive_buffer_bytes: int = 256 << 10
 
     def __post_init__(self) -> None:
         _require(
@@ -260,6 +265,10 @@ class ConnectionsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
         )
         _require(self.log_interval_s > 0, "connections.log_interval_s must be > 0")
         _require(0 <= self.nofile_reserve <= 4096, "connections.nofile_reserve must be in 0..4096")
+        _require(
+            self.receive_buffer_bytes == 0 or 4096 <= self.receive_buffer_bytes <= 64 << 20,
+            "connections.receive_buffer_bytes must be 0 or in 4096..67108864",
+        )
 
 
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

@@ -274,6 +274,11 @@ class RequestsConfig(_Struct):
     # but also by every other process: for a host that runs the engine alone).
     sched_idle: bool = False
     nice: int = 10
+    # ZMQ_RCVBUF of each client connection (0: the kernel's autotuning). Small: a request
+    # is read in copies of at most this much, so that a 190 MiB body never holds a CPU in
+    # the kernel for long (see connections.receive_buffer_bytes); heartbeats and the
+    # handshake deadline come from the engine's connections section.
+    receive_buffer_bytes: int = 64 << 10
 
     def __post_init__(self) -> None:
         _require(
@@ -290,6 +295,10 @@ class RequestsConfig(_Struct):
             "dispatch.requests.max_json_bytes must be in 256..max_message_bytes",
         )
         _require(0 <= self.nice <= 19, "dispatch.requests.nice must be in 0..19")
+        _require(
+            self.receive_buffer_bytes == 0 or 4096 <= self.receive_buffer_bytes <= 64 << 20,
+            "dispatch.requests.receive_buffer_bytes must be 0 or in 4096..67108864",
+        )
 
 
 class RequestLaneConfig(LaneConfig):

@@ -99,9 +99,16 @@ def guard_for(context: zmq.Context) -> ConnectionGuard | None:
     return _guards.get(context)
 
 
-def apply_connection_options(socket: zmq.Socket, connections: ConnectionsConfig) -> None:
-    """Heartbeats and the handshake deadline of a socket that talks to peers (before bind)."""
+def apply_connection_options(
+    socket: zmq.Socket, connections: ConnectionsConfig, receive_buffer_bytes: int | None = None
+) -> None:
+    """Heartbeats, the handshake deadline and the kernel receive buffer of a socket that
+    talks to peers (before bind); ``receive_buffer_bytes`` overrides the connections'."""
     socket.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(connections.handshake_timeout_s * 1000)))
+    if receive_buffer_bytes is None:
+        receive_buffer_bytes = connections.receive_buffer_bytes
+    if receive_buffer_bytes:  # libzmq sets SO_RCVBUF on every connection it makes or accepts
+        socket.setsockopt(zmq.RCVBUF, receive_buffer_bytes)
     if connections.heartbeat_ivl_s > 0:
         timeout = max(1, int(connections.heartbeat_timeout_s * 1000))
         socket.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(connections.heartbeat_ivl_s * 1000)))
