@@ -469,14 +469,15 @@ class Engine:
             public = ", ".join(self.receiver.public_endpoints)
             log.info("ingest, public (an I/O thread of their own, SCHED_IDLE): %s", public)
         log.info(
-            "ingest %s (rcvhwm %d, SO_RCVBUF %s), publish %s (sndhwm %d), %d symbols",
+            "ingest %s (rcvhwm %d), publish %s (sndhwm %d), %d symbols",
             ", ".join(self.receiver.endpoints),
             self.config.ingest.effective_rcvhwm,
-            self.config.connections.receive_buffer_bytes or "autotuned",
             self.publisher.endpoint,
             self.config.publish.effective_sndhwm,
             self.config.analytics.n_symbols,
         )
+        buffer = self.config.connections.receive_buffer_bytes
+        log.info("connections: SO_RCVBUF %s", f"{buffer} bytes" if buffer else "autotuned")
 
     def _having(self, hook: type[_Hook]) -> list[_Hook]:
         """The extensions that implement ``hook``, in order."""
