@@ -17,10 +17,12 @@ session, the next sequence) is processed as slices of at most ``c`` records:
 * slice ``j`` is moved to the front of the receive buffer (the records before it are
   done) and the original header written in front of it with the slice's count and seq;
 * between two slices the engine takes at most one waiting frame off the socket (non
-  blocking), into a second buffer: a frame of another stream that fits the free front of
-  the receive buffer is processed at once; a frame of the same stream, or a larger one,
-  waits until the sliced frame is done (per-stream order is never changed), and nothing
-  more is taken meanwhile.
+  blocking), into a buffer of its own: a frame of another stream that fits the free front
+  of the receive buffer, and whose stream has no frame waiting, is processed at once; any
+  other frame (of the sliced stream, of a stream with a frame waiting, or too large) waits
+  until the sliced frame is done, then the waiting frames are processed oldest first
+  (per-stream order is never changed). At most :data:`LOOKAHEAD` frames wait; with all
+  their buffers taken, nothing more is taken until the sliced frame is done.
 
 Frames that start a stream, skip ahead, restart or change session are processed whole:
 their verdict depends on the whole frame.
@@ -28,6 +30,7 @@ their verdict depends on the whole frame.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -42,6 +45,12 @@ _STREAM_AT = s.HEADER.fields["stream_id"][1]
 _COUNT_AT = s.HEADER.fields["count"][1]
 _SEQ_AT = s.HEADER.fields["seq"][1]
 _U64 = 1 << 64
+# Frames that may wait for a sliced one, each in a preallocated buffer of the receive
+# buffer's size. With one, a sliced frame that took the next frame of a flood off the
+# socket took nothing more, and a feed's one-record frame queued behind it waited for the
+# whole rest of the sliced frame; with two, libzmq's fair queueing (one message per
+# connection in turn) hands the feed's frame over at the next slice.
+LOOKAHEAD = 2
 
 
 class FrameSlicer:
@@ -54,19 +63,25 @@ class FrameSlicer:
         self.slice_records = slice_records
         # the smallest frame that can be sliced: a header and slice_records + 1 records
         self.min_bytes = s.HEADER_SIZE + (slice_records + 1) * min(_RECORD_SIZE.values())
-        # a frame taken off the socket between two slices; written now, so its pages
-        # are part of the engine's resident size after start-up, not of an attack's
-        self.waiting = np.zeros(len(buffer), np.uint8)
-        self.waiting.fill(0)
+        # buffers for frames taken off the socket between two slices; written now, so
+        # their pages are part of the engine's resident size after start-up, not of an
+        # attack's
+        self._slots = [np.zeros(len(buffer), np.uint8) for _ in range(LOOKAHEAD)]
+        for slot in self._slots:
+            slot.fill(0)
+        self._slot_streams = [slot[_STREAM_AT : _STREAM_AT + 4].view("<u4") for slot in self._slots]
+        self._free = list(range(LOOKAHEAD))  # slots not holding a waiting frame
+        # the frames that wait, oldest first: (slot, nbytes, recv_ns, stream or -1)
+        self._waiting: deque[tuple[int, int, int, int]] = deque()
         self._header = np.zeros(s.HEADER_V2_SIZE, np.uint8)  # the sliced frame's own
         # header fields, viewed once: a slice rewrites count and seq in place
         self._count = buffer[_COUNT_AT : _COUNT_AT + 4].view("<u4")
         self._seq = buffer[_SEQ_AT : _SEQ_AT + 8].view("<u8")
-        self._waiting_stream = self.waiting[_STREAM_AT : _STREAM_AT + 4].view("<u4")
         self.frames_sliced = 0
         self.slices = 0
         self.interleaved = 0  # frames of other streams processed between two slices
         self.deferred = 0  # frames taken between slices that waited for the sliced one
+        self.waiting_max = 0  # most frames waiting at once
 
     def slice_plan(self, nbytes: int) -> tuple[int, int, int, int] | None:
         """``(header bytes, record bytes, count, stream)`` if the frame of ``nbytes`` in
@@ -100,18 +115,16 @@ class FrameSlicer:
         recv_ns: int,
         handle: Callable[..., None],
         clock: Callable[[], int],
-    ) -> tuple[int, int] | None:
+    ) -> None:
         """Process the planned frame slice by slice through ``handle(nbytes, recv_ns,
-        part)`` (``part``: the slice's index, 0 for the first);
-        return a frame that waited meanwhile as ``(nbytes, recv_ns)`` (it is then in the
-        receive buffer, for the caller to process as if just received), or None."""
+        part)`` (``part``: the slice's index, 0 for the first). Frames taken meanwhile
+        that must wait are kept for :meth:`next_waiting`."""
         hdr, size, count, stream = plan
         buf = self.buffer
         header = self._header
         header[:hdr] = buf[:hdr]
         c = self.slice_records
         self.frames_sliced += 1
-        waiting: tuple[int, int] | None = None
         done = part = 0
         while done < count:
             n = min(c, count - done)
@@ -125,41 +138,71 @@ class FrameSlicer:
             self.slices += 1
             part += 1
             done += n
-            if done < count and waiting is None:
-                waiting = self._take_one(stream, hdr + done * size, handle, clock)
-        if waiting is None:
+            if done < count and self._free:
+                self._take_one(stream, hdr + done * size, handle, clock)
+
+    def process(
+        self, nbytes: int, recv_ns: int, handle: Callable[..., None], clock: Callable[[], int]
+    ) -> None:
+        """Process a frame just received into the buffer through ``handle``: whole, or in
+        slices when :meth:`slice_plan` says so; then every frame that waited meanwhile,
+        oldest first, the same way."""
+        while True:
+            plan = self.slice_plan(nbytes) if nbytes >= self.min_bytes else None
+            if plan is None:
+                handle(nbytes, recv_ns)
+            else:
+                self.run(plan, recv_ns, handle, clock)
+            waited = self.next_waiting()
+            if waited is None:
+                return
+            nbytes, recv_ns = waited
+
+    def next_waiting(self) -> tuple[int, int] | None:
+        """Move the oldest waiting frame into the receive buffer and return ``(nbytes,
+        recv_ns)``, for the caller to process as if just received; None if none waits."""
+        if not self._waiting:
             return None
-        nbytes, at = waiting
-        buf[:nbytes] = self.waiting[:nbytes]
+        slot, nbytes, at, _stream = self._waiting.popleft()
+        self.buffer[:nbytes] = self._slots[slot][:nbytes]
+        self._free.append(slot)
         return nbytes, at
 
     def _take_one(
         self, stream: int, free: int, handle: Callable[..., None], clock: Callable[[], int]
-    ) -> tuple[int, int] | None:
-        """Take one waiting frame, if any: process it now (another stream, fits in the
-        first ``free`` bytes of the buffer) or return it to wait for the sliced frame."""
-        nbytes = self.receiver.receive_into(self.waiting, zmq.NOBLOCK)
+    ) -> None:
+        """Take one frame off the socket, if any: process it now (a stream that is not
+        sliced and has no frame waiting; fits in the first ``free`` bytes of the buffer)
+        or keep it waiting for the sliced frame."""
+        slot = self._free[-1]
+        into = self._slots[slot]
+        nbytes = self.receiver.receive_into(into, zmq.NOBLOCK)
         if nbytes == -1:
-            return None
+            return
         at = clock()
-        if nbytes < 0 or nbytes > len(self.waiting):
+        if nbytes < 0 or nbytes > len(into):
             handle(nbytes, at)  # refused from its length alone: no buffer is read
-            return None
-        other = nbytes < _STREAM_AT + 4 or int(self._waiting_stream[0]) != stream
-        if other and nbytes <= free:
-            self.buffer[:nbytes] = self.waiting[:nbytes]
+            return
+        other = -1 if nbytes < _STREAM_AT + 4 else int(self._slot_streams[slot][0])
+        ordered = other >= 0 and (other == stream or any(w[3] == other for w in self._waiting))
+        if not ordered and nbytes <= free:
+            self.buffer[:nbytes] = into[:nbytes]
             handle(nbytes, at)
             self.interleaved += 1
-            return None
+            return
+        self._free.pop()
+        self._waiting.append((slot, nbytes, at, other))
         self.deferred += 1
-        return nbytes, at
+        self.waiting_max = max(self.waiting_max, len(self._waiting))
 
     def stats(self) -> dict[str, int]:
-        """Frames sliced, slices processed, frames interleaved and deferred."""
+        """Frames sliced, slices processed, frames interleaved and deferred, the most
+        frames that waited at once."""
         return {
             "slice_records": self.slice_records,
             "frames_sliced": self.frames_sliced,
             "slices": self.slices,
             "interleaved": self.interleaved,
             "deferred": self.deferred,
+            "waiting_max": self.waiting_max,
         }

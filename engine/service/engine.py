@@ -14,7 +14,6 @@ before the sockets open, so no tick ever waits for the JIT.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -533,9 +532,6 @@ class Engine:
         view = memoryview(proc.buffer)
         receive = receiver.receive
         slicer = self.slicer
-        # frames of slice_from bytes or more may be sliced (a refused one reports more than
-        # the buffer holds: never); without a slicer, none
-        slice_from = slicer.min_bytes if slicer is not None else sys.maxsize
 
         def handle(nbytes: int, recv_ns: int, part: int = 0) -> None:
             """Journal (and the other frame hooks), process and publish one frame (or
@@ -565,15 +561,10 @@ class Engine:
                     nbytes = receiver.receive()
             if nbytes != -1:
                 recv_ns = clock()  # one stamp: the journal's entry and the kernels' rules
-                while True:  # a large in-order frame: in slices (slicer.py)
-                    plan = slicer.slice_plan(nbytes) if nbytes >= slice_from else None
-                    if plan is None:
-                        handle(nbytes, recv_ns)
-                        break
-                    waited = slicer.run(plan, recv_ns, handle, clock)
-                    if waited is None:
-                        break
-                    nbytes, recv_ns = waited  # a frame that waited for the sliced one
+                if slicer is None:
+                    handle(nbytes, recv_ns)
+                else:  # a large in-order frame in slices (slicer.py)
+                    slicer.process(nbytes, recv_ns, handle, clock)
             now = time.monotonic_ns()
             if now >= next_stats:
                 for hook in tick_hooks:

@@ -16,6 +16,8 @@ from tests.factories import make_quotes
 from tests.reliability.helpers import SMALL, accounting_holds, processor
 from tests.waiting import DEADLINE_S, wait_until
 from tickpath.engine.config import load_config
+from tickpath.engine.ingest.receiver import FrameReceiver
+from tickpath.engine.ingest.slicer import FrameSlicer
 from tickpath.engine.journal.config import JournalConfig
 from tickpath.engine.journal.extension import JournalExtension
 from tickpath.engine.journal.recovery import replay
@@ -23,6 +25,7 @@ from tickpath.engine.journal.snapshot import differing_arrays
 from tickpath.engine.service.engine import Engine
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
+from tickpath.kernels.cpu.streaming_view import StreamTable
 
 SLICE = 64
 BIG = 20_000  # quotes per large frame (960 KB): 313 slices, milliseconds of work
@@ -142,3 +145,81 @@ def test_large_frames_are_sliced_and_other_streams_go_in_between(tmp_path):
     replayed = processor(config)
     replay(replayed, tmp_path)
     assert differing_arrays(replayed.state, live) == []
+
+
+def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
+    """One connection sends, in this order: a large frame B1 of stream 1 (sliced), the
+    next one B2 of stream 1, and a one-quote frame S of stream 2. Between B1's slices the
+    engine takes B2, which must wait for B1, and then S, which must not wait for either:
+    S runs right after B1's second slice, B2 after all of B1, and the state equals that of
+    the frames processed whole. (With one waiting frame at most, S waited for B1 and B2.)
+
+    Over a real inproc socket, driven step by step: a message sent on inproc is in the
+    receiving socket's queue when ``send`` returns, so the order of takes is fixed."""
+    config = load_config(
+        None,
+        {
+            **SMALL,
+            "ingest.endpoints": ["inproc://slicing-order"],
+            "ingest.slice_records": SLICE,
+            "ingest.max_frame_bytes": 1 << 20,
+        },
+    )
+    context = zmq.Context()
+    proc = processor(config)
+    whole = processor(config)
+    receiver = FrameReceiver(context, config.ingest, proc.buffer)
+    slicer = FrameSlicer(receiver, StreamTable(proc.state.streams), SLICE)
+    pub = context.socket(zmq.XPUB)
+    ran: list[tuple[int, int, int]] = []  # (stream, first seq, part) of each frame or slice
+
+    def handle(nbytes: int, recv_ns: int, part: int = 0) -> None:
+        header = np.frombuffer(proc.buffer, s.HEADER, 1)[0]
+        ran.append((int(header["stream_id"]), int(header["seq"]), part))
+        proc.process(nbytes, recv_ns, part)
+
+    def send(frame: bytes) -> None:
+        pub.send(frame)
+        whole.buffer[: len(frame)] = np.frombuffer(frame, np.uint8)
+        whole.process(len(frame), 0)
+
+    def receive_and_process() -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while (nbytes := receiver.receive()) == -1:
+            assert time.monotonic() < deadline, "no frame"
+        slicer.process(nbytes, 0, handle, lambda: 0)
+
+    try:
+        pub.connect("inproc://slicing-order")
+        # the subscription: the receiving socket attaches the connection (and sends it)
+        # when it processes its commands, which reading its events does
+        wait_until(
+            lambda: receiver.socket.getsockopt(zmq.EVENTS) is None or pub.poll(10),
+            what="the subscription",
+        )
+        pub.recv()
+        send(_big_frame(0))  # starts stream 1: processed whole
+        receive_and_process()
+        for frame in (_big_frame(1), _big_frame(2), _small_frame(1)):
+            send(frame)
+        receive_and_process()  # B1 in slices, S between two of them, then B2
+    finally:
+        pub.close(linger=0)
+        receiver.close()
+        context.term()
+    small = ran.index((SMALL_STREAM, 0, 0))
+    assert ran[small - 1] == (BIG_STREAM, BIG + SLICE, 1), ran[: small + 1]
+    assert small < ran.index((BIG_STREAM, 2 * BIG, 0))
+    big = [seq for stream, seq, _part in ran if stream == BIG_STREAM]
+    assert big == sorted(big) and len(big) == 1 + 2 * -(-BIG // SLICE)
+    stats = slicer.stats()
+    assert (stats["interleaved"], stats["deferred"], stats["waiting_max"]) == (1, 1, 1)
+    # the analytics and the streams are those of the frames processed whole; per-frame
+    # scratch, result sequence numbers and result counts differ (results come per slice)
+    scratch = {"counters", "touched", "touched_list", "n_touched", "out_seq", "out_quote"}
+    assert set(differing_arrays(whole.state, proc.state)) <= scratch
+    got, reference = proc.stats(0), whole.stats(0)
+    for key in ("frames_received", "frames_accepted", "records_accepted", "bytes_received"):
+        assert got[key] == reference[key], key
+    for stream in (str(BIG_STREAM), str(SMALL_STREAM)):
+        assert got["streams"][stream] == reference["streams"][stream]
