@@ -25,10 +25,12 @@ idle_end            nothing again (is the engine back to its idle figures?)
 
 Per phase: pings answered and lost (no answer in 5 s), p50/p99/max of the round trip, the
 engine's and the request process's largest RSS sampled during the phase, the load
-average. Goal (docs/reliability.md): p99 under pressure <= 2x the same run's idle p99 and
-max < 100 ms. Self-checks: each pressure must be seen by the engine (its stats: requests
-refused or answered, handshakes denied, frames received), else the phase is marked
-``not applied``.
+average, and where the slowest 1 % of the pings spent their time (the median of each stage
+by the engine's stamps on the result: ingest = send to the tick thread's receive, kernels =
+receive to done, publish = done to the probe's receive). Goal (docs/reliability.md): p99
+under pressure <= 2x the same run's idle p99 and max < 100 ms. Self-checks: each pressure
+must be seen by the engine (its stats: requests refused or answered, handshakes denied,
+frames received), else the phase is marked ``not applied``.
 
     python bench/bench_pressure.py [--phase-s 8] [--rate 1000] [--phases idle json_chain ...]
                                    [--json PATH] [--attackers normal|idle]
@@ -352,6 +354,7 @@ def _measure(
 ) -> dict:
     """Ping for `seconds`, and on until ``until()`` is true (at most 120 s more)."""
     rtts = []
+    stages = []
     lost = 0
     rss = [0.0] * len(pids)
     interval = 1.0 / rate
@@ -369,6 +372,7 @@ def _measure(
             lost += 1
         else:
             rtts.append(rtt)
+            stages.append(ticker.stages_ns)
         now = time.monotonic()
         if now >= next_rss:
             rss = [max(r, _rss_mib(p)) for r, p in zip(rss, pids)]
@@ -380,12 +384,18 @@ def _measure(
         else:
             next_t = time.monotonic()
     ms = np.asarray(rtts) * 1e3
+    # where the slowest 1 % of the pings spent their time: the median of each stage
+    slow = None
+    if len(ms):
+        stage_ms = np.asarray(stages, np.float64).reshape(-1, 3) / 1e6
+        slow = [round(float(x), 3) for x in np.median(stage_ms[ms >= np.percentile(ms, 99)], 0)]
     return {
         "pings": len(rtts),
         "lost": lost,
         "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
         "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
         "max_ms": float(ms.max()) if len(ms) else None,
+        "slowest_1pct_stages_ms": slow,  # ingest, kernels, publish (engine/bench/ticker.py)
         "engine_cpu_ms": round((_cpu_s(pids[0]) - cpu0[0]) * 1e3),
         "request_process_cpu_ms": round((_cpu_s(pids[1]) - cpu0[1]) * 1e3)
         if len(pids) > 1
@@ -530,11 +540,12 @@ def _row_text(phase: str, row: dict, idle: dict | None) -> str:
     applied = "" if row.get("applied", True) else " (not applied)"
     if row.get("pressure_says"):
         applied += f" ({row['pressure_says'].replace('done', 'refused')}, {row['seconds']} s)"
+    stages = " / ".join(map(str, row["slowest_1pct_stages_ms"] or []))
     return (f"| {phase}{applied} | {row['pings']} | {row['lost']} | {f(row['p50_ms'])} | "
             f"{f(row['p99_ms'])} | {f(row['max_ms'])} | {ratio} | {goal} | "
             f"{row['engine_cpu_ms']} | {row['request_process_cpu_ms']} | "
             f"{row['engine_rss_mib']} | {row['request_process_rss_mib']} | "
-            f"{row['load_average']} |")  # fmt: skip
+            f"{row['load_average']} | {stages} |")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -605,9 +616,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print("| phase | pings | lost | p50 ms | p99 ms | max ms | p99 / idle | goal | "
           "engine CPU ms | request process CPU ms | engine RSS MiB | request process RSS MiB | "
-          "load |")  # fmt: skip
+          "load | slowest 1 %: ingest / kernels / publish ms |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: "
-          "| ---: |")  # fmt: skip
+          "| ---: | --- |")  # fmt: skip
     report = run(args)
     print(f"engine VmHWM {report['engine_vm_hwm_mib']} MiB; log {report['log']}")
     if args.json:

@@ -50,6 +50,10 @@ class Ticker:
         self.sub.connect(results)
         self.stream = stream
         self.seq = 0
+        # the last answered ping's stages from the engine's stamps on its result, in ns:
+        # ingest (send to the tick thread's receive: sockets, I/O thread, queue), kernels
+        # (receive to done), publish (done to this process's receive)
+        self.stages_ns = (0, 0, 0)
         self.stats_payload = b""
         self.quote = np.zeros(1, s.QUOTE)
         self.quote["symbol"] = symbol
@@ -85,7 +89,11 @@ class Ticker:
                 continue
             _, records = codec.decode_frame(payload)
             if int(records[0]["in_seq"]) == self.seq - 1:
-                return time.perf_counter() - t0
+                rtt = time.perf_counter() - t0
+                r = records[0]
+                send, recv, done = int(r["in_send_ns"]), int(r["recv_ns"]), int(r["done_ns"])
+                self.stages_ns = (recv - send, done - recv, time.time_ns() - done)
+                return rtt
 
     def stats(self, timeout_s: float = 5.0) -> dict:
         """The next stats message (waits for a fresh one; {} if none comes in time)."""
