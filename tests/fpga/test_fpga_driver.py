@@ -59,13 +59,32 @@ def test_without_pynq_a_clear_error_and_the_emulation():
     assert isinstance(fpga.open_overlay("overlay.bit", n_symbols=8), fpga.EmulatedOverlay)
 
 
+def test_the_emulation_refuses_a_k_the_bitstream_would_refuse():
+    """The emulation takes the k of the default build's sets and refuses any other in the
+    driver's one line, changing nothing (the board ignores such a write)."""
+    emu = fpga.EmulatedOverlay(n_symbols=8)
+    assert emu.k_supported == L.K_SETS and emu.k == L.K_RESET
+    with pytest.raises(ValueError) as err:
+        emu.set_k(4, 11)  # span 4095: EMA 1 of this build has k 6, 8, 10, 12
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("EMA 1: k=11 (span 4095) is not supported by this bitstream")
+    assert emu.k == L.K_RESET
+    emu.set_k(5, 12)
+    assert emu.k == (5, 12)
+    with pytest.raises(ValueError, match="EMA 0: k=7 .* is not supported"):
+        fpga.EmulatedOverlay(n_symbols=8, k=(7, 8))
+    wide = fpga.EmulatedOverlay(n_symbols=8, k=(7, 8), k_sets=((1, 7, 9, 11), L.K_SETS[1]))
+    assert wide.k == (7, 8)  # another build's sets
+
+
 def test_emulated_overlay_is_the_golden_model():
     slots = random_slots(1, 500, 8)
-    emu = fpga.EmulatedOverlay(n_symbols=8, k=(3, 7))
+    emu = fpga.EmulatedOverlay(n_symbols=8, k=(3, 10))  # neither is the reset value
     got = np.concatenate(
         [emu.process(slots[:200]), emu.process_one(slots[200]), emu.process(slots[201:])]
     )
-    want = process(slots, FeatureState(8, (3, 7)))
+    want = process(slots, FeatureState(8, (3, 10)))
     assert got.tobytes() == want.tobytes()
     c = emu.counters()
     assert c["records_in"] == c["records_out"] == 500
