@@ -40,13 +40,14 @@ _SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture (the gener
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _descriptor(pid: int, fd: int, pidfd: int | None) -> int:
-    """A duplicate of descriptor ``fd`` of ``pid`` in this process."""
+def _descriptor(fd: int, pidfd: int | None) -> int:
+    """A duplicate, in this process, of descriptor ``fd`` of this process (``pidfd`` None)
+    or of the process ``pidfd`` refers to."""
     if pidfd is None:
         return os.dup(fd)
     got = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)  # Linux >= 5.6; ptrace access
     if got < 0:
-        raise OSError(ctypes.get_errno(), f"pidfd_getfd({pid}, {fd})")
+        raise OSError(ctypes.get_errno(), f"pidfd_getfd of descriptor {fd}")
     return got
 
 
@@ -54,13 +55,14 @@ def accepted_receive_buffers(port: int, pid: int | None = None) -> list[int]:
     """SO_RCVBUF of every TCP connection of process ``pid`` (this one by default)
     accepted on local ``port``."""
     pidfd = None if pid is None else os.pidfd_open(pid)
+    fds = f"/proc/{pid or 'self'}/fd"
     found = []
     try:
-        for name in os.listdir(f"/proc/{pid or 'self'}/fd"):
+        for name in os.listdir(fds):
             try:
-                if not os.readlink(f"/proc/{pid or 'self'}/fd/{name}").startswith("socket:"):
+                if not os.readlink(f"{fds}/{name}").startswith("socket:"):
                     continue
-                sock = socket.socket(fileno=_descriptor(pid or 0, int(name), pidfd))
+                sock = socket.socket(fileno=_descriptor(int(name), pidfd))
             except OSError as exc:  # closed meanwhile (the listing's own descriptor, for one)
                 if exc.errno in (errno.ENOENT, errno.EBADF):
                     continue

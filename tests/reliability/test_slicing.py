@@ -191,12 +191,14 @@ def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
 
     try:
         pub.connect("inproc://slicing-order")
-        # the subscription: the receiving socket attaches the connection (and sends it)
-        # when it processes its commands, which reading its events does
-        wait_until(
-            lambda: receiver.socket.getsockopt(zmq.EVENTS) is None or pub.poll(10),
-            what="the subscription",
-        )
+
+        def subscribed() -> bool:
+            # the receiving socket attaches the connection (and sends its subscription)
+            # when it processes its commands, which reading its events does
+            receiver.socket.getsockopt(zmq.EVENTS)
+            return bool(pub.poll(10))
+
+        wait_until(subscribed, what="the subscription")
         pub.recv()
         send(_big_frame(0))  # starts stream 1: processed whole
         receive_and_process()
