@@ -51,6 +51,24 @@ RESULT_MESSAGE_COST = (
     + 64
 )
 
+_INT_MAX = (1 << 31) - 1
+BATCH_MAX_RECORDS = 1024  # default publish.batch_max_records
+
+
+def batch_message_cost(n_symbols: int, batch_max_records: int) -> int:
+    """What one queued batched result message costs libzmq at most, in bytes.
+
+    A batched message carries at most one quote, trade or book result per symbol
+    an input frame touched (``min(n_symbols, batch_max_records)`` records) or
+    ``batch_max_records`` completed bars; larger batches are split.  Costed as
+    :data:`RESULT_MESSAGE_COST` is: two ``zmq_msg_t``, the header, the records, 64 bytes of
+    content block and malloc overhead.
+    """
+    largest = max(d.itemsize for d in (s.RESULT_QUOTE, s.RESULT_TRADE, s.RESULT_BOOK))
+    per_symbol = min(n_symbols, batch_max_records) * (largest - s.HEADER_SIZE)
+    bars = batch_max_records * (s.RESULT_BAR.itemsize - s.HEADER_SIZE)
+    return 2 * 64 + s.HEADER_SIZE + max(per_symbol, bars) + 64
+
 
 class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Where market data comes in."""
@@ -112,7 +130,7 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
             self.bind or not self.public_endpoints,
             "ingest.public_endpoints needs ingest.bind = true (the engine binds them)",
         )
-        _require(self.rcvhwm >= 0, "ingest.rcvhwm must be >= 0")
+        _require(0 <= self.rcvhwm <= _INT_MAX, f"ingest.rcvhwm must be in 0..{_INT_MAX}")
         _require(
             self.slice_records == 0 or 64 <= self.slice_records <= 1 << 20,
             "ingest.slice_records must be 0 (off) or in 64..1048576",
@@ -150,7 +168,7 @@ class IngestConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
 
         ``rcvhwm = 0`` (libzmq: no limit) still gets the byte-derived bound.
         """
-        derived = max(1, self.backlog_bytes // self.message_limit)
+        derived = min(max(1, self.backlog_bytes // self.message_limit), _INT_MAX)
         return derived if self.rcvhwm == 0 else min(self.rcvhwm, derived)
 
 
@@ -192,15 +210,18 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
 
     endpoint: str = "tcp://127.0.0.1:5556"
     bind: bool = True
-    sndhwm: int = 100_000  # most results queued per subscriber (see effective_sndhwm)
+    sndhwm: int = 100_000  # most messages queued per subscriber (see effective_sndhwm)
     stats_interval_s: float = 1.0
     # "symbol": one message per (analytic, symbol) per input frame, topics <analytic>.<sym>;
     # "batch": one message per analytic per input frame, topics batch.<analytic>, holding
     # the results of every symbol the frame touched; "both": both sets of topics
     mode: str = "symbol"
     # Byte budget of one subscriber's send queue in libzmq: the queue holds at most
-    # subscriber_queue_bytes // RESULT_MESSAGE_COST results (effective_sndhwm).
+    # subscriber_queue_bytes // (the largest message's cost) messages (effective_sndhwm).
     subscriber_queue_bytes: int = 48 << 20  # 100,000 results of 488 bytes
+    # Records in one batched message at most: a frame's batch beyond it is split into
+    # several messages (seq + count still chains them); bounds a batched message's bytes
+    batch_max_records: int = BATCH_MAX_RECORDS
     max_subscribers: int = 32  # subscriber connections (ZAP refuses more)
     max_message_bytes: int = 1024  # ZMQ_MAXMSGSIZE: subscriptions longer than this disconnect
 
@@ -210,7 +231,7 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
             self.mode in PUBLISH_MODES,
             f"publish.mode must be one of {', '.join(PUBLISH_MODES)}, got {self.mode!r}",
         )
-        _require(self.sndhwm >= 0, "publish.sndhwm must be >= 0")
+        _require(0 <= self.sndhwm <= _INT_MAX, f"publish.sndhwm must be in 0..{_INT_MAX}")
         _require(self.stats_interval_s > 0, "publish.stats_interval_s must be > 0")
         _require(
             self.subscriber_queue_bytes >= RESULT_MESSAGE_COST,
@@ -223,14 +244,26 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
             64 <= self.max_message_bytes <= 1 << 20,
             "publish.max_message_bytes must be in 64..1048576",
         )
+        _require(
+            1 <= self.batch_max_records <= 1 << 16,
+            "publish.batch_max_records must be in 1..65536",
+        )
 
-    @property
-    def effective_sndhwm(self) -> int:
-        """SNDHWM set on the socket: ``min(sndhwm, subscriber_queue_bytes // RESULT_MESSAGE_COST)``.
+    def message_cost(self, n_symbols: int) -> int:
+        """The most one queued message costs libzmq, in bytes: :data:`RESULT_MESSAGE_COST`
+        with per-symbol topics only, :func:`batch_message_cost` with batched ones."""
+        if self.mode == "symbol":
+            return RESULT_MESSAGE_COST
+        return max(RESULT_MESSAGE_COST, batch_message_cost(n_symbols, self.batch_max_records))
+
+    def effective_sndhwm(self, n_symbols: int) -> int:
+        """SNDHWM set on the socket: ``min(sndhwm, subscriber_queue_bytes //
+        message_cost(n_symbols))``, at least 1.
 
         ``sndhwm = 0`` (libzmq: no limit) still gets the byte-derived bound.
         """
-        derived = max(1, self.subscriber_queue_bytes // RESULT_MESSAGE_COST)
+        derived = max(1, self.subscriber_queue_bytes // self.message_cost(n_symbols))
+        derived = min(derived, _INT_MAX)  # a socket option is a C int
         return derived if self.sndhwm == 0 else min(self.sndhwm, derived)
 
 

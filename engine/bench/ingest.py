@@ -316,8 +316,11 @@ def bench_engine(
         publish = mode is not None
         if publish:
             ctx = zmq.Context.instance()
-            # SNDHWM 0: nothing is dropped, so the subscriber's sequence check is exact
-            pub_config = config.publish.__class__(endpoint="tcp://127.0.0.1:*", sndhwm=0, mode=mode)
+            # nothing is dropped (SNDHWM 0 and a byte budget far above the run's results),
+            # so the subscriber's sequence check is exact
+            pub_config = config.publish.__class__(
+                endpoint="tcp://127.0.0.1:*", sndhwm=0, subscriber_queue_bytes=1 << 36, mode=mode
+            )
             publisher = ResultPublisher(ctx, pub_config, config.analytics.n_symbols)
             sink_out = workdir / "sink.txt"
             sink.start(

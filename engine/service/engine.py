@@ -472,7 +472,7 @@ class Engine:
             ", ".join(self.receiver.endpoints),
             self.config.ingest.effective_rcvhwm,
             self.publisher.endpoint,
-            self.config.publish.effective_sndhwm,
+            self.publisher.sndhwm,
             self.config.analytics.n_symbols,
         )
         buffer = self.config.connections.receive_buffer_bytes

@@ -12,7 +12,13 @@
   results of every symbol the frame touched (each record names its ``symbol``),
   in the order the per-symbol topics would have carried them; ``stream_id`` is
   ``BATCH_STREAM_ID`` and ``seq`` counts the results (records) of that topic, so
-  ``seq`` of the next message is ``seq + count``.
+  ``seq`` of the next message is ``seq + count``.  A frame's batch of more than
+  ``publish.batch_max_records`` records (only bars, or more symbols than that)
+  goes out as several consecutive messages of at most that many.
+
+Byte budget: the socket's SNDHWM counts messages, so it is derived from the
+largest message the mode can send (``PublishConfig.effective_sndhwm``): with
+batched topics, a whole batch (``engine/config.py``, ``batch_message_cost``).
 
 Both kinds of ``seq`` let a subscriber detect its own losses.  ZeroMQ
 subscriptions match prefixes: ``trade.1`` also matches ``trade.12``; subscribe
@@ -61,7 +67,8 @@ class ResultPublisher:
         self.socket = context.socket(zmq.XPUB if see_subscribers else zmq.PUB)
         # per-subscriber queue bounded in bytes (see PublishConfig.effective_sndhwm);
         # subscriptions longer than max_message_bytes disconnect their subscriber
-        self.socket.setsockopt(zmq.SNDHWM, config.effective_sndhwm)
+        self.sndhwm = config.effective_sndhwm(n_symbols)
+        self.socket.setsockopt(zmq.SNDHWM, self.sndhwm)
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
         if security is not None:
@@ -85,6 +92,7 @@ class ResultPublisher:
         self.per_symbol = config.mode in ("symbol", "both")
         self.batched = config.mode in ("batch", "both")
         self.batch_topics = [f"{BATCH_PREFIX}{name}".encode() for name in k.ANALYTIC_NAMES]
+        self.batch_max_records = config.batch_max_records
         self._batches: dict[str, _Batch] = {}  # per analytic: frame buffer and result seq
         if self.batched:  # compiled (or loaded from numba's cache) now, not on the first frame
             words = s.HEADER_SIZE // 8 + 1
@@ -146,7 +154,9 @@ class ResultPublisher:
         when the array changes, e.g. a new state of the same engine)."""
         batch = self._batches.get(analytic)
         seq = batch.seq if batch is not None else 0
-        batch = self._batches[analytic] = _Batch(f"{BATCH_PREFIX}{analytic}".encode(), frames)
+        batch = self._batches[analytic] = _Batch(
+            f"{BATCH_PREFIX}{analytic}".encode(), frames, self.batch_max_records
+        )
         batch.seq = seq
         return batch
 
@@ -211,16 +221,18 @@ class _Batch:
     input frame's results, packed by one numba call (:func:`streaming.pack_batch`) out of
     the kernel's output array, or by numpy where its frames are not whole 8-byte words."""
 
-    def __init__(self, topic: bytes, frames: np.ndarray) -> None:
+    def __init__(self, topic: bytes, frames: np.ndarray, max_records: int) -> None:
         self.topic = topic
         self.source = frames
+        self.max_records = max_records  # per message: a larger batch is split
         self.seq = 0  # results (records) sent under this topic
         size = frames.dtype.itemsize
         header = s.HEADER_SIZE
         self.record_size = record = size - header
         # every element of ``frames`` is a whole wire frame: header + one record
         self.rows = frames.view(np.uint8).reshape(len(frames), size)
-        self.buffer = np.zeros(header + len(frames) * record, np.uint8)
+        most = min(len(frames), max_records)  # records in one message
+        self.buffer = np.zeros(header + most * record, np.uint8)
         self.raw = memoryview(self.buffer)
         self.words = None
         if size % 8 == 0 and frames.flags.c_contiguous and sys.byteorder == "little":
@@ -229,21 +241,30 @@ class _Batch:
             self.words = self.buffer.view(np.uint64)
             return
         self.header = self.buffer[:header]
-        self.records = self.buffer[header:].reshape(len(frames), record)
+        self.records = self.buffer[header:].reshape(most, record)
         self.stream_id = self.buffer[_STREAM_AT : _STREAM_AT + 4].view("<u4")
         self.count = self.buffer[_COUNT_AT : _COUNT_AT + 4].view("<u4")
         self.seq_field = self.buffer[_SEQ_AT : _SEQ_AT + 8].view("<u8")
 
     def send(self, send: Any, n: int) -> None:
-        """Send the first ``n`` result frames of the source array as one frame."""
+        """Send the first ``n`` result frames of the source array as one frame (as
+        several of at most ``max_records`` records when ``n`` is larger)."""
+        if n > self.max_records:  # rare: only bars, or more symbols than max_records
+            for start in range(0, n, self.max_records):
+                self._send(send, start, min(self.max_records, n - start))
+        else:
+            self._send(send, 0, n)
+
+    def _send(self, send: Any, start: int, n: int) -> None:
         seq = self.seq
         self.seq = seq + n
         if self.words is not None:
-            nbytes = k.pack_batch(self.frame_words, n, self.words, seq, BATCH_STREAM_ID)
+            frames = self.frame_words if start == 0 else self.frame_words[start:]
+            nbytes = k.pack_batch(frames, n, self.words, seq, BATCH_STREAM_ID)
             send(self.topic, zmq.SNDMORE)
             send(self.raw[:nbytes])
             return
-        rows = self.rows
+        rows = self.rows[start:]
         np.copyto(self.records[:n], rows[:n, s.HEADER_SIZE :])
         self.header[:] = rows[0, : s.HEADER_SIZE]  # magic, version, kind, send_ns
         self.stream_id[0] = BATCH_STREAM_ID

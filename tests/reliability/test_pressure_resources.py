@@ -29,7 +29,13 @@ import zmq
 
 from tests.reliability.helpers import SMALL, market_frames
 from tests.serving import ANY_PORT, bound_endpoints
-from tickpath.engine.config import RESULT_MESSAGE_COST, ConfigError, load_config
+from tickpath.engine.config import (
+    BATCH_MAX_RECORDS,
+    RESULT_MESSAGE_COST,
+    ConfigError,
+    batch_message_cost,
+    load_config,
+)
 from tickpath.engine.journal.extension import JournalExtension
 from tickpath.engine.journal.reader import open_journal
 from tickpath.engine.journal.recovery import recover
@@ -247,9 +253,55 @@ def worst_case_bytes(config) -> int:
     ingest, publish = config.ingest, config.publish
     per_message = ingest.message_limit + 1024  # content block, msg_t, malloc header
     queued = ingest.max_connections * (ingest.effective_rcvhwm + 1) * per_message
-    sent = publish.max_subscribers * publish.effective_sndhwm * RESULT_MESSAGE_COST
+    n_symbols = config.analytics.n_symbols
+    sent = (
+        publish.max_subscribers
+        * publish.effective_sndhwm(n_symbols)
+        * publish.message_cost(n_symbols)
+    )
     buffers = (ingest.max_connections + publish.max_subscribers) * (64 << 10)
     return queued + sent + buffers
+
+
+def _stalled_subscribers_and_a_backlog(served, config, frame, per_publisher) -> int:
+    """Fill every subscriber slot with stalled subscribers, then let every allowed
+    publisher send ``frame(publisher, i)`` for ``i < per_publisher`` as fast as it can;
+    return how much the engine's peak RSS grew over its size after the first frame."""
+    served.stats(lambda s: "security" in s, "the engine")
+    # the baseline: the engine after start-up, one frame of each size processed
+    warm = served.publisher()
+    warm.send(frame(0, 0))
+    served.stats(lambda s: s["frames_received"] >= 1, "the first frame")
+    baseline = served.status("VmRSS")
+    # stalled subscribers: they subscribe to everything and never read
+    stalled = []
+    for _ in range(config.publish.max_subscribers - 1):  # with the stats reader: the cap
+        sub = served.context.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, 1)
+        sub.setsockopt(zmq.RCVBUF, 4096)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(served.publish)
+        stalled.append(sub)
+    served.stats(
+        lambda s: (
+            s["security"]["connections"]["publish"]["handshakes"] >= config.publish.max_subscribers
+        ),
+        "the subscribers",
+    )
+    warm.close()
+    pubs = [served.publisher(sndhwm=0) for _ in range(config.ingest.max_connections - 1)]
+    frames = [[frame(1 + p, i) for i in range(per_publisher)] for p in range(len(pubs))]
+    for i in range(per_publisher):
+        for pub, mine in zip(pubs, frames, strict=True):
+            pub.send(mine[i], copy=False)
+    total = 1 + per_publisher * len(pubs)
+    final = served.stats(lambda s: s["frames_received"] >= total, "the backlog to drain")
+    growth = served.status("VmHWM") - baseline
+    assert final["frames_accepted"] == total
+    for sock in stalled + pubs:
+        sock.close()
+    return growth
 
 
 def test_peak_memory_stays_within_the_documented_worst_case(tmp_path):
@@ -264,53 +316,49 @@ def test_peak_memory_stays_within_the_documented_worst_case(tmp_path):
     }
     config = load_config(None, values)
     bound = worst_case_bytes(config)
+    count = ((1 << 20) - s.HEADER_SIZE) // s.QUOTE_SIZE  # legal 1 MiB frames
+
+    def frame(stream: int, i: int) -> bytes:
+        return _quote_frame(stream, i * count, count, 256)
+
     served = Served(tmp_path, values)
     try:
-        served.stats(lambda s: "security" in s, "the engine")
-        # the baseline: the engine after start-up, one frame of each size processed
-        warm = served.publisher()
-        count = ((1 << 20) - s.HEADER_SIZE) // s.QUOTE_SIZE
-        warm.send(_quote_frame(0, 0, count, 256))
-        served.stats(lambda s: s["frames_received"] >= 1, "the first frame")
-        baseline = served.status("VmRSS")
-        # stalled subscribers: they subscribe to everything and never read
-        stalled = []
-        for _ in range(config.publish.max_subscribers - 1):  # with the stats reader: the cap
-            sub = served.context.socket(zmq.SUB)
-            sub.setsockopt(zmq.LINGER, 0)
-            sub.setsockopt(zmq.RCVHWM, 1)
-            sub.setsockopt(zmq.RCVBUF, 4096)
-            sub.setsockopt(zmq.SUBSCRIBE, b"")
-            sub.connect(served.publish)
-            stalled.append(sub)
-        served.stats(
-            lambda s: (
-                s["security"]["connections"]["publish"]["handshakes"]
-                >= config.publish.max_subscribers
-            ),
-            "the subscribers",
-        )
-        warm.close()
-        # every allowed publisher sends legal 1 MiB frames as fast as it can
-        per_publisher = 120
-        pubs = [served.publisher(sndhwm=0) for _ in range(config.ingest.max_connections - 1)]
-        frames = [
-            [_quote_frame(1 + p, i * count, count, 256) for i in range(per_publisher)]
-            for p in range(len(pubs))
-        ]
-        for i in range(per_publisher):
-            for pub, mine in zip(pubs, frames, strict=True):
-                pub.send(mine[i], copy=False)
-        total = 1 + per_publisher * len(pubs)
-        final = served.stats(lambda s: s["frames_received"] >= total, "the backlog to drain")
-        peak = served.status("VmHWM")
-        growth = peak - baseline
-        assert final["frames_accepted"] == total
+        growth = _stalled_subscribers_and_a_backlog(served, config, frame, 120)
         assert growth <= bound, (
             f"peak RSS grew by {growth / 2**20:.1f} MiB, the bound is {bound / 2**20:.1f} MiB"
         )
-        for sock in stalled + pubs:
-            sock.close()
+        assert served.terminate() == 0
+    finally:
+        served.close()
+
+
+def test_batched_topics_stay_within_the_documented_worst_case(tmp_path):
+    """A batched message holds a frame's results for every symbol it touched: 256 quote
+    results (20.5 KiB) from a 12 KiB frame here.  SNDHWM counts messages, so it must be
+    derived from a whole batch's cost, not one result's (which let 4,297 batches, 88 MiB,
+    wait for a stalled subscriber under a 2 MiB budget)."""
+    values = {
+        **SMALL,
+        "analytics.n_symbols": 256,
+        "ingest.max_frame_bytes": 64 << 10,
+        "ingest.backlog_bytes": 2 << 20,
+        "ingest.max_connections": 4,
+        "publish.subscriber_queue_bytes": 2 << 20,
+        "publish.max_subscribers": 8,
+        "publish.mode": "batch",
+    }
+    config = load_config(None, values)
+    bound = worst_case_bytes(config)
+
+    def frame(stream: int, i: int) -> bytes:
+        return _quote_frame(stream, i * 256, 256, 256)  # one quote of every symbol
+
+    served = Served(tmp_path, values)
+    try:
+        growth = _stalled_subscribers_and_a_backlog(served, config, frame, 2000)
+        assert growth <= bound, (
+            f"peak RSS grew by {growth / 2**20:.1f} MiB, the bound is {bound / 2**20:.1f} MiB"
+        )
         assert served.terminate() == 0
     finally:
         served.close()
@@ -540,12 +588,25 @@ def test_budget_fields_are_validated_and_derive_the_high_water_marks():
     assert config.ingest.effective_rcvhwm == (10 << 20) // ((1 << 20) + (64 << 10))
     assert load_config(None, {"ingest.rcvhwm": 3}).ingest.effective_rcvhwm == 3
     publish = load_config(None, {"publish.subscriber_queue_bytes": 1 << 20}).publish
-    assert publish.effective_sndhwm == (1 << 20) // RESULT_MESSAGE_COST
+    assert publish.effective_sndhwm(1024) == (1 << 20) // RESULT_MESSAGE_COST
+    # batched topics: a message holds a whole batch, so the same bytes hold fewer messages
+    batched = load_config(
+        None, {"publish.subscriber_queue_bytes": 1 << 20, "publish.mode": "batch"}
+    ).publish
+    assert batched.message_cost(1024) == batch_message_cost(1024, BATCH_MAX_RECORDS)
+    assert batched.effective_sndhwm(1024) == (1 << 20) // batch_message_cost(1024, 1024)
+    assert batched.effective_sndhwm(1024) < batched.effective_sndhwm(8)
+    # a byte budget beyond a C int's count of messages is clamped, not an overflow
+    unbounded = {"publish.subscriber_queue_bytes": 1 << 50, "publish.sndhwm": 0}
+    assert load_config(None, unbounded).publish.effective_sndhwm(1) == (1 << 31) - 1
     for key, value in (
         ("ingest.max_message_bytes", 1000),  # below max_frame_bytes
         ("ingest.backlog_bytes", 1000),  # not one message
         ("publish.subscriber_queue_bytes", 10),
         ("publish.max_subscribers", 0),
+        ("publish.batch_max_records", 0),
+        ("publish.sndhwm", 1 << 31),  # a C int in libzmq
+        ("ingest.rcvhwm", 1 << 31),
         ("connections.heartbeat_timeout_s", 0),
     ):
         with pytest.raises(ConfigError) as err:

@@ -68,6 +68,42 @@ def test_batched_message_is_first_header_then_every_record(dtype: np.dtype) -> N
         ctx.term()
 
 
+@pytest.mark.parametrize(
+    "dtype",
+    [k.FRAME_BAR, np.dtype(s.HEADER.descr + [("payload", "u1", (13,))])],
+    ids=["bar", "odd-size"],
+)
+def test_a_batch_beyond_batch_max_records_is_split_into_chained_messages(dtype) -> None:
+    ctx = zmq.Context()
+    config = PublishConfig(
+        endpoint="tcp://127.0.0.1:*", mode="batch", sndhwm=0, batch_max_records=5
+    )
+    publisher = ResultPublisher(ctx, config, 8, see_subscribers=True)
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"batch.")
+    sub.setsockopt(zmq.RCVTIMEO, 120_000)
+    sub.connect(publisher.endpoint)
+    try:
+        assert publisher.wait_for_subscriber(120.0), "no subscription reached the publisher"
+        frames = np.zeros(12, dtype)
+        rng = np.random.default_rng(3)
+        frames.view(np.uint8)[:] = rng.integers(0, 256, frames.nbytes, dtype=np.uint8)
+        rows = frames.view(np.uint8).reshape(len(frames), frames.dtype.itemsize)
+        assert publisher.publish_frames("ext", frames, list(range(12))) == 12
+        got = [sub.recv_multipart()[1] for _ in range(3)]
+        headers = [np.frombuffer(m, s.HEADER, 1)[0] for m in got]
+        assert [int(h["count"]) for h in headers] == [5, 5, 2]
+        assert [int(h["seq"]) for h in headers] == [0, 5, 10]  # seq + count chains them
+        assert {int(h["stream_id"]) for h in headers} == {BATCH_STREAM_ID}
+        records = b"".join(m[s.HEADER_SIZE :] for m in got)
+        assert records == rows[:, s.HEADER_SIZE :].tobytes()
+        assert publisher.batch_sequences()["ext"] == 11
+    finally:
+        sub.close(linger=0)
+        publisher.close()
+        ctx.term()
+
+
 def test_pack_batch_writes_header_and_records_as_words() -> None:
     frames = np.zeros(5, k.FRAME_TRADE)
     frames.view(np.uint8)[:] = np.arange(frames.nbytes, dtype=np.uint64).astype(np.uint8)

@@ -80,7 +80,8 @@ def test_every_thread_of_the_request_process_runs_below_the_engine(rig):
     tids = [int(t) for t in os.listdir(f"/proc/{proc['pid']}/task")]
     assert len(tids) >= 3  # main, libzmq I/O and reaper, lane worker
     engine_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    assert {os.getpriority(os.PRIO_PROCESS, tid) for tid in tids} == {engine_nice + 10}
+    # (19 at most: a test run under nice(1) starts the engine at 10)
+    assert {os.getpriority(os.PRIO_PROCESS, tid) for tid in tids} == {min(engine_nice + 10, 19)}
     assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_OTHER}
 
 
