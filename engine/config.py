@@ -223,7 +223,10 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     # several messages (seq + count still chains them); bounds a batched message's bytes
     batch_max_records: int = BATCH_MAX_RECORDS
     max_subscribers: int = 32  # subscriber connections (ZAP refuses more)
-    max_message_bytes: int = 1024  # ZMQ_MAXMSGSIZE: subscriptions longer than this disconnect
+    # ZMQ_MAXMSGSIZE: a longer subscription (ZMTP 3.1: 10 bytes + topic) or handshake
+    # command disconnects its subscriber; CURVE's INITIATE needs about 300 bytes.  Without
+    # CURVE, 64 fits every topic the engine publishes (docs/reliability.md, "Subscriptions").
+    max_message_bytes: int = 1024
 
     def __post_init__(self) -> None:
         _require("://" in self.endpoint, f"publish endpoint {self.endpoint!r} is not an endpoint")

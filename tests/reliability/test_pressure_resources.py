@@ -425,6 +425,7 @@ def test_oversize_messages_and_extra_subscribers_are_refused_and_counted(tmp_pat
         "publish.endpoint": "tcp://127.0.0.1:*",
         "publish.stats_interval_s": 0.1,
         "publish.max_subscribers": 2,
+        "publish.max_message_bytes": 64,  # without CURVE: every topic's subscription fits
     }
     config = load_config(None, values)
     context = zmq.Context()
@@ -464,11 +465,32 @@ def test_oversize_messages_and_extra_subscribers_are_refused_and_counted(tmp_pat
         big.send(bytes(config.ingest.message_limit + 1))
         wait_for(lambda: connections("ingest")["disconnected"] > before, "the disconnection")
         assert engine.stats()["frames_received"] == 0  # never reached the engine
+        # a subscription longer than publish.max_message_bytes drops its subscriber before
+        # libzmq adds it to its subscription trie
+        for sub in (subs[2], subs[0]):  # the refused one would retry and take the slot
+            sub.close(linger=0)
+        wait_for(lambda: connections("publish")["open"] <= 1, "a free subscriber slot")
+        before = connections("publish")
+        long = context.socket(zmq.SUB)
+        long.setsockopt(zmq.LINGER, 0)
+        long.setsockopt(zmq.SUBSCRIBE, b"quote." + b"7" * 100)
+        long.connect(engine.publisher.endpoint)
+        sockets.append(long)
+        wait_for(
+            lambda: (
+                (now := connections("publish"))["handshakes"] > before["handshakes"]
+                and now["disconnected"] > before["disconnected"]
+                and now["open"] <= 1
+            ),
+            "the long subscription's disconnection",
+            timeout=60,  # at once; under a 1 KiB limit nothing disconnects it for ~110 s
+        )
+        assert subs[1].poll(DEADLINE_S * 1000), "stats stopped for the admitted subscriber"
     finally:
         engine.stop()
         thread.join(timeout=30)
         for sock in sockets:
-            sock.close()
+            sock.close(linger=0)
         engine.close()
         context.term()
 
