@@ -19,13 +19,14 @@ from __future__ import annotations
 import threading
 import time
 
+import msgspec
 import numpy as np
 import pytest
 import zmq
 
 from tests.factories import make_trades
 from tickpath.engine.config import load_config
-from tickpath.engine.service.engine import Engine
+from tickpath.engine.service.engine import TOPICS_PER_STATS, Engine
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as s
 
@@ -280,6 +281,41 @@ def test_stats_report_first_seq_and_per_topic_last_seq(rig):
     assert sum(seq + 1 for seq in topics["trade"]) == 6
     assert all(seq == -1 for seq in topics["quote"])  # no quote result yet
     assert len(topics["trade"]) == len(topics["book"]) == 16  # one entry per symbol
+
+
+def test_a_large_universe_s_topic_sequences_come_in_turns(rig):
+    """More symbols than TOPICS_PER_STATS: each published stats message carries the
+    sequences of one window of them (``topics_from``), in turn, so its size and the tick
+    thread's time to encode it do not grow with the universe."""
+    n = 2 * TOPICS_PER_STATS + 100
+    r = rig(**{"analytics.n_symbols": n, "publish.stats_interval_s": 0.05})
+    pub = r.connect()
+    trades = make_trades(3, symbols=1, seed=5)
+    trades["symbol"] = [5, TOPICS_PER_STATS + 7, n - 1]  # one trade in each window
+    for i in range(3):
+        r.send(pub, codec.encode_frame(s.KIND_TRADE, 1, i, trades[i : i + 1]))
+    r.stats()
+    sub = r.subscriber(b"stats")
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(seen) < 3 and time.monotonic() < deadline:
+        if sub.poll(100):
+            _topic, payload = sub.recv_multipart()
+            stats = msgspec.json.decode(payload)
+            if stats["records_accepted"] == 3:
+                seen[stats["topics_from"]] = stats["topics"]
+    assert sorted(seen) == [0, TOPICS_PER_STATS, 2 * TOPICS_PER_STATS]
+    assert [len(seen[first]["trade"]) for first in sorted(seen)] == [
+        TOPICS_PER_STATS, TOPICS_PER_STATS, 100
+    ]  # fmt: skip
+    for first, symbol in (
+        (0, 5),
+        (TOPICS_PER_STATS, TOPICS_PER_STATS + 7),
+        (2 * TOPICS_PER_STATS, n - 1),
+    ):
+        trade = seen[first]["trade"]
+        assert trade[symbol - first] == 0  # its one result: seq 0
+        assert sum(seq + 1 for seq in trade) == 1  # and no other in the window
 
 
 def _until(r: Rig, predicate) -> dict:  # noqa: ANN001
