@@ -18,6 +18,10 @@ handshakes_ingest   the same on the ingest endpoint
 stalled_subs        20 subscribers (allowed keys) that subscribe to everything and never read,
                     while a feed sends 200 frames/s of 64 quotes on another stream
 backlog_1mib        a publisher sending legal 1 MiB quote frames as fast as the socket takes them
+sub_flood           one subscriber (an allowed key) subscribing to 20,000 distinct 40-byte
+                    topics, unsubscribing them, and again, as fast as it can: libzmq applies
+                    subscriptions in the thread that publishes (docs/reliability.md,
+                    "Subscriptions"; not one of issue 11's pressures, a known limit)
 chain_flood         5,000 single-record quotes/s of symbol 0, the underlying of a 1,000-contract
                     option chain: every one is a repricing (coalesced) on the milli path
 idle_end            nothing again (is the engine back to its idle figures?)
@@ -70,7 +74,8 @@ from tickpath.engine.wire import schema as s
 
 PHASES = ("idle", "json_chain", "json_190mib", "var_3000", "handshakes_req",
           "handshakes_ingest", "stalled_subs", "backlog_1mib", "chain_flood",
-          "idle_end")  # fmt: skip
+          "idle_end", "sub_flood")  # fmt: skip
+SUB_FLOOD_TOPICS = 20_000
 CHAIN_UNDERLYING = 0  # no other pressure sends symbol 0; the probe's is 1
 READY_TIMEOUT_S = 600.0  # a cold numba cache on a loaded VM
 PING_TIMEOUT_S = 5.0
@@ -272,6 +277,25 @@ def role_backlog_1mib(spec: dict) -> None:
         seq += n
 
 
+def role_sub_flood(spec: dict) -> None:
+    """Distinct subscriptions as fast as the socket takes them, in rounds of
+    SUB_FLOOD_TOPICS subscribed then unsubscribed (the engine's memory stays bounded; its
+    publishing thread's work does not stop)."""
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SNDHWM, 0)
+    apply_curve_client(sub, spec["server_key"].encode(), spec["client_key"])
+    sub.connect(spec["results"])
+    topics = [(b"flood.%d." % i).ljust(40, b"x") for i in range(SUB_FLOOD_TOPICS)]
+    _started()
+    while True:
+        for topic in topics:
+            sub.setsockopt(zmq.SUBSCRIBE, topic)
+        for topic in topics:
+            sub.setsockopt(zmq.UNSUBSCRIBE, topic)
+
+
 ROLES = {
     "json_chain": role_json_chain,
     "json_190mib": role_json_190mib,
@@ -281,6 +305,7 @@ ROLES = {
     "stalled_subs": role_stalled_subs,
     "backlog_1mib": role_backlog_1mib,
     "chain_flood": role_chain_flood,
+    "sub_flood": role_sub_flood,
 }
 
 
@@ -498,6 +523,10 @@ def run(args: argparse.Namespace) -> dict:
                     proc.wait(30)
             after = _pressure_counters(ticker.stats())
             row["applied"] = _applied(phase, before, after)
+            if phase == "sub_flood" and "idle" in report["phases"]:
+                # not in the engine's counters: seen as its subscription trie's memory
+                idle_rss = report["phases"]["idle"]["engine_rss_mib"]
+                row["applied"] = row["engine_rss_mib"] > idle_rss + 10
             row["counters"] = {k: after[k] - before[k] for k in before}
             report["phases"][phase] = row
             print(_row_text(phase, row, report["phases"].get("idle")), flush=True)
