@@ -9,6 +9,9 @@ records of every result frame in order.  Frames whose size is a whole number of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import zmq
@@ -29,6 +32,25 @@ def _expected(frames: np.ndarray, n: int, seq: int) -> bytes:
     return header.tobytes() + rows[:n, s.HEADER_SIZE :].tobytes()
 
 
+@contextmanager
+def _batched(**options: object) -> Iterator[tuple[ResultPublisher, zmq.Socket]]:
+    """A batched publisher and a subscriber of ``batch.`` it has seen subscribe."""
+    ctx = zmq.Context()
+    config = PublishConfig(endpoint="tcp://127.0.0.1:*", mode="batch", sndhwm=0, **options)
+    publisher = ResultPublisher(ctx, config, 8, see_subscribers=True)
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"batch.")
+    sub.setsockopt(zmq.RCVTIMEO, 120_000)
+    sub.connect(publisher.endpoint)
+    try:
+        assert publisher.wait_for_subscriber(120.0), "no subscription reached the publisher"
+        yield publisher, sub
+    finally:
+        sub.close(linger=0)
+        publisher.close()
+        ctx.term()
+
+
 @pytest.mark.parametrize(
     "dtype",
     [
@@ -39,15 +61,7 @@ def _expected(frames: np.ndarray, n: int, seq: int) -> bytes:
     ids=["book", "quote", "odd-size"],
 )
 def test_batched_message_is_first_header_then_every_record(dtype: np.dtype) -> None:
-    ctx = zmq.Context()
-    config = PublishConfig(endpoint="tcp://127.0.0.1:*", mode="batch", sndhwm=0)
-    publisher = ResultPublisher(ctx, config, 8, see_subscribers=True)
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"batch.")
-    sub.setsockopt(zmq.RCVTIMEO, 120_000)
-    sub.connect(publisher.endpoint)
-    try:
-        assert publisher.wait_for_subscriber(120.0), "no subscription reached the publisher"
+    with _batched() as (publisher, sub):
         frames = np.zeros(12, dtype)
         rng = np.random.default_rng(7)
         frames.view(np.uint8)[:] = rng.integers(0, 256, frames.nbytes, dtype=np.uint8)
@@ -62,10 +76,6 @@ def test_batched_message_is_first_header_then_every_record(dtype: np.dtype) -> N
         assert [topic for topic, _ in got] == [b"batch.ext"] * len(sent)
         assert [payload for _, payload in got] == sent
         assert wait_until(lambda: publisher.batch_sequences()["ext"] == seq - 1)
-    finally:
-        sub.close(linger=0)
-        publisher.close()
-        ctx.term()
 
 
 @pytest.mark.parametrize(
@@ -74,17 +84,7 @@ def test_batched_message_is_first_header_then_every_record(dtype: np.dtype) -> N
     ids=["bar", "odd-size"],
 )
 def test_a_batch_beyond_batch_max_records_is_split_into_chained_messages(dtype) -> None:
-    ctx = zmq.Context()
-    config = PublishConfig(
-        endpoint="tcp://127.0.0.1:*", mode="batch", sndhwm=0, batch_max_records=5
-    )
-    publisher = ResultPublisher(ctx, config, 8, see_subscribers=True)
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"batch.")
-    sub.setsockopt(zmq.RCVTIMEO, 120_000)
-    sub.connect(publisher.endpoint)
-    try:
-        assert publisher.wait_for_subscriber(120.0), "no subscription reached the publisher"
+    with _batched(batch_max_records=5) as (publisher, sub):
         frames = np.zeros(12, dtype)
         rng = np.random.default_rng(3)
         frames.view(np.uint8)[:] = rng.integers(0, 256, frames.nbytes, dtype=np.uint8)
@@ -98,10 +98,6 @@ def test_a_batch_beyond_batch_max_records_is_split_into_chained_messages(dtype) 
         records = b"".join(m[s.HEADER_SIZE :] for m in got)
         assert records == rows[:, s.HEADER_SIZE :].tobytes()
         assert publisher.batch_sequences()["ext"] == 11
-    finally:
-        sub.close(linger=0)
-        publisher.close()
-        ctx.term()
 
 
 def test_pack_batch_writes_header_and_records_as_words() -> None:
