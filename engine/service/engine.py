@@ -37,7 +37,7 @@ log = logging.getLogger("tickpath.engine")
 STATS_VERSION = 2  # the ``stats`` message's schema version (README "The stats message")
 # Symbols whose per-topic sequences one ``stats`` message carries: a larger universe is
 # carried in turns (``topics_from``), so a message's size and the tick thread's time to
-# build and encode it stay bounded (about 165 KiB and 0.3 ms) whatever ``n_symbols`` is.
+# build and encode it stay bounded (about 161 KiB and 0.25 ms) whatever ``n_symbols`` is.
 TOPICS_PER_STATS = 4096
 COMPILE_NOTICE_S = 2.0  # a start-up longer than this is compiling: say so
 
