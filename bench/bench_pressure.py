@@ -18,13 +18,13 @@ handshakes_ingest   the same on the ingest endpoint
 stalled_subs        20 subscribers (allowed keys) that subscribe to everything and never read,
                     while a feed sends 200 frames/s of 64 quotes on another stream
 backlog_1mib        a publisher sending legal 1 MiB quote frames as fast as the socket takes them
+chain_flood         5,000 single-record quotes/s of symbol 0, the underlying of a 1,000-contract
+                    option chain: every one is a repricing (coalesced) on the milli path
+idle_end            nothing again (is the engine back to its idle figures?)
 sub_flood           one subscriber (an allowed key) subscribing to 20,000 distinct 40-byte
                     topics, unsubscribing them, and again, as fast as it can: libzmq applies
                     subscriptions in the thread that publishes (docs/reliability.md,
                     "Subscriptions"; not one of issue 11's pressures, a known limit)
-chain_flood         5,000 single-record quotes/s of symbol 0, the underlying of a 1,000-contract
-                    option chain: every one is a repricing (coalesced) on the milli path
-idle_end            nothing again (is the engine back to its idle figures?)
 ==================  =======================================================================
 
 Per phase: pings answered and lost (no answer in 5 s), p50/p99/max of the round trip, the

@@ -264,7 +264,7 @@ class _Batch:
             send(self.topic, zmq.SNDMORE)
             send(self.raw[:nbytes])
             return
-        rows = self.rows[start:]
+        rows = self.rows if start == 0 else self.rows[start:]
         np.copyto(self.records[:n], rows[:n, s.HEADER_SIZE :])
         self.header[:] = rows[0, : s.HEADER_SIZE]  # magic, version, kind, send_ns
         self.stream_id[0] = BATCH_STREAM_ID
