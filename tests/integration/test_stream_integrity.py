@@ -358,6 +358,15 @@ def _quote(symbol: int) -> np.ndarray:
     return q
 
 
+def _tcp_send_buffer_max() -> int:
+    """The most a TCP send buffer may autotune to (``net.ipv4.tcp_wmem``), 4 MiB if unknown."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 << 20
+
+
 def test_a_slow_subscriber_detects_tail_loss_from_the_stats_topics(rig):
     """Results lost at the end of a topic leave no later result to reveal the gap; the stats
     message's per-topic last seq does (before: no per-topic sequence anywhere)."""
@@ -402,7 +411,10 @@ def test_a_slow_subscriber_detects_tail_loss_from_the_stats_topics(rig):
             r.send(pub, codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(sym), session=3))
             seq += 1
         read(0.2)
-    for i in range(20_000):  # the subscriber does not read meanwhile
+    # the subscriber does not read meanwhile; the results must overflow more than its
+    # queues: the engine's TCP send buffer, autotuned, may grow to tcp_wmem's maximum (4 MiB
+    # by default) and hold about 30,000 of them, so send twice that at least
+    for i in range(max(20_000, 2 * _tcp_send_buffer_max() // 100)):
         r.send(pub, codec.encode_frame(s.KIND_QUOTE, 1, seq, _quote(i % 4), session=3))
         seq += 1
     r.stats()
