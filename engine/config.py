@@ -287,6 +287,12 @@ class ConnectionsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     # wake-up); 0: the kernel's autotuning (up to net.ipv4.tcp_rmem's maximum). A feed
     # across a network needs bandwidth x round trip: 64 KiB carries 650 MB/s at 100 us.
     receive_buffer_bytes: int = 64 << 10
+    # ZMQ_SNDBUF (SO_SNDBUF) of the same connections: bounds the kernel memory a subscriber
+    # that reads slowly (or not at all) holds beyond its SNDHWM queue, and what one write
+    # of libzmq's I/O thread copies (the same non-preemptive-kernel concern); 0: the
+    # kernel's autotuning (up to net.ipv4.tcp_wmem's maximum). Same bandwidth x round
+    # trip rule as the receive buffer for subscribers across a network.
+    send_buffer_bytes: int = 64 << 10
 
     def __post_init__(self) -> None:
         _require(
@@ -305,6 +311,10 @@ class ConnectionsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
         _require(
             self.receive_buffer_bytes == 0 or 4096 <= self.receive_buffer_bytes <= 64 << 20,
             "connections.receive_buffer_bytes must be 0 or in 4096..67108864",
+        )
+        _require(
+            self.send_buffer_bytes == 0 or 4096 <= self.send_buffer_bytes <= 64 << 20,
+            "connections.send_buffer_bytes must be 0 or in 4096..67108864",
         )
 
 

@@ -279,6 +279,9 @@ class RequestsConfig(_Struct):
     # the kernel for long (see connections.receive_buffer_bytes); heartbeats and the
     # handshake deadline come from the engine's connections section.
     receive_buffer_bytes: int = 64 << 10
+    # ZMQ_SNDBUF of each client connection (0: autotuned): a large reply is written in
+    # copies of at most this much (see connections.send_buffer_bytes).
+    send_buffer_bytes: int = 64 << 10
 
     def __post_init__(self) -> None:
         _require(
@@ -298,6 +301,10 @@ class RequestsConfig(_Struct):
         _require(
             self.receive_buffer_bytes == 0 or 4096 <= self.receive_buffer_bytes <= 64 << 20,
             "dispatch.requests.receive_buffer_bytes must be 0 or in 4096..67108864",
+        )
+        _require(
+            self.send_buffer_bytes == 0 or 4096 <= self.send_buffer_bytes <= 64 << 20,
+            "dispatch.requests.send_buffer_bytes must be 0 or in 4096..67108864",
         )
 
 

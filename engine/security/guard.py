@@ -100,15 +100,24 @@ def guard_for(context: zmq.Context) -> ConnectionGuard | None:
 
 
 def apply_connection_options(
-    socket: zmq.Socket, connections: ConnectionsConfig, receive_buffer_bytes: int | None = None
+    socket: zmq.Socket,
+    connections: ConnectionsConfig,
+    receive_buffer_bytes: int | None = None,
+    send_buffer_bytes: int | None = None,
 ) -> None:
-    """Heartbeats, the handshake deadline and the kernel receive buffer of a socket that
-    talks to peers (before bind); ``receive_buffer_bytes`` overrides the connections'."""
+    """Heartbeats, the handshake deadline and the kernel receive and send buffers of a
+    socket that talks to peers (before bind); ``receive_buffer_bytes`` and
+    ``send_buffer_bytes`` override the connections'."""
     socket.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(connections.handshake_timeout_s * 1000)))
     if receive_buffer_bytes is None:
         receive_buffer_bytes = connections.receive_buffer_bytes
-    if receive_buffer_bytes:  # libzmq sets SO_RCVBUF on every connection it makes or accepts
+    if send_buffer_bytes is None:
+        send_buffer_bytes = connections.send_buffer_bytes
+    # libzmq sets SO_RCVBUF and SO_SNDBUF on every connection it makes or accepts
+    if receive_buffer_bytes:
         socket.setsockopt(zmq.RCVBUF, receive_buffer_bytes)
+    if send_buffer_bytes:
+        socket.setsockopt(zmq.SNDBUF, send_buffer_bytes)
     if connections.heartbeat_ivl_s > 0:
         timeout = max(1, int(connections.heartbeat_timeout_s * 1000))
         socket.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(connections.heartbeat_ivl_s * 1000)))

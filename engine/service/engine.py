@@ -485,8 +485,12 @@ class Engine:
             self.publisher.sndhwm,
             self.config.analytics.n_symbols,
         )
-        buffer = self.config.connections.receive_buffer_bytes
-        log.info("connections: SO_RCVBUF %s", f"{buffer} bytes" if buffer else "autotuned")
+        connections = self.config.connections
+        log.info(
+            "connections: SO_RCVBUF %s, SO_SNDBUF %s",
+            *(f"{b} bytes" if b else "autotuned"
+              for b in (connections.receive_buffer_bytes, connections.send_buffer_bytes)),
+        )  # fmt: skip
 
     def _having(self, hook: type[_Hook]) -> list[_Hook]:
         """The extensions that implement ``hook``, in order."""

@@ -461,6 +461,7 @@ class RequestEndpoint:
         self.max_message_bytes = cfg.max_message_bytes
         self.max_json_bytes = cfg.max_json_bytes
         self.receive_buffer_bytes = cfg.receive_buffer_bytes
+        self.send_buffer_bytes = cfg.send_buffer_bytes
         milli.serve_requests = True
         self.on_count: Any = None  # called after each counted reply (the request process)
         self.socket: zmq.Socket | None = None
@@ -481,9 +482,11 @@ class RequestEndpoint:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        # heartbeats, handshake deadline, and a small kernel receive buffer per client
+        # heartbeats, handshake deadline, and small kernel buffers per client
         connections = getattr(engine.config, "connections", None) or ConnectionsConfig()
-        apply_connection_options(self.socket, connections, self.receive_buffer_bytes)
+        apply_connection_options(
+            self.socket, connections, self.receive_buffer_bytes, self.send_buffer_bytes
+        )
         security = getattr(engine.config, "security", None)
         if security is not None and getattr(security, "curve", False):
             from tickpath.engine.security.curve import apply_curve_server

@@ -1,12 +1,14 @@
-"""Kernel receive buffers: every TCP connection the engine accepts has the configured
-SO_RCVBUF (``connections.receive_buffer_bytes`` for ingest and publish,
-``dispatch.requests.receive_buffer_bytes`` for the request endpoint).
+"""Kernel buffers: every TCP connection the engine accepts has the configured SO_RCVBUF
+and SO_SNDBUF (``connections.receive_buffer_bytes`` and ``send_buffer_bytes`` for ingest
+and publish, ``dispatch.requests.receive_buffer_bytes`` and ``send_buffer_bytes`` for the
+request endpoint).
 
 A bounded receive buffer caps what a peer has in flight in the kernel and what one read
-copies: under Linux's non-preemptive kernel a multi-MiB copy in the request process or in
-libzmq's I/O thread delays the tick thread's wake-up (bench/bench_pressure.py,
-docs/reliability.md). Without the setting the kernel autotunes the buffer up to
-``net.ipv4.tcp_rmem``'s maximum (32 MiB here).
+copies; a bounded send buffer caps the kernel memory a slow subscriber holds beyond its
+SNDHWM queue and what one write copies. Under Linux's non-preemptive kernel a multi-MiB
+copy in the request process or in libzmq's I/O thread delays the tick thread's wake-up
+(bench/bench_pressure.py, docs/reliability.md). Without the settings the kernel
+autotunes the buffers up to ``net.ipv4.tcp_rmem``'s and ``tcp_wmem``'s maxima.
 
 The engine runs in this process, so its accepted sockets are this process's descriptors,
 and the request process is its child: each socket is inspected with ``getsockopt`` on a
@@ -51,9 +53,11 @@ def _descriptor(fd: int, pidfd: int | None) -> int:
     return got
 
 
-def accepted_receive_buffers(port: int, pid: int | None = None) -> list[int]:
-    """SO_RCVBUF of every TCP connection of process ``pid`` (this one by default)
-    accepted on local ``port``."""
+def accepted_receive_buffers(
+    port: int, pid: int | None = None, option: int = socket.SO_RCVBUF
+) -> list[int]:
+    """SO_RCVBUF (or ``option``) of every TCP connection of process ``pid`` (this one by
+    default) accepted on local ``port``."""
     pidfd = None if pid is None else os.pidfd_open(pid)
     fds = f"/proc/{pid or 'self'}/fd"
     found = []
@@ -75,7 +79,7 @@ def accepted_receive_buffers(port: int, pid: int | None = None) -> list[int]:
                 except OSError:
                     continue  # the listener
                 if sock.getsockname()[1] == port:
-                    found.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+                    found.append(sock.getsockopt(socket.SOL_SOCKET, option))
             finally:
                 sock.close()
     finally:
@@ -94,9 +98,32 @@ def test_ingest_and_publish_connections_have_the_configured_receive_buffer():
         h.close()
 
 
+def test_ingest_and_publish_connections_have_the_configured_send_buffer():
+    h = Harness(**{"connections.send_buffer_bytes": 36864})
+    try:
+        for endpoint in (h.engine.receiver.endpoints[0], h.engine.publisher.endpoint):
+            buffers = accepted_receive_buffers(_port(endpoint), option=socket.SO_SNDBUF)
+            assert buffers == [2 * 36864], (endpoint, buffers)
+    finally:
+        h.close()
+
+
+def test_send_buffers_are_bounded_by_default():
+    """Without a setting the kernel would autotune a busy subscriber's send buffer up to
+    tcp_wmem's maximum; the default bounds it (64 KiB, reported as twice that)."""
+    h = Harness()
+    try:
+        buffers = accepted_receive_buffers(
+            _port(h.engine.publisher.endpoint), option=socket.SO_SNDBUF
+        )
+        assert buffers == [2 * (64 << 10)], buffers
+    finally:
+        h.close()
+
+
 def test_request_connections_have_their_own_receive_buffer():
     rig = EngineRig(
-        dispatch={"requests": {"receive_buffer_bytes": 24576}},
+        dispatch={"requests": {"receive_buffer_bytes": 24576, "send_buffer_bytes": 20480}},
         requests=True,
         **{"connections.receive_buffer_bytes": 40960},
     )
@@ -113,6 +140,8 @@ def test_request_connections_have_their_own_receive_buffer():
         pid = rig.engine.stats()["requests"]["process"]["pid"]  # the request process
         buffers = accepted_receive_buffers(_port(rig.request_endpoint), pid)
         assert buffers == [2 * 24576], buffers
+        sent = accepted_receive_buffers(_port(rig.request_endpoint), pid, socket.SO_SNDBUF)
+        assert sent == [2 * 20480], sent
         ingest = accepted_receive_buffers(_port(rig.engine.receiver.endpoints[0]))
         assert ingest == [2 * 40960], ingest
     finally:
@@ -126,8 +155,11 @@ def test_request_connections_have_their_own_receive_buffer():
         ("connections.receive_buffer_bytes", 100),
         ("connections.receive_buffer_bytes", 1 << 30),
         ("dispatch.requests.receive_buffer_bytes", -1),
+        ("connections.send_buffer_bytes", 4095),
+        ("connections.send_buffer_bytes", 1 << 27),
+        ("dispatch.requests.send_buffer_bytes", -1),
     ],
 )
-def test_a_receive_buffer_out_of_range_is_a_one_line_error(key, value):
+def test_a_kernel_buffer_out_of_range_is_a_one_line_error(key, value):
     with pytest.raises(ValueError, match=key.replace(".", r"\.") + " must be 0 or in"):
         load_config(None, {key: value})
