@@ -227,9 +227,21 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     # command disconnects its subscriber; CURVE's INITIATE needs about 300 bytes.  Without
     # CURVE, 64 fits every topic the engine publishes (docs/reliability.md, "Subscriptions").
     max_message_bytes: int = 1024
+    # ZMQ_RCVHWM of the publish socket: subscription messages queued per subscriber.
+    # libzmq applies them in the thread that uses the socket (the tick thread), as many as
+    # are queued at a time; beyond this many it stops reading that subscriber's connection,
+    # so a subscription flood is held back by TCP instead of stalling the tick thread
+    # (docs/reliability.md, "Subscriptions"). The engine applies them while idle too.
+    # 1 is refused: with it, libzmq never applied a CURVE subscriber's subscriptions in a
+    # bench_pressure run.
+    subscription_backlog: int = 4
 
     def __post_init__(self) -> None:
         _require("://" in self.endpoint, f"publish endpoint {self.endpoint!r} is not an endpoint")
+        _require(
+            2 <= self.subscription_backlog <= 1 << 20,
+            "publish.subscription_backlog must be in 2..1048576",
+        )
         _require(
             self.mode in PUBLISH_MODES,
             f"publish.mode must be one of {', '.join(PUBLISH_MODES)}, got {self.mode!r}",

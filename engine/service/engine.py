@@ -39,6 +39,11 @@ STATS_VERSION = 2  # the ``stats`` message's schema version (README "The stats m
 # carried in turns (``topics_from``), so a message's size and the tick thread's time to
 # build and encode it stay bounded (about 161 KiB and 0.25 ms) whatever ``n_symbols`` is.
 TOPICS_PER_STATS = 4096
+# How long the loop waits for a frame before it looks at the clock (stats, deadline, stop).
+WAIT_MS = 100
+# While no frame comes, the subscriptions queued for the publish socket are applied at most
+# this often (a subscriber then gets publish.subscription_backlog applied per interval).
+SUBSCRIPTIONS_EVERY_NS = 1_000_000
 COMPILE_NOTICE_S = 2.0  # a start-up longer than this is compiling: say so
 
 
@@ -535,16 +540,33 @@ class Engine:
         result_hooks = [ext.on_results for ext in self._having(ResultsHook)]
         tick_hooks = [ext.on_tick for ext in self._having(TickHook)]
         extra = [pair for ext in self._having(SocketsHook) for pair in ext.sockets()]
-        poller = None
-        if extra:
-            poller = zmq.Poller()
-            poller.register(receiver.socket, zmq.POLLIN)
-            handlers = {}
-            for sock, handler in extra:
-                poller.register(sock, zmq.POLLIN)
-                handlers[sock] = handler
+        # Subscriptions: libzmq applies those queued for the publish socket (at most
+        # publish.subscription_backlog per subscriber) when the socket is next used, by a
+        # send or by reading ZMQ_EVENTS. While frames come, the sends do it; while none
+        # come, the loop waits on the socket's command descriptor as well and applies
+        # them, at most once per SUBSCRIPTIONS_EVERY_NS, so a flood of subscriptions is
+        # held back by TCP instead of taking the tick thread (docs/reliability.md).
+        poller = zmq.Poller()
+        poller.register(receiver.socket, zmq.POLLIN)
+        handlers = {}
+        for sock, handler in extra:
+            poller.register(sock, zmq.POLLIN)
+            handlers[sock] = handler
+        wait = poller.poll
+        pub_socket = self.publisher.socket
+        commands = pub_socket.getsockopt(zmq.FD)  # readable: the socket has commands pending
+        with_subscriptions = zmq.Poller()
+        for sock in (receiver.socket, *handlers):
+            with_subscriptions.register(sock, zmq.POLLIN)
+        with_subscriptions.register(commands, zmq.POLLIN)
+        wait_or_subscriptions = with_subscriptions.poll
+        subscriptions_at = 0  # monotonic ns after which waiting subscriptions are applied
+        monotonic_ns = time.monotonic_ns
+        events = zmq.EVENTS
+        buffer = receiver.buffer
+        receive_into = receiver.receive_into
+        nowait = zmq.NOBLOCK
         view = memoryview(proc.buffer)
-        receive = receiver.receive
         slicer = self.slicer
 
         def handle(nbytes: int, recv_ns: int, part: int = 0) -> None:
@@ -563,16 +585,22 @@ class Engine:
                     hook(self, n)
 
         while not stop.is_set():
-            if poller is None:
-                nbytes = receive()
-            else:
-                nbytes = -1
-                ready = dict(poller.poll(100))
+            # a waiting frame first; without handlers, wait only when there is none
+            nbytes = -1 if handlers else receive_into(buffer, nowait)
+            if nbytes == -1:
+                now = monotonic_ns()
+                if now >= subscriptions_at:
+                    ready = dict(wait_or_subscriptions(WAIT_MS))
+                    if commands in ready:
+                        pub_socket.getsockopt(events)  # applies what libzmq queued
+                        subscriptions_at = monotonic_ns() + SUBSCRIPTIONS_EVERY_NS
+                else:
+                    ready = dict(wait(max(1, (subscriptions_at - now) // 1_000_000)))
                 for sock in ready:
-                    if sock is not receiver.socket:
+                    if sock in handlers:
                         handlers[sock](self)
                 if receiver.socket in ready:
-                    nbytes = receiver.receive()
+                    nbytes = receive_into(buffer, nowait)
             if nbytes != -1:
                 recv_ns = clock()  # one stamp: the journal's entry and the kernels' rules
                 if slicer is None:

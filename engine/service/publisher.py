@@ -69,6 +69,8 @@ class ResultPublisher:
         # subscriptions longer than max_message_bytes disconnect their subscriber
         self.sndhwm = config.effective_sndhwm(n_symbols)
         self.socket.setsockopt(zmq.SNDHWM, self.sndhwm)
+        # subscriptions queued per subscriber (PublishConfig.subscription_backlog)
+        self.socket.setsockopt(zmq.RCVHWM, config.subscription_backlog)
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
         if security is not None:
