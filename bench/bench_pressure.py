@@ -368,6 +368,9 @@ def _pressure_counters(stats: dict) -> dict:
         "frames_received": stats.get("frames_received", 0),
         "bytes_received": stats.get("bytes_received", 0),
         "chain_frames": stats.get("dispatch", {}).get("published", {}).get("chain_frames", 0),
+        "gaps": stats.get("gaps", 0),
+        # ingest.slice_records: large frames sliced, and the frames taken between slices
+        **{f"slicing_{k}": v for k, v in stats.get("slicing", {}).items()},
     }
 
 
