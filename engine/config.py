@@ -234,7 +234,7 @@ class PublishConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     # (docs/reliability.md, "Subscriptions"). The engine applies them while idle too.
     # 1 is refused: with it, libzmq never applied a CURVE subscriber's subscriptions in a
     # bench_pressure run.
-    subscription_backlog: int = 4
+    subscription_backlog: int = 2
 
     def __post_init__(self) -> None:
         _require("://" in self.endpoint, f"publish endpoint {self.endpoint!r} is not an endpoint")
