@@ -266,6 +266,10 @@ class Subscriber:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, self._rcvhwm)
+        # A SUB socket sends only its subscriptions, and ZeroMQ drops those beyond SNDHWM
+        # (1,000) silently: a long topic list would lose its tail while the engine applies
+        # them a few at a time (publish.subscription_backlog). No mark: keep them all.
+        sock.setsockopt(zmq.SNDHWM, 0)
         sock.connect(endpoint)
         for topic in self._topics:
             sock.setsockopt(zmq.SUBSCRIBE, topic)

@@ -91,6 +91,7 @@ def watch(
 
             apply_curve_client(sub, curve[0], curve[1])
         sub.setsockopt(zmq.RCVHWM, 100_000)
+        sub.setsockopt(zmq.SNDHWM, 0)  # subscriptions are never dropped (see tickpath.client)
         sub.connect(endpoint)
         for topic in topics:
             sub.setsockopt(zmq.SUBSCRIBE, topic.encode())

@@ -65,6 +65,14 @@ def test_publisher_loses_no_frame_sent_at_once(engine):
     assert sub.lost == 0 and sub.malformed == 0
 
 
+def test_a_long_topic_list_takes_effect_whole(engine):
+    """5,000 topics and then ``stats``: a SUB socket at ZeroMQ's default SNDHWM (1,000)
+    dropped the tail of such a list, ``stats`` with it, and no stats message came."""
+    topics = [f"never.{i}." for i in range(5000)] + ["stats"]
+    with Subscriber(engine.publisher.endpoint, topics=topics) as sub:
+        assert "frames_received" in _wait_for_stats(sub)
+
+
 def test_publisher_without_engine_raises_a_clear_error():
     with Publisher("tcp://127.0.0.1:*", bind=True, join_timeout_s=0.5) as pub:
         with pytest.raises(EngineNotFound, match=r"no engine subscribed at tcp://127\.0\.0\.1:\d+"):
