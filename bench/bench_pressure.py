@@ -370,7 +370,7 @@ def _pressure_counters(stats: dict) -> dict:
         "chain_frames": stats.get("dispatch", {}).get("published", {}).get("chain_frames", 0),
         "gaps": stats.get("gaps", 0),
         # ingest.slice_records: large frames sliced, and the frames taken between slices
-        **{f"slicing_{k}": v for k, v in stats.get("slicing", {}).items()},
+        **{f"slicing_{k}": v for k, v in stats.get("slicing", {}).items() if k != "slice_records"},
     }
 
 

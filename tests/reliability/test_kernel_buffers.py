@@ -53,7 +53,7 @@ def _descriptor(fd: int, pidfd: int | None) -> int:
     return got
 
 
-def accepted_receive_buffers(
+def accepted_buffers(
     port: int, pid: int | None = None, option: int = socket.SO_RCVBUF
 ) -> list[int]:
     """SO_RCVBUF (or ``option``) of every TCP connection of process ``pid`` (this one by
@@ -92,7 +92,7 @@ def test_ingest_and_publish_connections_have_the_configured_receive_buffer():
     h = Harness(**{"connections.receive_buffer_bytes": 40960})
     try:  # joined: the harness's PUB and SUB are connected and have exchanged a probe
         for endpoint in (h.engine.receiver.endpoints[0], h.engine.publisher.endpoint):
-            buffers = accepted_receive_buffers(_port(endpoint))
+            buffers = accepted_buffers(_port(endpoint))
             assert buffers == [2 * 40960], (endpoint, buffers)
     finally:
         h.close()
@@ -102,7 +102,7 @@ def test_ingest_and_publish_connections_have_the_configured_send_buffer():
     h = Harness(**{"connections.send_buffer_bytes": 36864})
     try:
         for endpoint in (h.engine.receiver.endpoints[0], h.engine.publisher.endpoint):
-            buffers = accepted_receive_buffers(_port(endpoint), option=socket.SO_SNDBUF)
+            buffers = accepted_buffers(_port(endpoint), option=socket.SO_SNDBUF)
             assert buffers == [2 * 36864], (endpoint, buffers)
     finally:
         h.close()
@@ -113,15 +113,13 @@ def test_send_buffers_are_bounded_by_default():
     tcp_wmem's maximum; the default bounds it (64 KiB, reported as twice that)."""
     h = Harness()
     try:
-        buffers = accepted_receive_buffers(
-            _port(h.engine.publisher.endpoint), option=socket.SO_SNDBUF
-        )
+        buffers = accepted_buffers(_port(h.engine.publisher.endpoint), option=socket.SO_SNDBUF)
         assert buffers == [2 * (64 << 10)], buffers
     finally:
         h.close()
 
 
-def test_request_connections_have_their_own_receive_buffer():
+def test_request_connections_have_their_own_buffers():
     rig = EngineRig(
         dispatch={"requests": {"receive_buffer_bytes": 24576, "send_buffer_bytes": 20480}},
         requests=True,
@@ -138,11 +136,11 @@ def test_request_connections_have_their_own_receive_buffer():
         assert decode_reply(client.recv_multipart()[-1])["ok"]
         # the reply came over the accepted connection, which stays open with the client
         pid = rig.engine.stats()["requests"]["process"]["pid"]  # the request process
-        buffers = accepted_receive_buffers(_port(rig.request_endpoint), pid)
+        buffers = accepted_buffers(_port(rig.request_endpoint), pid)
         assert buffers == [2 * 24576], buffers
-        sent = accepted_receive_buffers(_port(rig.request_endpoint), pid, socket.SO_SNDBUF)
+        sent = accepted_buffers(_port(rig.request_endpoint), pid, socket.SO_SNDBUF)
         assert sent == [2 * 20480], sent
-        ingest = accepted_receive_buffers(_port(rig.engine.receiver.endpoints[0]))
+        ingest = accepted_buffers(_port(rig.engine.receiver.endpoints[0]))
         assert ingest == [2 * 40960], ingest
     finally:
         client.close()
