@@ -82,6 +82,7 @@ class FrameSlicer:
         self.interleaved = 0  # frames of other streams processed between two slices
         self.deferred = 0  # frames taken between slices that waited for the sliced one
         self.waiting_max = 0  # most frames waiting at once
+        self.intake_paused = 0  # slice boundaries that took nothing: every buffer was taken
 
     def slice_plan(self, nbytes: int) -> tuple[int, int, int, int] | None:
         """``(header bytes, record bytes, count, stream)`` if the frame of ``nbytes`` in
@@ -138,8 +139,11 @@ class FrameSlicer:
             self.slices += 1
             part += 1
             done += n
-            if done < count and self._free:
-                self._take_one(stream, hdr + done * size, handle, clock)
+            if done < count:
+                if self._free:
+                    self._take_one(stream, hdr + done * size, handle, clock)
+                else:
+                    self.intake_paused += 1
 
     def process(
         self, nbytes: int, recv_ns: int, handle: Callable[..., None], clock: Callable[[], int]
@@ -197,7 +201,7 @@ class FrameSlicer:
 
     def stats(self) -> dict[str, int]:
         """Frames sliced, slices processed, frames interleaved and deferred, the most
-        frames that waited at once."""
+        frames that waited at once, slice boundaries at which intake paused."""
         return {
             "slice_records": self.slice_records,
             "frames_sliced": self.frames_sliced,
@@ -205,4 +209,5 @@ class FrameSlicer:
             "interleaved": self.interleaved,
             "deferred": self.deferred,
             "waiting_max": self.waiting_max,
+            "intake_paused": self.intake_paused,
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -17,7 +18,7 @@ from tests.reliability.helpers import SMALL, accounting_holds, processor
 from tests.waiting import DEADLINE_S, wait_until
 from tickpath.engine.config import load_config
 from tickpath.engine.ingest.receiver import FrameReceiver
-from tickpath.engine.ingest.slicer import FrameSlicer
+from tickpath.engine.ingest.slicer import LOOKAHEAD, FrameSlicer
 from tickpath.engine.journal.config import JournalConfig
 from tickpath.engine.journal.extension import JournalExtension
 from tickpath.engine.journal.recovery import replay
@@ -147,12 +148,11 @@ def test_large_frames_are_sliced_and_other_streams_go_in_between(tmp_path):
     assert differing_arrays(replayed.state, live) == []
 
 
-def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
-    """One connection sends, in this order: a large frame B1 of stream 1 (sliced), the
-    next one B2 of stream 1, and a one-quote frame S of stream 2. Between B1's slices the
-    engine takes B2, which must wait for B1, and then S, which must not wait for either:
-    S runs right after B1's second slice, B2 after all of B1, and the state equals that of
-    the frames processed whole. (With one waiting frame at most, S waited for B1 and B2.)
+def _slice_in_order(name: str, frames: list[bytes]) -> tuple[list, FrameSlicer, Any, Any]:
+    """Start stream 1 with a large frame (processed whole), then send ``frames`` on one
+    connection and let the engine receive the first of them: it is sliced, and the others
+    are taken between its slices. Return the frames and slices that ran, as (stream, first
+    seq, part), the slicer, the slicing processor and one that processed every frame whole.
 
     Over a real inproc socket, driven step by step: a message sent on inproc is in the
     receiving socket's queue when ``send`` returns, so the order of takes is fixed."""
@@ -160,7 +160,7 @@ def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
         None,
         {
             **SMALL,
-            "ingest.endpoints": ["inproc://slicing-order"],
+            "ingest.endpoints": [f"inproc://slicing-{name}"],
             "ingest.slice_records": SLICE,
             "ingest.max_frame_bytes": 1 << 20,
         },
@@ -171,7 +171,7 @@ def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
     receiver = FrameReceiver(context, config.ingest, proc.buffer)
     slicer = FrameSlicer(receiver, StreamTable(proc.state.streams), SLICE)
     pub = context.socket(zmq.XPUB)
-    ran: list[tuple[int, int, int]] = []  # (stream, first seq, part) of each frame or slice
+    ran: list[tuple[int, int, int]] = []
 
     def handle(nbytes: int, recv_ns: int, part: int = 0) -> None:
         header = np.frombuffer(proc.buffer, s.HEADER, 1)[0]
@@ -190,7 +190,7 @@ def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
         slicer.process(nbytes, 0, handle, lambda: 0)
 
     try:
-        pub.connect("inproc://slicing-order")
+        pub.connect(f"inproc://slicing-{name}")
 
         def subscribed() -> bool:
             # the receiving socket attaches the connection (and sends its subscription)
@@ -202,22 +202,19 @@ def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
         pub.recv()
         send(_big_frame(0))  # starts stream 1: processed whole
         receive_and_process()
-        for frame in (_big_frame(1), _big_frame(2), _small_frame(1)):
+        for frame in frames:
             send(frame)
-        receive_and_process()  # B1 in slices, S between two of them, then B2
+        receive_and_process()
     finally:
         pub.close(linger=0)
         receiver.close()
         context.term()
-    small = ran.index((SMALL_STREAM, 0, 0))
-    assert ran[small - 1] == (BIG_STREAM, BIG + SLICE, 1), ran[: small + 1]
-    assert small < ran.index((BIG_STREAM, 2 * BIG, 0))
-    big = [seq for stream, seq, _part in ran if stream == BIG_STREAM]
-    assert big == sorted(big) and len(big) == 1 + 2 * -(-BIG // SLICE)
-    stats = slicer.stats()
-    assert (stats["interleaved"], stats["deferred"], stats["waiting_max"]) == (1, 1, 1)
-    # the analytics and the streams are those of the frames processed whole; per-frame
-    # scratch, result sequence numbers and result counts differ (results come per slice)
+    return ran, slicer, proc, whole
+
+
+def _same_as_whole(proc: Any, whole: Any) -> None:
+    """The analytics and the streams are those of the frames processed whole; per-frame
+    scratch, result sequence numbers and result counts differ (results come per slice)."""
     scratch = {"counters", "touched", "touched_list", "n_touched", "out_seq", "out_quote"}
     assert set(differing_arrays(whole.state, proc.state)) <= scratch
     got, reference = proc.stats(0), whole.stats(0)
@@ -225,3 +222,41 @@ def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
         assert got[key] == reference[key], key
     for stream in (str(BIG_STREAM), str(SMALL_STREAM)):
         assert got["streams"][stream] == reference["streams"][stream]
+
+
+def test_a_frame_of_another_stream_goes_between_slices_while_another_waits():
+    """One connection sends, in this order: a large frame B1 of stream 1 (sliced), the
+    next one B2 of stream 1, and a one-quote frame S of stream 2. Between B1's slices the
+    engine takes B2, which must wait for B1, and then S, which must not wait for either:
+    S runs right after B1's second slice, B2 after all of B1, and the state equals that of
+    the frames processed whole. (With one waiting frame at most, S waited for B1 and B2.)"""
+    ran, slicer, proc, whole = _slice_in_order(
+        "order", [_big_frame(1), _big_frame(2), _small_frame(1)]
+    )
+    small = ran.index((SMALL_STREAM, 0, 0))
+    assert ran[small - 1] == (BIG_STREAM, BIG + SLICE, 1), ran[: small + 1]
+    assert small < ran.index((BIG_STREAM, 2 * BIG, 0))
+    big = [seq for stream, seq, _part in ran if stream == BIG_STREAM]
+    assert big == sorted(big) and len(big) == 1 + 2 * -(-BIG // SLICE)
+    stats = slicer.stats()
+    assert (stats["interleaved"], stats["deferred"], stats["waiting_max"]) == (1, 1, 1)
+    assert stats["intake_paused"] == 0
+    _same_as_whole(proc, whole)
+
+
+def test_intake_pauses_while_every_lookahead_buffer_holds_a_waiting_frame():
+    """B1, B2, B3 of stream 1, then S of stream 2: B2 and B3 are taken between B1's first
+    slices and wait in the two lookahead buffers; with both taken nothing more is received
+    for the rest of B1 (each of those slice boundaries counts as ``intake_paused``), so S
+    runs only after B1, right after B2's first slice, when a buffer is free again."""
+    ran, slicer, proc, whole = _slice_in_order(
+        "paused", [_big_frame(1), _big_frame(2), _big_frame(3), _small_frame(1)]
+    )
+    small = ran.index((SMALL_STREAM, 0, 0))
+    assert ran[small - 1] == (BIG_STREAM, 2 * BIG, 0), ran[small - 3 : small + 1]
+    slices = -(-BIG // SLICE)
+    stats = slicer.stats()
+    assert (stats["interleaved"], stats["deferred"], stats["waiting_max"]) == (1, 2, LOOKAHEAD)
+    # B1's slice boundaries (one fewer than its slices), less the two that took B2 and B3
+    assert stats["intake_paused"] == slices - 1 - LOOKAHEAD
+    _same_as_whole(proc, whole)
