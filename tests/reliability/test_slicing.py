@@ -171,7 +171,7 @@ def _slice_in_order(name: str, frames: list[bytes]) -> tuple[list, FrameSlicer, 
     receiver = FrameReceiver(context, config.ingest, proc.buffer)
     slicer = FrameSlicer(receiver, StreamTable(proc.state.streams), SLICE)
     pub = context.socket(zmq.XPUB)
-    ran: list[tuple[int, int, int]] = []
+    ran: list[tuple[int, int, int]] = []  # (stream, first seq, part) of each frame or slice
 
     def handle(nbytes: int, recv_ns: int, part: int = 0) -> None:
         header = np.frombuffer(proc.buffer, s.HEADER, 1)[0]
