@@ -448,6 +448,20 @@ def _measure(
     }
 
 
+def _probe_realtime(priority: int) -> int:
+    """Put the probe (this thread and this process's ZeroMQ I/O threads) under SCHED_FIFO
+    at ``priority``; processes and threads started afterwards (the attackers) start under
+    the default policy (SCHED_RESET_ON_FORK). Returns the number of threads set."""
+    os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    count = 1
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            if f.read().startswith("ZMQbg/IO"):
+                os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
+                count += 1
+    return count
+
+
 def run(args: argparse.Namespace) -> dict:
     """Start the engine, run every phase, return the report."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-pressure-"))
@@ -459,6 +473,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.public_ingest:
         public = f"tcp://127.0.0.1:{free_port()}"
         engine_set.append(f'ingest.public_endpoints=["{public}"]')
+    if args.realtime:
+        engine_set.append(f"scheduling.realtime_priority={args.realtime}")
     if args.design == "before":  # no JSON cap then: bodies were decoded whatever their size
         engine_set.append("dispatch.requests.max_json_bytes=268435456")
         engine_set.append("dispatch.stream_isolation=thread")  # stream jobs on engine threads
@@ -487,7 +503,9 @@ def run(args: argparse.Namespace) -> dict:
     ticker = Ticker(ctx, ingest, results, curve=(server_key, keys["client_secret"]))
     report: dict = {"phases": {}, "log": str(workdir / "serve.log"), "attackers": args.attackers,
                     "attacker_sndbuf": args.attacker_sndbuf,
-                    "public_ingest": args.public_ingest}  # fmt: skip
+                    "public_ingest": args.public_ingest, "realtime": args.realtime}  # fmt: skip
+    if args.realtime:
+        report["probe_threads_fifo"] = _probe_realtime(args.realtime)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -653,6 +671,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the engine also binds a public ingest endpoint (ingest.public_endpoints), and "
         "the attackers on ingest (handshakes_ingest, backlog_1mib) go there, while the probe "
         "and the legitimate feeds keep the private one",
+    )
+    p.add_argument(
+        "--realtime",
+        type=int,
+        default=0,
+        metavar="PRIORITY",
+        help="1..99: the engine's scheduling.realtime_priority, and the probe's threads "
+        "under SCHED_FIFO at the same priority, standing in for a client on a host of its "
+        "own (as --attackers idle stands in for attackers on other machines); 0 (default): "
+        "every process at the default policy",
     )
     p.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)

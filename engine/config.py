@@ -330,6 +330,19 @@ class ConnectionsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
         )
 
 
+class SchedulingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """How the kernel schedules the micro path's threads (engine/service/scheduling.py)."""
+
+    # 1..99: the tick thread and the engine's private ZeroMQ I/O thread run under Linux's
+    # SCHED_FIFO at this priority, so no normal, nice or SCHED_IDLE thread of the host keeps
+    # them waiting for a CPU; 0: the default policy. Needs CAP_SYS_NICE (or RLIMIT_RTPRIO);
+    # refused, it is logged and the engine runs at normal priority.
+    realtime_priority: int = 0
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.realtime_priority <= 99, "scheduling.realtime_priority must be in 0..99")
+
+
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Everything ``tickpath serve`` needs."""
 
@@ -340,6 +353,7 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     security: SecurityConfig = SecurityConfig()  # CURVE on every endpoint (off by default)
     dispatch: DispatchConfig = DispatchConfig()  # milli path: routing, queues, chains
     connections: ConnectionsConfig = ConnectionsConfig()  # heartbeats, descriptors, refusals
+    scheduling: SchedulingConfig = SchedulingConfig()  # real-time priority of the micro path
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

@@ -44,17 +44,19 @@ def _threads_named(name: str) -> set[int]:
     return found
 
 
-def split_context() -> tuple[zmq.Context, tuple[int, int]]:
-    """A new context with the two I/O threads; returns it and their thread ids
-    ``(private, public)``.
+def engine_context(public: bool) -> tuple[zmq.Context, tuple[int, int | None]]:
+    """A new context with the engine's I/O threads; returns it and their thread ids
+    ``(private, public)``: one thread (``public`` None), or two with ``public``.
 
     Every socket made from the context afterwards gets affinity :data:`PRIVATE`
     (pyzmq's context-level default), unless it sets another.  The public I/O thread
-    is put under ``SCHED_IDLE`` (a refusal is logged; the split still holds).
+    is put under ``SCHED_IDLE`` (a refusal is logged; the split still holds).  The
+    thread ids let the engine set the private thread's scheduling too
+    (``scheduling.realtime_priority``, engine/service/scheduling.py).
     """
-    names = (_PRIVATE_NAME, _PUBLIC_NAME)
+    names = (_PRIVATE_NAME, _PUBLIC_NAME) if public else (_PRIVATE_NAME,)
     before = [_threads_named(name) for name in names]
-    context = zmq.Context(io_threads=2)
+    context = zmq.Context(io_threads=len(names))
     context.setsockopt(zmq.AFFINITY, PRIVATE)
     context.socket(zmq.PAIR).close(linger=0)  # libzmq starts its threads with a first socket
     deadline = time.monotonic() + _NAMED_WITHIN_S
@@ -64,14 +66,17 @@ def split_context() -> tuple[zmq.Context, tuple[int, int]]:
             break
         if time.monotonic() > deadline:
             context.destroy(linger=0)
-            raise RuntimeError("libzmq's two I/O threads did not appear")
+            raise RuntimeError(f"libzmq's {len(names)} I/O thread(s) did not appear")
         time.sleep(0.001)
-    private, public = (tids.pop() for tids in new)
+    private = new[0].pop()
+    if not public:
+        return context, (private, None)
+    public_tid = new[1].pop()
     try:
-        os.sched_setscheduler(public, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(public_tid, os.SCHED_IDLE, os.sched_param(0))
     except OSError as exc:
         log.warning("public ingest I/O thread: cannot set SCHED_IDLE: %s", exc)
-    return context, (private, public)
+    return context, (private, public_tid)
 
 
 def has_public_thread(context: zmq.Context) -> bool:

@@ -23,10 +23,10 @@ import numpy as np
 import zmq
 
 from tickpath.engine.config import EngineConfig
-from tickpath.engine.ingest.io_threads import split_context
+from tickpath.engine.ingest.io_threads import engine_context
 from tickpath.engine.ingest.receiver import FrameReceiver
 from tickpath.engine.ingest.slicer import FrameSlicer
-from tickpath.engine.service import descriptors
+from tickpath.engine.service import descriptors, scheduling
 from tickpath.engine.service.publisher import ResultPublisher
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
@@ -419,12 +419,15 @@ class Engine:
         extensions: list[EngineExtension] | None = None,
     ) -> None:
         self.config = config
-        self._own_context = context is None and bool(config.ingest.public_endpoints)
-        # thread ids of the context's I/O threads (private, public) when the engine split
-        # it for ingest.public_endpoints (engine/ingest/io_threads.py); None otherwise
-        self.io_threads: tuple[int, int] | None = None
-        if self._own_context:  # a second, SCHED_IDLE I/O thread for the public endpoints
-            context, self.io_threads = split_context()
+        public = bool(config.ingest.public_endpoints)
+        realtime = config.scheduling.realtime_priority > 0
+        self._own_context = context is None and (public or realtime)
+        # thread ids of the context's I/O threads (private, public or None) when the engine
+        # made its context: for ingest.public_endpoints (a second, SCHED_IDLE I/O thread)
+        # or scheduling.realtime_priority (engine/ingest/io_threads.py); None otherwise
+        self.io_threads: tuple[int, int | None] | None = None
+        if self._own_context:
+            context, self.io_threads = engine_context(public)
         self.context = context or zmq.Context.instance()
         self.extensions = list(extensions or [])
         self.processor = StreamProcessor(config)
@@ -435,6 +438,10 @@ class Engine:
         self.topics_from = 0  # first symbol of the next stats message's topic sequences
         self.stop_event = threading.Event()
         self._descriptors = False  # a descriptors.claim() to release at close
+        # with scheduling.realtime_priority: the tick thread's id and what applies to it
+        # and to the private I/O thread (the ``scheduling`` object of stats)
+        self.tick_thread_id = 0
+        self.scheduling: dict[str, object] | None = None
 
     def start(self) -> None:
         """Compile the kernels (or load them from cache), then open the sockets.
@@ -523,7 +530,30 @@ class Engine:
             self._own_context = False
 
     def run(self, duration_s: float | None = None) -> None:
-        """Receive, process and publish until :meth:`stop` is called (or ``duration_s``)."""
+        """Receive, process and publish until :meth:`stop` is called (or ``duration_s``).
+
+        The calling thread is the tick thread: with ``scheduling.realtime_priority`` it
+        runs under ``SCHED_FIFO`` until this returns (engine/service/scheduling.py).
+        """
+        priority = self.config.scheduling.realtime_priority
+        if not priority:
+            self._loop(duration_s)
+            return
+        self.tick_thread_id = threading.get_native_id()
+        tick = scheduling.set_realtime(0, priority, "tick thread")
+        if self.io_threads is not None:
+            io = scheduling.set_realtime(self.io_threads[0], priority, "private I/O thread")
+        else:  # a context the caller made: its threads are the caller's to schedule
+            io = "the caller's context"
+        self.scheduling = {"realtime_priority": priority, "tick_thread": tick, "io_thread": io}
+        log.info("scheduling: tick thread %s, private I/O thread %s", tick, io)
+        try:
+            self._loop(duration_s)
+        finally:
+            if tick != scheduling.NORMAL:
+                scheduling.set_normal(0)
+
+    def _loop(self, duration_s: float | None) -> None:
         interval_ns = int(self.config.publish.stats_interval_s * 1e9)
         next_stats = time.monotonic_ns() + interval_ns
         log.info("ready: receiving on %s", ", ".join(self.receiver.endpoints))
@@ -641,6 +671,8 @@ class Engine:
             stats["topics"]["batch"] = self.publisher.batch_sequences()
         if self.slicer is not None:
             stats["slicing"] = self.slicer.stats()
+        if self.scheduling is not None:
+            stats["scheduling"] = dict(self.scheduling)
         for ext in self._having(StatsHook):
             stats[ext.name] = ext.stats()
         return stats

@@ -79,9 +79,10 @@ def test_readme_stats_table_lists_every_key():
     keys = set()
     for cell in re.findall(r"^\| (`[^|]+) \|", section, re.M):
         keys |= {name.split(".")[0] for name in re.findall(r"`([\w.<>]+)`", cell)}
-    # objects the engine adds when a part is on (extensions, ingest.slice_records)
+    # objects the engine adds when a part is on (extensions, ingest.slice_records,
+    # scheduling.realtime_priority)
     extensions = {"journal", "security", "dispatch", "requests", "fpga", "state_transfer"}
-    extensions.add("slicing")
+    extensions |= {"slicing", "scheduling"}
     assert keys - extensions == set(stats)
     assert stats["version"] == STATS_VERSION == 2
     # topics: one list per analytic of the README's "<analytic>" names, a seq per symbol
