@@ -459,6 +459,8 @@ def _probe_realtime(priority: int) -> int:
             if f.read().startswith("ZMQbg/IO"):
                 os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
                 count += 1
+    if count < 2:
+        raise RuntimeError("the probe's ZeroMQ I/O thread was not found")
     return count
 
 
@@ -504,8 +506,6 @@ def run(args: argparse.Namespace) -> dict:
     report: dict = {"phases": {}, "log": str(workdir / "serve.log"), "attackers": args.attackers,
                     "attacker_sndbuf": args.attacker_sndbuf,
                     "public_ingest": args.public_ingest, "realtime": args.realtime}  # fmt: skip
-    if args.realtime:
-        report["probe_threads_fifo"] = _probe_realtime(args.realtime)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -523,6 +523,8 @@ def run(args: argparse.Namespace) -> dict:
         while ticker.tick(PING_TIMEOUT_S) is None:  # the probe's subscription is up
             if time.monotonic() > deadline:
                 raise RuntimeError("no answer to the probe")
+        if args.realtime:  # now that the probe's I/O thread has started (and named itself)
+            report["probe_threads_fifo"] = _probe_realtime(args.realtime)
         _measure(ticker, 1.0, args.rate, [engine.pid, child])  # warm-up, not reported
         for phase in args.phases:
             role = phase if phase in ROLES else None
