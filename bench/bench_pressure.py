@@ -37,7 +37,7 @@ must be seen by the engine (its stats: requests refused or answered, handshakes 
 frames received), else the phase is marked ``not applied``.
 
     python bench/bench_pressure.py [--phase-s 8] [--rate 1000] [--phases idle json_chain ...]
-                                   [--json PATH] [--attackers normal|idle]
+                                   [--json PATH] [--attackers normal|idle] [--realtime N]
 
 ``--attackers idle`` runs the pressure processes under ``SCHED_IDLE``, standing in for
 attackers on other machines (on a 2-core VM their own CPU use would otherwise compete
