@@ -30,6 +30,7 @@ from tickpath.engine.service import descriptors, scheduling
 from tickpath.engine.service.publisher import ResultPublisher
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.calls import compiled_for
 from tickpath.kernels.cpu.streaming_view import CounterView, StreamTable
 
 log = logging.getLogger("tickpath.engine")
@@ -136,9 +137,13 @@ class StreamProcessor:
             self.state.owned[:] = shard_map.shard_of(symbols) == index
         self._calls = self._bind_calls()
 
-    def _bind_calls(self) -> dict[tuple[int, bool], tuple]:
+    def _bind_calls(self, compiled: bool = False) -> dict[tuple[int, bool], tuple]:
         """Per (kind, version 2): the kernel and its arguments after ``nbytes, recv_ns``,
-        made once, so a frame costs one call and no attribute lookups."""
+        made once, so a frame costs one call and no attribute lookups.
+
+        ``compiled`` (after the warm-up): the kernel is its overload for these arguments,
+        called without the dispatcher's typing of every array (kernels/cpu/calls.py).
+        """
         st = self.state
         p = st.params
         common = (st.streams, st.counters, st.limits, st.owned, st.sym_i)
@@ -157,6 +162,11 @@ class StreamProcessor:
                 p.vwap_window_ns, p.bar_ns, st.touched, st.touched_list, st.n_touched,
                 st.out_seq, st.out_trade, st.out_bar,
             ))  # fmt: skip
+        if compiled:
+            for key, (kernel, records, rest) in calls.items():
+                # process() passes nbytes, recv_ns and part as Python ints
+                kernel = compiled_for(kernel, (self.header, records, 0, 0, 0, *rest))
+                calls[key] = (kernel, records, rest)
         return calls
 
     def _view(self, dtype: np.dtype, body: int, offset: int = s.HEADER_SIZE) -> np.ndarray:
@@ -193,6 +203,7 @@ class StreamProcessor:
             self.process(s.HEADER_SIZE + size, 0)
         k.reset_state(self.state)
         self.buffer[:] = saved
+        self._calls = self._bind_calls(compiled=True)
         return time.perf_counter() - t0
 
     @property

@@ -41,6 +41,7 @@ from tickpath.engine.security.curve import apply_curve_server
 from tickpath.engine.security.guard import apply_connection_options, guard_socket
 from tickpath.engine.wire import schema as s
 from tickpath.kernels.cpu import streaming as k
+from tickpath.kernels.cpu.calls import compiled_for
 
 STATS_TOPIC = b"stats"
 BATCH_PREFIX = "batch."
@@ -241,6 +242,8 @@ class _Batch:
             # the fast path: header and records as 8-byte words, packed in one call
             self.frame_words = frames.view(np.uint64).reshape(len(frames), size // 8)
             self.words = self.buffer.view(np.uint64)
+            # every call passes these arrays (or a C-contiguous tail of frame_words) and ints
+            self._pack = compiled_for(k.pack_batch, (self.frame_words, 1, self.words, 0, 0))
             return
         self.header = self.buffer[:header]
         self.records = self.buffer[header:].reshape(most, record)
@@ -262,7 +265,7 @@ class _Batch:
         self.seq = seq + n
         if self.words is not None:
             frames = self.frame_words if start == 0 else self.frame_words[start:]
-            nbytes = k.pack_batch(frames, n, self.words, seq, BATCH_STREAM_ID)
+            nbytes = self._pack(frames, n, self.words, seq, BATCH_STREAM_ID)
             send(self.topic, zmq.SNDMORE)
             send(self.raw[:nbytes])
             return
