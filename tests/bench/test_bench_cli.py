@@ -171,6 +171,7 @@ def test_ingest_run(tmp_path):
         "engine_kernels",
         "engine_publish",
         "engine_publish_batch",
+        "ceiling_publish_batch",
     }
     records = report["config"]["records"]
     for name, r in report["results"].items():
@@ -178,7 +179,8 @@ def test_ingest_run(tmp_path):
     assert report["results"]["engine_kernels"]["records"] == records
     per_symbol = report["results"]["engine_publish"]
     batched = report["results"]["engine_publish_batch"]
-    for r in (per_symbol, batched):
+    ceiling = report["results"]["ceiling_publish_batch"]
+    for r in (per_symbol, batched, ceiling):
         # every result reached the subscriber process, whose sequence check saw no gap
         assert r["results"] > 0 and r["results_received_by_subscriber"] == r["results"]
         assert r["subscriber_sequence_gaps"] == 0
@@ -193,6 +195,12 @@ def test_ingest_run(tmp_path):
         assert per_symbol["cpu"]["sink_cpu_s"] > 0 and batched["cpu"]["sink_cpu_s"] is not None
     # one message per analytic per frame: 512-record frames over 16 symbols batch many
     assert batched["messages_received_by_subscriber"] < batched["results"] / 4
+    # the ceiling sends the very messages the batched engine published, no kernels run
+    assert ceiling["results"] == batched["results"]
+    assert ceiling["messages_received_by_subscriber"] == batched["messages_received_by_subscriber"]
+    assert report["ratio_ceiling_publish_batch_to_raw"] == pytest.approx(
+        ceiling["records_per_s"] / report["results"]["raw_pyzmq"]["records_per_s"], abs=5e-5
+    )
     assert report["goals"]["engine_publish_batch_ratio_to_raw"]["target_min"] == 0.5
     ratio = report["ratio_engine_kernels_to_raw"]
     assert ratio == pytest.approx(  # the report rounds ratios to 4 decimals
