@@ -35,11 +35,13 @@ shape and checksum, and that the snapshot was taken with the same
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
+import resource
 import struct
 import threading
 import time
@@ -304,19 +306,59 @@ def encode_snapshot(
     return b"".join([head, *_body(layouts)])
 
 
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+def snapshot_tmp_path(directory: str | os.PathLike[str], journal_next_index: int) -> Path:
+    """The temporary file a snapshot of this process is written to, before its rename."""
+    return Path(directory) / f".{snapshot_name(journal_next_index)}.{os.getpid()}.tmp"
+
+
 def open_snapshot_file(
     directory: str | os.PathLike[str], journal_next_index: int
 ) -> tuple[Path, int]:
     """The temporary file a snapshot is written to, open: ``(path, descriptor)``.
 
     Opened from the engine's descriptor reserve, so idle peers holding every other
-    descriptor cannot make it fail with EMFILE (a forked writer gets it opened here,
-    in the engine, before the fork: its own table is the engine's).
+    descriptor do not make it fail with EMFILE (but see :func:`open_in_child`, which
+    a forked writer uses: libzmq's I/O thread may take the reserve while it is open).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{snapshot_name(journal_next_index)}.{os.getpid()}.tmp"
-    return tmp, open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+    tmp = snapshot_tmp_path(directory, journal_next_index)
+    return tmp, open_fd(tmp, _TMP_FLAGS)
+
+
+def open_in_child(path: str | os.PathLike[str], flags: int, keep: set[int]) -> int:
+    """``os.open`` in a child made by :func:`forked`, whatever the parent's table holds.
+
+    The engine opens files from a descriptor reserve by lifting its soft limit for
+    an instant (:mod:`tickpath.engine.service.descriptors`); libzmq's I/O thread, retrying
+    ``accept`` while idle peers fill the table, can take reserved descriptors in that
+    instant and hold them until the peers are reaped.  A forked child has no other
+    thread: it lifts its own soft limit to the hard limit, and if its copy of the
+    table is full even so, closes its copy of a descriptor it does not need (not one
+    of ``keep``, nor 0-2; the parent's stays open) and opens the file in that slot.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            raise
+        full = exc
+    top = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    for fd in range(top - 1, 2, -1):
+        if fd in keep:
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            continue
+        return os.open(path, flags, 0o644)
+    raise full
 
 
 def write_snapshot(
@@ -338,7 +380,7 @@ def write_snapshot(
     before the rename (the journal uses it to make its entries up to
     ``journal_next_index`` durable first, so a snapshot never covers journal
     entries a crash could lose).  ``opened``: the temporary file, already open
-    (:func:`open_snapshot_file`; a forked writer gets it from its parent).
+    (:func:`open_snapshot_file`; a forked writer opens it with :func:`open_in_child`).
     """
     directory = Path(directory)
     final = directory / snapshot_name(journal_next_index)
@@ -661,25 +703,20 @@ class Snapshotter:
         commit = (lambda: os.fdatasync(sync_fd)) if sync_fd >= 0 else None
         params, directory, dir_fd = self.state.params, self.directory, self._dir_fd
         t0 = time.perf_counter()
-        try:  # opened here, from the reserve: the child's table is a copy of this one
-            opened = open_snapshot_file(directory, index)
-        except OSError as exc:
-            self._failed(index, str(exc))
-            return
+        tmp = snapshot_tmp_path(directory, index)  # named after this process, not the child
 
         def write() -> None:
+            # opened in the child: no thread of the engine's competes for its descriptors
+            opened = (tmp, open_in_child(tmp, _TMP_FLAGS, {dir_fd, sync_fd}))
             write_snapshot(directory, arrays, params, index, position, commit, dir_fd, opened)
 
         try:
             pid = forked(write)
         except OSError as exc:
-            opened[0].unlink(missing_ok=True)
             self._failed(index, f"fork: {exc}")
             return
-        finally:
-            os.close(opened[1])  # the child has its own copy
         self.last_copy_ms = (time.perf_counter() - t0) * 1e3
-        self._child = (pid, index, t0, opened[0])
+        self._child = (pid, index, t0, tmp)
 
     def _reap(self, block: bool) -> None:
         pid, index, t0, tmp = self._child
@@ -779,11 +816,11 @@ def forked(work: Callable[[], None]) -> int:
 
     The child sees the parent's memory as it was at the fork (copy-on-write). It runs
     only `work` (which must touch no lock, socket or thread of the parent's, and open
-    no descriptor: the parent's table, full at times, is its table; plain system calls
-    and compiled code), at :data:`FORKED_NICE` above the parent's niceness (not
-    ``SCHED_IDLE``: a snapshot must finish even while ticks keep the CPUs busy), dies
-    with the parent (``PR_SET_PDEATHSIG``), and leaves with ``os._exit``: status 0, or
-    an OSError's errno, or 1. Raises OSError if the fork fails.
+    descriptors only with :func:`open_in_child`: the parent's table, full at times, is
+    its table; plain system calls and compiled code), at :data:`FORKED_NICE` above the
+    parent's niceness (not ``SCHED_IDLE``: a snapshot must finish even while ticks keep
+    the CPUs busy), dies with the parent (``PR_SET_PDEATHSIG``), and leaves with
+    ``os._exit``: status 0, or an OSError's errno, or 1. Raises OSError if the fork fails.
     """
     parent = os.getpid()
     pid = os.fork()

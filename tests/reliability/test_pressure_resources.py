@@ -215,7 +215,7 @@ def test_idle_connections_beyond_the_descriptor_limit_do_not_stop_a_journaled_en
             ),
             "the idle connections to be reaped",
         )
-        assert reaped["journal"]["snapshots"]["failed"] == 0
+        assert reaped["journal"]["snapshots"]["failed"] == 0, served.log()[-3000:]
         stop.set()
         feeder.join(timeout=30)
         for c in conns:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from tickpath.engine.journal.snapshot import (
     SnapshotError,
     Snapshotter,
     differing_arrays,
+    exit_reason,
     forked,
     list_snapshots,
     load_newest,
@@ -178,3 +181,35 @@ def test_unused_capacity_costs_no_space_and_any_pattern_round_trips(tmp_path):
     load_snapshot(path, loaded.state)
     for name, array in state_arrays(proc.state).items():
         assert state_arrays(loaded.state)[name].tobytes() == array.tobytes(), name
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_a_forked_snapshot_is_written_when_the_descriptor_table_is_full(tmp_path):
+    """Idle peers can hold every descriptor up to the hard limit, the reserve included
+    (libzmq's I/O thread takes it while the engine lifts its soft limit to open a
+    file): the forked writer still opens its file, in a slot of its own copy."""
+    proc = processor()
+    drive(proc, market_frames(300))
+    snap = Snapshotter(tmp_path, proc.state, keep=3, background=True, method="fork")
+
+    def engine_with_a_full_table() -> None:  # in a child: the test's own table stays as is
+        highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        limit = highest + 16
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        while True:  # every descriptor up to the hard limit is taken
+            try:
+                os.open(os.devnull, os.O_RDONLY)
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+                break
+        taken = snap.take(300, None)
+        snap.wait()
+        if not (taken and snap.stats()["taken"] == 1 and snap.stats()["failed"] == 0):
+            raise OSError(errno.EIO, f"snapshot not written: {snap.stats()['last_error']}")
+
+    pid = forked(engine_with_a_full_table)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, exit_reason(status)
+    loaded = processor()
+    load_snapshot(tmp_path / snapshot_name(300), loaded.state)
+    assert differing_arrays(loaded.state, proc.state) == []
