@@ -193,8 +193,8 @@ def test_ingest_run(tmp_path):
             # (from /proc/stat's 10 ms ticks: None when the window saw none)
             assert cpu["machine_busy"] is None or 0 <= cpu["machine_busy"] <= 1, (name, cpu)
         # the sink process was watched in every publishing window; its CPU there may read
-        # 0 (a busy 2-core CI machine once ran the sender, loop and I/O thread through a
-        # whole short window without scheduling it: it read its backlog afterwards)
+        # 0 (it did once, in a short window on a busy 2-core CI machine: schedstat saw no
+        # run of the sink in it, and the sink read its backlog afterwards)
         for r in (per_symbol, batched, ceiling):
             assert r["cpu"]["sink_cpu_s"] is not None and r["cpu"]["sink_cpu_s"] >= 0
     # one message per analytic per frame: 512-record frames over 16 symbols batch many
