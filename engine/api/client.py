@@ -32,6 +32,7 @@ import zmq
 
 from tickpath.engine.feed.join import JoinTimeout, publishing_socket, wait_for_subscribers
 from tickpath.engine.service.dedup import ResultDeduplicator
+from tickpath.engine.service.fan_in import FanIn
 from tickpath.engine.service.watch import TopicSequences
 from tickpath.engine.wire import codec
 from tickpath.engine.wire import schema as _s
@@ -238,7 +239,8 @@ class Subscriber:
         self._ctx = context or zmq.Context.instance()
         self._topics = [topic.encode() for topic in topics]
         self._rcvhwm = rcvhwm
-        self._poller = zmq.Poller()
+        self._fan_in = FanIn()  # one busy replica cannot starve the others
+        self._endpoint_of: dict[zmq.Socket, str] = {}
         self._sockets: list[zmq.Socket] = []
         self._sequences: dict[zmq.Socket, TopicSequences] = {}
         self.endpoints: list[str] = []
@@ -273,7 +275,8 @@ class Subscriber:
         sock.connect(endpoint)
         for topic in self._topics:
             sock.setsockopt(zmq.SUBSCRIBE, topic)
-        self._poller.register(sock, zmq.POLLIN)
+        self._fan_in.register(sock)
+        self._endpoint_of[sock] = endpoint
         self._sockets.append(sock)
         self._sequences[sock] = TopicSequences()
         self.endpoints.append(endpoint)
@@ -311,11 +314,12 @@ class Subscriber:
             wait_ms = 100 if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
             if self._follower is not None:
                 wait_ms = min(wait_ms, 100)  # look at discovery while waiting
-            for sock, _ in self._poller.poll(wait_ms):
-                parts = sock.recv_multipart()
+            received = self._fan_in.recv(wait_ms)
+            if received is not None:
+                sock, parts = received
                 result = self._decode(parts, sock)
                 if result is not None:
-                    self.last_endpoint = self.endpoints[self._sockets.index(sock)]
+                    self.last_endpoint = self._endpoint_of[sock]
                     return result
             if deadline is not None and time.monotonic() >= deadline:
                 return None

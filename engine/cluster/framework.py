@@ -301,7 +301,20 @@ class FrameworkRunner:
         if kind == "rescind":
             return replicas.offer_rescinded(args[0])
         if kind == "status":
-            return replicas.status(args[0], now)
+            status = args[0]
+            task = replicas.tasks.get(status["task_id"]["value"])
+            decisions = replicas.status(status, now)
+            ended = task is not None and task.task_id not in replicas.tasks
+            if ended and task.kill_sent_at is None:
+                log.warning(
+                    "slot %d (shard %d) task %s ended by itself: %s%s",
+                    task.slot,
+                    task.shard,
+                    task.task_id,
+                    status["state"],
+                    f" ({status['message']})" if status.get("message") else "",
+                )
+            return decisions
         if kind == "agent_lost":
             return replicas.agent_lost(args[0], now)
         if kind == "scale":

@@ -9,6 +9,7 @@ import msgspec
 import zmq
 
 from tickpath.engine.service.dedup import ResultDeduplicator
+from tickpath.engine.service.fan_in import FanIn
 from tickpath.engine.wire import codec
 from tickpath.engine.wire.human import result_to_dict, summarize
 
@@ -74,7 +75,7 @@ def watch(
     """
     context = zmq.Context.instance()
     socks = []
-    poller = zmq.Poller()
+    fan_in = FanIn()  # one busy replica cannot starve the others
     per_source: dict[zmq.Socket, TopicSequences] = {}
     follower = None
     if discovery is not None:
@@ -95,7 +96,7 @@ def watch(
         sub.connect(endpoint)
         for topic in topics:
             sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        poller.register(sub, zmq.POLLIN)
+        fan_in.register(sub)
         socks.append(sub)
         per_source[sub] = TopicSequences()
 
@@ -111,13 +112,12 @@ def watch(
             if follower is not None:
                 for endpoint in follower.poll():
                     join(endpoint)
-            ready = poller.poll(100)
-            if not ready:
+            message = fan_in.recv(100)
+            if message is None:
                 if timeout_s is not None and time.monotonic() - last > timeout_s:
                     break
                 continue
-            sub = ready[0][0]
-            parts = sub.recv_multipart()
+            sub, parts = message
             last = time.monotonic()
             if len(parts) != 2:
                 malformed += 1

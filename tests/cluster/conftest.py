@@ -13,9 +13,21 @@ sys.path.insert(0, str(HERE))  # standin_master, also run as a script by the age
 from standin_master import AgentSpec, StandinMaster  # noqa: E402
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.report_call``) for the fixtures."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def standin(tmp_path):
-    """Factory: ``standin(agent_specs, **kwargs)`` -> a started StandinMaster (stopped after)."""
+def standin(tmp_path, request):
+    """Factory: ``standin(agent_specs, **kwargs)`` -> a started StandinMaster (stopped after).
+
+    When the test failed, every task's agent, state, exit status and output tail are
+    printed (pytest shows them under "Captured stdout teardown").
+    """
     masters = []
 
     def make(agents=None, **kwargs):
@@ -25,7 +37,10 @@ def standin(tmp_path):
         return master
 
     yield make
+    report = getattr(request.node, "report_call", None)
     for master in masters:
+        if report is None or report.failed:
+            print(master.describe())
         master.stop()
 
 

@@ -241,6 +241,24 @@ class StandinMaster:
                 and (framework_id is None or t.framework_id == framework_id)
             ]
 
+    def describe(self, log_lines: int = 12) -> str:
+        """Every task the agents started, in launch order: its agent, ports, state, exit
+        status and the tail of its output (printed when a cluster test fails)."""
+        with self.lock:
+            tasks = list(self.tasks.values())
+        out = [f"stand-in master {self.address}: {len(tasks)} task(s)"]
+        for task in tasks:
+            proc = task.proc
+            code = None if proc is None else proc.poll()
+            out.append(
+                f"- {task.task_id} on {task.agent.spec.hostname} ports {task.ports()}: "
+                f"{task.state}, pid {proc.pid if proc else None}, exit {code}"
+            )
+            if task.log_path is not None and task.log_path.exists():
+                tail = task.log_path.read_text(errors="replace").splitlines()[-log_lines:]
+                out.extend(f"    {line}" for line in tail)
+        return "\n".join(out)
+
     def framework(self, framework_id: str) -> _Framework | None:
         """A framework by id."""
         with self.lock:
@@ -792,13 +810,20 @@ class StandinMaster:
                         self._make_offers(fw, now)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll ``predicate`` until it is truthy (return it) or ``timeout`` passes (AssertionError)."""
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    explain: Callable[[], object] | None = None,
+) -> object:
+    """Poll ``predicate`` until it is truthy (return it) or ``timeout`` passes
+    (AssertionError, with what ``explain()`` says of the state it ended in)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            seen = f": {explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{seen}")
         time.sleep(0.05)

@@ -120,10 +120,11 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
     r = runner(cfg, master)
     wait_for(lambda: len(r.status().get("endpoints", [])) == REPLICAS, 300, "8 replicas")
     discovery = str(r.discovery.path)
-    endpoints = read_discovery(discovery)["endpoints"]
-    by_slot = {e["slot"]: e for e in endpoints}
-    victim, twin = by_slot[1], by_slot[1 + SHARDS]  # both serve shard 1
-    assert victim["shard"] == twin["shard"] == 1 and twin["state"].startswith("tcp://")
+
+    def listed() -> dict[str, dict]:
+        """publish endpoint -> discovery entry, of every replica listed now."""
+        return {e["publish"]: e for e in read_discovery(discovery)["endpoints"]}
+
     collector = Collector(discovery)
     collector.start()
     topics = [arg for t in TOPICS for arg in ("--topic", t)]
@@ -138,6 +139,7 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
     reader.start()
     plan = batches(800)
     relaunched: dict = {}
+    victim: dict = {}
 
     def relaunch_listed() -> bool:
         for item in read_discovery(discovery)["endpoints"]:
@@ -147,8 +149,21 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
         return False
 
     try:
-        # every replica has loaded its kernels and published stats: subscriptions are up
-        wait_for(lambda: len(collector.stats) == REPLICAS, 300, "stats from every replica")
+        # every replica listed has loaded its kernels and published stats: subscriptions
+        # are up (a replica that failed at start was relaunched on other ports meanwhile)
+        wait_for(
+            lambda: len(now := listed()) == REPLICAS and set(now) <= set(collector.stats),
+            300,
+            "stats from every replica",
+            explain=lambda: (
+                f"listed {sorted(listed())}; stats from {sorted(collector.stats)}; "
+                f"scheduler {r.status().get('counters')}"
+            ),
+        )
+        by_slot = {e["slot"]: e for e in listed().values()}
+        victim.update(by_slot[1])
+        twin = by_slot[1 + SHARDS]  # both serve shard 1
+        assert victim["shard"] == twin["shard"] == 1 and twin["state"].startswith("tcp://")
         wait_for(lambda: sum(x["topic"] == "stats" for x in lines) >= 2 * REPLICAS, 120,
                  "stats reaching tickpath watch")  # fmt: skip
         with ShardingPublisher(discovery, stream_id=1, refresh_s=0.2) as pub:
