@@ -141,6 +141,14 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
     relaunched: dict = {}
     victim: dict = {}
 
+    def seen() -> str:
+        """What the cluster and the subscribers show now (a wait that timed out says it)."""
+        return (
+            f"listed {sorted(listed())}; stats from {sorted(collector.stats)}; "
+            f"{collector.count()} results, {len(lines)} watch lines; "
+            f"scheduler {r.status().get('counters')}"
+        )
+
     def relaunch_listed() -> bool:
         for item in read_discovery(discovery)["endpoints"]:
             if item["slot"] == 1 and item["task_id"] != victim["task_id"]:
@@ -155,10 +163,7 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
             lambda: len(now := listed()) == REPLICAS and set(now) <= set(collector.stats),
             300,
             "stats from every replica",
-            explain=lambda: (
-                f"listed {sorted(listed())}; stats from {sorted(collector.stats)}; "
-                f"scheduler {r.status().get('counters')}"
-            ),
+            explain=seen,
         )
         by_slot = {e["slot"]: e for e in listed().values()}
         victim.update(by_slot[1])
@@ -174,14 +179,14 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
                 elif i == len(plan) // 2:
                     # Mesos relaunched slot 1 with --state-from its twin; the feed goes on
                     # while the new replica loads the state (its frames queue meanwhile)
-                    wait_for(relaunch_listed, 300, "slot 1 relaunched and running")
+                    wait_for(relaunch_listed, 300, "slot 1 relaunched and running", seen)
                     pub.wait_for_replicas(120, per_shard=2)
                 elif i == 3 * len(plan) // 4:
                     # both subscribers follow the relaunched replica, and it has the state
                     wait_for(lambda: _loaded(collector.stats.get(relaunched["publish"])), 300,
-                             "the relaunched replica's stats, state loaded")  # fmt: skip
+                             "the relaunched replica's stats, state loaded", seen)  # fmt: skip
                     wait_for(lambda: any(_loaded(x) and _from(x, relaunched) for x in lines),
-                             120, "tickpath watch following the relaunched replica")  # fmt: skip
+                             120, "tickpath watch on the relaunched replica", seen)  # fmt: skip
                     master.crash_task(twin["task_id"])  # now it alone serves shard 1
                 pub.send(kind, records)
                 time.sleep(0.001)  # paced, so the kills land while frames are in flight
@@ -190,9 +195,9 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
         assert all(sh["undelivered"] == 0 for sh in report["shards"]), report
         expected = single_engine_results(plan)
         total = sum(len(v) for v in expected.values())
-        wait_for(lambda: collector.count() >= total, 300, f"{total} results")
+        wait_for(lambda: collector.count() >= total, 300, f"{total} results", seen)
         wait_for(lambda: sum(x["topic"] != "stats" for x in lines) >= total, 120,
-                 f"{total} results in tickpath watch")  # fmt: skip
+                 f"{total} results in tickpath watch", seen)  # fmt: skip
     finally:
         collector.close()
         watcher.send_signal(signal.SIGINT)
