@@ -342,7 +342,7 @@ class Subscriber:
             return None
         sequences = self._sequences[sock if sock is not None else self._sockets[0]]
         sequences.observe(topic, int(header["seq"]), int(header["count"]))
-        if self._dedup is not None and not self._dedup.first_copy(topic, payload):
+        if self._dedup is not None and not self._dedup.first_copy(topic, payload, sock):
             return None  # the other replica's copy, already delivered
         return Result(topic.decode(errors="replace"), int(header["kind"]), records, None)
 

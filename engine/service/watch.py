@@ -140,7 +140,7 @@ def watch(
                 continue
             seq = int(header["seq"])
             per_source[sub].observe(topic, seq, int(header["count"]))
-            if dedup is not None and not dedup.first_copy(topic, payload):
+            if dedup is not None and not dedup.first_copy(topic, payload, sub):
                 received -= 1  # the other replica's copy of a result already shown
                 continue
             name = topic.decode(errors="replace")

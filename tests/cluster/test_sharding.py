@@ -201,6 +201,51 @@ def test_eviction_delivers_again_never_loses():
     assert dedup.first_copy(b"a", result_frame(1, 5))  # evicted key: delivered again
 
 
+def test_a_relaunched_replica_read_first_does_not_hide_its_twins_queued_results():
+    """The twin's results up to the relaunched replica's snapshot are first copies even when
+    the relaunched replica's later results are read before them (a high-water mark per
+    topic dropped them)."""
+    dedup = ResultDeduplicator()
+    old, twin, relaunched = "old", "twin", "relaunched"  # three sockets
+    delivered = []
+
+    def read(source, seqs):
+        delivered.extend(
+            q for q in seqs if dedup.first_copy(b"quote.1", result_frame(1, q), source)
+        )
+
+    read(old, range(1, 61))  # the replica that dies at 60
+    read(twin, range(1, 91))  # its twin: 1-60 are second copies
+    read(relaunched, range(96, 101))  # starts from the twin's state at 95, read first
+    read(twin, range(91, 101))  # the twin's queue: 91-95 are first copies, 96-100 second
+    read(relaunched, range(101, 111))
+    read(twin, range(101, 111))
+    assert delivered == [*range(1, 91), *range(96, 101), *range(91, 96), *range(101, 111)]
+    assert dedup.duplicates == 60 + 5 + 10
+
+
+def test_a_replica_relaunched_on_the_same_socket_sends_second_copies_then_new_ones():
+    dedup = ResultDeduplicator()
+    got = [q for q in range(1, 11) if dedup.first_copy(b"t", result_frame(1, q), "a")]
+    got += [q for q in range(1, 11) if dedup.first_copy(b"t", result_frame(1, q), "b")]
+    # "a" is relaunched on its address (the same socket) from b's state at 7
+    got += [q for q in range(8, 16) if dedup.first_copy(b"t", result_frame(1, q), "a")]
+    assert got == list(range(1, 16))
+
+
+def test_memory_per_key_stays_within_the_window_when_a_twin_dies():
+    dedup = ResultDeduplicator(window=64)
+    for q in range(1, 11):
+        for source in ("a", "b"):
+            dedup.first_copy(b"t", result_frame(1, q), source)
+    for q in range(11, 5000):  # "b" died at 10: "a" alone from here
+        assert dedup.first_copy(b"t", result_frame(1, q), "a")
+    entry = dedup._keys[(b"t", 1)]
+    assert len(entry.seen) <= 64 and len(entry.order) <= 64
+    assert not dedup.first_copy(b"t", result_frame(1, 4000), "c")  # long delivered
+    assert dedup.first_copy(b"t", result_frame(1, 5000), "c")
+
+
 def test_tickpath_feed_discovery_sends_each_shard_its_own_stream(tmp_path):
     """``tickpath feed --discovery``: every record reaches its shard's replicas, v2 frames."""
     import subprocess
