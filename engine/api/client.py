@@ -240,8 +240,7 @@ class Subscriber:
         self._topics = [topic.encode() for topic in topics]
         self._rcvhwm = rcvhwm
         self._fan_in = FanIn()  # one busy replica cannot starve the others
-        self._endpoint_of: dict[zmq.Socket, str] = {}
-        self._sockets: list[zmq.Socket] = []
+        self._endpoint_of: dict[zmq.Socket, str] = {}  # every socket, in the order joined
         self._sequences: dict[zmq.Socket, TopicSequences] = {}
         self.endpoints: list[str] = []
         """Every publish endpoint subscribed to, in the order they were joined."""
@@ -277,7 +276,6 @@ class Subscriber:
             sock.setsockopt(zmq.SUBSCRIBE, topic)
         self._fan_in.register(sock)
         self._endpoint_of[sock] = endpoint
-        self._sockets.append(sock)
         self._sequences[sock] = TopicSequences()
         self.endpoints.append(endpoint)
 
@@ -340,7 +338,7 @@ class Subscriber:
         except codec.FrameError:
             self.malformed += 1
             return None
-        sequences = self._sequences[sock if sock is not None else self._sockets[0]]
+        sequences = self._sequences[sock if sock is not None else next(iter(self._endpoint_of))]
         sequences.observe(topic, int(header["seq"]), int(header["count"]))
         if self._dedup is not None and not self._dedup.first_copy(topic, payload, sock):
             return None  # the other replica's copy, already delivered
@@ -381,7 +379,7 @@ class Subscriber:
 
     def close(self) -> None:
         """Close the sockets."""
-        for sock in self._sockets:
+        for sock in self._endpoint_of:
             sock.close(linger=0)
 
     def __enter__(self) -> Subscriber:

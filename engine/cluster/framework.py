@@ -307,7 +307,7 @@ class FrameworkRunner:
             ended = task is not None and task.task_id not in replicas.tasks
             if ended and task.kill_sent_at is None:
                 log.warning(
-                    "slot %d (shard %d) task %s ended by itself: %s%s",
+                    "slot %d (shard %d) task %s ended, not killed by the scheduler: %s%s",
                     task.slot,
                     task.shard,
                     task.task_id,

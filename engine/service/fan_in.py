@@ -35,6 +35,6 @@ class FanIn:
             sock = self._round.popleft()
             try:
                 return sock, sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:  # read empty by a caller of the socket's own
+            except zmq.Again:  # poll said ready, but its owner read it empty meanwhile
                 continue
         return None

@@ -139,7 +139,6 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
     reader.start()
     plan = batches(800)
     relaunched: dict = {}
-    victim: dict = {}
 
     def seen() -> str:
         """What the cluster and the subscribers show now (a wait that timed out says it)."""
@@ -150,7 +149,7 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
         )
 
     def relaunch_listed() -> bool:
-        for item in read_discovery(discovery)["endpoints"]:
+        for item in listed().values():
             if item["slot"] == 1 and item["task_id"] != victim["task_id"]:
                 relaunched.update(item)
                 return True
@@ -158,7 +157,7 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
 
     try:
         # every replica listed has loaded its kernels and published stats: subscriptions
-        # are up (a replica that failed at start was relaunched on other ports meanwhile)
+        # are up (one relaunched meanwhile may leave its old endpoint among the stats)
         wait_for(
             lambda: len(now := listed()) == REPLICAS and set(now) <= set(collector.stats),
             300,
@@ -166,8 +165,7 @@ def test_replicas_die_one_after_the_other_and_subscribers_miss_nothing(standin, 
             explain=seen,
         )
         by_slot = {e["slot"]: e for e in listed().values()}
-        victim.update(by_slot[1])
-        twin = by_slot[1 + SHARDS]  # both serve shard 1
+        victim, twin = by_slot[1], by_slot[1 + SHARDS]  # both serve shard 1
         assert victim["shard"] == twin["shard"] == 1 and twin["state"].startswith("tcp://")
         wait_for(lambda: sum(x["topic"] == "stats" for x in lines) >= 2 * REPLICAS, 120,
                  "stats reaching tickpath watch")  # fmt: skip
